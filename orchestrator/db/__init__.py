@@ -1,0 +1,31 @@
+"""Engine factories and the database-level helpers every query module shares."""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine, create_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+
+def sqlalchemy_url(database_url: str) -> str:
+    """``postgresql://`` (the operators' form) with the psycopg 3 driver SQLAlchemy needs."""
+    for scheme in ("postgresql+psycopg://", "postgresql://", "postgres://"):
+        if database_url.startswith(scheme):
+            return "postgresql+psycopg://" + database_url[len(scheme):]
+    raise ValueError("DATABASE_URL must be a postgresql:// URL")
+
+
+def libpq_url(database_url: str) -> str:
+    """The plain ``postgresql://`` form psycopg's own connections (LISTEN) take."""
+    return "postgresql://" + sqlalchemy_url(database_url)[len("postgresql+psycopg://"):]
+
+
+def create_sync_engine(database_url: str, *, pool_size: int = 10) -> Engine:
+    """The engine actors and operator commands use; connections are checked before use."""
+    return create_engine(sqlalchemy_url(database_url), pool_size=pool_size, max_overflow=pool_size,
+                         pool_pre_ping=True)
+
+
+def create_web_engine(database_url: str, *, pool_size: int = 20) -> AsyncEngine:
+    """The web tier's async engine (psycopg 3 async driver)."""
+    return create_async_engine(sqlalchemy_url(database_url), pool_size=pool_size, max_overflow=pool_size,
+                               pool_pre_ping=True)

@@ -1,0 +1,195 @@
+"""The one SQLAlchemy Core ``MetaData``; Alembic migrations are generated from it."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+
+from orchestrator.money import PLACES
+
+metadata = MetaData(naming_convention={
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+})
+
+
+def Money(**kwargs: object) -> Column:  # noqa: N802 - reads as a column type
+    """A money column: NUMERIC(20,7), Stellar's seven decimals, declared once."""
+    return Column(Numeric(20, PLACES, asdecimal=True), nullable=False, **kwargs)  # type: ignore[arg-type]
+
+
+def Timestamp(name: str, *, nullable: bool = False, default_now: bool = True) -> Column:  # noqa: N802
+    return Column(name, DateTime(timezone=True), nullable=nullable,
+                  server_default=func.now() if default_now else None)
+
+
+api_keys = Table(
+    "api_keys", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", String(100), nullable=False),
+    Column("scopes", ARRAY(Text), nullable=False),
+    Column("owner_label", String(255)),
+    Column("salt", String(64), nullable=False),
+    Column("key_hash", String(64), nullable=False),
+    Column("masked_key", String(40), nullable=False),
+    Column("status", String(16), nullable=False, server_default="ACTIVE"),
+    Timestamp("last_used_at", nullable=True, default_now=False),
+    Timestamp("created_at"),
+    Timestamp("revoked_at", nullable=True, default_now=False),
+)
+
+users = Table(
+    "users", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("external_user_id", String(255), nullable=False, unique=True),
+    Column("email", String(254)),
+    Column("type", String(16), nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("airtm_user_id", String(255)),
+    Column("airtm_email", String(254)),
+    Timestamp("airtm_linked_at", nullable=True, default_now=False),
+    Column("metadata", JSONB),
+    Timestamp("created_at"),
+    Timestamp("updated_at"),
+    Index("ix_users_created", "created_at", "id"),
+)
+
+balances = Table(
+    "balances", metadata,
+    Column("user_id", String(64), ForeignKey("users.id"), primary_key=True),
+    Money(name="available", server_default=text("0")),
+    Money(name="reserved", server_default=text("0")),
+    Timestamp("updated_at"),
+    CheckConstraint("available >= 0", name="available_not_negative"),
+    CheckConstraint("reserved >= 0", name="reserved_not_negative"),
+)
+
+journal_transactions = Table(
+    "journal_transactions", metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("kind", String(64), nullable=False),
+    Column("reference", String(255)),
+    Column("command_id", String(64)),
+    Column("description", String(500)),
+    Timestamp("created_at"),
+)
+
+journal_entries = Table(
+    "journal_entries", metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("transaction_id", BigInteger, ForeignKey("journal_transactions.id"), nullable=False, index=True),
+    Column("account", String(128), nullable=False),
+    Column("user_id", String(64), index=True),
+    Money(name="amount"),
+    CheckConstraint("amount <> 0", name="amount_not_zero"),
+)
+
+commands = Table(
+    "commands", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("kind", String(64), nullable=False),
+    Column("payload", JSONB, nullable=False),
+    Column("status", String(16), nullable=False, server_default="PENDING"),
+    Column("result", JSONB),
+    Column("error", JSONB),
+    Column("actor_type", String(16), nullable=False),
+    Column("actor_id", String(64)),
+    Column("request_id", String(128)),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Timestamp("created_at"),
+    Timestamp("published_at", nullable=True, default_now=False),
+    Timestamp("completed_at", nullable=True, default_now=False),
+    Index("ix_commands_pending", "created_at", postgresql_where=text("status = 'PENDING'")),
+)
+
+idempotency_keys = Table(
+    "idempotency_keys", metadata,
+    Column("scope", String(64), nullable=False),
+    Column("key", String(64), nullable=False),
+    Column("fingerprint", String(64), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("command_id", String(64)),
+    Column("response_status", Integer),
+    Column("response_body", JSONB),
+    Timestamp("created_at"),
+    Timestamp("completed_at", nullable=True, default_now=False),
+    PrimaryKeyConstraint("scope", "key"),
+)
+
+outbox = Table(
+    "outbox", metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("position", BigInteger, unique=True),
+    Column("event_id", String(64), nullable=False, unique=True),
+    Column("event_type", String(64), nullable=False),
+    Column("aggregate_type", String(32), nullable=False),
+    Column("aggregate_id", String(64), nullable=False),
+    Column("payload", JSONB, nullable=False),
+    Column("metadata", JSONB, nullable=False),
+    Timestamp("occurred_at"),
+    Timestamp("relayed_at", nullable=True, default_now=False),
+    Index("ix_outbox_unrelayed", "id", postgresql_where=text("position IS NULL")),
+    Index("ix_outbox_relayed_at", "relayed_at"),
+)
+
+relay_state = Table(
+    "relay_state", metadata,
+    Column("name", String(32), primary_key=True),
+    Column("last_position", BigInteger, nullable=False, server_default=text("0")),
+)
+
+audit_log = Table(
+    "audit_log", metadata,
+    Column("id", String(64), primary_key=True),
+    Timestamp("occurred_at"),
+    Column("action", String(64), nullable=False),
+    Column("resource_type", String(32), nullable=False),
+    Column("resource_id", String(64)),
+    Column("user_id", String(64)),
+    Column("payload_before", JSONB),
+    Column("payload_after", JSONB),
+    Column("actor_type", String(16), nullable=False),
+    Column("actor_id", String(64)),
+    Column("result", String(16), nullable=False, server_default="SUCCESS"),
+    Column("error", JSONB),
+    Column("idempotency_key", String(64)),
+    Column("correlation_id", String(128)),
+    Index("ix_audit_log_occurred", "occurred_at", "id"),
+)
+
+maintenance = Table(
+    "maintenance", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("enabled", Boolean, nullable=False, server_default=text("false")),
+    Column("message", String(500)),
+    Timestamp("enabled_at", nullable=True, default_now=False),
+    Column("enabled_by", String(64)),
+    CheckConstraint("id = 1", name="singleton"),
+)
+
+cursors = Table(
+    "cursors", metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", String(128), nullable=False),
+    Timestamp("updated_at"),
+)

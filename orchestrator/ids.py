@@ -1,0 +1,43 @@
+"""Resource id prefixes (spec api.md §1.3) and the only id generator."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import string
+
+#: Resource name -> id prefix. ``cmd_`` (commands) is ours; the rest are the spec's.
+PREFIXES: dict[str, str] = {
+    "user": "usr_",
+    "order": "ord_",
+    "escrow": "esc_",
+    "dispute": "dsp_",
+    "withdrawal": "wd_",
+    "topup": "topup_",
+    "event": "evt_",
+    "audit": "aud_",
+    "api_key": "key_",
+    "wallet": "wal_",
+    "command": "cmd_",
+    "milestone": "ms_",
+    "step": "stp_",
+}
+
+_ALNUM = string.ascii_letters + string.digits
+_EVENT_ALPHABET = _ALNUM + "_-"
+#: The spec's pattern for an id received in a body or query: prefix, then 1–64 of [A-Za-z0-9_-].
+_BODY = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def new_id(resource: str) -> str:
+    """A fresh id: 32 alphanumeric characters (21 URL-safe ones for events, as the original)."""
+    prefix = PREFIXES[resource]
+    if resource == "event":
+        return prefix + "".join(secrets.choice(_EVENT_ALPHABET) for _ in range(21))
+    return prefix + "".join(secrets.choice(_ALNUM) for _ in range(32))
+
+
+def is_valid(resource: str, value: object) -> bool:
+    """Whether ``value`` looks like an id of ``resource`` (prefix plus an allowed body)."""
+    prefix = PREFIXES[resource]
+    return isinstance(value, str) and value.startswith(prefix) and bool(_BODY.fullmatch(value[len(prefix):]))

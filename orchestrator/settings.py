@@ -1,0 +1,268 @@
+"""Typed settings read once from the environment; every entrypoint builds one and passes it down.
+
+No other module reads ``os.environ``. ``Settings.from_env`` collects every problem and raises a single
+``ConfigError`` listing them all, so an operator fixes a configuration in one pass.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Any, TypeVar
+
+from stellar_sdk import Keypair
+
+from orchestrator.errors import ConfigError
+
+T = TypeVar("T")
+
+NETWORKS = ("sandbox", "testnet", "mainnet")
+PROVIDERS = ("crypto", "airtm")
+
+#: Passphrases per network; the sandbox's is distinct so its signatures are valid nowhere else.
+PASSPHRASES = {
+    "sandbox": "OFFER-HUB Sandbox Network ; 2026",
+    "testnet": "Test SDF Network ; September 2015",
+    "mainnet": "Public Global Stellar Network ; September 2015",
+}
+#: USDC issuers of the public networks (spec providers.md §2.1); the sandbox's is derived from its seed.
+USDC_ISSUERS = {
+    "testnet": "GBBD47IF6LWK7P7MDEVSCWR7DPUWV3NY3DTQEVFL4NAT4AQH3ZLLFLA5",
+    "mainnet": "GA5ZSEJYB37JRC5AVCIA5MOP4RHTM335X2KGX3IHOJAPP5RE34K4KZVN",
+}
+HORIZON_URLS = {"testnet": "https://horizon-testnet.stellar.org", "mainnet": "https://horizon.stellar.org"}
+TRUSTLESS_URLS = {"testnet": "https://dev.api.trustlesswork.com", "mainnet": "https://api.trustlesswork.com"}
+AIRTM_URLS = {"sandbox": "https://api.stg.enterprise.airtm.com/v2", "production": "https://api.enterprise.airtm.com/v2"}
+
+
+@dataclass(frozen=True)
+class AmountLimits:
+    """Per-instance minimum and maximum of one kind of amount (spec api.md §1.4)."""
+
+    min: Decimal
+    max: Decimal
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting the processes read; see ``.env.example`` for each variable and its default."""
+
+    database_url: str
+    redis_url: str
+    rabbitmq_url: str
+    master_key: str
+    jwt_secret: str
+    port: int = 4000
+    payment_provider: str = "crypto"
+    stellar_network: str = "sandbox"
+    network_passphrase: str = PASSPHRASES["sandbox"]
+    horizon_url: str = ""
+    friendbot_url: str | None = None
+    usdc_asset_code: str = "USDC"
+    usdc_issuer: str = ""
+    trustless_api_url: str = ""
+    trustless_api_key: str | None = None
+    airtm_api_url: str = ""
+    airtm_api_key: str | None = None
+    airtm_api_secret: str | None = None
+    airtm_webhook_secret: str | None = None
+    trustless_webhook_secret: str | None = None
+    wallet_encryption_key: str | None = None
+    wallet_encryption_key_previous: str | None = None
+    platform_user_id: str | None = None
+    sandbox_url: str = "http://127.0.0.1:4100"
+    sandbox_port: int = 4100
+    sandbox_seed: str = "offerhub-sandbox"
+    sandbox_ledger_mode: str = "instant"
+    command_wait_seconds: float = 30.0
+    command_sweep_seconds: float = 10.0
+    event_retention_days: int = 30
+    sse_heartbeat_seconds: float = 15.0
+    rate_limit_per_minute: int = 100
+    admin_balance_operations: bool = True
+    queue_prefix: str = ""
+    redis_prefix: str = "offerhub:"
+    log_level: str = "INFO"
+    limits: Mapping[str, AmountLimits] = field(default_factory=dict)
+
+    @property
+    def is_mainnet(self) -> bool:
+        return self.stellar_network == "mainnet"
+
+    @property
+    def trustless_configured(self) -> bool:
+        return bool(self.trustless_api_key and self.trustless_api_url)
+
+    @property
+    def airtm_configured(self) -> bool:
+        return bool(self.airtm_api_key and self.airtm_api_secret and self.airtm_api_url)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read, coerce and cross-check every variable; raise one ``ConfigError`` naming every problem."""
+        reader = _Reader(os.environ if environ is None else environ)
+        return reader.build()
+
+
+def sandbox_usdc_issuer(seed: str) -> str:
+    """The sandbox derives its USDC issuer from its seed (DESIGN decision 11); so do we."""
+    raw = hashlib.sha256(f"{seed}:usdc-issuer".encode()).digest()
+    return Keypair.from_raw_ed25519_seed(raw).public_key
+
+
+class _Reader:
+    """Coerces environment strings and records problems instead of stopping at the first."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self.env = environ
+        self.problems: list[str] = []
+
+    def raw(self, name: str, default: str | None = None) -> str | None:
+        value = self.env.get(name)
+        return default if value is None or value.strip() == "" else value.strip()
+
+    def coerce(self, name: str, default: T, convert: Callable[[str], T]) -> T:
+        value = self.raw(name)
+        if value is None:
+            return default
+        try:
+            return convert(value)
+        except (ValueError, InvalidOperation):
+            self.problems.append(f"{name}={value!r} is not a valid value")
+            return default
+
+    def choice(self, name: str, default: str, allowed: tuple[str, ...]) -> str:
+        value = self.raw(name, default) or default
+        if value not in allowed:
+            self.problems.append(f"{name} must be one of {', '.join(allowed)} (got {value!r})")
+            return default
+        return value
+
+    def limits(self) -> dict[str, AmountLimits]:
+        defaults = {"order": ("1.00", "50000.00"), "topup": ("1.00", "10000.00"),
+                    "withdrawal": ("10.00", "5000.00")}
+        out = {}
+        for kind, (lo, hi) in defaults.items():
+            low = self.coerce(f"LIMIT_{kind.upper()}_MIN", Decimal(lo), Decimal)
+            high = self.coerce(f"LIMIT_{kind.upper()}_MAX", Decimal(hi), Decimal)
+            if low <= 0 or high < low:
+                self.problems.append(f"LIMIT_{kind.upper()}_MIN/MAX must satisfy 0 < min <= max")
+            out[kind] = AmountLimits(low, high)
+        return out
+
+    def build(self) -> Settings:
+        network = self.choice("STELLAR_NETWORK", "sandbox", NETWORKS)
+        sandbox_port = self.coerce("SANDBOX_PORT", 4100, int)
+        sandbox_url = (self.raw("SANDBOX_URL") or f"http://127.0.0.1:{sandbox_port}").rstrip("/")
+        seed = self.raw("SANDBOX_SEED", "offerhub-sandbox") or "offerhub-sandbox"
+        master_key = self.raw("OFFERHUB_MASTER_KEY")
+        if not master_key:
+            self.problems.append("OFFERHUB_MASTER_KEY is required (the credential that creates API keys)")
+        elif len(master_key) < 16:
+            self.problems.append("OFFERHUB_MASTER_KEY must be at least 16 characters")
+        jwt_secret = self.raw("OFFERHUB_JWT_SECRET")
+        if not jwt_secret and network != "sandbox":
+            self.problems.append("OFFERHUB_JWT_SECRET is required outside the sandbox (it signs short-lived tokens)")
+        if not jwt_secret:
+            jwt_secret = hashlib.sha256(f"jwt:{master_key}".encode()).hexdigest()
+        values: dict[str, Any] = {
+            "database_url": self.raw("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/offerhub"),
+            "redis_url": self.raw("REDIS_URL", "redis://127.0.0.1:6379/0"),
+            "rabbitmq_url": self.raw("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/%2F"),
+            "master_key": master_key or "",
+            "jwt_secret": jwt_secret,
+            "port": self.coerce("PORT", 4000, int),
+            "payment_provider": self.choice("PAYMENT_PROVIDER", "crypto", PROVIDERS),
+            "stellar_network": network,
+            "network_passphrase": PASSPHRASES[network],
+            "usdc_asset_code": self.raw("STELLAR_USDC_ASSET_CODE", "USDC"),
+            "sandbox_url": sandbox_url,
+            "sandbox_port": sandbox_port,
+            "sandbox_seed": seed,
+            "sandbox_ledger_mode": self.choice("SANDBOX_LEDGER_MODE", "instant", ("instant", "interval")),
+            "command_wait_seconds": self.coerce("COMMAND_WAIT_SECONDS", 30.0, float),
+            "command_sweep_seconds": self.coerce("COMMAND_SWEEP_SECONDS", 10.0, float),
+            "event_retention_days": self.coerce("EVENT_RETENTION_DAYS", 30, int),
+            "sse_heartbeat_seconds": self.coerce("SSE_HEARTBEAT_SECONDS", 15.0, float),
+            "rate_limit_per_minute": self.coerce("RATE_LIMIT_PER_MINUTE", 100, int),
+            "admin_balance_operations": self.coerce(
+                "ADMIN_BALANCE_OPERATIONS", network != "mainnet", _boolean),
+            "queue_prefix": self.raw("QUEUE_PREFIX", "") or "",
+            "redis_prefix": self.raw("REDIS_PREFIX", "offerhub:") or "",
+            "log_level": (self.raw("LOG_LEVEL", "INFO") or "INFO").upper(),
+            "wallet_encryption_key": self.raw("WALLET_ENCRYPTION_KEY"),
+            "wallet_encryption_key_previous": self.raw("WALLET_ENCRYPTION_KEY_PREVIOUS"),
+            "platform_user_id": self.raw("PLATFORM_USER_ID"),
+            "trustless_api_key": self.raw("TRUSTLESS_API_KEY"),
+            "trustless_webhook_secret": self.raw("TRUSTLESS_WEBHOOK_SECRET"),
+            "airtm_api_key": self.raw("AIRTM_API_KEY"),
+            "airtm_api_secret": self.raw("AIRTM_API_SECRET"),
+            "airtm_webhook_secret": self.raw("AIRTM_WEBHOOK_SECRET"),
+            "limits": self.limits(),
+        }
+        values.update(self.endpoints(network, sandbox_url, seed))
+        self.check_ranges(values)
+        if self.problems:
+            raise ConfigError(self.problems)
+        return Settings(**values)
+
+    def endpoints(self, network: str, sandbox_url: str, seed: str) -> dict[str, Any]:
+        """Provider URLs default per network; the sandbox serves all three under one base URL."""
+        if network == "sandbox":
+            horizon, friendbot = f"{sandbox_url}/horizon", f"{sandbox_url}/friendbot"
+            trustless, airtm = f"{sandbox_url}/trustless", f"{sandbox_url}/airtm/v2"
+            issuer = sandbox_usdc_issuer(seed)
+        else:
+            horizon, trustless = HORIZON_URLS[network], TRUSTLESS_URLS[network]
+            friendbot = "https://friendbot.stellar.org" if network == "testnet" else None
+            airtm_env = self.choice("AIRTM_ENV", "sandbox", ("sandbox", "production", "prod"))
+            airtm = AIRTM_URLS["sandbox" if airtm_env == "sandbox" else "production"]
+            issuer = USDC_ISSUERS[network]
+        out = {
+            "horizon_url": (self.raw("STELLAR_HORIZON_URL") or horizon).rstrip("/"),
+            "friendbot_url": self.raw("STELLAR_FRIENDBOT_URL") or friendbot,
+            "trustless_api_url": (self.raw("TRUSTLESS_API_URL") or trustless).rstrip("/"),
+            "airtm_api_url": (self.raw("AIRTM_API_URL") or airtm).rstrip("/"),
+            "usdc_issuer": self.raw("STELLAR_USDC_ISSUER") or issuer,
+        }
+        if not _is_account_id(out["usdc_issuer"]):
+            self.problems.append("STELLAR_USDC_ISSUER must be a Stellar account id (G…)")
+        if network == "mainnet":
+            urls = " ".join(str(v) for v in out.values())
+            if out["friendbot_url"]:
+                self.problems.append("mainnet has no friendbot: unset STELLAR_FRIENDBOT_URL")
+            if sandbox_url in urls or "127.0.0.1" in urls or "localhost" in urls:
+                self.problems.append("mainnet cannot point at sandbox or loopback URLs")
+            if not self.raw("TRUSTLESS_API_KEY"):
+                self.problems.append("TRUSTLESS_API_KEY is required on mainnet")
+        return out
+
+    def check_ranges(self, values: Mapping[str, Any]) -> None:
+        if not 15 <= values["sse_heartbeat_seconds"] <= 30:
+            self.problems.append("SSE_HEARTBEAT_SECONDS must be between 15 and 30")
+        if values["command_wait_seconds"] < 0 or values["command_sweep_seconds"] <= 0:
+            self.problems.append("COMMAND_WAIT_SECONDS must be >= 0 and COMMAND_SWEEP_SECONDS > 0")
+        if values["event_retention_days"] < 1:
+            self.problems.append("EVENT_RETENTION_DAYS must be at least 1")
+        if values["rate_limit_per_minute"] < 0:
+            self.problems.append("RATE_LIMIT_PER_MINUTE must be >= 0 (0 turns limiting off)")
+
+
+def _boolean(value: str) -> bool:
+    lowered = value.lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(value)
+
+
+def _is_account_id(value: str) -> bool:
+    try:
+        Keypair.from_public_key(value)
+    except Exception:  # noqa: BLE001 - stellar-sdk raises several types for a malformed strkey
+        return False
+    return True
