@@ -110,6 +110,8 @@ class AirtmControl:
 
     async def set_config(self, request: web.Request) -> web.Response:
         body = await _json(request)
+        for read_only in ("apiKey", "apiSecret"):
+            body.pop(read_only, None)
         balance = body.pop("enterpriseBalance", None)
         if balance is not None:
             balance = Decimal(str(balance))
@@ -121,7 +123,8 @@ class AirtmControl:
         return web.json_response(self._config())
 
     def _config(self) -> dict[str, Any]:
-        return self.settings.to_json() | {"enterpriseBalance": self.store.balance()["available"]}
+        read_only = {"apiKey": self.settings.api_key, "apiSecret": self.settings.api_secret}
+        return self.settings.to_json() | {"enterpriseBalance": self.store.balance()["available"]} | read_only
 
     # Acting as the buyer and as AirTM
 
