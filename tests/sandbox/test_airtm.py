@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -31,6 +32,17 @@ class Airtm:
         response = self.control("POST", "/_sandbox/airtm/config", settings)
         assert response.status_code == 200, response.text
         return response.json()
+
+    @contextlib.contextmanager
+    def borrowed(self, **settings: Any) -> Iterator[Airtm]:
+        """Change settings for one test; the previous ones come back after, and fault rules go."""
+        before = self.control("GET", "/_sandbox/airtm/config").json()
+        self.configure(**settings)
+        try:
+            yield self
+        finally:
+            self.control("DELETE", "/_sandbox/faults")
+            self.configure(**{k: v for k, v in before.items() if k not in ("apiKey", "apiSecret")})
 
     def fault(self, **rule: Any) -> None:
         response = self.control("POST", "/_sandbox/faults", rule)
@@ -91,13 +103,9 @@ def eventually(read: Callable[[], Any], accept: Callable[[Any], bool], timeout: 
 
 @pytest.fixture
 def airtm(sandbox_url: str) -> Iterator[Airtm]:
-    """The client, with the rate limit off and short delays; the previous settings come back after."""
-    client = Airtm(sandbox_url)
-    before = client.control("GET", "/_sandbox/airtm/config").json()
-    client.configure(requestsPerSecond=0, payoutDelaySeconds=0.2, payinConfirmDelaySeconds=0)
-    yield client
-    client.control("DELETE", "/_sandbox/faults")
-    client.configure(**{k: v for k, v in before.items() if k not in ("apiKey", "apiSecret")})
+    """The client, with the rate limit off and short delays."""
+    with Airtm(sandbox_url).borrowed(requestsPerSecond=0, payoutDelaySeconds=0.2) as client:
+        yield client
 
 
 def test_requests_without_the_key_and_secret_are_refused(airtm: Airtm) -> None:
