@@ -1,0 +1,7 @@
+"""Dramatiq entrypoints: ``dramatiq actors`` imports this package and so registers every actor."""
+
+from actors import broker
+from actors.commands import execute_command
+from actors.outbox import relay_outbox
+
+__all__ = ["broker", "execute_command", "relay_outbox"]

@@ -104,7 +104,7 @@ class InvalidStateTransition(Conflict):
 
     code = "INVALID_STATE_TRANSITION"
 
-    def __init__(self, *, resource: str, id: str, current: str, action: str,  # noqa: A002 - spec name
+    def __init__(self, *, resource: str, id: str, current: str, action: str,
                  allowed: Iterable[str], code: str | None = None) -> None:
         allowed_states = sorted(allowed)
         super().__init__(

@@ -25,7 +25,7 @@ PREFIXES: dict[str, str] = {
 
 _ALNUM = string.ascii_letters + string.digits
 _EVENT_ALPHABET = _ALNUM + "_-"
-#: The spec's pattern for an id received in a body or query: prefix, then 1–64 of [A-Za-z0-9_-].
+#: The spec's pattern for an id received in a body or query: prefix, then 1-64 of [A-Za-z0-9_-].
 _BODY = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 

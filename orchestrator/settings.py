@@ -263,6 +263,6 @@ def _boolean(value: str) -> bool:
 def _is_account_id(value: str) -> bool:
     try:
         Keypair.from_public_key(value)
-    except Exception:  # noqa: BLE001 - stellar-sdk raises several types for a malformed strkey
+    except Exception:
         return False
     return True

@@ -115,6 +115,7 @@ commands = Table(
     Column("actor_type", String(16), nullable=False),
     Column("actor_id", String(64)),
     Column("request_id", String(128)),
+    Column("idempotency_key", String(64)),
     Column("attempts", Integer, nullable=False, server_default=text("0")),
     Timestamp("created_at"),
     Timestamp("published_at", nullable=True, default_now=False),

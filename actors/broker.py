@@ -1,0 +1,35 @@
+"""The Dramatiq broker (RabbitMQ with publisher confirms), queue names and the process's engine.
+
+Dramatiq's CLI imports this package and needs the broker set at import time; settings are read once
+here. Nothing connects until the first message is sent or consumed.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+import dramatiq
+from dramatiq.brokers.rabbitmq import RabbitmqBroker
+from sqlalchemy import Engine
+
+from actors.middleware import ProcessContext
+from orchestrator.db import create_sync_engine
+from orchestrator.settings import Settings
+
+settings = Settings.from_env()
+
+#: Queue names carry the run's prefix so test runs and instances never share a queue.
+COMMANDS = f"{settings.queue_prefix}commands"
+EVENTS = f"{settings.queue_prefix}events"
+CHAIN = f"{settings.queue_prefix}chain"
+
+@cache
+def engine() -> Engine:
+    """This process's connection pool, created on first use."""
+    return create_sync_engine(settings.database_url, pool_size=8)
+
+
+#: ``confirm_delivery``: a send returns only once RabbitMQ holds the message (DESIGN, write path).
+broker = RabbitmqBroker(url=settings.rabbitmq_url, confirm_delivery=True)
+broker.add_middleware(ProcessContext(engine))
+dramatiq.set_broker(broker)

@@ -1,0 +1,102 @@
+"""Commands: the durable record of every write request, and the one function that executes them.
+
+The web tier records a command row and publishes a message naming it; an actor calls ``execute``. The
+command row is locked for the whole transaction and its status is checked first, so a redelivered
+or republished message finds the command done and changes nothing: the database decides once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from orchestrator import api_keys, balances, maintenance, users
+from orchestrator.db import commands as commands_db
+from orchestrator.db import session
+from orchestrator.errors import InternalError, OrchestratorError
+from orchestrator.results import Result
+from orchestrator.unit_of_work import Context, Message, UnitOfWork
+
+#: Channel notified when a command finishes; web processes wake the request waiting on it.
+DONE_CHANNEL = "command_done"
+#: After this many deliveries a command that keeps crashing is failed rather than retried forever.
+MAX_ATTEMPTS = 8
+
+
+class Kind(StrEnum):
+    CREATE_USER = "create_user"
+    CREATE_API_KEY = "create_api_key"
+    REVOKE_API_KEY = "revoke_api_key"
+    ADJUST_BALANCE = "adjust_balance"
+    ENABLE_MAINTENANCE = "enable_maintenance"
+    DISABLE_MAINTENANCE = "disable_maintenance"
+
+
+class Status(StrEnum):
+    PENDING = "PENDING"
+    DONE = "DONE"
+    FAILED = "FAILED"
+
+
+Handler = Callable[[UnitOfWork, dict[str, Any]], Result]
+
+HANDLERS: dict[str, Handler] = {
+    Kind.CREATE_USER: users.create,
+    Kind.CREATE_API_KEY: api_keys.create,
+    Kind.REVOKE_API_KEY: api_keys.revoke,
+    Kind.ADJUST_BALANCE: balances.admin_operation,
+    Kind.ENABLE_MAINTENANCE: maintenance.enable,
+    Kind.DISABLE_MAINTENANCE: maintenance.disable,
+}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to a command: ``None`` result and error when it had already finished."""
+
+    status: str
+    messages: list[Message]
+
+
+def count_attempt(engine: Any, command_id: str) -> int:
+    """Record one more delivery in its own transaction, so a crash mid-command still counts."""
+    with session.transaction(engine) as conn:
+        attempts = commands_db.count_attempt(conn, command_id)
+        conn.commit()
+    return attempts
+
+
+def execute(engine: Any, command_id: str) -> Outcome:
+    """Run the command once: lock it, apply its handler, record the result, notify, commit.
+
+    A domain error rolls back the handler's changes (to a savepoint) and is stored as the command's
+    outcome in the same transaction. Any other exception propagates, leaving the command pending for
+    the queue's retry (or the sweep) to run again.
+    """
+    attempts = count_attempt(engine, command_id)
+    with UnitOfWork(engine) as uow:
+        command = commands_db.lock(uow.conn, command_id)
+        if command is None or command.status != Status.PENDING:
+            return Outcome(command.status if command else "MISSING", [])
+        uow.context = Context(correlation_id=command.request_id, actor_type=command.actor_type,
+                              actor_id=command.actor_id, command_id=command.id,
+                              idempotency_key=command.idempotency_key)
+        status = _run(uow, command, attempts)
+        uow.notify(DONE_CHANNEL, command_id)
+        uow.commit()
+        return Outcome(status, list(uow.messages))
+
+
+def _run(uow: UnitOfWork, command: commands_db.Command, attempts: int) -> str:
+    try:
+        if attempts > MAX_ATTEMPTS:
+            raise InternalError(f"command failed after {MAX_ATTEMPTS} attempts")
+        with uow.savepoint():
+            result = HANDLERS[command.kind](uow, command.payload)
+    except OrchestratorError as error:
+        commands_db.finish(uow.conn, command.id, status=Status.FAILED, error=error.as_dict())
+        return Status.FAILED
+    commands_db.finish(uow.conn, command.id, status=Status.DONE, result=result.as_dict())
+    return Status.DONE

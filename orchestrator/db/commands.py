@@ -1,0 +1,86 @@
+"""Command rows: the durable queue entry behind every write request."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Insert, Select, func, select, update
+
+from orchestrator.db.tables import commands
+
+
+@dataclass(frozen=True)
+class Command:
+    id: str
+    kind: str
+    payload: dict[str, Any]
+    status: str
+    result: dict[str, Any] | None
+    error: dict[str, Any] | None
+    actor_type: str
+    actor_id: str | None
+    request_id: str | None
+    idempotency_key: str | None
+    attempts: int
+    created_at: datetime
+
+
+def to_command(row: Any) -> Command:
+    r = row._mapping
+    return Command(r["id"], r["kind"], r["payload"], r["status"], r["result"], r["error"], r["actor_type"],
+                   r["actor_id"], r["request_id"], r["idempotency_key"], r["attempts"], r["created_at"])
+
+
+def insert(*, id: str, kind: str, payload: dict[str, Any], actor_type: str,
+           actor_id: str | None, request_id: str | None, idempotency_key: str | None) -> Insert:
+    return commands.insert().values(id=id, kind=kind, payload=payload, actor_type=actor_type,
+                                    actor_id=actor_id, request_id=request_id,
+                                    idempotency_key=idempotency_key)
+
+
+def by_id(command_id: str) -> Select:
+    return select(commands).where(commands.c.id == command_id)
+
+
+def status_of(command_id: str) -> Select:
+    return select(commands.c.status, commands.c.result, commands.c.error).where(commands.c.id == command_id)
+
+
+def lock(conn: Connection, command_id: str) -> Command | None:
+    """The command, row-locked for this transaction, so two deliveries never run it together."""
+    row = conn.execute(by_id(command_id).with_for_update()).first()
+    return to_command(row) if row else None
+
+
+def count_attempt(conn: Connection, command_id: str) -> int:
+    """Increment and return the attempt counter (committed on its own, so crashes are counted)."""
+    return conn.execute(update(commands).where(commands.c.id == command_id)
+                        .values(attempts=commands.c.attempts + 1)
+                        .returning(commands.c.attempts)).scalar() or 0
+
+
+def finish(conn: Connection, command_id: str, *, status: str, result: dict[str, Any] | None = None,
+           error: dict[str, Any] | None = None) -> None:
+    conn.execute(update(commands).where(commands.c.id == command_id, commands.c.status == "PENDING")
+                 .values(status=status, result=result, error=error, completed_at=func.now()))
+
+
+def mark_published(command_id: str) -> Any:
+    return update(commands).where(commands.c.id == command_id).values(published_at=func.now())
+
+
+def stale_pending(conn: Connection, *, older_than: datetime, limit: int = 500) -> list[str]:
+    """Pending commands not touched since ``older_than``: their message may have been lost."""
+    rows = conn.execute(select(commands.c.id).where(
+        commands.c.status == "PENDING",
+        func.coalesce(commands.c.published_at, commands.c.created_at) < older_than)
+        .order_by(commands.c.created_at).limit(limit)).scalars().all()
+    if rows:
+        conn.execute(update(commands).where(commands.c.id.in_(rows)).values(published_at=func.now()))
+    return list(rows)
+
+
+def pending_count() -> Select:
+    return select(func.count()).select_from(commands).where(commands.c.status == "PENDING")

@@ -1,0 +1,89 @@
+"""Outbox rows: inserted with their change, numbered by the relay, read by the SSE stream."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Connection, Select, and_, delete, func, select, text, update
+
+from orchestrator.db import session
+from orchestrator.db.tables import outbox, relay_state
+from orchestrator.events import Event
+
+#: The relay's advisory lock key: one relay numbers events at a time, so positions never interleave.
+RELAY_LOCK = 0x0FFE_0001
+
+
+def insert(conn: Connection, event: Event) -> None:
+    conn.execute(outbox.insert().values(
+        event_id=event.event_id, event_type=event.event_type, aggregate_type=event.aggregate_type,
+        aggregate_id=event.aggregate_id, payload=event.payload, metadata=event.metadata))
+
+
+def assign_positions(conn: Connection, *, batch: int = 5000) -> int | None:
+    """Number committed, unnumbered events gap-free in the order they became visible.
+
+    Runs under the relay lock, so the statement's snapshot (taken after the lock) sees every row
+    committed before it; a row with a lower id that commits later simply gets a later position.
+    Returns the highest position assigned, or ``None`` when there was nothing to number.
+    """
+    session.advisory_xact_lock(conn, RELAY_LOCK)
+    last = conn.execute(select(relay_state.c.last_position).where(relay_state.c.name == "outbox")
+                        .with_for_update()).scalar_one()
+    rows = conn.execute(text(
+        "WITH pending AS (SELECT id, row_number() OVER (ORDER BY id) AS n FROM outbox "
+        "WHERE position IS NULL ORDER BY id LIMIT :batch) "
+        "UPDATE outbox SET position = :last + pending.n, relayed_at = clock_timestamp() "
+        "FROM pending WHERE outbox.id = pending.id RETURNING outbox.position"),
+        {"batch": batch, "last": last}).scalars().all()
+    if not rows:
+        return None
+    top = max(rows)
+    conn.execute(update(relay_state).where(relay_state.c.name == "outbox").values(last_position=top))
+    return top
+
+
+def _columns() -> tuple:
+    return (outbox.c.position, outbox.c.event_id, outbox.c.event_type, outbox.c.aggregate_type,
+            outbox.c.aggregate_id, outbox.c.payload, outbox.c.metadata, outbox.c.occurred_at)
+
+
+def after_position(position: int, limit: int = 500) -> Select:
+    """Numbered events after ``position`` in stream order (the SSE replay and live fetch)."""
+    return (select(*_columns()).where(outbox.c.position > position)
+            .order_by(outbox.c.position).limit(limit))
+
+
+def position_of_event(event_id: str) -> Select:
+    return select(outbox.c.position).where(outbox.c.event_id == event_id)
+
+
+def last_position_before(moment: datetime) -> Select:
+    """The highest position relayed at or before ``moment`` (ISO-time replay, DESIGN decision 14)."""
+    return select(func.coalesce(func.max(outbox.c.position), 0)).where(
+        and_(outbox.c.position.is_not(None), outbox.c.relayed_at <= moment))
+
+
+def bounds() -> Select:
+    """Oldest and newest retained positions."""
+    return select(func.min(outbox.c.position), func.max(outbox.c.position)).where(
+        outbox.c.position.is_not(None))
+
+
+def unrelayed_count() -> Select:
+    return select(func.count()).select_from(outbox).where(outbox.c.position.is_(None))
+
+
+def row_to_event(row: object) -> Event:
+    r = row._mapping  # type: ignore[attr-defined]
+    return Event(r["event_id"], r["event_type"], r["aggregate_type"], r["aggregate_id"], r["payload"],
+                 r["metadata"], r["occurred_at"], r["position"])
+
+
+def prune(conn: Connection, *, older_than: datetime, keep_last: int = 1000) -> int:
+    """Drop relayed events past retention, always keeping the newest ``keep_last`` (spec events.md §2.4)."""
+    newest = conn.execute(select(func.max(outbox.c.position))).scalar() or 0
+    result = conn.execute(delete(outbox).where(and_(
+        outbox.c.position.is_not(None), outbox.c.relayed_at < older_than,
+        outbox.c.position <= newest - keep_last)))
+    return result.rowcount or 0

@@ -1,0 +1,39 @@
+"""Transactions on the synchronous engine: the one place the core's unit of work touches SQLAlchemy."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import Connection, Engine, text
+
+Conn = Connection
+
+
+@contextmanager
+def transaction(engine: Engine) -> Iterator[Connection]:
+    """A connection inside ``BEGIN``; rolled back unless ``commit`` was called on it."""
+    with engine.connect() as conn:
+        conn.begin()
+        try:
+            yield conn
+        finally:
+            if conn.in_transaction():
+                conn.rollback()
+
+
+@contextmanager
+def savepoint(conn: Connection) -> Iterator[None]:
+    """A nested transaction: an exception inside rolls back to here and propagates."""
+    with conn.begin_nested():
+        yield
+
+
+def notify(conn: Connection, channel: str, payload: str) -> None:
+    """``NOTIFY`` delivered when (and only if) the surrounding transaction commits."""
+    conn.execute(text("SELECT pg_notify(:channel, :payload)"), {"channel": channel, "payload": payload})
+
+
+def advisory_xact_lock(conn: Connection, key: int) -> None:
+    """Serialise with every other holder of ``key`` until this transaction ends."""
+    conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})

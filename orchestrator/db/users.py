@@ -1,0 +1,85 @@
+"""User rows, read together with their balance."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Connection, Select, select, tuple_
+from sqlalchemy.dialects.postgresql import insert
+
+from orchestrator.db.tables import balances, users
+
+
+@dataclass(frozen=True)
+class User:
+    id: str
+    external_user_id: str
+    email: str | None
+    type: str
+    status: str
+    airtm_user_id: str | None
+    airtm_linked_at: datetime | None
+    metadata: dict[str, Any] | None
+    created_at: datetime
+    updated_at: datetime
+    available: Decimal
+    reserved: Decimal
+    balance_updated_at: datetime
+
+
+def _select() -> Select:
+    return (select(users, balances.c.available, balances.c.reserved,
+                   balances.c.updated_at.label("balance_updated_at"))
+            .join(balances, balances.c.user_id == users.c.id))
+
+
+def to_user(row: Any) -> User:
+    r = row._mapping
+    return User(r["id"], r["external_user_id"], r["email"], r["type"], r["status"], r["airtm_user_id"],
+                r["airtm_linked_at"], r["metadata"], r["created_at"], r["updated_at"], r["available"],
+                r["reserved"], r["balance_updated_at"])
+
+
+def by_id(user_id: str) -> Select:
+    return _select().where(users.c.id == user_id)
+
+
+def exists(user_id: str) -> Select:
+    return select(users.c.id).where(users.c.id == user_id)
+
+
+def page(*, filters: dict[str, str], after: tuple[datetime, str] | None, limit: int) -> Select:
+    """Newest first; ``after`` is the (created_at, id) of the cursor user."""
+    stmt = _select()
+    for name, column in (("type", users.c.type), ("status", users.c.status),
+                         ("externalUserId", users.c.external_user_id), ("email", users.c.email)):
+        if filters.get(name) is not None:
+            stmt = stmt.where(column == filters[name])
+    if after is not None:
+        stmt = stmt.where(tuple_(users.c.created_at, users.c.id) < tuple_(*after))
+    return stmt.order_by(users.c.created_at.desc(), users.c.id.desc()).limit(limit + 1)
+
+
+def cursor_of(user_id: str) -> Select:
+    return select(users.c.created_at, users.c.id).where(users.c.id == user_id)
+
+
+def create(conn: Connection, *, id: str, external_user_id: str, email: str | None,
+           type: str, metadata: dict[str, Any] | None) -> bool:
+    """Insert unless ``external_user_id`` exists; True when this call created the user."""
+    created = conn.execute(insert(users).values(
+        id=id, external_user_id=external_user_id, email=email, type=type, status="ACTIVE",
+        metadata=metadata).on_conflict_do_nothing(index_elements=["external_user_id"])
+        .returning(users.c.id)).first()
+    return created is not None
+
+
+def id_for_external(conn: Connection, external_user_id: str) -> str | None:
+    return conn.execute(select(users.c.id).where(users.c.external_user_id == external_user_id)).scalar()
+
+
+def existing_ids(conn: Connection, user_ids: list[str]) -> set[str]:
+    return set(conn.execute(select(users.c.id).where(users.c.id.in_(user_ids))).scalars())

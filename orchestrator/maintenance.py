@@ -1,0 +1,31 @@
+"""Maintenance mode (spec api.md §1.13, §3.4): a durable switch that refuses writes while on."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from orchestrator import audit
+from orchestrator.db import maintenance as maintenance_db
+from orchestrator.results import Result
+from orchestrator.unit_of_work import UnitOfWork
+
+DEFAULT_MESSAGE = "System maintenance in progress"
+
+
+def enable(uow: UnitOfWork, payload: dict[str, Any]) -> Result:
+    message = payload.get("message") or DEFAULT_MESSAGE
+    maintenance_db.set_enabled(uow.conn, message=message, enabled_by=uow.context.actor_id or "master")
+    _audit(uow, "maintenance.enabled", {"message": message})
+    return Result(200, "maintenance", "1")
+
+
+def disable(uow: UnitOfWork, payload: dict[str, Any]) -> Result:
+    if maintenance_db.set_disabled(uow.conn):
+        _audit(uow, "maintenance.disabled", {})
+    return Result(200, "maintenance", "1")
+
+
+def _audit(uow: UnitOfWork, action: str, after: dict[str, Any]) -> None:
+    audit.record(uow.conn, action=action, resource_type="Maintenance", resource_id=None, user_id=None,
+                 actor_type=uow.context.actor_type, actor_id=uow.context.actor_id, after=after or None,
+                 idempotency_key=uow.context.idempotency_key, correlation_id=uow.context.correlation_id)

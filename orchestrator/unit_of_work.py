@@ -1,0 +1,90 @@
+"""One database transaction per state transition, with its outbox events and after-commit messages."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from orchestrator import audit, events
+from orchestrator.db import outbox as outbox_db
+from orchestrator.db import session
+
+
+@dataclass(frozen=True)
+class Message:
+    """A message to send once the transaction has committed; names an actor and ids only."""
+
+    actor: str
+    args: tuple[str | int, ...] = ()
+
+
+@dataclass
+class Context:
+    """Who caused the change and why: copied into every event's metadata and audit entry."""
+
+    correlation_id: str | None = None
+    actor_type: str = "SYSTEM"
+    actor_id: str | None = None
+    idempotency_key: str | None = None
+    command_id: str | None = None
+
+
+@dataclass
+class UnitOfWork:
+    """Collects what one transaction changes; nothing leaves the process before ``commit``.
+
+    Events go to the outbox inside the transaction (so they exist iff the change does); messages for
+    other actors are handed out only after the commit, so no actor sees a state that was rolled back.
+    """
+
+    engine: Any
+    context: Context = field(default_factory=Context)
+    messages: list[Message] = field(default_factory=list)
+    conn: Any = None
+    committed: bool = False
+    _stack: ExitStack = field(default_factory=ExitStack)
+
+    def __enter__(self) -> UnitOfWork:
+        self.conn = self._stack.enter_context(session.transaction(self.engine))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
+
+    def emit(self, event_type: str, aggregate_id: str, payload: dict[str, Any], *,
+             user_id: str | None = None) -> str:
+        """Append one domain event (and its audit entry) to this transaction; returns the event id."""
+        event = events.build(event_type, aggregate_id, payload, user_id=user_id,
+                             correlation_id=self.context.correlation_id, actor_type=self.context.actor_type)
+        outbox_db.insert(self.conn, event)
+        audit.record(self.conn, action=event_type, resource_type=event.aggregate_type,
+                     resource_id=aggregate_id, user_id=user_id, after=payload,
+                     actor_type=self.context.actor_type, actor_id=self.context.actor_id,
+                     idempotency_key=self.context.idempotency_key,
+                     correlation_id=self.context.correlation_id)
+        self.after_commit(Message("relay_outbox"))
+        return event.event_id
+
+    def after_commit(self, message: Message) -> None:
+        if message not in self.messages:
+            self.messages.append(message)
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """Roll back to here (events, audit rows and queued messages included) if the block raises."""
+        queued = list(self.messages)
+        try:
+            with session.savepoint(self.conn):
+                yield
+        except BaseException:
+            self.messages[:] = queued
+            raise
+
+    def notify(self, channel: str, payload: str) -> None:
+        session.notify(self.conn, channel, payload)
+
+    def commit(self) -> None:
+        self.conn.commit()
+        self.committed = True

@@ -1,0 +1,102 @@
+"""API keys, tokens and the current credential (spec api.md §4)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from aiohttp import web
+
+from orchestrator import api_keys, ids
+from orchestrator.commands import Kind
+from orchestrator.db import api_keys as keys_db
+from orchestrator.errors import Forbidden, NotFound, ValidationFailed
+from orchestrator.events import iso
+from schemas.api_keys import CreateKey, KeyOut, MintToken
+from schemas.base import load
+from schemas.common import page_limit, reject_unknown
+from web import enqueue, render
+from web.auth import Credential, check_scope, request_credential, requires
+from web.keys import ENGINE, SETTINGS
+from web.responses import envelope, page
+
+
+@requires(None)
+async def create_key(request: web.Request) -> web.Response:
+    credential = request_credential(request)
+    if credential.type != "master":
+        check_scope(credential, "support")
+    body = load(CreateKey(), request["body"])
+    if credential.type != "master":
+        for scope in body["scopes"]:
+            check_scope(credential, scope)
+    key = api_keys.generate(live=request.app[SETTINGS].is_mainnet)
+    state = await enqueue.run(request, Kind.CREATE_API_KEY, {
+        "id": key.id, "name": body["name"], "scopes": body["scopes"], "userId": body["userId"],
+        "salt": key.salt, "keyHash": key.key_hash, "maskedKey": key.masked})
+    return await enqueue.respond(request, state, extra={"key": key.plaintext})
+
+
+@requires("support")
+async def list_keys(request: web.Request) -> web.Response:
+    query = request.query
+    reject_unknown(query, {"userId", "status", "limit", "cursor"})
+    if "status" in query and query["status"] not in ("ACTIVE", "REVOKED"):
+        raise ValidationFailed.field("status", "INVALID_ENUM", "must be ACTIVE or REVOKED",
+                                     allowed=["ACTIVE", "REVOKED"])
+    limit, after = page_limit(query), None
+    if "cursor" in query:
+        row = await render.fetch_one(request, keys_db.cursor_of(query["cursor"]))
+        if row is None:
+            raise ValidationFailed.field("cursor", "INVALID_CURSOR", "unknown cursor")
+        after = tuple(row)
+    async with request.app[ENGINE].connect() as conn:
+        rows = (await conn.execute(keys_db.page(owner_label=query.get("userId"), status=query.get("status"),
+                                                after=after, limit=limit))).all()
+    found = [keys_db.to_key(r) for r in rows]
+    return page(request, [KeyOut().dump(k) for k in found], limit=limit, ids=[k.id for k in found])
+
+
+@requires("support")
+async def revoke_key(request: web.Request) -> web.Response:
+    key_id = _key_id(request)
+    state = await enqueue.run(request, Kind.REVOKE_API_KEY, {"keyId": key_id})
+    return await enqueue.respond(request, state)
+
+
+@requires(None)
+async def mint_token(request: web.Request) -> web.Response:
+    """A short-lived token for the key itself, the master key, or support (no stored state changes)."""
+    credential, key_id = request_credential(request), _key_id(request)
+    if credential.key_id != key_id and credential.type != "master":
+        check_scope(credential, "support")
+    body = load(MintToken(), request["body"])
+    row = await render.fetch_one(request, keys_db.by_id(key_id))
+    key = api_keys.ensure_active(keys_db.to_key(row) if row else None, key_id)
+    scopes = body["scopes"] or key.scopes
+    if not all(api_keys.holds(key.scopes, s) for s in scopes):
+        raise Forbidden("A token cannot carry scopes its key does not hold",
+                        details={"requiredScope": scopes, "currentScopes": key.scopes})
+    token, expires = api_keys.mint_token(request.app[SETTINGS].jwt_secret, key_id=key.id, scopes=scopes,
+                                         ttl=body["ttl"])
+    return envelope(request, {"token": token, "keyId": key.id, "scopes": scopes,
+                              "expiresAt": iso(_from_unix(expires))}, status=201)
+
+
+@requires(None)
+async def me(request: web.Request) -> web.Response:
+    credential: Credential = request_credential(request)
+    return envelope(request, {
+        "type": credential.type, "apiKeyId": credential.key_id, "apiKeyName": credential.key_name,
+        "scopes": list(credential.scopes),
+        "expiresAt": iso(_from_unix(credential.expires_at)) if credential.expires_at else None})
+
+
+def _key_id(request: web.Request) -> str:
+    key_id = request.match_info["key_id"]
+    if not ids.is_valid("api_key", key_id):
+        raise NotFound(f"API key {key_id} not found", code="API_KEY_NOT_FOUND")
+    return key_id
+
+
+def _from_unix(seconds: int) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)

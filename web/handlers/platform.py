@@ -1,0 +1,126 @@
+"""Health, configuration and the maintenance switch (spec api.md §3)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp
+import pika
+from aiohttp import web
+from sqlalchemy import text
+
+from orchestrator.commands import Kind
+from orchestrator.db import commands as commands_db
+from orchestrator.db import outbox as outbox_db
+from orchestrator.events import iso, now
+from schemas.base import load
+from schemas.maintenance import EnableMaintenance
+from web import enqueue, render
+from web.auth import public, requires
+from web.keys import ENGINE, EXECUTOR, REDIS, SETTINGS
+from web.responses import envelope
+
+VERSION = "0.1.0"
+CHECK_TIMEOUT = 5.0
+
+
+@public
+async def health(request: web.Request) -> web.Response:
+    return envelope(request, {"status": "healthy", "version": VERSION, "timestamp": iso(now())})
+
+
+@public
+async def health_detailed(request: web.Request) -> web.Response:
+    """Each dependency checked in parallel with a 5 s timeout; 503 when any is unhealthy."""
+    app, settings = request.app, request.app[SETTINGS]
+    checks: dict[str, Callable[[], Awaitable[None]]] = {
+        "database": lambda: _database(app), "redis": app[REDIS].ping,
+        "rabbitmq": lambda: _rabbitmq(app),
+    }
+    results = dict(zip(checks, await asyncio.gather(*(_timed(c) for c in checks.values())), strict=True))
+    providers = {"horizon": (settings.horizon_url + "/", True),
+                 "trustlessWork": (settings.trustless_api_url, settings.trustless_configured),
+                 "airtm": (settings.airtm_api_url, settings.airtm_configured)}
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=CHECK_TIMEOUT)) as session:
+        answers = await asyncio.gather(*(_provider(session, url, ok) for url, ok in providers.values()))
+    results.update(dict(zip(providers, answers, strict=True)))
+    statuses = {r["status"] for r in results.values()}
+    overall = "unhealthy" if "unhealthy" in statuses else "degraded" if "degraded" in statuses else "healthy"
+    async with app[ENGINE].connect() as conn:
+        backlog = {"outboxUnrelayed": (await conn.execute(outbox_db.unrelayed_count())).scalar_one(),
+                   "commandsPending": (await conn.execute(commands_db.pending_count())).scalar_one()}
+    return envelope(request, {"status": overall, "version": VERSION, "timestamp": iso(now()),
+                              "dependencies": results, "backlog": backlog},
+                    status=503 if overall == "unhealthy" else 200)
+
+
+async def _timed(check: Callable[[], Awaitable[Any]]) -> dict[str, Any]:
+    started = time.monotonic()
+    try:
+        await asyncio.wait_for(check(), CHECK_TIMEOUT)
+    except Exception as error:
+        return {"status": "unhealthy", "error": type(error).__name__}
+    return {"status": "healthy", "latency": round((time.monotonic() - started) * 1000, 1)}
+
+
+async def _database(app: web.Application) -> None:
+    async with app[ENGINE].connect() as conn:
+        await conn.execute(text("SELECT 1"))
+
+
+async def _rabbitmq(app: web.Application) -> None:
+    params = pika.URLParameters(app[SETTINGS].rabbitmq_url)
+    params.socket_timeout = params.blocked_connection_timeout = CHECK_TIMEOUT
+
+    def probe() -> None:
+        pika.BlockingConnection(params).close()
+
+    await asyncio.get_running_loop().run_in_executor(app[EXECUTOR], probe)
+
+
+async def _provider(session: aiohttp.ClientSession, url: str, configured: bool) -> dict[str, Any]:
+    if not configured:
+        return {"status": "degraded", "error": "Not configured"}
+    started = time.monotonic()
+    try:
+        async with session.get(url) as response:
+            healthy = response.status < 500
+    except Exception as error:
+        return {"status": "unhealthy", "error": type(error).__name__}
+    latency = round((time.monotonic() - started) * 1000, 1)
+    return {"status": "healthy" if healthy else "unhealthy", "latency": latency}
+
+
+@public
+async def config(request: web.Request) -> web.Response:
+    settings = request.app[SETTINGS]
+    limits = {kind: {"min": f"{lim.min:.2f}", "max": f"{lim.max:.2f}"} for kind, lim in settings.limits.items()}
+    return envelope(request, {
+        "currencies": ["USD"], "limits": limits,
+        "features": {"milestones": True, "disputes": True, "sse": True, "airtm": settings.airtm_configured,
+                     "trustlessWork": settings.trustless_configured,
+                     "manualBalanceOps": settings.admin_balance_operations},
+        "providers": {"payment": settings.payment_provider, "fiat": "airtm", "escrow": "trustless_work"},
+        "network": settings.stellar_network, "version": VERSION})
+
+
+@requires(None)
+async def maintenance_status(request: web.Request) -> web.Response:
+    return envelope(request, await render.maintenance_status(request))
+
+
+@requires("support")
+async def maintenance_enable(request: web.Request) -> web.Response:
+    body = load(EnableMaintenance(), request["body"])
+    state = await enqueue.run(request, Kind.ENABLE_MAINTENANCE, {"message": body["message"]})
+    return await enqueue.respond(request, state)
+
+
+@requires("support")
+async def maintenance_disable(request: web.Request) -> web.Response:
+    load(EnableMaintenance(only=()), request["body"])
+    state = await enqueue.run(request, Kind.DISABLE_MAINTENANCE, {})
+    return await enqueue.respond(request, state)

@@ -1,0 +1,93 @@
+"""One ``LISTEN`` connection per web process: wakes waiting requests, SSE streams and the key cache."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+import psycopg
+
+from orchestrator.api_keys import REVOKED_CHANNEL as KEYS_CHANNEL
+from orchestrator.commands import DONE_CHANNEL
+from orchestrator.relay import EVENTS_CHANNEL
+
+log = logging.getLogger(__name__)
+
+
+class Listener:
+    """Dispatches notifications; reconnects forever, and wakes everyone after a reconnect (they re-read)."""
+
+    def __init__(self, dsn: str, on_key_change: Callable[[str], None]) -> None:
+        self.dsn = dsn
+        self.on_key_change = on_key_change
+        self.waiters: dict[str, asyncio.Future[None]] = {}
+        self.subscribers: set[asyncio.Queue[int]] = set()
+        self.connected = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self.task = asyncio.create_task(self._run(), name="pg-listener")
+
+    async def stop(self) -> None:
+        if self.task:
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
+
+    def expect(self, command_id: str) -> asyncio.Future[None]:
+        """A future resolved when ``command_id`` finishes (register before publishing: no race)."""
+        future = self.waiters.get(command_id)
+        if future is None or future.done():
+            future = asyncio.get_running_loop().create_future()
+            self.waiters[command_id] = future
+        return future
+
+    def forget(self, command_id: str) -> None:
+        self.waiters.pop(command_id, None)
+
+    def subscribe(self) -> asyncio.Queue[int]:
+        queue: asyncio.Queue[int] = asyncio.Queue(maxsize=1)
+        self.subscribers.add(queue)
+        return queue
+
+    def unsubscribe(self, queue: asyncio.Queue[int]) -> None:
+        self.subscribers.discard(queue)
+
+    def _wake_streams(self, position: int) -> None:
+        for queue in self.subscribers:
+            if queue.full():
+                continue  # a wake-up is already pending; the stream reads everything new from the DB
+            queue.put_nowait(position)
+
+    def _wake_all(self) -> None:
+        for future in self.waiters.values():
+            if not future.done():
+                future.set_result(None)
+        self._wake_streams(0)
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(self.dsn, autocommit=True) as conn:
+                    for channel in (DONE_CHANNEL, EVENTS_CHANNEL, KEYS_CHANNEL):
+                        await conn.execute(f'LISTEN "{channel}"')
+                    self.connected.set()
+                    self._wake_all()
+                    async for note in conn.notifies():
+                        self._dispatch(note.channel, note.payload)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("The LISTEN connection failed; reconnecting in 1 s")
+            self.connected.clear()
+            await asyncio.sleep(1)
+
+    def _dispatch(self, channel: str, payload: str) -> None:
+        if channel == DONE_CHANNEL:
+            future = self.waiters.get(payload)
+            if future is not None and not future.done():
+                future.set_result(None)
+        elif channel == EVENTS_CHANNEL:
+            self._wake_streams(int(payload))
+        elif channel == KEYS_CHANNEL:
+            self.on_key_change(payload)

@@ -1,0 +1,162 @@
+"""Request id, error envelope, authentication and limits, maintenance, JSON bodies, idempotency."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import uuid
+from typing import Any
+
+from aiohttp import web
+
+from orchestrator.db import api_keys as keys_db
+from orchestrator.db import maintenance as maintenance_db
+from orchestrator.errors import (
+    NotFound,
+    OrchestratorError,
+    RateLimited,
+    Unavailable,
+    ValidationFailed,
+)
+from orchestrator.events import iso, now
+from web import ratelimit
+from web.auth import Handler, authenticate, check_scope
+from web.errors import MethodNotAllowed, PayloadTooLarge, UnsupportedMediaType, error_response
+from web.idempotency import idempotency
+from web.keys import ENGINE, KEY_CACHE, REDIS, SETTINGS
+
+log = logging.getLogger(__name__)
+_REQUEST_ID = re.compile(r"[\x21-\x7e]{1,128}")
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+MAX_BODY = 1024 * 1024
+#: Writes still accepted during maintenance (spec api.md §1.13).
+_MAINTENANCE_EXEMPT = re.compile(r"/api/v1/(admin/maintenance/.*|webhooks/.*|auth/api-keys/[^/]+/token)")
+
+
+@web.middleware
+async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Outermost: request id on every response, and every failure rendered as the error envelope."""
+    given = request.headers.get("X-Request-ID", "")
+    request["request_id"] = given if _REQUEST_ID.fullmatch(given) else str(uuid.uuid4())
+    try:
+        response = await handler(request)
+    except OrchestratorError as error:
+        response = error_response(error, headers=_retry_after(error))
+    except web.HTTPException as http:
+        response = error_response(_from_http(http))
+    except Exception:
+        log.exception("Unhandled error on %s %s (request %s)", request.method, request.path,
+                      request["request_id"])
+        response = error_response(OrchestratorError())
+    if not response.prepared:
+        response.headers["X-Request-ID"] = request["request_id"]
+        response.headers.update(request.get("ratelimit_headers", {}))
+        if request.get("preference_applied"):
+            response.headers["Preference-Applied"] = request["preference_applied"]
+    return response
+
+
+def _retry_after(error: OrchestratorError) -> dict[str, str] | None:
+    retry = error.details.get("retryAfter") if isinstance(error, RateLimited) else None
+    return {"Retry-After": str(retry)} if retry is not None else None
+
+
+def _from_http(http: web.HTTPException) -> OrchestratorError:
+    if isinstance(http, web.HTTPMethodNotAllowed):
+        return MethodNotAllowed(f"{http.method} is not allowed here; use {', '.join(sorted(http.allowed_methods))}")
+    if isinstance(http, web.HTTPRequestEntityTooLarge):
+        return PayloadTooLarge()
+    if isinstance(http, web.HTTPNotFound):
+        return NotFound("No such route", code="NOT_FOUND")
+    return OrchestratorError()
+
+
+@web.middleware
+async def authentication(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Credential and scope for protected routes; the general rate limit for every route."""
+    route_error = request.match_info.http_exception
+    if route_error is not None:
+        raise route_error
+    settings, target = request.app[SETTINGS], request.match_info.handler
+    if getattr(target, "public", False):
+        await _limit(request, f"ip:{request.remote}")
+        return await handler(request)
+    try:
+        credential = await authenticate(request.headers.get("Authorization"), settings=settings,
+                                        engine=request.app[ENGINE], cache=request.app[KEY_CACHE])
+    except OrchestratorError:
+        await _limit(request, f"ip:{request.remote}")
+        raise
+    request["credential"] = credential
+    await _limit(request, f"key:{credential.key_id}")
+    check_scope(credential, getattr(target, "required_scope", None))
+    if credential.type != "master":
+        await _touch(request, credential.key_id)
+    return await handler(request)
+
+
+async def _limit(request: web.Request, identity: str) -> None:
+    settings = request.app[SETTINGS]
+    window = await ratelimit.hit(request.app[REDIS], settings.redis_prefix, identity,
+                                 settings.rate_limit_per_minute)
+    if settings.rate_limit_per_minute > 0:
+        request["ratelimit_headers"] = window.headers()
+    if not window.allowed:
+        retry = max(1, window.reset - int(now().timestamp()))
+        raise RateLimited(details={"limit": window.limit, "windowSeconds": ratelimit.WINDOW,
+                                   "retryAfter": retry})
+
+
+async def _touch(request: web.Request, key_id: str) -> None:
+    """Record ``lastUsedAt`` at most once a minute per key (the statement's WHERE decides)."""
+    cached = request.app[KEY_CACHE].get(key_id)
+    moment = now()
+    if cached is not None and cached.last_used_at and (moment - cached.last_used_at).total_seconds() < 60:
+        return
+    async with request.app[ENGINE].begin() as conn:
+        await conn.execute(keys_db.touch(key_id, now=moment))
+    request.app[KEY_CACHE].evict(key_id)
+
+
+@web.middleware
+async def maintenance(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.method in WRITE_METHODS and not _MAINTENANCE_EXEMPT.fullmatch(request.path):
+        async with request.app[ENGINE].connect() as conn:
+            row = (await conn.execute(maintenance_db.current())).first()
+        if row is not None and row.enabled:
+            raise Unavailable(row.message or "System maintenance in progress", code="MAINTENANCE_MODE",
+                              details={"message": row.message,
+                                       "enabledAt": iso(row.enabled_at) if row.enabled_at else None})
+    return await handler(request)
+
+
+@web.middleware
+async def json_body(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Parse a JSON object body once (``request["body"]``); refuse other media types and huge bodies."""
+    request["body"] = None
+    if request.method in WRITE_METHODS:
+        request["body"] = await _read_body(request)
+    return await handler(request)
+
+
+async def _read_body(request: web.Request) -> Any:
+    if (request.content_length or 0) > MAX_BODY:
+        raise PayloadTooLarge()
+    raw = await request.read() if request.body_exists else b""
+    if not raw.strip():
+        return {}
+    if request.content_type != "application/json":
+        raise UnsupportedMediaType()
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise ValidationFailed("Request body is not valid JSON", details={"fields": [
+            {"field": "body", "code": "INVALID_JSON", "message": "body is not valid JSON"}]}) from None
+    if not isinstance(body, dict):
+        raise ValidationFailed.field("body", "INVALID_TYPE", "body must be a JSON object")
+    return body
+
+
+def setup_middlewares(app: web.Application) -> None:
+    app.middlewares.extend([request_context, authentication, maintenance, json_body, idempotency])

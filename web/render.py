@@ -1,0 +1,65 @@
+"""Renders a finished command's result: the resource it names, read fresh, in its response shape."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from orchestrator.db import api_keys as keys_db
+from orchestrator.db import maintenance as maintenance_db
+from orchestrator.db import users as users_db
+from orchestrator.errors import NotFound
+from orchestrator.events import iso
+from orchestrator.results import Result
+from schemas.api_keys import KeyOut
+from schemas.balances import BalanceOut
+from schemas.users import UserOut
+from web.keys import ENGINE
+
+Renderer = Callable[[web.Request, Result], Awaitable[Any]]
+
+
+async def fetch_one(request: web.Request, statement: Any) -> Any:
+    async with request.app[ENGINE].connect() as conn:
+        return (await conn.execute(statement)).first()
+
+
+async def load_user(request: web.Request, user_id: str) -> users_db.User:
+    row = await fetch_one(request, users_db.by_id(user_id))
+    if row is None:
+        raise NotFound(f"User {user_id} not found", code="USER_NOT_FOUND")
+    return users_db.to_user(row)
+
+
+async def user(request: web.Request, result: Result) -> Any:
+    return UserOut().dump(await load_user(request, result.id))
+
+
+async def balance(request: web.Request, result: Result) -> Any:
+    current = BalanceOut().dump(await load_user(request, result.id))
+    if "operation" not in result.data:
+        return current
+    return {"balance": current, **result.data}
+
+
+async def api_key(request: web.Request, result: Result) -> Any:
+    row = await fetch_one(request, keys_db.by_id(result.id))
+    return KeyOut().dump(keys_db.to_key(row))
+
+
+async def maintenance_status(request: web.Request, result: Result | None = None) -> Any:
+    row = (await fetch_one(request, maintenance_db.current()))._mapping
+    return {"enabled": row["enabled"], "message": row["message"],
+            "enabledAt": iso(row["enabled_at"]) if row["enabled_at"] else None,
+            "enabledBy": row["enabled_by"]}
+
+
+RENDERERS: dict[str, Renderer] = {
+    "user": user, "balance": balance, "api_key": api_key, "maintenance": maintenance_status,
+}
+
+
+async def render(request: web.Request, result: Result) -> Any:
+    return await RENDERERS[result.resource](request, result)

@@ -1,0 +1,33 @@
+"""The success envelope ``{data, meta}`` (spec api.md §1.6)."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any
+
+from aiohttp import web
+
+from orchestrator import money
+from orchestrator.events import iso, now
+
+
+def meta(request: web.Request, **extra: Any) -> dict[str, Any]:
+    return {"requestId": request["request_id"], "timestamp": iso(now()), **extra}
+
+
+def envelope(request: web.Request, data: Any, *, status: int = 200, **meta_extra: Any) -> web.Response:
+    body = {"data": data, "meta": meta(request, **meta_extra)}
+    return web.Response(status=status, text=json.dumps(body), content_type="application/json")
+
+
+def page(request: web.Request, items: list[Any], *, limit: int, ids: list[str]) -> web.Response:
+    """A list page: ``items`` holds up to ``limit + 1`` rendered rows (one extra tells ``hasMore``)."""
+    has_more = len(items) > limit
+    pagination = {"limit": limit, "hasMore": has_more, "nextCursor": ids[limit - 1] if has_more else None}
+    return envelope(request, items[:limit], pagination=pagination)
+
+
+def jsonable(values: dict[str, Any]) -> dict[str, Any]:
+    """A validated body as JSON for a command payload: amounts become two-decimal strings."""
+    return {k: money.format_amount(v) if isinstance(v, Decimal) else v for k, v in values.items()}

@@ -1,0 +1,33 @@
+"""The single route table; every path lives under ``/api/v1``."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from web import sse
+from web.handlers import api_keys, platform, users
+
+V1 = "/api/v1"
+ADMIN_OPERATION = "{operation:credit|debit|reserve|release|cancel-reservation|deduct-reserved}"
+
+
+def setup_routes(app: web.Application) -> None:
+    app.add_routes([
+        web.get(f"{V1}/health", platform.health),
+        web.get(f"{V1}/health/detailed", platform.health_detailed),
+        web.get(f"{V1}/config", platform.config),
+        web.get(f"{V1}/admin/maintenance/status", platform.maintenance_status),
+        web.post(f"{V1}/admin/maintenance/enable", platform.maintenance_enable),
+        web.post(f"{V1}/admin/maintenance/disable", platform.maintenance_disable),
+        web.post(f"{V1}/auth/api-keys", api_keys.create_key),
+        web.get(f"{V1}/auth/api-keys", api_keys.list_keys),
+        web.delete(f"{V1}/auth/api-keys/{{key_id}}", api_keys.revoke_key),
+        web.post(f"{V1}/auth/api-keys/{{key_id}}/token", api_keys.mint_token),
+        web.get(f"{V1}/auth/me", api_keys.me),
+        web.post(f"{V1}/users", users.create_user),
+        web.get(f"{V1}/users", users.list_users),
+        web.get(f"{V1}/users/{{user_id}}", users.get_user),
+        web.get(f"{V1}/users/{{user_id}}/balance", users.get_balance),
+        web.post(f"{V1}/users/{{user_id}}/balance/{ADMIN_OPERATION}", users.adjust_balance),
+        web.get(f"{V1}/events", sse.stream_events),
+    ])
