@@ -16,7 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
-from scripts.sandbox.airtm_api import AirtmApi
+from scripts.sandbox.airtm_api import PREFIX, AirtmApi
 from scripts.sandbox.airtm_control import AirtmControl
 from scripts.sandbox.airtm_settings import AirtmSettings
 from scripts.sandbox.airtm_store import AirtmStore
@@ -43,7 +43,7 @@ class AirtmSimulator:
         self.control = AirtmControl(self.store, self.settings, self.webhooks)
 
     def setup(self, app: web.Application) -> None:
-        app.add_subapp("/airtm/v2", self.api.app())
+        app.add_subapp(PREFIX, self.api.app())
         app.add_routes(self.control.routes())
         app.cleanup_ctx.append(self._running)
 

@@ -1,4 +1,4 @@
-"""AirTM's Enterprise API v2 subset over HTTP (`providers.md` §3, §4.4), mounted at `/airtm/v2`.
+"""AirTM's Enterprise API v2 subset over HTTP (`providers.md` §3, §4.4), mounted at `PREFIX`.
 
 Every route passes one guard: HTTP Basic auth, the per-key rate limit, fault rules, then the clock's
 due changes; every refusal is AirTM's `{code, message}` body, never a traceback.
@@ -25,6 +25,9 @@ from scripts.sandbox.airtm_store import AirtmStore
 from scripts.sandbox.faults import GENERIC_ACTIONS, Faults, answer_after_apply, apply_generic
 
 log = logging.getLogger(__name__)
+
+#: Where the API is mounted; fault rules name paths below it (`/payouts`, `/payins/*`), as Horizon's do.
+PREFIX = "/airtm/v2"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -110,14 +113,13 @@ class AirtmApi:
     async def _guarded(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         key = self._authenticate(request)
         if not self.limiter.allow(key, self.settings.requests_per_second):
-            response = error_response(
-                429, f"rate limit: {self.settings.requests_per_second} requests per second"
-            )
+            response = error_response(429, f"rate limit: {self.settings.requests_per_second} requests per second")
             response.headers["Retry-After"] = "1"
             return response
         text = await request.text() if request.can_read_body else ""
         request["airtm_body"] = text
-        rule = self.faults.match("airtm", request.method, request.path, _loose_json(text))
+        path = request.path.removeprefix(PREFIX) or "/"
+        rule = self.faults.match("airtm", request.method, path, _loose_json(text))
         if rule is not None and rule.action in GENERIC_ACTIONS:
             early = await apply_generic(rule, request, error_response)
             if early is not None:

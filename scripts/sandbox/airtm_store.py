@@ -261,9 +261,7 @@ class AirtmStore:
         self._payout_to(payout, "CANCELED", "CANCELED_BY_ENTERPRISE", "canceled by the enterprise")
         return payout
 
-    def drive_payout(
-        self, payout_id: str, action: str, reason_code: str | None, reason: str | None
-    ) -> Payout:
+    def drive_payout(self, payout_id: str, action: str, reason_code: str | None, reason: str | None) -> Payout:
         """What AirTM's side does to a payout, on the control plane's word."""
         payout = self.payout(payout_id)
         if payout.terminal:
@@ -340,9 +338,7 @@ class AirtmStore:
             if payout.due_at is not None and now >= payout.due_at:
                 self._settle(payout, payout.outcome or {"outcome": self._default_outcome(payout)})
             elif payout.status == "PENDING" and now - (payout.pending_since or now) >= pending_limit:
-                self._payout_to(
-                    payout, "CANCELED", "PENDING_EXPIRED", "pending payout canceled automatically"
-                )
+                self._payout_to(payout, "CANCELED", "PENDING_EXPIRED", "pending payout canceled automatically")
 
     def _default_outcome(self, payout: Payout) -> str:
         user = self.users.get(payout.airtm_user_email.lower())

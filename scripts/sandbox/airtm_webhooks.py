@@ -210,9 +210,7 @@ class WebhookDeliverer:
             self._release_held(message)
         message.attempts.append(attempt)
 
-    async def _send(
-        self, message: Message, url: str, *, fault: str | None = None, manual: bool = False
-    ) -> bool:
+    async def _send(self, message: Message, url: str, *, fault: str | None = None, manual: bool = False) -> bool:
         timestamp = int(time.time()) - (STALE_SECONDS if fault == "webhook_stale" else 0)
         signature = sign(self.settings.webhook_secret, message.id, timestamp, message.body)
         if fault == "webhook_bad_signature":

@@ -365,9 +365,7 @@ def test_a_scripted_failure_refunds_and_a_terminal_payout_never_changes(airtm: A
     user = airtm.seed_user()
     before = airtm.balance()["available"]
     code = new_code("wd")
-    airtm.control(
-        "POST", "/_sandbox/airtm/payout-scripts", {"code": code, "outcome": "fail", "reasonCode": "415073"}
-    )
+    airtm.control("POST", "/_sandbox/airtm/payout-scripts", {"code": code, "outcome": "fail", "reasonCode": "415073"})
 
     payout = airtm.create_payout(user["email"], 4, code=code, commit=True).json()
     failed = eventually(lambda: airtm.payout(payout["id"]), lambda p: p["status"] == "FAILED")
@@ -411,9 +409,7 @@ def test_more_than_ten_requests_a_second_are_refused_with_429(airtm: Airtm) -> N
 def test_an_injected_5xx_is_answered_without_applying(airtm: Airtm) -> None:
     user = airtm.seed_user()
     code = new_code("wd")
-    airtm.fault(
-        service="airtm", method="POST", path="/airtm/v2/payouts", action="status", params={"status": 503}
-    )
+    airtm.fault(service="airtm", method="POST", path="/payouts", action="status", params={"status": 503})
 
     response = airtm.create_payout(user["email"], 1, code=code)
 
@@ -424,9 +420,7 @@ def test_an_injected_5xx_is_answered_without_applying(airtm: Airtm) -> None:
 
 def test_a_create_applied_but_dropped_is_found_by_code(airtm: Airtm) -> None:
     code = new_code("topup")
-    airtm.fault(
-        service="airtm", method="POST", path="/airtm/v2/payins", when={"code": code}, action="apply_then_drop"
-    )
+    airtm.fault(service="airtm", method="POST", path="/payins", when={"code": code}, action="apply_then_drop")
 
     with pytest.raises(requests.ConnectionError):
         airtm.create_payin(9, code=code)
@@ -437,7 +431,7 @@ def test_a_create_applied_but_dropped_is_found_by_code(airtm: Airtm) -> None:
 
 
 def test_an_injected_delay_slows_the_answer(airtm: Airtm) -> None:
-    airtm.fault(service="airtm", path="/airtm/v2/me", action="delay", params={"ms": 300})
+    airtm.fault(service="airtm", path="/me", action="delay", params={"ms": 300})
 
     started = time.monotonic()
     response = airtm.api("GET", "/me")

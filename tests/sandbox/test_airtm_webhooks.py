@@ -51,9 +51,7 @@ def verify(secret: str, headers: Any, body: bytes) -> bool:
     key = base64.b64decode(secret.removeprefix("whsec_"))
     content = f"{headers['svix-id']}.{headers['svix-timestamp']}.".encode() + body
     expected = base64.b64encode(hmac.new(key, content, hashlib.sha256).digest()).decode()
-    offered = [
-        entry.partition(",")[2] for entry in headers["svix-signature"].split() if entry.startswith("v1,")
-    ]
+    offered = [entry.partition(",")[2] for entry in headers["svix-signature"].split() if entry.startswith("v1,")]
     return any(hmac.compare_digest(expected, signature) for signature in offered)
 
 
