@@ -21,18 +21,24 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def _json_errors(handler: Handler) -> Handler:
-    """Refusals as `{code, message}` JSON; a bad request never becomes a traceback."""
+    """Refusals as JSON; a bad request never becomes a traceback."""
 
     @functools.wraps(handler)
     async def wrapped(request: web.Request) -> web.StreamResponse:
         try:
             return await handler(request)
         except AirtmError as error:
-            return web.json_response(error.body(), status=error.status)
+            return _error(error.status, error.message, error.code)
         except (ValueError, TypeError) as error:
-            return web.json_response({"code": "invalid", "message": str(error)}, status=400)
+            return _error(400, str(error))
 
     return wrapped
+
+
+def _error(status: int, message: str, code: str | None = None) -> web.Response:
+    """The control plane's error shape (`{error}`), with AirTM's reason code when there is one."""
+    body = {"error": message} if code is None else {"error": message, "code": code}
+    return web.json_response(body, status=status)
 
 
 async def _json(request: web.Request) -> dict[str, Any]:
@@ -179,9 +185,9 @@ class AirtmControl:
         try:
             message = await self.webhooks.redeliver(request.match_info["id"])
         except KeyError:
-            return web.json_response({"code": "not_found", "message": "no such webhook message"}, status=404)
+            return _error(404, "no such webhook message")
         except ValueError as error:
-            return web.json_response({"code": "no_endpoint", "message": str(error)}, status=409)
+            return _error(409, str(error))
         return web.json_response(message.to_json())
 
     # The hosted checkout page

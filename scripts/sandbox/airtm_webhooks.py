@@ -99,6 +99,9 @@ class WebhookDeliverer:
         self._task: asyncio.Task[None] | None = None
 
     def reset(self) -> None:
+        """Forget every message; one already picked for delivery is not sent either."""
+        for message in self.messages.values():
+            message.status = "discarded"
         self.messages = {}
 
     def state(self) -> list[dict[str, Any]]:
@@ -167,6 +170,8 @@ class WebhookDeliverer:
 
     async def _attempt(self, message: Message) -> None:
         url = self.settings.webhook_url
+        if message.status != "pending":
+            return
         if url is None:
             message.status = "no_endpoint"
             return
@@ -201,7 +206,7 @@ class WebhookDeliverer:
             attempt["result"] = "never sent"
         elif rule.action == "webhook_reorder":
             message.status, message.reordered = "held", True
-            message.hold_left = int(rule.params.get("after", 1))
+            message.hold_left = int(rule.params.get("after", rule.params.get("k", 1)))
             message.hold_until = now + float(rule.params.get("maxHoldSeconds", 5))
             attempt["result"] = f"held until {message.hold_left} later message(s) are sent"
         else:
