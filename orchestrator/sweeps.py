@@ -1,0 +1,33 @@
+"""Periodic jobs of the scheduler: republish lost commands, prune what retention allows."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from orchestrator.db import commands as commands_db
+from orchestrator.db import idempotency as idempotency_db
+from orchestrator.db import outbox as outbox_db
+from orchestrator.db import session
+
+#: Idempotency records are kept 24 hours after completion (spec api.md §1.10).
+IDEMPOTENCY_RETENTION = timedelta(hours=24)
+
+
+def stale_commands(engine: Any, *, older_than_seconds: float) -> list[str]:
+    """Pending commands whose message may be lost; marked republished so the next sweep waits again."""
+    cutoff = datetime.now(UTC) - timedelta(seconds=older_than_seconds)
+    with session.transaction(engine) as conn:
+        ids = commands_db.stale_pending(conn, older_than=cutoff)
+        conn.commit()
+    return ids
+
+
+def prune(engine: Any, *, event_retention_days: int) -> dict[str, int]:
+    """Drop events past retention (keeping the newest 1,000) and expired idempotency records."""
+    now = datetime.now(UTC)
+    with session.transaction(engine) as conn:
+        events = outbox_db.prune(conn, older_than=now - timedelta(days=event_retention_days))
+        keys = idempotency_db.prune(conn, older_than=now - IDEMPOTENCY_RETENTION)
+        conn.commit()
+    return {"events": events, "idempotencyKeys": keys}
