@@ -88,7 +88,7 @@ class FaultRule:
         """Whether this rule covers the request (ignoring times and probability)."""
         if self.service != service or (self.method and self.method.upper() != method.upper()):
             return False
-        if not fnmatch.fnmatchcase(path, self.path):
+        if not fnmatch.fnmatchcase(_relative(service, path), _relative(service, self.path)):
             return False
         if self.when:
             if body is None:
@@ -165,6 +165,10 @@ class Faults:
         """Live rules of one action, without consuming them."""
         return [r for r in self._rules if r.service == service and r.action == action and not r.exhausted]
 
+    def rules_for(self, service: str, action: str) -> list[FaultRule]:
+        """Every rule of one action, spent or not (for standing conditions such as `indexer_lag`)."""
+        return [r for r in self._rules if r.service == service and r.action == action]
+
     def fire(self, rule: FaultRule, request: Mapping[str, Any]) -> None:
         """Count and log one firing of `rule` (callers use it for effects that happen outside `match`)."""
         rule.fired += 1
@@ -178,6 +182,18 @@ class Faults:
                 "request": dict(request),
             }
         )
+
+
+#: Service prefixes: rule and request paths match with or without them ("/transactions" or
+#: "/horizon/transactions").
+PREFIXES = {"horizon": "/horizon", "trustless": "/trustless", "friendbot": "/friendbot", "airtm": "/airtm/v2"}
+
+
+def _relative(service: str, path: str) -> str:
+    prefix = PREFIXES.get(service)
+    if prefix and (path == prefix or path.startswith(prefix + "/")):
+        return path[len(prefix) :] or "/"
+    return path
 
 
 def _parse(spec: Mapping[str, Any], default_id: str) -> FaultRule:

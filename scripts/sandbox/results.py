@@ -24,6 +24,7 @@ TX_CODES: dict[str, sx.TransactionResultCode] = {
     "tx_internal_error": sx.TransactionResultCode.txINTERNAL_ERROR,
     "tx_not_supported": sx.TransactionResultCode.txNOT_SUPPORTED,
     "tx_malformed": sx.TransactionResultCode.txMALFORMED,
+    "tx_soroban_invalid": sx.TransactionResultCode.txSOROBAN_INVALID,
 }
 
 #: Operation code strings -> suffix of the per-type XDR enum member.
@@ -88,9 +89,7 @@ def operation_result(type_i: int, code: str, op: Any = None) -> sx.OperationResu
         amount = op.send_amount if type_i == 13 else op.dest_amount
         last = sx.SimplePaymentResult(sx.AccountID(_pk(op.destination)), op.dest_asset, amount)
         success_cls = (
-            sx.PathPaymentStrictSendResultSuccess
-            if type_i == 13
-            else sx.PathPaymentStrictReceiveResultSuccess
+            sx.PathPaymentStrictSendResultSuccess if type_i == 13 else sx.PathPaymentStrictReceiveResultSuccess
         )
         kwargs["success"] = success_cls([], last)
     elif code == "op_success" and type_i == 24:

@@ -92,9 +92,7 @@ def decode(envelope: str, network_id: bytes) -> Decoded:
 class Engine:
     """Applies transactions to the ledger and writes history; ledgers close per transaction or on a timer."""
 
-    def __init__(
-        self, ledger: Ledger, history: History, clock: Clock, passphrase: str, host: ops.ContractHost
-    ):
+    def __init__(self, ledger: Ledger, history: History, clock: Clock, passphrase: str, host: ops.ContractHost):
         self.ledger = ledger
         self.history = history
         self.clock = clock
@@ -116,8 +114,8 @@ class Engine:
         tx = d.tx
         if not tx.operations:
             return "tx_missing_operation"
-        if d.is_soroban and len(tx.operations) != 1:
-            return "tx_malformed"
+        if d.is_soroban and (len(tx.operations) != 1 or tx.ext.v != 1):
+            return "tx_malformed" if len(tx.operations) != 1 else "tx_soroban_invalid"
         account = self.ledger.accounts.get(d.source)
         if account is None:
             return "tx_no_source_account"
@@ -207,18 +205,14 @@ class Engine:
         if scratch.account(source) is None:
             return ops.OpResult("op_no_source_account", kind.name.lower(), kind.value)
         if kind == sx.OperationType.INVOKE_HOST_FUNCTION:
-            return ops.invoke_host_function(
-                scratch, source, op.body.invoke_host_function_op, self.host, reject
-            )
+            return ops.invoke_host_function(scratch, source, op.body.invoke_host_function_op, self.host, reject)
         entry = ops.CLASSIC.get(kind)
         if entry is None:
             return ops.OpResult("op_not_supported", kind.name.lower(), kind.value)
         attr, applier = entry
         return applier(scratch, source, getattr(op.body, attr))
 
-    def _record(
-        self, d: Decoded, tx_order: int, fee: int, op_results: list[ops.OpResult], ok: bool
-    ) -> Outcome:
+    def _record(self, d: Decoded, tx_order: int, fee: int, op_results: list[ops.OpResult], ok: bool) -> Outcome:
         ledger_seq = self.ledger.sequence + 1
         codes = [r.code for r in op_results]
         tx_code = "tx_success" if ok else "tx_failed"
@@ -354,9 +348,7 @@ class Engine:
             "result_xdr": "",
             "sandbox_fault": reason,
         }
-        record = TxRecord(
-            tx_hash, ledger_seq, True, tx_json, {"transaction": "tx_success", "operations": [ops.OK]}
-        )
+        record = TxRecord(tx_hash, ledger_seq, True, tx_json, {"transaction": "tx_success", "operations": [ops.OK]})
         record.operations.append(
             {
                 "id": op_id,
