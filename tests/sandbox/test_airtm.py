@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 import requests
 
+from tests.fixtures.sandbox import SandboxControl
+
 
 class Airtm:
     """AirTM's API (HTTP Basic) and the sandbox's AirTM control plane."""
@@ -102,9 +104,9 @@ def eventually(read: Callable[[], Any], accept: Callable[[Any], bool], timeout: 
 
 
 @pytest.fixture
-def airtm(sandbox_url: str) -> Iterator[Airtm]:
-    """The client, with the rate limit off and short delays."""
-    with Airtm(sandbox_url).borrowed(requestsPerSecond=0, payoutDelaySeconds=0.2) as client:
+def airtm(sandbox: SandboxControl) -> Iterator[Airtm]:
+    """The client on a freshly reset sandbox, with the rate limit off and short delays."""
+    with Airtm(sandbox.base_url).borrowed(requestsPerSecond=0, payoutDelaySeconds=0.2) as client:
         yield client
 
 
@@ -264,6 +266,17 @@ def test_an_unconfirmed_payin_expires(airtm: Airtm) -> None:
     assert status == "CANCELED"
 
 
+def test_an_unconfirmed_payin_expires_after_15_days_of_sandbox_clock(airtm: Airtm, sandbox: SandboxControl) -> None:
+    payin = airtm.create_payin(5).json()
+
+    sandbox.advance_clock(15 * 86400 - 60)
+    still_waiting = airtm.payin(payin["id"])["status"]
+    sandbox.advance_clock(61)
+
+    assert still_waiting == "CREATED"
+    assert airtm.payin(payin["id"])["status"] == "CANCELED"
+
+
 def test_a_payout_is_debited_at_creation_and_completes_after_commit(airtm: Airtm) -> None:
     user = airtm.seed_user()
     before = airtm.balance()
@@ -320,6 +333,18 @@ def test_a_pending_payout_completes_once_the_user_is_verified(airtm: Airtm) -> N
     airtm.seed_user(email=user["email"], isVerified=True)
 
     assert eventually(read, "COMPLETED".__eq__) == "COMPLETED"
+
+
+def test_a_payout_pending_too_long_is_canceled_and_refunded(airtm: Airtm, sandbox: SandboxControl) -> None:
+    user = airtm.seed_user(isVerified=False)
+    before = airtm.balance()["available"]
+    payout = airtm.create_payout(user["email"], 6, commit=True).json()
+    eventually(lambda: airtm.payout(payout["id"])["status"], "PENDING".__eq__)
+
+    sandbox.advance_clock(90 * 86400)
+
+    assert airtm.payout(payout["id"])["status"] == "CANCELED"
+    assert airtm.balance()["available"] == pytest.approx(before)
 
 
 @pytest.mark.parametrize(

@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from tests.fixtures.sandbox import SandboxControl
 from tests.sandbox.test_airtm import Airtm, eventually, new_code
 
 #: Receivers refuse timestamps further than this from their own clock (§3.8 step 5).
@@ -129,10 +130,10 @@ def receiver() -> Iterator[Receiver]:
 
 
 @pytest.fixture
-def airtm(sandbox_url: str, receiver: Receiver) -> Iterator[Airtm]:
+def airtm(sandbox: SandboxControl, receiver: Receiver) -> Iterator[Airtm]:
     """The sandbox's AirTM, sending its webhooks to `receiver` on the default Svix time scale."""
     settings = {"webhookUrl": receiver.url, "webhookSecret": receiver.secret, "webhookTimeScale": 0.001}
-    with Airtm(sandbox_url).borrowed(requestsPerSecond=0, payoutDelaySeconds=0.1, **settings) as client:
+    with Airtm(sandbox.base_url).borrowed(requestsPerSecond=0, payoutDelaySeconds=0.1, **settings) as client:
         yield client
 
 
@@ -168,6 +169,20 @@ def test_payout_webhooks_name_only_announced_statuses(airtm: Airtm, receiver: Re
         "payout.completed",
     ]
     assert deliveries[1].payload["data"]["status"] == "COMPLETED"
+
+
+def test_an_expiry_after_a_clock_advance_is_announced_with_a_fresh_timestamp(
+    airtm: Airtm, receiver: Receiver, sandbox: SandboxControl
+) -> None:
+    payin = airtm.create_payin(5).json()
+
+    sandbox.advance_clock(15 * 86400 + 1)
+    _created, canceled = receiver.wait(payin["code"], 2)
+
+    assert canceled.payload["type"] == "payin.canceled"
+    assert canceled.payload["data"]["status"] == "CANCELED"
+    assert canceled.fresh
+    assert canceled.answered == 200
 
 
 def test_failed_deliveries_are_retried_on_the_scaled_svix_schedule(airtm: Airtm, receiver: Receiver) -> None:
