@@ -15,6 +15,7 @@ from orchestrator import api_keys
 from orchestrator.db import api_keys as keys_db
 from orchestrator.errors import Forbidden, Unauthorized
 from orchestrator.settings import Settings
+from web.request_state import CREDENTIAL
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 #: How long a verified key stays cached; revocations also evict at once through LISTEN.
@@ -124,7 +125,7 @@ def _invalid() -> Unauthorized:
 
 
 def request_credential(request: web.Request) -> Credential:
-    credential: Any = request.get("credential")
+    credential: Any = request.get(CREDENTIAL)
     if credential is None:
         raise Unauthorized()
     return credential

@@ -26,6 +26,7 @@ from orchestrator.results import Result
 from web import render
 from web.auth import request_credential
 from web.keys import ENGINE, EXECUTOR, LISTENER, SETTINGS
+from web.request_state import COMMAND_ID, IDEMPOTENCY, PREFERENCE, REQUEST_ID
 from web.responses import envelope
 
 log = logging.getLogger(__name__)
@@ -55,22 +56,22 @@ async def run(request: web.Request, kind: str, payload: dict[str, Any]) -> Comma
     """Record, publish and wait for one command; returns its state when done or when the wait ends."""
     app, credential = request.app, request_credential(request)
     command_id = ids.new_id("command")
-    idempotency = request.get("idempotency")
+    idempotency = request.get(IDEMPOTENCY)
     async with app[ENGINE].begin() as conn:
         await conn.execute(commands_db.insert(
             id=command_id, kind=kind, payload=payload, actor_type=credential.actor_type,
-            actor_id=credential.key_id, request_id=request["request_id"],
+            actor_id=credential.key_id, request_id=request[REQUEST_ID],
             idempotency_key=idempotency[1] if idempotency else None))
         if idempotency:
             await conn.execute(idempotency_db.attach_command(*idempotency, command_id))
-    request["command_id"] = command_id
+    request[COMMAND_ID] = command_id
     listener = app[LISTENER]
     done = listener.expect(command_id)
     try:
         await publish(app, command_id)
         timeout, applied = wait_seconds(request)
         if applied:
-            request["preference_applied"] = applied
+            request[PREFERENCE] = applied
         return await wait(app, command_id, done, timeout)
     finally:
         listener.forget(command_id)

@@ -17,6 +17,7 @@ from web import enqueue
 from web.auth import Handler, request_credential
 from web.errors import error_response
 from web.keys import ENGINE, SETTINGS
+from web.request_state import BODY, CREDENTIAL, IDEMPOTENCY
 
 UUID4 = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}", re.IGNORECASE)
 #: Secrets shown once are never written to the idempotency table; a replay shows them masked.
@@ -25,14 +26,14 @@ MASK = "***REDACTED***"
 
 
 def fingerprint(request: web.Request) -> str:
-    canonical = json.dumps(request.get("body") or {}, sort_keys=True, separators=(",", ":"))
+    canonical = json.dumps(request.get(BODY) or {}, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(f"{request.method}\n{request.path}\n{canonical}".encode()).hexdigest()
 
 
 @web.middleware
 async def idempotency(request: web.Request, handler: Handler) -> web.StreamResponse:
     key = request.headers.get("Idempotency-Key")
-    if key is None or request.method not in ("POST", "DELETE") or request.get("credential") is None:
+    if key is None or request.method not in ("POST", "DELETE") or request.get(CREDENTIAL) is None:
         return await handler(request)
     if not UUID4.fullmatch(key):
         raise ValidationFailed("Idempotency-Key must be a UUID v4", details={
@@ -45,7 +46,7 @@ async def idempotency(request: web.Request, handler: Handler) -> web.StreamRespo
     if not won:
         response = await _existing(request, handler, scope, key, print_)
     else:
-        request["idempotency"] = (scope, key)
+        request[IDEMPOTENCY] = (scope, key)
         try:
             response = await handler(request)
         except OrchestratorError as error:

@@ -25,6 +25,7 @@ from web.auth import Handler, authenticate, check_scope
 from web.errors import MethodNotAllowed, PayloadTooLarge, UnsupportedMediaType, error_response
 from web.idempotency import idempotency
 from web.keys import ENGINE, KEY_CACHE, REDIS, SETTINGS
+from web.request_state import BODY, CREDENTIAL, PREFERENCE, RATE_HEADERS, REQUEST_ID
 
 log = logging.getLogger(__name__)
 _REQUEST_ID = re.compile(r"[\x21-\x7e]{1,128}")
@@ -38,7 +39,7 @@ _MAINTENANCE_EXEMPT = re.compile(r"/api/v1/(admin/maintenance/.*|webhooks/.*|aut
 async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Outermost: request id on every response, and every failure rendered as the error envelope."""
     given = request.headers.get("X-Request-ID", "")
-    request["request_id"] = given if _REQUEST_ID.fullmatch(given) else str(uuid.uuid4())
+    request[REQUEST_ID] = given if _REQUEST_ID.fullmatch(given) else str(uuid.uuid4())
     try:
         response = await handler(request)
     except OrchestratorError as error:
@@ -47,13 +48,13 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
         response = error_response(_from_http(http))
     except Exception:
         log.exception("Unhandled error on %s %s (request %s)", request.method, request.path,
-                      request["request_id"])
+                      request[REQUEST_ID])
         response = error_response(OrchestratorError())
     if not response.prepared:
-        response.headers["X-Request-ID"] = request["request_id"]
-        response.headers.update(request.get("ratelimit_headers", {}))
-        if request.get("preference_applied"):
-            response.headers["Preference-Applied"] = request["preference_applied"]
+        response.headers["X-Request-ID"] = request[REQUEST_ID]
+        response.headers.update(request.get(RATE_HEADERS, {}))
+        if request.get(PREFERENCE):
+            response.headers["Preference-Applied"] = request[PREFERENCE]
     return response
 
 
@@ -88,7 +89,7 @@ async def authentication(request: web.Request, handler: Handler) -> web.StreamRe
     except OrchestratorError:
         await _limit(request, f"ip:{request.remote}")
         raise
-    request["credential"] = credential
+    request[CREDENTIAL] = credential
     await _limit(request, f"key:{credential.key_id}")
     check_scope(credential, getattr(target, "required_scope", None))
     if credential.type != "master":
@@ -101,7 +102,7 @@ async def _limit(request: web.Request, identity: str) -> None:
     window = await ratelimit.hit(request.app[REDIS], settings.redis_prefix, identity,
                                  settings.rate_limit_per_minute)
     if settings.rate_limit_per_minute > 0:
-        request["ratelimit_headers"] = window.headers()
+        request[RATE_HEADERS] = window.headers()
     if not window.allowed:
         retry = max(1, window.reset - int(now().timestamp()))
         raise RateLimited(details={"limit": window.limit, "windowSeconds": ratelimit.WINDOW,
@@ -133,10 +134,10 @@ async def maintenance(request: web.Request, handler: Handler) -> web.StreamRespo
 
 @web.middleware
 async def json_body(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Parse a JSON object body once (``request["body"]``); refuse other media types and huge bodies."""
-    request["body"] = None
+    """Parse a JSON object body once (``request[BODY]``); refuse other media types and huge bodies."""
+    request[BODY] = None
     if request.method in WRITE_METHODS:
-        request["body"] = await _read_body(request)
+        request[BODY] = await _read_body(request)
     return await handler(request)
 
 

@@ -10,10 +10,11 @@ from aiohttp import web
 
 from orchestrator import money
 from orchestrator.events import iso, now
+from web.request_state import REQUEST_ID
 
 
 def meta(request: web.Request, **extra: Any) -> dict[str, Any]:
-    return {"requestId": request["request_id"], "timestamp": iso(now()), **extra}
+    return {"requestId": request[REQUEST_ID], "timestamp": iso(now()), **extra}
 
 
 def envelope(request: web.Request, data: Any, *, status: int = 200, **meta_extra: Any) -> web.Response:

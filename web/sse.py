@@ -25,6 +25,7 @@ from orchestrator.errors import RateLimited, ValidationFailed
 from orchestrator.events import AGGREGATE_TYPES, Event, iso, now
 from web.auth import request_credential, requires
 from web.keys import ENGINE, LISTENER, REDIS, SETTINGS
+from web.request_state import REQUEST_ID
 
 log = logging.getLogger(__name__)
 MAX_STREAMS_PER_KEY = 5
@@ -91,7 +92,7 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
         position, unknown_cursor = await resolve_cursor(request, cursor)
         response = web.StreamResponse(headers={
             "Content-Type": "text/event-stream", "Cache-Control": "no-cache", "Connection": "keep-alive",
-            "X-Accel-Buffering": "no", "X-Request-ID": request["request_id"]})
+            "X-Accel-Buffering": "no", "X-Request-ID": request[REQUEST_ID]})
         await response.prepare(request)
         await response.write(b"retry: 3000\n\n")
         position = await _gap_notice(request, response, cursor, position, unknown_cursor)

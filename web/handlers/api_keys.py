@@ -17,6 +17,7 @@ from schemas.common import page_limit, reject_unknown
 from web import enqueue, render
 from web.auth import Credential, check_scope, request_credential, requires
 from web.keys import ENGINE, SETTINGS
+from web.request_state import BODY
 from web.responses import envelope, page
 
 
@@ -25,7 +26,7 @@ async def create_key(request: web.Request) -> web.Response:
     credential = request_credential(request)
     if credential.type != "master":
         check_scope(credential, "support")
-    body = load(CreateKey(), request["body"])
+    body = load(CreateKey(), request[BODY])
     if credential.type != "master":
         for scope in body["scopes"]:
             check_scope(credential, scope)
@@ -69,7 +70,7 @@ async def mint_token(request: web.Request) -> web.Response:
     credential, key_id = request_credential(request), _key_id(request)
     if credential.key_id != key_id and credential.type != "master":
         check_scope(credential, "support")
-    body = load(MintToken(), request["body"])
+    body = load(MintToken(), request[BODY])
     row = await render.fetch_one(request, keys_db.by_id(key_id))
     key = api_keys.ensure_active(keys_db.to_key(row) if row else None, key_id)
     scopes = body["scopes"] or key.scopes

@@ -21,6 +21,7 @@ from schemas.maintenance import EnableMaintenance
 from web import enqueue, render
 from web.auth import public, requires
 from web.keys import ENGINE, EXECUTOR, REDIS, SETTINGS
+from web.request_state import BODY
 from web.responses import envelope
 
 VERSION = "0.1.0"
@@ -114,13 +115,13 @@ async def maintenance_status(request: web.Request) -> web.Response:
 
 @requires("support")
 async def maintenance_enable(request: web.Request) -> web.Response:
-    body = load(EnableMaintenance(), request["body"])
+    body = load(EnableMaintenance(), request[BODY])
     state = await enqueue.run(request, Kind.ENABLE_MAINTENANCE, {"message": body["message"]})
     return await enqueue.respond(request, state)
 
 
 @requires("support")
 async def maintenance_disable(request: web.Request) -> web.Response:
-    load(EnableMaintenance(only=()), request["body"])
+    load(EnableMaintenance(only=()), request[BODY])
     state = await enqueue.run(request, Kind.DISABLE_MAINTENANCE, {})
     return await enqueue.respond(request, state)

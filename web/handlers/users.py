@@ -16,12 +16,13 @@ from schemas.users import USER_FILTERS, CreateUser, UserOut
 from web import enqueue, render
 from web.auth import requires
 from web.keys import ENGINE, SETTINGS
+from web.request_state import BODY
 from web.responses import envelope, jsonable, page
 
 
 @requires("write")
 async def create_user(request: web.Request) -> web.Response:
-    body = load(CreateUser(), request["body"])
+    body = load(CreateUser(), request[BODY])
     state = await enqueue.run(request, Kind.CREATE_USER, jsonable(body))
     return await enqueue.respond(request, state)
 
@@ -61,7 +62,7 @@ async def adjust_balance(request: web.Request) -> web.Response:
                         code="OPERATION_NOT_ALLOWED")
     operation = request.match_info["operation"]
     user = await _user(request)
-    body = load(ADMIN_BODIES[operation](), request["body"])
+    body = load(ADMIN_BODIES[operation](), request[BODY])
     payload = jsonable({**body, "operation": operation, "userId": user.id})
     state = await enqueue.run(request, Kind.ADJUST_BALANCE, payload)
 
