@@ -64,7 +64,8 @@ def test_activation_creates_account_and_trustline_atomically(sandbox: SandboxCon
 def test_payment_moves_usdc_and_charges_the_fee(sandbox: SandboxControl, server: Server) -> None:
     alice, bob = wallet(sandbox, "50"), wallet(sandbox)
     reply = submit(server, alice, lambda b: b.append_payment_op(bob.public_key, usdc(sandbox), "20.5"))
-    assert reply["successful"] and reply["fee_charged"] == "100"
+    assert reply["successful"]
+    assert reply["fee_charged"] == "100"
     assert balances(server, bob.public_key)["USDC"] == "20.5000000"
     assert balances(server, alice.public_key) == {"USDC": "29.5000000", "XLM": "99.9999800"}  # trustline + payment
     assert sandbox.conservation()["balanced"]
@@ -273,7 +274,8 @@ def test_path_payment_with_the_same_asset(sandbox: SandboxControl, server: Serve
     asset = usdc(sandbox)
     submit(server, alice, lambda b: b.append_path_payment_strict_send_op(bob.public_key, asset, "4", asset, "4", []))
     records = server.payments().for_account(bob.public_key).call()["_embedded"]["records"]
-    assert records[-1]["type"] == "path_payment_strict_send" and records[-1]["amount"] == "4.0000000"
+    assert records[-1]["type"] == "path_payment_strict_send"
+    assert records[-1]["amount"] == "4.0000000"
 
 
 def test_fee_stats_and_latest_ledger(server: Server) -> None:
