@@ -169,9 +169,9 @@ class Faults:
         """Every rule of one action, spent or not (for standing conditions such as `indexer_lag`)."""
         return [r for r in self._rules if r.service == service and r.action == action]
 
-    def fire(self, rule: FaultRule, request: Mapping[str, Any]) -> None:
-        """Count and log one firing of `rule` (callers use it for effects that happen outside `match`)."""
-        rule.fired += 1
+    def fire(self, rule: FaultRule, request: Mapping[str, Any], count: bool = True) -> None:
+        """Log one firing of `rule` (and count it toward `times` unless `count` is false)."""
+        rule.fired += count
         self.log.append(
             {
                 "rule": rule.id,

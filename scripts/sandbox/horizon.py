@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from typing import Any
 
@@ -129,9 +130,7 @@ def pre_apply_for(rule: fl.FaultRule | None) -> PreApply:
     return PreApply(
         bad_seq=rule.action == "bad_seq",
         drain_xlm=rule if rule.action == "drain_xlm" else None,
-        reject=str(rule.params.get("message", "function_trapped"))
-        if rule.action == "contract_reject"
-        else None,
+        reject=str(rule.params.get("message", "function_trapped")) if rule.action == "contract_reject" else None,
     )
 
 
@@ -246,10 +245,8 @@ async def payments(request: web.Request) -> web.StreamResponse:
         if not 1 <= limit <= 200 or order not in ("asc", "desc"):
             raise ValueError("limit")
     except ValueError as exc:
-        return problem(
-            400, f"The request has an invalid parameter: {exc}.", extras={"invalid_field": str(exc)}
-        )
-    mark = _before_history(request, cursor)
+        return problem(400, f"The request has an invalid parameter: {exc}.", extras={"invalid_field": str(exc)})
+    mark = None if request.query.get("cursor") == "now" else _before_history(request, cursor)
     if mark is not None:
         return mark
     account = request.match_info.get("account_id")
@@ -321,7 +318,8 @@ async def _stream(
     if handle.abrupt and request.transport is not None:
         request.transport.close()
         return response
-    await response.write_eof()
+    with contextlib.suppress(ConnectionError):
+        await response.write_eof()
     return response
 
 
@@ -341,7 +339,7 @@ def disconnect_streams(app: web.Application, rule: fl.FaultRule) -> None:
         handle.closed = True
         handle.abrupt = bool(rule.params.get("abrupt", False))
     app[NODE].history.notify()
-    app[FAULTS].fire(rule, {"effect": f"closed {len(handles)} open streams"})
+    app[FAULTS].fire(rule, {"effect": f"closed {len(handles)} open streams"}, count=False)
     if "status" not in rule.params:
         rule.fired = max(rule.fired, rule.times)
 

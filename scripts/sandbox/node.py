@@ -58,9 +58,7 @@ class Node:
         self.usdc = Asset("USDC", self.issuer.public_key)
         self.usdc_key = f"USDC:{self.issuer.public_key}"
         self.network_id = hashlib.sha256(config.network_passphrase.encode()).digest()
-        self.deployer_id = StrKey.encode_contract(
-            hashlib.sha256(f"{config.seed}:tw-deployer".encode()).digest()
-        )
+        self.deployer_id = StrKey.encode_contract(hashlib.sha256(f"{config.seed}:tw-deployer".encode()).digest())
         self.signer_lock = asyncio.Lock()
         self.secrets: dict[str, str] = {}
         self.generation = 0
@@ -79,15 +77,14 @@ class Node:
         self.contracts = EscrowContracts(
             self.clock, self.network_id, self.usdc_key, self.tw_fee.public_key, self.deployer_id
         )
-        self.engine = Engine(
-            self.ledger, self.history, self.clock, self.config.network_passphrase, self.contracts
-        )
+        self.engine = Engine(self.ledger, self.history, self.clock, self.config.network_passphrase, self.contracts)
         self.secrets = {self.issuer.public_key: self.issuer.secret}
         self._genesis()
 
     def _genesis(self) -> None:
         scratch = Scratch(self.ledger)
-        for key, xlm in ((self.root, ROOT_XLM), (self.issuer, 10_000 * ONE), (self.tw_fee, 10_000 * ONE)):
+        genesis = ((self.root, ROOT_XLM), (self.issuer, 10_000 * ONE), (self.tw_fee, 10_000 * ONE), (self.drain, ONE))
+        for key, xlm in genesis:
             scratch.create_account(key.public_key, xlm)
             scratch.xlm_created += xlm
         fee_account = scratch.account(self.tw_fee.public_key)
