@@ -76,7 +76,9 @@ class Amount(fields.Field):
 
     def _deserialize(self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kw: Any) -> Any:
         if not isinstance(value, str):
-            raise fail("INVALID_AMOUNT_FORMAT", "must be a decimal string with exactly 2 decimals")
+            raise fail("INVALID_TYPE", "must be a decimal string, not a JSON number")
+        if value == "":
+            raise fail("MISSING_REQUIRED_FIELD", "required")
         try:
             amount = money.parse_request_amount(value)
         except money.AmountFormatError:
