@@ -30,14 +30,14 @@ class Api:
     """Calls ``/api/v1`` with a credential (the master key unless another is given)."""
 
     def __init__(self, client: TestClient, key: str) -> None:
-        self.client, self.key = client, key
+        self.client, self.credential = client, key
 
     def as_(self, key: str) -> Api:
         return Api(self.client, key)
 
     async def call(self, method: str, path: str, *, json: Any = None, headers: dict[str, str] | None = None,
                    key: str | None = None, **kwargs: Any) -> Reply:
-        sent = {"Authorization": f"Bearer {key or self.key}", **(headers or {})}
+        sent = {"Authorization": f"Bearer {key or self.credential}", **(headers or {})}
         async with self.client.request(method, f"/api/v1{path}", json=json, headers=sent, **kwargs) as resp:
             body = await resp.json() if resp.content_type == "application/json" else await resp.text()
             return Reply(resp.status, body, resp.headers)

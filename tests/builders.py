@@ -1,0 +1,33 @@
+"""Test state built through the product's own functions (never by inserting rows)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from orchestrator import balances, users
+from orchestrator.errors import OrchestratorError
+from orchestrator.results import Result
+from orchestrator.unit_of_work import Context, UnitOfWork
+from tests.api import unique
+
+
+def run(engine: Any, handler: Any, payload: dict[str, Any]) -> Result:
+    """Run a command handler in its own unit of work and commit (rolled back if it raises)."""
+    with UnitOfWork(engine, Context(actor_type="SUPPORT", actor_id="tests")) as uow:
+        result = handler(uow, payload)
+        uow.commit()
+    return result
+
+
+def user(engine: Any) -> str:
+    return run(engine, users.create, {"externalUserId": unique("ext")}).id
+
+
+def adjust(engine: Any, operation: str, user_id: str, amount: Decimal, **extra: Any) -> Result | OrchestratorError:
+    """One administrative balance operation; a refused one returns its error instead of raising."""
+    payload = {"operation": operation, "userId": user_id, "amount": f"{amount:.2f}", **extra}
+    try:
+        return run(engine, balances.admin_operation, payload)
+    except OrchestratorError as error:
+        return error
