@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 
@@ -33,7 +34,7 @@ async def test_the_scheduler_republishes_a_command_whose_message_was_lost(
         deadline = time.monotonic() + 20
         status = "PENDING"
         while status == "PENDING" and time.monotonic() < deadline:
-            time.sleep(0.2)
+            await asyncio.sleep(0.2)
             with engine.connect() as conn:
                 status = conn.execute(text("SELECT status FROM commands WHERE id = :c"), {"c": command_id}).scalar()
     finally:

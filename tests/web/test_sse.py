@@ -78,7 +78,8 @@ async def test_a_listener_that_reconnects_gets_every_event_once_in_order_while_w
             "ORDER BY position"), {"ids": list(ours)}).scalars().all()
     assert [e["eventId"] for e in seen] == expected
     positions = [int(e["id"]) for e in seen]
-    assert positions == sorted(positions) and len(set(positions)) == len(positions) == 30
+    assert positions == sorted(positions)
+    assert len(set(positions)) == len(positions) == 30
 
 
 async def test_replay_from_a_position_an_event_id_and_a_time(api: Api, client: TestClient, master_key: str,
