@@ -45,7 +45,7 @@ COMMANDS = {"migrate": _migrate, "bootstrap": _bootstrap, "check": _check, "sche
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="offerhub", description="Orchestrator operator commands")
+    parser = argparse.ArgumentParser(prog="python -m orchestrator", description="Orchestrator operator commands")
     parser.add_argument("command", choices=sorted(COMMANDS))
     args = parser.parse_args(argv)
     try:

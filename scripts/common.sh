@@ -25,9 +25,20 @@ ensure_python() {
     fi
     local stamp="$VENV/.installed-$(sha256sum setup.cfg | cut -c1-16)"
     if [ ! -f "$stamp" ]; then
-        log "Installing the package and its test tools"
+        # setup.cfg is the one list of dependencies; the code runs from the checkout (python -m …).
+        log "Installing the dependencies listed in setup.cfg (with the test extras)"
         "$PY" -m pip install -q --upgrade pip >/dev/null
-        "$PY" -m pip install -q -e ".[test]"
+        "$PY" - <<'PY' > "$VENV/requirements.txt"
+import configparser
+cfg = configparser.ConfigParser()
+cfg.read("setup.cfg")
+for section, key in (("options", "install_requires"), ("options.extras_require", "test")):
+    for line in cfg.get(section, key).splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            print(line)
+PY
+        "$PY" -m pip install -q -r "$VENV/requirements.txt"
         rm -f "$VENV"/.installed-* && touch "$stamp"
     fi
 }

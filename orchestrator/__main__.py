@@ -1,0 +1,7 @@
+"""``python -m orchestrator <command>``: the ``offerhub`` operator commands."""
+
+import sys
+
+from orchestrator.cli import main
+
+sys.exit(main())
