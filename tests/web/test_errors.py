@@ -34,7 +34,7 @@ def field_errors(reply: Reply) -> list[dict[str, Any]]:
 
 
 async def new_key(api: Api, *scopes: str, **fields: Any) -> dict[str, Any]:
-    """A new API key's creation data (``id``, ``key`` …); ``Api.key`` is shadowed by the credential attribute."""
+    """A new API key's creation data (``id``, ``key``, ``name`` …), for tests that need its id too."""
     reply = await api.post("/auth/api-keys", {"name": unique("key"), "scopes": list(scopes), **fields})
     assert reply.status == 201, reply.body
     return reply.data
@@ -45,7 +45,7 @@ async def raw(api: Api, method: str, path: str, *, data: bytes | str | None = No
     """A request with a hand-made body and headers (``authorization=None`` sends no credential)."""
     sent = dict(headers or {})
     if authorization is not None:
-        sent["Authorization"] = f"Bearer {api.key}" if authorization == "master" else authorization
+        sent["Authorization"] = f"Bearer {api.credential}" if authorization == "master" else authorization
     async with api.client.request(method, f"/api/v1{path}", data=data, headers=sent) as resp:
         body = await resp.json() if resp.content_type == "application/json" else await resp.text()
         return Reply(resp.status, body, resp.headers)
@@ -155,7 +155,7 @@ async def test_a_credential_not_sent_as_bearer_is_unauthorized(api: Api, header:
 
 
 async def test_the_bearer_scheme_name_is_case_insensitive(api: Api) -> None:
-    reply = await raw(api, "GET", "/auth/me", authorization=f"bearer {api.key}")
+    reply = await raw(api, "GET", "/auth/me", authorization=f"bearer {api.credential}")
     assert reply.status == 200, reply.body
     assert reply.body["data"]["type"] == "master"
 
