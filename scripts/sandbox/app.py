@@ -8,7 +8,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
-from scripts.sandbox import control, horizon
+from scripts.sandbox import control, horizon, trustless
+from scripts.sandbox.airtm import AirtmSimulator
 from scripts.sandbox.clock import Clock
 from scripts.sandbox.config import SandboxConfig
 from scripts.sandbox.faults import Faults
@@ -59,27 +60,14 @@ def create_app(config: SandboxConfig) -> web.Application:
     app[horizon.NODE] = node
     horizon.setup(app)
     control.setup(app)
-    _setup_trustless(app, config)
+    trustless.setup(app, config)
     _setup_airtm(app, config, clock, faults)
     if config.ledger_mode == "interval":
         app.cleanup_ctx.append(_ledger_closer)
     return app
 
 
-def _setup_trustless(app: web.Application, config: SandboxConfig) -> None:
-    try:
-        from scripts.sandbox import trustless
-    except ImportError:
-        return
-    trustless.setup(app, config)
-
-
 def _setup_airtm(app: web.Application, config: SandboxConfig, clock: Clock, faults: Faults) -> None:
-    try:
-        from scripts.sandbox.airtm import AirtmSimulator
-    except ImportError:
-        log.warning("The AirTM simulator is not available yet; /airtm is not served.")
-        return
     sim = AirtmSimulator(config, clock, faults)
     sim.setup(app)
     app[control.RESETTERS].append(sim.reset)
