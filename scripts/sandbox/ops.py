@@ -28,7 +28,7 @@ class ContractHost(Protocol):
         ...
 
 
-class Trap(Exception):  # noqa: N818 (named after Soroban's "trapped" result)
+class Trap(Exception):
     """Raised by the contract model to refuse a call (`function_trapped`)."""
 
 
