@@ -17,7 +17,7 @@ from orchestrator.db import commands as commands_db
 from orchestrator.db import outbox as outbox_db
 from orchestrator.events import iso, now
 from schemas.base import load
-from schemas.maintenance import EnableMaintenance
+from schemas.maintenance import EnableMaintenance, NoBody
 from web import enqueue, render
 from web.auth import public, requires
 from web.keys import ENGINE, EXECUTOR, REDIS, SETTINGS
@@ -122,6 +122,6 @@ async def maintenance_enable(request: web.Request) -> web.Response:
 
 @requires("support")
 async def maintenance_disable(request: web.Request) -> web.Response:
-    load(EnableMaintenance(only=()), request[BODY])
+    load(NoBody(), request[BODY])
     state = await enqueue.run(request, Kind.DISABLE_MAINTENANCE, {})
     return await enqueue.respond(request, state)
