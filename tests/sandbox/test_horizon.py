@@ -302,7 +302,6 @@ def test_server_streams_payments_from_a_cursor_then_live(sandbox: SandboxControl
 
 
 async def test_async_server_streams_payments_from_a_cursor(sandbox: SandboxControl) -> None:
-    pytest.importorskip("aiohttp_sse_client", reason="stellar-sdk[aiohttp] extra not installed")
     # Given two payments already made to bob
     alice, bob = wallet(sandbox, "10"), wallet(sandbox)
     sandbox.pay(alice.secret, bob.public_key, "1")
@@ -327,7 +326,6 @@ async def test_async_server_streams_payments_from_a_cursor(sandbox: SandboxContr
 
 
 async def test_stream_replays_from_cursor_then_goes_live(sandbox: SandboxControl) -> None:
-    pytest.importorskip("aiohttp_sse_client", reason="stellar-sdk[aiohttp] extra not installed")
     alice, bob = wallet(sandbox, "10"), wallet(sandbox)
     start = sandbox.pay(alice.secret, bob.public_key, "1")
     sandbox.pay(alice.secret, bob.public_key, "2")
