@@ -25,7 +25,7 @@ def create_sync_engine(database_url: str, *, pool_size: int = 10) -> Engine:
                          pool_pre_ping=True)
 
 
-def create_web_engine(database_url: str, *, pool_size: int = 20) -> AsyncEngine:
+def create_web_engine(database_url: str, *, pool_size: int = 10) -> AsyncEngine:
     """The web tier's async engine (psycopg 3 async driver)."""
     return create_async_engine(sqlalchemy_url(database_url), pool_size=pool_size, max_overflow=pool_size,
                                pool_pre_ping=True)
