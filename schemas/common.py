@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from marshmallow import fields
 
 from orchestrator.errors import ValidationFailed
 from orchestrator.events import iso
+
+#: ASCII digits only (``str.isdigit`` also accepts ``"²"`` and other scripts' digits).
+_DIGITS = re.compile(r"[0-9]+")
 
 
 class Time(fields.Field):
@@ -22,9 +26,10 @@ def page_limit(query: Any) -> int:
     raw = query.get("limit")
     if raw is None:
         return 20
-    if not raw.isdigit() or int(raw) < 1:
+    digits = raw.lstrip("0")
+    if not _DIGITS.fullmatch(raw) or not digits:
         raise ValidationFailed.field("limit", "INVALID_FORMAT", "must be an integer >= 1")
-    return min(int(raw), 100)
+    return min(int(digits) if len(digits) <= 3 else 100, 100)
 
 
 def reject_unknown(query: Any, allowed: set[str]) -> None:

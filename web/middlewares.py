@@ -134,11 +134,50 @@ async def maintenance(request: web.Request, handler: Handler) -> web.StreamRespo
 
 @web.middleware
 async def json_body(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Parse a JSON object body once (``request[BODY]``); refuse other media types and huge bodies."""
+    """Parse a JSON object body once (``request[BODY]``); refuse other media types, huge bodies, and text
+    the database cannot store (NUL characters, lone surrogates) in the body or the query string."""
+    for name, value in request.query.items():
+        if not _storable(value):
+            raise ValidationFailed.field(name, "INVALID_FORMAT", "must not contain NUL characters")
     request[BODY] = None
     if request.method in WRITE_METHODS:
         request[BODY] = await _read_body(request)
+        bad = _unstorable_field(request[BODY])
+        if bad is not None:
+            raise ValidationFailed.field(bad, "INVALID_FORMAT", "must not contain NUL characters or lone surrogates")
     return await handler(request)
+
+
+def _storable(text: str) -> bool:
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _unstorable_field(body: Any) -> str | None:
+    """The path of the first string (key or value) PostgreSQL could not store, walked without recursion."""
+    stack: list[tuple[str, Any]] = [("", body)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, str) and not _storable(value):
+            return path or "body"
+        if isinstance(value, dict):
+            for key, item in value.items():
+                child = f"{path}.{key}" if path else str(key)
+                if not _storable(key):
+                    return path or "body"
+                stack.append((child, item))
+        elif isinstance(value, list):
+            stack.extend((f"{path}[{index}]", item) for index, item in enumerate(value))
+    return None
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not JSON")
 
 
 async def _read_body(request: web.Request) -> Any:
@@ -150,8 +189,8 @@ async def _read_body(request: web.Request) -> Any:
     if request.content_type != "application/json":
         raise UnsupportedMediaType()
     try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+        body = json.loads(raw, parse_constant=_not_json)
+    except (ValueError, RecursionError):
         raise ValidationFailed("Request body is not valid JSON", details={"fields": [
             {"field": "body", "code": "INVALID_JSON", "message": "body is not valid JSON"}]}) from None
     if not isinstance(body, dict):

@@ -238,3 +238,49 @@ async def test_every_failing_field_is_listed(api: Api) -> None:
     found = {(f["field"], f["code"]) for f in field_errors(reply)}
     assert found == {("externalUserId", "MISSING_REQUIRED_FIELD"), ("email", "INVALID_FORMAT"),
                      ("type", "INVALID_ENUM")}
+
+
+@pytest.mark.parametrize("body", [b"[" * 100_000, b'{"externalUserId": "x", "metadata": {"n": NaN}}',
+                                  b'{"externalUserId": "x", "metadata": {"n": -Infinity}}'])
+async def test_bodies_json_does_not_allow_are_invalid_json(api: Api, body: bytes) -> None:
+    reply = await raw(api, "POST", "/users", data=body, headers={"Content-Type": "application/json"})
+    assert [(f["field"], f["code"]) for f in field_errors(reply)] == [("body", "INVALID_JSON")]
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ({"externalUserId": "a\u0000b"}, "externalUserId"),
+    ({"externalUserId": "a\ud800b"}, "externalUserId"),
+    ({"externalUserId": "ok", "email": "a\u0000@example.com"}, "email"),
+    ({"externalUserId": "ok", "metadata": {"tags": ["fine", "nul\u0000"]}}, "metadata.tags[1]"),
+    ({"externalUserId": "ok", "metadata": {"bad\u0000key": 1}}, "metadata"),
+])
+async def test_text_the_database_cannot_store_is_refused_by_field(api: Api, body: dict[str, Any],
+                                                                  field: str) -> None:
+    data = json.dumps(body).encode()  # ensure_ascii escapes NUL and lone surrogates as \\u sequences
+    reply = await raw(api, "POST", "/users", data=data, headers={"Content-Type": "application/json"})
+    assert [(f["field"], f["code"]) for f in field_errors(reply)] == [(field, "INVALID_FORMAT")]
+
+
+@pytest.mark.parametrize(("query", "field"), [("email=%00", "email"), ("cursor=usr_%00", "cursor"),
+                                              ("externalUserId=a%00b", "externalUserId")])
+async def test_a_nul_character_in_the_query_is_refused(api: Api, query: str, field: str) -> None:
+    reply = await api.get(f"/users?{query}")
+    assert [(f["field"], f["code"]) for f in field_errors(reply)] == [(field, "INVALID_FORMAT")]
+
+
+async def test_a_nul_character_in_a_key_list_filter_is_refused(api: Api) -> None:
+    reply = await api.get("/auth/api-keys?userId=owner%00")
+    assert [(f["field"], f["code"]) for f in field_errors(reply)] == [("userId", "INVALID_FORMAT")]
+
+
+@pytest.mark.parametrize(("limit", "expected"), [("9" * 5000, 100), ("0000000000000000000007", 7), ("100", 100)])
+async def test_any_large_or_padded_page_size_is_read_and_clamped(api: Api, limit: str, expected: int) -> None:
+    reply = await api.get(f"/users?limit={limit}")
+    assert reply.status == 200, reply.body
+    assert reply.body["meta"]["pagination"]["limit"] == expected
+
+
+@pytest.mark.parametrize("limit", ["%C2%B2", "%D9%A1", "+5", "0x10", "000"])
+async def test_a_page_size_in_other_digits_or_notations_is_refused(api: Api, limit: str) -> None:
+    reply = await api.get(f"/users?limit={limit}")
+    assert [(f["field"], f["code"]) for f in field_errors(reply)] == [("limit", "INVALID_FORMAT")]
