@@ -102,6 +102,13 @@ async def test_a_key_may_revoke_itself(api: Api) -> None:
     assert_error(await api.as_(key["key"]).get("/auth/me"), 401, "INVALID_API_KEY")
 
 
+async def test_revoking_with_a_body_field_is_refused_and_keeps_the_key(api: Api) -> None:
+    key = await new_key(api, "read")
+    reply = await api.delete(f"/auth/api-keys/{key['id']}", json={"reason": "leaked"})
+    assert [(f["field"], f["code"]) for f in field_errors(reply)] == [("reason", "UNKNOWN_FIELD")]
+    assert (await api.as_(key["key"]).get("/auth/me")).status == 200
+
+
 async def test_revoking_an_unknown_key_is_not_found(api: Api) -> None:
     assert_error(await api.delete(f"/auth/api-keys/key_{'Q' * 32}"), 404, "API_KEY_NOT_FOUND")
     assert_error(await api.delete("/auth/api-keys/usr_notakey"), 404, "API_KEY_NOT_FOUND")
@@ -192,7 +199,7 @@ async def test_the_ttl_bounds_are_inclusive(api: Api, ttl: int) -> None:
 async def test_a_token_cannot_carry_a_scope_its_key_lacks(api: Api) -> None:
     key = await new_key(api, "read")
     reply = await api.post(f"/auth/api-keys/{key['id']}/token", {"scopes": ["read", "write"]})
-    assert_error(reply, 403, "INSUFFICIENT_SCOPE")
+    assert assert_error(reply, 403, "INSUFFICIENT_SCOPE") == {"requiredScope": "write", "currentScopes": ["read"]}
 
 
 async def test_a_read_key_cannot_create_users(api: Api) -> None:

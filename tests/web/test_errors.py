@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -40,7 +41,7 @@ async def new_key(api: Api, *scopes: str, **fields: Any) -> dict[str, Any]:
     return reply.data
 
 
-async def raw(api: Api, method: str, path: str, *, data: bytes | str | None = None,
+async def raw(api: Api, method: str, path: str, *, data: bytes | str | AsyncIterator[bytes] | None = None,
               headers: dict[str, str] | None = None, authorization: str | None = "master") -> Reply:
     """A request with a hand-made body and headers (``authorization=None`` sends no credential)."""
     sent = dict(headers or {})
@@ -75,6 +76,20 @@ async def test_a_body_over_one_mebibyte_is_too_large(api: Api) -> None:
     body = json.dumps({"externalUserId": unique("big"), "metadata": {"pad": padding}})
     reply = await raw(api, "POST", "/users", data=body.encode(), headers={"Content-Type": "application/json"})
     assert_error(reply, 413, "PAYLOAD_TOO_LARGE")
+
+
+async def test_a_chunked_body_over_one_mebibyte_is_too_large(api: Api) -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(1100):
+            yield b"x" * 1024
+
+    reply = await raw(api, "POST", "/users", data=chunks(), headers={"Content-Type": "application/json"})
+    assert_error(reply, 413, "PAYLOAD_TOO_LARGE")
+
+
+async def test_a_body_without_a_content_type_is_an_unsupported_media_type(api: Api) -> None:
+    reply = await raw(api, "POST", "/users", data=b'{"externalUserId": "x"}')
+    assert_error(reply, 415, "UNSUPPORTED_MEDIA_TYPE")
 
 
 async def test_a_body_just_under_the_limit_reaches_validation(api: Api) -> None:

@@ -12,7 +12,7 @@ from orchestrator.db import api_keys as keys_db
 from orchestrator.errors import Forbidden, NotFound, ValidationFailed
 from orchestrator.events import iso
 from schemas.api_keys import CreateKey, KeyOut, MintToken
-from schemas.base import load
+from schemas.base import BaseSchema, load
 from schemas.common import page_limit, reject_unknown
 from web import enqueue, render
 from web.auth import Credential, check_scope, request_credential, requires
@@ -60,6 +60,7 @@ async def list_keys(request: web.Request) -> web.Response:
 @requires("support")
 async def revoke_key(request: web.Request) -> web.Response:
     key_id = _key_id(request)
+    load(BaseSchema(), request[BODY])  # no body fields: any field sent is unknown
     state = await enqueue.run(request, Kind.REVOKE_API_KEY, {"keyId": key_id})
     return await enqueue.respond(request, state)
 
@@ -74,9 +75,10 @@ async def mint_token(request: web.Request) -> web.Response:
     row = await render.fetch_one(request, keys_db.by_id(key_id))
     key = api_keys.ensure_active(keys_db.to_key(row) if row else None, key_id)
     scopes = body["scopes"] or key.scopes
-    if not all(api_keys.holds(key.scopes, s) for s in scopes):
+    lacking = [s for s in scopes if not api_keys.holds(key.scopes, s)]
+    if lacking:
         raise Forbidden("A token cannot carry scopes its key does not hold",
-                        details={"requiredScope": scopes, "currentScopes": key.scopes})
+                        details={"requiredScope": lacking[0], "currentScopes": list(key.scopes)})
     token, expires = api_keys.mint_token(request.app[SETTINGS].jwt_secret, key_id=key.id, scopes=scopes,
                                          ttl=body["ttl"])
     return envelope(request, {"token": token, "keyId": key.id, "scopes": scopes,
