@@ -240,6 +240,20 @@ async def test_a_support_key_may_grant_only_scopes_it_holds(api: Api) -> None:
         assert details == {"requiredScope": missing, "currentScopes": ["support"]}
 
 
+async def test_listing_and_revoking_keys_needs_support(api: Api) -> None:
+    target = await new_key(api, "read")
+    reader = api.as_((await new_key(api, "read", "write"))["key"])
+    assert assert_error(await reader.get("/auth/api-keys"), 403, "INSUFFICIENT_SCOPE")["requiredScope"] == "support"
+    refused = await reader.delete(f"/auth/api-keys/{target['id']}")
+    assert assert_error(refused, 403, "INSUFFICIENT_SCOPE")["requiredScope"] == "support"
+    assert (await api.as_(target["key"]).get("/auth/me")).status == 200
+
+
+async def test_an_owner_label_is_optional_and_null_when_absent(api: Api) -> None:
+    key = await new_key(api, "read")
+    assert key["userId"] is None
+
+
 async def test_a_key_without_support_cannot_create_keys(api: Api) -> None:
     writer = api.as_((await new_key(api, "read", "write"))["key"])
     reply = await writer.post("/auth/api-keys", {"name": unique("k"), "scopes": ["read"]})

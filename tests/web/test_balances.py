@@ -66,6 +66,17 @@ async def test_a_credit_adds_to_available(api: Api, engine: Engine) -> None:
         "source": "manual_credit", "sourceId": "promo-7", "transactionHash": None, "newBalance": "25.50"})]
 
 
+async def test_balance_events_name_the_user_the_actor_and_the_request(api: Api, engine: Engine) -> None:
+    user = await api.user()
+    support = api.as_((await new_key(api, "support"))["key"])
+    await support.post(f"/users/{user['id']}/balance/credit", {"amount": "1.00"}, headers={"X-Request-ID": "bal-7"})
+    [credited] = [e for e in events_of(engine, user["id"]) if e["event_type"] == "balance.credited"]
+    assert credited["aggregate_type"] == "Balance"
+    assert credited["metadata"]["userId"] == user["id"]
+    assert credited["metadata"]["actorType"] == "SUPPORT"
+    assert credited["metadata"]["correlationId"] == "bal-7"
+
+
 async def test_the_audit_entry_named_in_the_answer_records_the_operation(api: Api, engine: Engine) -> None:
     user = await api.user()
     reply = await api.post(f"/users/{user['id']}/balance/credit", {"amount": "3.00", "reference": "r-1"})
