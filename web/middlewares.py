@@ -45,7 +45,8 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     except OrchestratorError as error:
         response = error_response(error, headers=_retry_after(error))
     except web.HTTPException as http:
-        response = error_response(_from_http(http))
+        allow = getattr(http, "allowed_methods", None)
+        response = error_response(_from_http(http), headers={"Allow": ", ".join(sorted(allow))} if allow else None)
     except Exception:
         log.exception("Unhandled error on %s %s (request %s)", request.method, request.path,
                       request[REQUEST_ID])

@@ -214,11 +214,16 @@ async def test_a_path_outside_the_api_is_not_found_in_the_envelope(api: Api) -> 
         assert resp.headers.get("X-Request-ID")
 
 
-@pytest.mark.parametrize(("method", "path"), [("DELETE", "/users"), ("PUT", "/health"), ("POST", "/config"),
-                                              ("PATCH", "/users/usr_abc")])
-async def test_a_wrong_method_on_a_known_route_is_not_allowed(api: Api, method: str, path: str) -> None:
+@pytest.mark.parametrize(("method", "path", "allowed"), [("DELETE", "/users", "GET"), ("PUT", "/health", "GET"),
+                                                          ("POST", "/config", "GET"),
+                                                          ("PATCH", "/users/usr_abc", "GET"),
+                                                          ("GET", "/admin/maintenance/enable", "POST")])
+async def test_a_wrong_method_on_a_known_route_is_not_allowed(api: Api, method: str, path: str,
+                                                              allowed: str) -> None:
     reply = await api.call(method, path)
     assert_error(reply, 405, "METHOD_NOT_ALLOWED")
+    assert allowed in reply.headers["Allow"].split(", ")
+    assert method not in reply.headers["Allow"].split(", ")
 
 
 @pytest.mark.parametrize("currency", ["EUR", "usd", "USDC", ""])
