@@ -1,7 +1,8 @@
 """Dramatiq entrypoints: ``dramatiq actors`` imports this package and so registers every actor."""
 
 from actors import broker
+from actors.chain import run_chain_step
 from actors.commands import execute_command
 from actors.outbox import relay_outbox
 
-__all__ = ["broker", "execute_command", "relay_outbox"]
+__all__ = ["broker", "execute_command", "relay_outbox", "run_chain_step"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dramatiq
 
-from actors.broker import COMMANDS, engine
+from actors.broker import COMMANDS, engine, settings
 from actors.dispatch import dispatch
 from orchestrator import commands
 
@@ -12,5 +12,5 @@ from orchestrator import commands
 @dramatiq.actor(queue_name=COMMANDS, max_retries=10, min_backoff=100, max_backoff=30_000)
 def execute_command(command_id: str) -> None:
     """Run the command once; a redelivery of a finished command does nothing."""
-    outcome = commands.execute(engine(), command_id)
+    outcome = commands.execute(engine(), command_id, settings)
     dispatch(outcome.messages)

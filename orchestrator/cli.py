@@ -19,8 +19,25 @@ def _migrate(settings: Settings, _: argparse.Namespace) -> int:
 
 
 def _bootstrap(settings: Settings, args: argparse.Namespace) -> int:
-    """Everything a fresh instance needs before its processes start (DESIGN decision 9)."""
-    return _migrate(settings, args)
+    """Everything a fresh instance needs before its processes start (DESIGN decision 9): the schema,
+    then the platform user and its wallet (cli-sdk.md §2.4). Running it again changes nothing."""
+    from actors.dispatch import dispatch  # the one permitted upward import: sending the wallet's steps
+    from orchestrator import platform
+    from orchestrator.db import create_sync_engine
+
+    _migrate(settings, args)
+    engine = create_sync_engine(settings.database_url, pool_size=1)
+    user_id, created, messages = platform.bootstrap(engine, settings)
+    dispatch(messages)
+    found = platform.find(engine.connect(), settings)
+    wallet = found.wallet if found else None
+    print(f"{'Created' if created else 'Found'} the platform user.")
+    if wallet is not None:
+        print(f"Platform wallet {wallet.public_key} ({wallet.status})")
+        if settings.is_mainnet and wallet.status != "ACTIVE":
+            print("Fund this account with XLM from an exchange or your treasury; its trustline follows.")
+    print(f"PLATFORM_USER_ID={user_id}")
+    return 0
 
 
 def _check(settings: Settings, _: argparse.Namespace) -> int:

@@ -68,7 +68,7 @@ def count_attempt(engine: Any, command_id: str) -> int:
     return attempts
 
 
-def execute(engine: Any, command_id: str) -> Outcome:
+def execute(engine: Any, command_id: str, settings: Any = None) -> Outcome:
     """Run the command once: lock it, apply its handler, record the result, notify, commit.
 
     A domain error rolls back the handler's changes (to a savepoint) and is stored as the command's
@@ -76,7 +76,7 @@ def execute(engine: Any, command_id: str) -> Outcome:
     the queue's retry (or the sweep) to run again.
     """
     attempts = count_attempt(engine, command_id)
-    with UnitOfWork(engine) as uow:
+    with UnitOfWork(engine, settings=settings) as uow:
         command = commands_db.lock(uow.conn, command_id)
         if command is None or command.status != Status.PENDING:
             return Outcome(command.status if command else "MISSING", [])

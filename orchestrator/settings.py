@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 from stellar_sdk import Keypair
 
+from orchestrator.crypto import decode_key
 from orchestrator.errors import ConfigError
 
 T = TypeVar("T")
@@ -73,6 +74,8 @@ class Settings:
     wallet_encryption_key: str | None = None
     wallet_encryption_key_previous: str | None = None
     platform_user_id: str | None = None
+    wallet_starting_xlm: str = "5"
+    stellar_max_fee_stroops: int = 10_000
     sandbox_url: str = "http://127.0.0.1:4100"
     sandbox_port: int = 4100
     sandbox_seed: str = "offerhub-sandbox"
@@ -196,6 +199,8 @@ class _Reader:
             "wallet_encryption_key": self.raw("WALLET_ENCRYPTION_KEY"),
             "wallet_encryption_key_previous": self.raw("WALLET_ENCRYPTION_KEY_PREVIOUS"),
             "platform_user_id": self.raw("PLATFORM_USER_ID"),
+            "wallet_starting_xlm": self.raw("WALLET_STARTING_XLM", "5") or "5",
+            "stellar_max_fee_stroops": self.coerce("STELLAR_MAX_FEE_STROOPS", 10_000, int),
             "trustless_api_key": self.raw("TRUSTLESS_API_KEY"),
             "trustless_webhook_secret": self.raw("TRUSTLESS_WEBHOOK_SECRET"),
             "airtm_api_key": self.raw("AIRTM_API_KEY"),
@@ -205,6 +210,7 @@ class _Reader:
         }
         values.update(self.endpoints(network, sandbox_url, seed))
         self.check_ranges(values)
+        self.check_wallet_key(values)
         if self.problems:
             raise ConfigError(self.problems)
         return Settings(**values)
@@ -239,6 +245,17 @@ class _Reader:
             if not self.raw("TRUSTLESS_API_KEY"):
                 self.problems.append("TRUSTLESS_API_KEY is required on mainnet")
         return out
+
+    def check_wallet_key(self, values: Mapping[str, Any]) -> None:
+        """Crypto mode seals every wallet secret, so it cannot start without a usable key."""
+        for name in ("wallet_encryption_key", "wallet_encryption_key_previous"):
+            if values[name]:
+                try:
+                    decode_key(values[name])
+                except ValueError as error:
+                    self.problems.append(f"{name.upper()}: {error}")
+        if values["payment_provider"] == "crypto" and not values["wallet_encryption_key"]:
+            self.problems.append("WALLET_ENCRYPTION_KEY is required in crypto mode (base64 of 32 random bytes)")
 
     def check_ranges(self, values: Mapping[str, Any]) -> None:
         if not 15 <= values["sse_heartbeat_seconds"] <= 30:

@@ -41,6 +41,7 @@ class UnitOfWork:
 
     engine: Any
     context: Context = field(default_factory=Context)
+    settings: Any = None
     messages: list[Message] = field(default_factory=list)
     conn: Any = None
     committed: bool = False

@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
-from orchestrator import ids, ledger
+from orchestrator import ids, ledger, platform, wallets
 from orchestrator.db import users as users_db
 from orchestrator.results import Result
 from orchestrator.unit_of_work import UnitOfWork
@@ -40,4 +40,6 @@ def create(uow: UnitOfWork, payload: dict[str, Any]) -> Result:
     uow.emit("user.created", user_id, {
         "userId": user_id, "externalUserId": payload["externalUserId"], "email": payload.get("email"),
         "type": payload.get("type") or UserType.BOTH, "status": UserStatus.ACTIVE}, user_id=user_id)
+    if uow.settings is not None and uow.settings.payment_provider == "crypto":
+        wallets.create_for_user(uow, user_id, is_platform=payload["externalUserId"] == platform.EXTERNAL_ID)
     return Result(201, "user", user_id)

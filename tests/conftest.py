@@ -6,12 +6,22 @@ when first imported. A missing PostgreSQL, RabbitMQ or Redis fails the run; noth
 
 from __future__ import annotations
 
+import base64
 import os
 import secrets
+import socket
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
 
 RUN_ID = os.environ.get("OFFERHUB_TEST_RUN_ID") or secrets.token_hex(4)
 os.environ.update({
     "OFFERHUB_TEST_RUN_ID": RUN_ID,
+    "OFFERHUB_TEST_SANDBOX_URL": os.environ.get("OFFERHUB_TEST_SANDBOX_URL") or "",
     "DATABASE_URL": f"postgresql://postgres@127.0.0.1:5432/offerhub_test_{RUN_ID}",
     "REDIS_URL": os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0"),
     "RABBITMQ_URL": os.environ.get("TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/%2F"),
@@ -19,6 +29,14 @@ os.environ.update({
     "REDIS_PREFIX": f"offerhub-test-{RUN_ID}:",
     "OFFERHUB_MASTER_KEY": "test-master-key-0123456789",
     "STELLAR_NETWORK": "sandbox",
+    "PAYMENT_PROVIDER": "crypto",
+    "WALLET_ENCRYPTION_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),
+    # the run's sandbox (tests/fixtures/sandbox.py) listens here, so settings can point at it up front
+    "SANDBOX_URL": os.environ.get("OFFERHUB_TEST_SANDBOX_URL") or f"http://127.0.0.1:{_free_port()}",
+    "SANDBOX_SEED": "offerhub-test-sandbox",
+    "TRUSTLESS_API_KEY": "sandbox-tw-key",
+    "AIRTM_API_KEY": "sandbox-airtm-key",
+    "AIRTM_API_SECRET": "sandbox-airtm-secret",
     "RATE_LIMIT_PER_MINUTE": "0",
     "COMMAND_WAIT_SECONDS": "15",
     "COMMAND_SWEEP_SECONDS": "2",

@@ -1,0 +1,28 @@
+"""Runs chain steps on the ``chain`` queue; the message carries only the step id."""
+
+from __future__ import annotations
+
+from functools import cache
+
+import dramatiq
+
+from actors.broker import CHAIN, engine, settings
+from actors.dispatch import dispatch
+from orchestrator import chain_steps, crypto
+from orchestrator.providers.horizon import Horizon
+
+
+@cache
+def context() -> chain_steps.ChainContext:
+    keyring = crypto.Keyring.from_settings(settings.wallet_encryption_key, settings.wallet_encryption_key_previous)
+    return chain_steps.ChainContext(engine(), settings, Horizon(settings), keyring)
+
+
+@dramatiq.actor(queue_name=CHAIN, max_retries=60, min_backoff=250, max_backoff=30_000)
+def run_chain_step(step_id: str) -> None:
+    """Move the step on; an unfinished one is retried with backoff (the state lives in its row)."""
+    try:
+        messages = chain_steps.run(context(), step_id)
+    except chain_steps.StepNotFinished as pending:
+        raise dramatiq.Retry(str(pending)) from None
+    dispatch(messages)

@@ -1,0 +1,252 @@
+"""Chain steps: each ledger transaction built, signed, persisted, submitted and confirmed exactly once.
+
+The rules of DESIGN "The chain" and providers.md §1.8/§2.8:
+
+- the signed envelope and its hash are committed *before* the first submission;
+- after an unclear outcome the hash is looked up, and the *same* envelope is resubmitted while its
+  time bounds are open; a new envelope is built only once the old one is proven dead (hash absent
+  and either its time bound has passed or the source account's sequence has reached it);
+- transactions of one source account are built and submitted one at a time (an advisory lock);
+- a final failure moves the step (and, through its kind's handler, its subject) to a visible
+  failed state with an event; nothing is left silently stuck.
+"""
+
+from __future__ import annotations
+
+import logging
+import zlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from stellar_sdk import Keypair, TransactionEnvelope
+
+from orchestrator import crypto
+from orchestrator.db import chain_steps as steps_db
+from orchestrator.db import session
+from orchestrator.db import wallets as wallets_db
+from orchestrator.db.chain_steps import Step
+from orchestrator.providers.horizon import FINAL_TX_CODES, AccountState, Horizon, Submission
+from orchestrator.settings import Settings
+from orchestrator.unit_of_work import Context, Message, UnitOfWork
+
+log = logging.getLogger(__name__)
+
+#: After this many attempts an unfinished step fails visibly instead of retrying forever.
+MAX_ATTEMPTS = 25
+#: A ledger must have closed after ``max_time`` before an absent envelope counts as dead.
+CLOSE_MARGIN = timedelta(seconds=10)
+#: Transaction codes that leave the envelope unapplied and worth building again.
+REBUILD_TX_CODES = frozenset({"tx_bad_seq", "tx_too_late", "tx_insufficient_fee", "tx_no_source_account"})
+RUN_ACTOR = "run_chain_step"
+
+
+class Status(StrEnum):
+    PENDING = "PENDING"
+    SIGNED = "SIGNED"
+    CONFIRMED = "CONFIRMED"
+    FAILED = "FAILED"
+
+
+OPEN = (Status.PENDING, Status.SIGNED)
+
+
+class StepNotFinished(Exception):  # noqa: N818 - reads as what happened
+    """Raised when a step must be tried again later (the queue retries it with backoff)."""
+
+
+@dataclass(frozen=True)
+class ChainContext:
+    """What a chain step needs: the database, settings, Horizon and the wallet keyring."""
+
+    engine: Any
+    settings: Settings
+    horizon: Horizon
+    keyring: crypto.Keyring
+
+
+@dataclass(frozen=True)
+class StepKind:
+    """How one kind of step is built and what its outcome does to its subject.
+
+    ``build`` returns an unsigned envelope (or ``None`` for an off-ledger action run by ``act``);
+    ``confirmed`` and ``failed`` apply the outcome to the subject in the step's own transaction.
+    ``op_outcome`` may turn a failed operation code into ``"applied"`` (e.g. an account that someone
+    else already created) or ``"retry"``.
+    """
+
+    build: Callable[[ChainContext, Step, AccountState | None], TransactionEnvelope] | None
+    confirmed: Callable[[UnitOfWork, Step, dict[str, Any] | None], None]
+    failed: Callable[[UnitOfWork, Step, str], None]
+    act: Callable[[ChainContext, Step], None] | None = None
+    op_outcome: Callable[[list[str]], str] = lambda _codes: "failed"
+
+
+def kinds() -> dict[str, StepKind]:
+    from orchestrator import wallets  # the aggregates register their step kinds
+
+    return dict(wallets.STEP_KINDS)
+
+
+def create(uow: UnitOfWork, *, step_id: str, kind: str, subject_type: str, subject_id: str, source: str,
+           signers: list[str], params: dict[str, Any] | None = None) -> None:
+    """Record a step in the caller's transaction and have it run once that transaction commits."""
+    steps_db.create(uow.conn, id=step_id, kind=kind, subject_type=subject_type, subject_id=subject_id,
+                    source_account=source, signers=signers, params=params or {})
+    uow.after_commit(Message(RUN_ACTOR, (step_id,)))
+
+
+def run(ctx: ChainContext, step_id: str) -> list[Message]:
+    """Move one step as far as it can go now; raises ``StepNotFinished`` to be tried again later."""
+    with session.transaction(ctx.engine) as conn:
+        step = steps_db.get(conn, step_id)
+    if step is None or step.status not in OPEN:
+        return []
+    with source_lock(ctx.engine, step.source_account):
+        with session.transaction(ctx.engine) as conn:
+            step = steps_db.get(conn, step_id)
+        if step is None or step.status not in OPEN:
+            return []
+        kind = kinds()[step.kind]
+        if step.attempts >= MAX_ATTEMPTS:
+            return _fail(ctx, step, kind, f"gave up after {step.attempts} attempts: {step.last_error}")
+        if kind.build is None:
+            return _act(ctx, step, kind)
+        submission = _resolve_signed(ctx, step) if step.status == Status.SIGNED else None
+        if submission is None:
+            submission = _build_sign_submit(ctx, step, kind)
+        return _settle(ctx, step, kind, submission)
+
+
+@contextmanager
+def source_lock(engine: Any, account: str) -> Iterator[None]:
+    """Serialise every step of one source account across all chain workers (sequence numbers)."""
+    key = zlib.crc32(account.encode())
+    with session.advisory_lock(engine, key):
+        yield
+
+
+def _act(ctx: ChainContext, step: Step, kind: StepKind) -> list[Message]:
+    try:
+        assert kind.act is not None
+        kind.act(ctx, step)
+    except Exception as error:
+        _attempt(ctx, step, f"{type(error).__name__}: {error}")
+        raise StepNotFinished(str(error)) from error
+    return _confirm(ctx, step, kind, None)
+
+
+def _resolve_signed(ctx: ChainContext, step: Step) -> Submission | None:
+    """A signed envelope may already have landed: look it up; resubmit it while it can still land."""
+    assert step.tx_hash and step.signed_xdr and step.sequence is not None
+    record = ctx.horizon.transaction(step.tx_hash)
+    if record is not None:
+        if record.get("successful"):
+            return Submission("applied", record=record)
+        return Submission("failed", record=record, tx_code="tx_failed", error="failed in ledger history")
+    if not _dead(ctx, step):
+        return ctx.horizon.submit(step.signed_xdr)
+    with session.transaction(ctx.engine) as conn:
+        steps_db.discard_envelope(conn, step.id, "envelope proven dead; building a new one")
+        conn.commit()
+    return None
+
+
+def _dead(ctx: ChainContext, step: Step) -> bool:
+    assert step.sequence is not None and step.max_time is not None
+    if datetime.now(UTC) > step.max_time + CLOSE_MARGIN:
+        return True
+    account = ctx.horizon.account(step.source_account)
+    return account is not None and account.sequence >= step.sequence
+
+
+def _build_sign_submit(ctx: ChainContext, step: Step, kind: StepKind) -> Submission:
+    assert kind.build is not None
+    account = ctx.horizon.account(step.source_account)
+    envelope = kind.build(ctx, step, account)
+    unsigned = envelope.to_xdr()
+    with session.transaction(ctx.engine) as conn:
+        for signer in step.signers:
+            envelope.sign(signing_keypair(conn, ctx.keyring, signer))
+        bounds = envelope.transaction.preconditions.time_bounds if envelope.transaction.preconditions else None
+        if bounds is None or not bounds.max_time:
+            raise RuntimeError("every envelope we sign carries an upper time bound")
+        steps_db.set_signed(conn, step.id, unsigned_xdr=unsigned, signed_xdr=envelope.to_xdr(),
+                            tx_hash=envelope.hash_hex(), sequence=envelope.transaction.sequence,
+                            max_time=datetime.fromtimestamp(bounds.max_time, UTC))
+        conn.commit()
+    return ctx.horizon.submit(envelope.to_xdr())
+
+
+def signing_keypair(conn: Any, keyring: crypto.Keyring, public_key: str) -> Keypair:
+    """Decrypt a wallet's secret for one signature; it is never logged, stored or returned elsewhere."""
+    sealed = wallets_db.sealed(conn, public_key)
+    if sealed is None:
+        raise RuntimeError(f"no custodial wallet for signer {public_key}")
+    secret = crypto.open_sealed(keyring, crypto.Sealed(*sealed), public_key=public_key)
+    return Keypair.from_secret(secret)
+
+
+def _settle(ctx: ChainContext, step: Step, kind: StepKind, submission: Submission) -> list[Message]:
+    if submission.outcome == "applied":
+        return _confirm(ctx, step, kind, submission.record)
+    if submission.outcome == "ambiguous":
+        _attempt(ctx, step, f"unclear outcome ({submission.error}); will look the hash up")
+        raise StepNotFinished(submission.error or "ambiguous")
+    code = submission.tx_code or "unknown"
+    if code == "tx_failed":
+        verdict = kind.op_outcome(submission.op_codes)
+        if verdict == "applied":
+            return _confirm(ctx, step, kind, submission.record)
+        if verdict == "retry":
+            return _rebuild_later(ctx, step, f"operations failed {submission.op_codes}; retrying")
+        return _fail(ctx, step, kind, f"operations failed: {', '.join(submission.op_codes) or code}")
+    if code in FINAL_TX_CODES:
+        return _fail(ctx, step, kind, f"refused by the network: {code}")
+    if code in REBUILD_TX_CODES or code == "tx_too_early":
+        return _rebuild_later(ctx, step, f"{code}; building again")
+    _attempt(ctx, step, f"{code}; resubmitting the same envelope")
+    raise StepNotFinished(code)
+
+
+def _rebuild_later(ctx: ChainContext, step: Step, reason: str) -> list[Message]:
+    """The envelope did not apply and cannot (it was refused whole): drop it, build anew next time."""
+    with session.transaction(ctx.engine) as conn:
+        steps_db.discard_envelope(conn, step.id, reason)
+        steps_db.record_attempt(conn, step.id, reason)
+        conn.commit()
+    raise StepNotFinished(reason)
+
+
+def _attempt(ctx: ChainContext, step: Step, error: str) -> None:
+    log.warning("Chain step %s (%s) not finished: %s", step.id, step.kind, error)
+    with session.transaction(ctx.engine) as conn:
+        steps_db.record_attempt(conn, step.id, error)
+        conn.commit()
+
+
+def _confirm(ctx: ChainContext, step: Step, kind: StepKind, record: dict[str, Any] | None) -> list[Message]:
+    result = {"hash": record.get("hash"), "ledger": record.get("ledger")} if record else {}
+    with UnitOfWork(ctx.engine, Context(actor_type="SYSTEM", correlation_id=step.id), settings=ctx.settings) as uow:
+        locked = steps_db.get(uow.conn, step.id, for_update=True)
+        if locked is None or locked.status not in OPEN:
+            return []
+        steps_db.finish(uow.conn, step.id, status=Status.CONFIRMED, result=result)
+        kind.confirmed(uow, locked, record)
+        uow.commit()
+    return list(uow.messages)
+
+
+def _fail(ctx: ChainContext, step: Step, kind: StepKind, reason: str) -> list[Message]:
+    log.error("Chain step %s (%s) failed finally: %s", step.id, step.kind, reason)
+    with UnitOfWork(ctx.engine, Context(actor_type="SYSTEM", correlation_id=step.id), settings=ctx.settings) as uow:
+        locked = steps_db.get(uow.conn, step.id, for_update=True)
+        if locked is None or locked.status not in OPEN:
+            return []
+        steps_db.finish(uow.conn, step.id, status=Status.FAILED, result=None, error=reason)
+        kind.failed(uow, locked, reason)
+        uow.commit()
+    return list(uow.messages)

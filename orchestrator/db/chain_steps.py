@@ -1,0 +1,93 @@
+"""Chain step rows: one ledger transaction each, with its signed envelope persisted before submission."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, func, insert, select, update
+
+from orchestrator.db.tables import chain_steps
+
+
+@dataclass(frozen=True)
+class Step:
+    id: str
+    kind: str
+    subject_type: str
+    subject_id: str
+    source_account: str
+    signers: list[str]
+    params: dict[str, Any]
+    status: str
+    signed_xdr: str | None
+    tx_hash: str | None
+    sequence: int | None
+    max_time: datetime | None
+    attempts: int
+    last_error: str | None
+    result: dict[str, Any] | None
+    created_at: datetime
+    updated_at: datetime
+
+
+def to_step(row: Any) -> Step:
+    r = row._mapping
+    return Step(r["id"], r["kind"], r["subject_type"], r["subject_id"], r["source_account"], list(r["signers"]),
+                r["params"], r["status"], r["signed_xdr"], r["tx_hash"], r["sequence"], r["max_time"],
+                r["attempts"], r["last_error"], r["result"], r["created_at"], r["updated_at"])
+
+
+def create(conn: Connection, **values: Any) -> None:
+    conn.execute(insert(chain_steps).values(**values))
+
+
+def get(conn: Connection, step_id: str, *, for_update: bool = False) -> Step | None:
+    stmt = select(chain_steps).where(chain_steps.c.id == step_id)
+    row = conn.execute(stmt.with_for_update() if for_update else stmt).first()
+    return to_step(row) if row else None
+
+
+def of_subject(conn: Connection, subject_type: str, subject_id: str) -> list[Step]:
+    rows = conn.execute(select(chain_steps).where(chain_steps.c.subject_type == subject_type,
+                                                  chain_steps.c.subject_id == subject_id)
+                        .order_by(chain_steps.c.created_at)).all()
+    return [to_step(r) for r in rows]
+
+
+def set_signed(conn: Connection, step_id: str, *, unsigned_xdr: str | None, signed_xdr: str, tx_hash: str,
+               sequence: int, max_time: datetime) -> None:
+    conn.execute(update(chain_steps).where(chain_steps.c.id == step_id).values(
+        status="SIGNED", unsigned_xdr=unsigned_xdr, signed_xdr=signed_xdr, tx_hash=tx_hash, sequence=sequence,
+        max_time=max_time, updated_at=func.now()))
+
+
+def record_attempt(conn: Connection, step_id: str, error: str | None) -> None:
+    conn.execute(update(chain_steps).where(chain_steps.c.id == step_id).values(
+        attempts=chain_steps.c.attempts + 1, last_error=error, updated_at=func.now()))
+
+
+def discard_envelope(conn: Connection, step_id: str, reason: str) -> None:
+    """A proven-dead envelope is dropped so the step can be built again."""
+    conn.execute(update(chain_steps).where(chain_steps.c.id == step_id, chain_steps.c.status == "SIGNED").values(
+        status="PENDING", signed_xdr=None, unsigned_xdr=None, tx_hash=None, sequence=None, max_time=None,
+        last_error=reason, updated_at=func.now()))
+
+
+def finish(conn: Connection, step_id: str, *, status: str, result: dict[str, Any] | None,
+           error: str | None = None) -> None:
+    conn.execute(update(chain_steps).where(chain_steps.c.id == step_id,
+                                           chain_steps.c.status.in_(("PENDING", "SIGNED"))).values(
+        status=status, result=result, last_error=error, updated_at=func.now(),
+        confirmed_at=func.now() if status == "CONFIRMED" else None))
+
+
+def stalled(conn: Connection, *, older_than: datetime, limit: int = 200) -> list[str]:
+    """Open steps that have not moved since ``older_than`` (their message may be lost); touched here."""
+    ids = conn.execute(select(chain_steps.c.id).where(chain_steps.c.status.in_(("PENDING", "SIGNED")),
+                                                      chain_steps.c.updated_at < older_than)
+                       .order_by(chain_steps.c.updated_at).limit(limit)).scalars().all()
+    if ids:
+        conn.execute(update(chain_steps).where(chain_steps.c.id.in_(ids)).values(updated_at=func.now()))
+    return list(ids)

@@ -1,0 +1,120 @@
+"""Horizon (the Stellar ledger's HTTP API) and friendbot: the only module that talks to them.
+
+Submissions are classified into applied, failed (with the result codes of providers.md §2.9) or
+ambiguous (time-outs, 5xx, lost answers), because an ambiguous submission may still land and must
+be looked up by hash before anything else is decided.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import requests
+from stellar_sdk import Asset, Server
+from stellar_sdk.client.requests_client import RequestsClient
+from stellar_sdk.exceptions import BadRequestError, BadResponseError, NotFoundError
+from stellar_sdk.exceptions import ConnectionError as StellarConnectionError
+
+from orchestrator.settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: Transaction codes after which the same envelope can never land.
+FINAL_TX_CODES = frozenset({"tx_bad_auth", "tx_bad_auth_extra", "tx_missing_operation", "tx_malformed",
+                            "tx_soroban_invalid", "tx_not_supported", "tx_bad_sponsorship",
+                            "tx_bad_minseq_age_or_gap"})
+
+
+@dataclass(frozen=True)
+class Submission:
+    """``applied``, ``failed`` (the envelope did not apply; codes say why) or ``ambiguous``."""
+
+    outcome: str
+    record: dict[str, Any] | None = None
+    tx_code: str | None = None
+    op_codes: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class AccountState:
+    account_id: str
+    sequence: int
+    xlm: Decimal
+    usdc: Decimal | None  # None: no USDC trustline
+    data: dict[str, str]
+    subentries: int
+
+
+class Horizon:
+    """A synchronous Horizon client for the chain actors (one per process, thread-safe sessions)."""
+
+    def __init__(self, settings: Settings, *, timeout: float = 35.0) -> None:
+        self.settings = settings
+        self.usdc = Asset(settings.usdc_asset_code, settings.usdc_issuer)
+        client = RequestsClient(num_retries=0, request_timeout=int(timeout), post_timeout=timeout)
+        self.server = Server(settings.horizon_url, client=client)
+        self.http = requests.Session()
+        self.timeout = timeout
+
+    def account(self, account_id: str) -> AccountState | None:
+        """The account as the ledger holds it, or ``None`` when it does not exist."""
+        try:
+            raw = self.server.accounts().account_id(account_id).call()
+        except NotFoundError:
+            return None
+        xlm, usdc = Decimal(0), None
+        for balance in raw.get("balances", []):
+            if balance.get("asset_type") == "native":
+                xlm = Decimal(balance["balance"])
+            elif (balance.get("asset_code") == self.usdc.code
+                  and balance.get("asset_issuer") == self.usdc.issuer):
+                usdc = Decimal(balance["balance"])
+        return AccountState(raw["account_id"], int(raw["sequence"]), xlm, usdc, raw.get("data") or {},
+                            int(raw.get("subentry_count", 0)))
+
+    def transaction(self, tx_hash: str) -> dict[str, Any] | None:
+        """The transaction record if it is in the ledger's history (applied or failed), else ``None``."""
+        try:
+            return self.server.transactions().transaction(tx_hash).call()
+        except NotFoundError:
+            return None
+
+    def submit(self, envelope_xdr: str) -> Submission:
+        try:
+            record = self.server.submit_transaction(envelope_xdr, skip_memo_required_check=True)
+        except BadRequestError as error:
+            codes = (error.extras or {}).get("result_codes") or {}
+            if error.status == 400 and codes:
+                return Submission("failed", tx_code=codes.get("transaction"),
+                                  op_codes=list(codes.get("operations") or []), error=error.title)
+            if error.status == 400:
+                return Submission("failed", tx_code="tx_malformed", error=error.title)
+            return Submission("ambiguous", error=f"HTTP {error.status}")
+        except (BadResponseError, StellarConnectionError, requests.RequestException) as error:
+            return Submission("ambiguous", error=type(error).__name__)
+        return Submission("applied", record=record)
+
+    def fund_with_friendbot(self, account_id: str) -> None:
+        """Create and fund an account on testnet or the sandbox; an existing account is fine."""
+        if not self.settings.friendbot_url:
+            raise RuntimeError("no friendbot on this network")
+        response = self.http.get(self.settings.friendbot_url, params={"addr": account_id}, timeout=self.timeout)
+        if response.status_code >= 400 and self.account(account_id) is None:
+            raise RuntimeError(f"friendbot answered {response.status_code}")
+
+    def base_fee(self) -> int:
+        try:
+            return int(self.server.fetch_base_fee())
+        except Exception:  # noqa: BLE001 - the network's minimum is a safe fallback
+            return 100
+
+    def payments(self, account_id: str, *, cursor: str | None, limit: int = 200) -> list[dict[str, Any]]:
+        """One page of an account's payments in ascending order (reconciliation)."""
+        call = self.server.payments().for_account(account_id).order(desc=False).limit(limit)
+        if cursor:
+            call = call.cursor(cursor)
+        return call.call()["_embedded"]["records"]
