@@ -54,7 +54,7 @@ class Status(StrEnum):
 OPEN = (Status.PENDING, Status.SIGNED)
 
 
-class StepNotFinished(Exception):  # noqa: N818 - reads as what happened
+class StepNotFinished(Exception):
     """Raised when a step must be tried again later (the queue retries it with backoff)."""
 
 
@@ -141,7 +141,9 @@ def _act(ctx: ChainContext, step: Step, kind: StepKind) -> list[Message]:
 
 def _resolve_signed(ctx: ChainContext, step: Step) -> Submission | None:
     """A signed envelope may already have landed: look it up; resubmit it while it can still land."""
-    assert step.tx_hash and step.signed_xdr and step.sequence is not None
+    assert step.tx_hash
+    assert step.signed_xdr
+    assert step.sequence is not None
     record = ctx.horizon.transaction(step.tx_hash)
     if record is not None:
         if record.get("successful"):
@@ -156,7 +158,8 @@ def _resolve_signed(ctx: ChainContext, step: Step) -> Submission | None:
 
 
 def _dead(ctx: ChainContext, step: Step) -> bool:
-    assert step.sequence is not None and step.max_time is not None
+    assert step.sequence is not None
+    assert step.max_time is not None
     if datetime.now(UTC) > step.max_time + CLOSE_MARGIN:
         return True
     account = ctx.horizon.account(step.source_account)

@@ -61,7 +61,7 @@ def by_public_key(conn: Connection, public_key: str) -> Wallet | None:
     return to_wallet(row) if row else None
 
 
-def create(conn: Connection, *, id: str, user_id: str, public_key: str, ciphertext: str,  # noqa: A002
+def create(conn: Connection, *, id: str, user_id: str, public_key: str, ciphertext: str,
            nonce: str, key_version: str) -> None:
     conn.execute(insert(wallets).values(id=id, user_id=user_id, public_key=public_key, sealed_secret=ciphertext,
                                         nonce=nonce, key_version=key_version))

@@ -109,7 +109,7 @@ class Horizon:
     def base_fee(self) -> int:
         try:
             return int(self.server.fetch_base_fee())
-        except Exception:  # noqa: BLE001 - the network's minimum is a safe fallback
+        except Exception:
             return 100
 
     def payments(self, account_id: str, *, cursor: str | None, limit: int = 200) -> list[dict[str, Any]]:
