@@ -106,6 +106,7 @@ class PhaseResult:
     statuses: Counter[str] = field(default_factory=Counter)
     acknowledged: int = 0  # 2xx over the whole phase, warm-up included (for the book check)
     cpu: dict[str, float] = field(default_factory=dict)  # cores used per process group
+    db_xacts: int = 0  # transactions the scratch database committed or rolled back meanwhile
 
     @property
     def ok(self) -> int:
@@ -168,6 +169,7 @@ async def hammer(name: str, factory: RequestFactory, *, concurrency: int, durati
             meter.start()
             await asyncio.sleep(duration)
             result.cpu = meter.stop()
+            result.db_xacts = meter.xacts
 
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         await asyncio.gather(metered(), *(client(session) for _ in range(concurrency)))
@@ -212,6 +214,7 @@ async def hammer_rate(name: str, factory: RequestFactory, *, concurrency: int, r
             task.add_done_callback(tasks.discard)
         if meter is not None:
             result.cpu = meter.stop()
+            result.db_xacts = meter.xacts
         await asyncio.gather(*tasks)
     result.seconds = duration
     return result
@@ -254,16 +257,29 @@ def cpu_snapshot(groups: dict[int, str]) -> Counter[str]:
 class CpuMeter:
     """Cores used per group between ``start`` and ``stop`` (processes that exit meanwhile are missed)."""
 
-    def __init__(self, groups: dict[int, str]) -> None:
+    def __init__(self, groups: dict[int, str], database: str | None = None) -> None:
         self.groups = groups
+        self.database = database  # also count its transactions (pg_stat_database) when it is ours alone
         self.before: Counter[str] = Counter()
+        self.xacts_before = 0
+        self.xacts = 0
         self.started = 0.0  # perf_counter at start; 0 until started
 
+    def _xacts(self) -> int:
+        if self.database is None:
+            return 0
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            row = conn.execute("SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = %s",
+                               (self.database,)).fetchone()
+        return int(row[0]) if row else 0
+
     def start(self) -> None:
+        self.xacts_before = self._xacts()
         self.before, self.started = cpu_snapshot(self.groups), time.perf_counter()
 
     def stop(self) -> dict[str, float]:
         after, seconds = cpu_snapshot(self.groups), time.perf_counter() - self.started
+        self.xacts = self._xacts() - self.xacts_before
         return {g: max(0.0, after[g] - self.before[g]) / seconds for g in after}
 
 
@@ -690,9 +706,10 @@ def print_report(report: Report) -> None:
     print(line)
     groups = [g for g in CPU_GROUPS if any(p.cpu.get(g) for p in report.phases)]
     if groups:
-        print(f"{'CPU cores used (/proc)':<32}" + "".join(f"{g:>15}" for g in groups))
+        print(f"{'CPU cores used (/proc)':<32}" + "".join(f"{g:>15}" for g in groups) + "  DB xacts/req")
         for p in report.phases:
-            print(f"{p.name:<32}" + "".join(f"{p.cpu.get(g, 0.0):>15.2f}" for g in groups))
+            per = f"{p.db_xacts / (p.rate * p.seconds):>14.1f}" if p.db_xacts and p.rate else f"{'':>14}"
+            print(f"{p.name:<32}" + "".join(f"{p.cpu.get(g, 0.0):>15.2f}" for g in groups) + per)
         print(line)
     if report.book_check:
         print(report.book_check)
@@ -765,7 +782,7 @@ async def measure(args: argparse.Namespace, scratch: Scratch, report: Report, ap
         alive()
         say(f"phase: {name} at {concurrency} connections for {args.duration:.0f} s (+{warmup:.0f} s warm-up)")
         return hammer(name, factory, concurrency=concurrency, duration=args.duration, warmup=warmup,
-                      meter=CpuMeter(scratch.groups))
+                      meter=CpuMeter(scratch.groups, scratch.database if scratch.own_system else None))
 
     profiling = bool(args.profile and scratch.own_system)
     spies = start_profiles({"web-get": scratch.web_pid or 0}, Path(args.profile),
@@ -781,7 +798,7 @@ async def measure(args: argparse.Namespace, scratch: Scratch, report: Report, ap
     report.phases.append(await hammer_rate(
         f"{GET_PHASE} @{rate:.0f}/s", lambda i: ("GET", f"{v1}/users/{users[i % n]}/balance", auth, None),
         concurrency=args.concurrency, rate=rate, duration=args.duration, warmup=warmup,
-        meter=CpuMeter(scratch.groups)))
+        meter=CpuMeter(scratch.groups, scratch.database if scratch.own_system else None)))
 
     if not args.skip_ceiling:
         report.phases.extend(await baseline_phase(args, scratch, users, warmup, rate))
@@ -856,10 +873,11 @@ async def baseline_phase(args: argparse.Namespace, scratch: Scratch, users: list
             return "GET", f"http://127.0.0.1:{port}/balance/{users[i % n]}", {}, None
 
         closed = await hammer(BASE_PHASE, factory, concurrency=args.concurrency, duration=args.duration,
-                              warmup=warmup, meter=CpuMeter(groups))
+                              warmup=warmup, meter=CpuMeter(groups, scratch.database))
         say(f"phase: {BASE_PHASE} open loop at {rate:.0f} req/s")
         opened = await hammer_rate(f"{BASE_PHASE} @{rate:.0f}/s", factory, concurrency=args.concurrency,
-                                   rate=rate, duration=args.duration, warmup=warmup, meter=CpuMeter(groups))
+                                   rate=rate, duration=args.duration, warmup=warmup,
+                                   meter=CpuMeter(groups, scratch.database))
         return [closed, opened]
     finally:
         procs.stop_all()
