@@ -928,6 +928,7 @@ def main(argv: list[str] | None = None) -> int:
         raise KeyboardInterrupt(f"signal {signum}")
 
     signal.signal(signal.SIGTERM, terminate)
+    signal.signal(signal.SIGINT, terminate)  # also when started in the background (SIGINT ignored)
     report = Report(cores=os.cpu_count() or 0, duration=args.duration, users=args.users,
                     workers="external" if args.url else f"{args.workers} proc x {args.threads} threads")
     log_dir = Path(tempfile.mkdtemp(prefix="offerhub-bench-"))
