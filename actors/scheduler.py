@@ -7,13 +7,17 @@ import time
 from collections.abc import Callable
 
 from actors.broker import engine, settings
+from actors.chain import run_chain_step
 from actors.commands import execute_command
+from actors.deposits import credit_deposit
 from orchestrator import relay, sweeps
 from orchestrator.db import leader
 
 log = logging.getLogger(__name__)
 RELAY_SECONDS = 1.0
 PRUNE_SECONDS = 3600.0
+#: A chain step untouched this long has lost its message (its retries update it far more often).
+STALLED_STEP_SECONDS = 60.0
 
 
 def run(stop: Callable[[], bool] = lambda: False) -> None:
@@ -30,6 +34,19 @@ def run(stop: Callable[[], bool] = lambda: False) -> None:
             holder.close()
 
 
+def _sweep() -> None:
+    age = settings.command_sweep_seconds
+    for command_id in sweeps.stale_commands(engine(), older_than_seconds=age):
+        log.warning("Republishing command %s (no result yet)", command_id)
+        execute_command.send(command_id)
+    for operation_id in sweeps.stale_deposits(engine(), older_than_seconds=age):
+        log.warning("Republishing the credit of deposit %s", operation_id)
+        credit_deposit.send(operation_id)
+    for step_id in sweeps.stalled_steps(engine(), older_than_seconds=max(age, STALLED_STEP_SECONDS)):
+        log.warning("Driving on stalled chain step %s", step_id)
+        run_chain_step.send(step_id)
+
+
 def _lead(holder: object, stop: Callable[[], bool]) -> None:
     next_sweep = next_prune = 0.0
     while not stop() and leader.still_leading(holder):  # type: ignore[arg-type]
@@ -37,9 +54,7 @@ def _lead(holder: object, stop: Callable[[], bool]) -> None:
         try:
             relay.relay(engine())
             if now >= next_sweep:
-                for command_id in sweeps.stale_commands(engine(), older_than_seconds=settings.command_sweep_seconds):
-                    log.warning("Republishing command %s (no result yet)", command_id)
-                    execute_command.send(command_id)
+                _sweep()
                 next_sweep = now + settings.command_sweep_seconds / 2
             if now >= next_prune:
                 log.info("Pruned %s", sweeps.prune(engine(), event_retention_days=settings.event_retention_days))

@@ -58,7 +58,15 @@ def _scheduler(settings: Settings, _: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"migrate": _migrate, "bootstrap": _bootstrap, "check": _check, "scheduler": _scheduler}
+def _monitor(settings: Settings, _: argparse.Namespace) -> int:
+    from actors import monitor  # the one permitted upward import: the process entrypoint
+
+    monitor.run()
+    return 0
+
+
+COMMANDS = {"migrate": _migrate, "bootstrap": _bootstrap, "check": _check, "scheduler": _scheduler,
+            "monitor": _monitor}
 
 
 def main(argv: list[str] | None = None) -> int:

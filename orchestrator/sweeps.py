@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from orchestrator.db import chain_steps as steps_db
 from orchestrator.db import commands as commands_db
+from orchestrator.db import deposits as deposits_db
 from orchestrator.db import idempotency as idempotency_db
 from orchestrator.db import outbox as outbox_db
 from orchestrator.db import session
@@ -31,3 +33,19 @@ def prune(engine: Any, *, event_retention_days: int) -> dict[str, int]:
         keys = idempotency_db.prune(conn, older_than=now - IDEMPOTENCY_RETENTION)
         conn.commit()
     return {"events": events, "idempotencyKeys": keys}
+
+
+def stale_deposits(engine: Any, *, older_than_seconds: float) -> list[str]:
+    """Deposits recorded but not credited: their credit message may have been lost."""
+    cutoff = datetime.now(UTC) - timedelta(seconds=older_than_seconds)
+    with session.transaction(engine) as conn:
+        return deposits_db.stale_pending(conn, older_than=cutoff)
+
+
+def stalled_steps(engine: Any, *, older_than_seconds: float) -> list[str]:
+    """Open chain steps that stopped moving (message lost, retries exhausted): drive them on."""
+    cutoff = datetime.now(UTC) - timedelta(seconds=older_than_seconds)
+    with session.transaction(engine) as conn:
+        ids = steps_db.stalled(conn, older_than=cutoff)
+        conn.commit()
+    return ids

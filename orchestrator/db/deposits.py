@@ -1,0 +1,61 @@
+"""Deposit rows: one per ledger operation that paid USDC into a wallet, credited exactly once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Connection, func, select, update
+from sqlalchemy.dialects.postgresql import insert
+
+from orchestrator.db.tables import deposits
+
+
+@dataclass(frozen=True)
+class Deposit:
+    operation_id: str
+    tx_hash: str
+    op_index: int
+    wallet_id: str
+    user_id: str
+    amount: Decimal
+    from_account: str | None
+    source: str
+    status: str
+
+
+def to_deposit(row: Any) -> Deposit:
+    r = row._mapping
+    return Deposit(r["operation_id"], r["tx_hash"], r["op_index"], r["wallet_id"], r["user_id"], r["amount"],
+                   r["from_account"], r["source"], r["status"])
+
+
+def record(conn: Connection, rows: list[dict[str, Any]]) -> list[str]:
+    """Insert deposits not seen before; returns the operation ids that are new."""
+    if not rows:
+        return []
+    return list(conn.execute(insert(deposits).values(rows).on_conflict_do_nothing(
+        index_elements=["operation_id"]).returning(deposits.c.operation_id)).scalars())
+
+
+def lock(conn: Connection, operation_id: str) -> Deposit | None:
+    row = conn.execute(select(deposits).where(deposits.c.operation_id == operation_id).with_for_update()).first()
+    return to_deposit(row) if row else None
+
+
+def mark_credited(conn: Connection, operation_id: str) -> None:
+    conn.execute(update(deposits).where(deposits.c.operation_id == operation_id)
+                 .values(status="CREDITED", credited_at=func.now()))
+
+
+def stale_pending(conn: Connection, *, older_than: datetime, limit: int = 500) -> list[str]:
+    return list(conn.execute(select(deposits.c.operation_id).where(
+        deposits.c.status == "PENDING", deposits.c.created_at < older_than)
+        .order_by(deposits.c.created_at).limit(limit)).scalars())
+
+
+def credited_total(conn: Connection, user_id: str) -> Decimal:
+    return conn.execute(select(func.coalesce(func.sum(deposits.c.amount), 0)).where(
+        deposits.c.user_id == user_id, deposits.c.status == "CREDITED")).scalar_one()
