@@ -49,4 +49,5 @@ pytest_plugins = (
     "tests.fixtures.broker",
     "tests.fixtures.web",
     "tests.fixtures.sandbox",
+    "tests.fixtures.logs",
 )

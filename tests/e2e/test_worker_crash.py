@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import dramatiq
@@ -20,37 +16,17 @@ from orchestrator.commands import Kind
 from orchestrator.db import commands as commands_db
 from orchestrator.settings import Settings
 from tests import builders
+from tests.fixtures import processes
 from tests.fixtures.broker import delete_queues
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
 
-@contextmanager
-def worker_process(prefix: str) -> Iterator[subprocess.Popen[bytes]]:
+def worker_process(prefix: str) -> AbstractContextManager[subprocess.Popen[bytes]]:
     """``dramatiq actors`` as the Procfile runs it, on queues of its own (the in-process worker ignores them)."""
-    env = {**os.environ, "QUEUE_PREFIX": prefix}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "dramatiq", "actors", "--processes", "1", "--threads", "2",
-         "--queues", f"{prefix}commands", f"{prefix}events"],
-        cwd=ROOT, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        yield process
-    finally:
-        kill(process)
-
-
-def kill(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
-
-
-def wait_for(predicate: object, seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while not predicate():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.1)
+    return processes.process("-m", "dramatiq", "actors", "--processes", "1", "--threads", "2",
+                             "--queues", f"{prefix}commands", f"{prefix}events", QUEUE_PREFIX=prefix)
 
 
 def scalar(engine: Engine, sql: str, **params: object) -> object:
@@ -84,10 +60,10 @@ def test_a_command_interrupted_by_sigkill_completes_exactly_once_after_restart(
     try:
         with worker_process(prefix) as first:
             broker.enqueue(message)
-            wait_for(lambda: scalar(engine, "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                                            "AND query LIKE '%balances%'") == 1)
+            blocked = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%balances%'"
+            processes.wait_for(lambda: scalar(engine, blocked) == 1, what="the worker to block on the balance row")
             # When the worker is killed with SIGKILL while it holds the command row and waits on the balance
-            kill(first)
+            processes.kill(first)
     finally:
         blocker.rollback()
         blocker.close()
@@ -96,7 +72,7 @@ def test_a_command_interrupted_by_sigkill_completes_exactly_once_after_restart(
     assert scalar(engine, "SELECT available FROM balances WHERE user_id = :u", u=user_id) == 0
     # And after a restart RabbitMQ redelivers the unacknowledged message and it completes once
     with worker_process(prefix):
-        wait_for(lambda: scalar(engine, "SELECT status FROM commands WHERE id = :c", c=command_id) == "DONE")
+        processes.wait_for(lambda: scalar(engine, "SELECT status FROM commands WHERE id = :c", c=command_id) == "DONE")
     assert str(scalar(engine, "SELECT available FROM balances WHERE user_id = :u", u=user_id)) == "12.3400000"
     assert scalar(engine, "SELECT count(*) FROM journal_transactions WHERE command_id = :c", c=command_id) == 1
     assert scalar(engine, "SELECT count(*) FROM outbox WHERE aggregate_id = :u AND event_type = 'balance.credited'",
