@@ -8,20 +8,25 @@ from typing import Any
 from orchestrator import balances, users
 from orchestrator.errors import OrchestratorError
 from orchestrator.results import Result
+from orchestrator.settings import Settings
 from orchestrator.unit_of_work import Context, UnitOfWork
 from tests.api import unique
 
 
-def run(engine: Any, handler: Any, payload: dict[str, Any]) -> Result:
-    """Run a command handler in its own unit of work and commit (rolled back if it raises)."""
-    with UnitOfWork(engine, Context(actor_type="SUPPORT", actor_id="tests")) as uow:
+def run(engine: Any, handler: Any, payload: dict[str, Any], *, settings: Settings | None = None) -> Result:
+    """Run a command handler in its own unit of work and commit (rolled back if it raises).
+
+    With ``settings`` the handler sees them as the product's would (in crypto mode a new user gets a
+    sealed wallet); its after-commit messages are not sent, so no chain step runs.
+    """
+    with UnitOfWork(engine, Context(actor_type="SUPPORT", actor_id="tests"), settings=settings) as uow:
         result = handler(uow, payload)
         uow.commit()
     return result
 
 
-def user(engine: Any) -> str:
-    return run(engine, users.create, {"externalUserId": unique("ext")}).id
+def user(engine: Any, *, settings: Settings | None = None) -> str:
+    return run(engine, users.create, {"externalUserId": unique("ext")}, settings=settings).id
 
 
 def adjust(engine: Any, operation: str, user_id: str, amount: Decimal, **extra: Any) -> Result | OrchestratorError:
