@@ -1,40 +1,115 @@
-"""Invariants verified by ``offerhub check`` and the tests: the book is internally consistent."""
+"""Invariants verified by ``offerhub check`` and the tests.
+
+The book must be internally consistent (the projection equals the journal, every journal transaction
+sums to zero, nothing is negative) and, in crypto mode, agree with the ledger: by DESIGN decision 7 a
+user's ``available + reserved`` equals their wallet's USDC on the ledger plus their net postings to
+the adjustment account, because administrative credits and debits change the book without touching
+the ledger. Every difference is reported with the user, the wallet and the amounts, so an operator
+can act on it; a wallet whose account is missing on the ledger is a difference too.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
 from orchestrator.db import ledger as ledger_db
+from orchestrator.db import reconciliation as reconciliation_db
 from orchestrator.db import session
-from orchestrator.ledger import AVAILABLE, RESERVED, user_account
+from orchestrator.ledger import ADJUSTMENT, AVAILABLE, RESERVED, user_account
+from orchestrator.money import format_balance
+from orchestrator.providers.horizon import Horizon
+
+
+@dataclass(frozen=True)
+class Difference:
+    """A wallet whose book balance is not its ledger USDC plus its administrative postings."""
+
+    user_id: str
+    public_key: str
+    wallet_status: str
+    available: Decimal
+    reserved: Decimal
+    adjustments: Decimal
+    ledger: Decimal | None  # None: the account does not exist on the ledger
+
+    @property
+    def book(self) -> Decimal:
+        return self.available + self.reserved
+
+    @property
+    def expected(self) -> Decimal:
+        return (self.ledger or Decimal(0)) + self.adjustments
+
+    @property
+    def amount(self) -> Decimal:
+        """Book minus what the ledger justifies: positive when the book holds more than the wallet."""
+        return self.book - self.expected
+
+    def describe(self) -> str:
+        ledger = "missing on the ledger" if self.ledger is None else f"ledger USDC {format_balance(self.ledger)}"
+        sign = "+" if self.amount > 0 else "-"
+        return (f"user {self.user_id} wallet {self.public_key} ({self.wallet_status}): book "
+                f"{format_balance(self.book)} (available {format_balance(self.available)}, reserved "
+                f"{format_balance(self.reserved)}) != {ledger} + adjustments {format_balance(self.adjustments)}"
+                f" (difference {sign}{format_balance(abs(self.amount))})")
 
 
 @dataclass
 class Report:
     problems: list[str] = field(default_factory=list)
+    differences: list[Difference] = field(default_factory=list)
+    wallets_compared: int = 0
 
     @property
     def ok(self) -> bool:
-        return not self.problems
+        return not self.problems and not self.differences
 
 
-def verify(engine: Any) -> Report:
-    """The projection equals the journal, every journal transaction sums to zero, nothing is negative."""
+def verify(engine: Any, horizon: Horizon | None = None, *, user_ids: Collection[str] | None = None) -> Report:
+    """The book's own invariants; with ``horizon``, also each wallet (of ``user_ids``, or all) against the ledger."""
     report = Report()
     with session.transaction(engine) as conn:
-        sums = ledger_db.account_sums(conn)
-        for txn in ledger_db.unbalanced_transactions(conn):
-            report.problems.append(f"journal transaction {txn} does not sum to zero")
-        for row in ledger_db.all_balances(conn):
-            for bucket, value in ((AVAILABLE, row.available), (RESERVED, row.reserved)):
-                journal = sums.get(user_account(row.user_id, bucket), Decimal(0))
-                if journal != value:
-                    report.problems.append(f"{row.user_id} {bucket}: projection {value} != journal {journal}")
-                if value < 0:
-                    report.problems.append(f"{row.user_id} {bucket} is negative: {value}")
-        total = sum(sums.values(), Decimal(0))
-        if total != 0:
-            report.problems.append(f"the journal sums to {total}, not zero")
+        _verify_book(conn, report)
+        books = (reconciliation_db.wallet_books(conn, adjustment_account=ADJUSTMENT, user_ids=user_ids)
+                 if horizon is not None else [])
+    # the ledger is read after the transaction: no database transaction stays open across HTTP calls
+    if horizon is not None:
+        compare_with_ledger(books, horizon, report)
     return report
+
+
+def _verify_book(conn: Any, report: Report) -> None:
+    """The projection equals the journal, every journal transaction sums to zero, nothing is negative."""
+    sums = ledger_db.account_sums(conn)
+    for txn in ledger_db.unbalanced_transactions(conn):
+        report.problems.append(f"journal transaction {txn} does not sum to zero")
+    for row in ledger_db.all_balances(conn):
+        for bucket, value in ((AVAILABLE, row.available), (RESERVED, row.reserved)):
+            journal = sums.get(user_account(row.user_id, bucket), Decimal(0))
+            if journal != value:
+                report.problems.append(f"{row.user_id} {bucket}: projection {value} != journal {journal}")
+            if value < 0:
+                report.problems.append(f"{row.user_id} {bucket} is negative: {value}")
+    total = sum(sums.values(), Decimal(0))
+    if total != 0:
+        report.problems.append(f"the journal sums to {total}, not zero")
+
+
+def compare_with_ledger(books: list[reconciliation_db.WalletBook], horizon: Horizon, report: Report) -> None:
+    """DESIGN decision 7 for each wallet: ``available + reserved == ledger USDC + net adjustments``."""
+    for book in books:
+        try:
+            account = horizon.account(book.public_key)
+        except Exception as error:  # an unreadable ledger is a problem to report, not a crash mid-report
+            report.problems.append(f"user {book.user_id} wallet {book.public_key}: the ledger could not be read "
+                                   f"({type(error).__name__})")
+            continue
+        report.wallets_compared += 1
+        ledger = None if account is None else (account.usdc or Decimal(0))
+        difference = Difference(book.user_id, book.public_key, book.status, book.available, book.reserved,
+                                book.adjustments, ledger)
+        if account is None or difference.amount != 0:
+            report.differences.append(difference)

@@ -41,14 +41,41 @@ def _bootstrap(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _check(settings: Settings, _: argparse.Namespace) -> int:
+    """The book's invariants and, in crypto mode, each wallet's ledger USDC against the book (decision 7)."""
     from orchestrator import check
     from orchestrator.db import create_sync_engine
+    from orchestrator.providers.horizon import Horizon
 
-    report = check.verify(create_sync_engine(settings.database_url, pool_size=1))
+    horizon = Horizon(settings) if settings.payment_provider == "crypto" else None
+    report = check.verify(create_sync_engine(settings.database_url, pool_size=1), horizon)
     for problem in report.problems:
         print(f"FAIL {problem}")
-    print("OK: the book is consistent" if report.ok else f"{len(report.problems)} problem(s)")
+    for difference in report.differences:
+        print(f"DIFF {difference.describe()}")
+    if horizon is not None:
+        print(f"Compared {report.wallets_compared} wallet(s) with the ledger: {len(report.differences)} difference(s)")
+    print("OK: the book is consistent" if report.ok
+          else f"{len(report.problems) + len(report.differences)} problem(s)")
     return 0 if report.ok else 1
+
+
+def _wallets(settings: Settings, args: argparse.Namespace) -> int:
+    """``wallets rotate-key``: re-seal every wallet secret under the current key (orchestrator/rotation.py)."""
+    from orchestrator import crypto, rotation
+    from orchestrator.db import create_sync_engine
+
+    keyring = crypto.Keyring.from_settings(settings.wallet_encryption_key, settings.wallet_encryption_key_previous)
+    engine = create_sync_engine(settings.database_url, pool_size=1)
+    result = rotation.rotate(engine, keyring, batch_size=args.batch_size)
+    print(f"Re-sealed {result.resealed} wallet secret(s) under key version {keyring.version}; "
+          f"{result.current} already current.")
+    if result.unopened:
+        print(f"{len(result.unopened)} secret(s) open under neither key (set WALLET_ENCRYPTION_KEY_PREVIOUS to the "
+              f"key that sealed them and run again): {', '.join(result.unopened)}")
+        return 1
+    if keyring.previous is not None:
+        print("Every secret is sealed under the current key: remove WALLET_ENCRYPTION_KEY_PREVIOUS and restart.")
+    return 0
 
 
 def _scheduler(settings: Settings, _: argparse.Namespace) -> int:
@@ -66,13 +93,19 @@ def _monitor(settings: Settings, _: argparse.Namespace) -> int:
 
 
 COMMANDS = {"migrate": _migrate, "bootstrap": _bootstrap, "check": _check, "scheduler": _scheduler,
-            "monitor": _monitor}
+            "monitor": _monitor, "wallets": _wallets}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m orchestrator", description="Orchestrator operator commands")
     parser.add_argument("command", choices=sorted(COMMANDS))
+    parser.add_argument("action", nargs="?", choices=["rotate-key"], help="wallets: rotate-key")
+    parser.add_argument("--batch-size", type=int, default=100, help="wallets rotate-key: wallets per transaction")
     args = parser.parse_args(argv)
+    if (args.command == "wallets") != (args.action is not None):
+        parser.error("'wallets' takes an action (rotate-key); the other commands take none")
+    if args.batch_size < 1:
+        parser.error("--batch-size must be at least 1")
     try:
         settings = Settings.from_env()
     except ConfigError as error:
