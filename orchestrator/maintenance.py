@@ -10,11 +10,14 @@ from orchestrator.results import Result
 from orchestrator.unit_of_work import UnitOfWork
 
 DEFAULT_MESSAGE = "System maintenance in progress"
+#: Notified on every toggle so each web process drops its cached switch at once.
+CHANGED_CHANNEL = "maintenance"
 
 
 def enable(uow: UnitOfWork, payload: dict[str, Any]) -> Result:
     message = payload.get("message") or DEFAULT_MESSAGE
     maintenance_db.set_enabled(uow.conn, message=message, enabled_by=uow.context.actor_id or "master")
+    uow.notify(CHANGED_CHANNEL, "enabled")
     _audit(uow, "maintenance.enabled", {"message": message})
     return Result(200, "maintenance", "1")
 
@@ -22,6 +25,7 @@ def enable(uow: UnitOfWork, payload: dict[str, Any]) -> Result:
 def disable(uow: UnitOfWork, payload: dict[str, Any]) -> Result:
     if maintenance_db.set_disabled(uow.conn):
         _audit(uow, "maintenance.disabled", {})
+        uow.notify(CHANGED_CHANNEL, "disabled")
     return Result(200, "maintenance", "1")
 
 

@@ -31,3 +31,6 @@ class KeyOut(BaseSchema):
     lastUsedAt = Time(attribute="last_used_at", allow_none=True)
     createdAt = Time(attribute="created_at")
     revokedAt = Time(attribute="revoked_at", allow_none=True)
+
+
+KEY_OUT = KeyOut()

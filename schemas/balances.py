@@ -56,6 +56,10 @@ class ReleaseBody(ReservationBody):
     sellerId = PrefixedId("user", required=True)
 
 
+#: Built once: schema construction is the expensive part of a dump.
+BALANCE_SUMMARY = BalanceSummary()
+BALANCE_OUT = BalanceOut()
+
 ADMIN_BODIES: dict[str, type[BaseSchema]] = {
     "credit": AdjustBody, "debit": AdjustBody, "reserve": ReservationBody,
     "cancel-reservation": ReservationBody, "deduct-reserved": ReservationBody, "release": ReleaseBody,

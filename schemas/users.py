@@ -7,7 +7,7 @@ from typing import Any
 from marshmallow import fields
 
 from orchestrator.users import UserStatus, UserType
-from schemas.balances import BalanceSummary
+from schemas.balances import BALANCE_SUMMARY
 from schemas.base import BaseSchema
 from schemas.common import Time
 from schemas.fields import Email, Enum, JsonObject, Text
@@ -37,10 +37,13 @@ class UserOut(BaseSchema):
     updatedAt = Time(attribute="updated_at")
 
     def _balance(self, user: Any) -> dict[str, Any]:
-        return BalanceSummary().dump(user)
+        return BALANCE_SUMMARY.dump(user)
 
     def _linked(self, user: Any) -> bool:
         return user.airtm_user_id is not None
 
 
 USER_FILTERS = {"type": list(UserType), "status": list(UserStatus)}
+
+#: Schemas are stateless once built; building one per request cost more than the dump itself.
+USER_OUT = UserOut()

@@ -9,22 +9,25 @@ from concurrent.futures import ThreadPoolExecutor
 from aiohttp import web
 from redis.asyncio import Redis
 
+from orchestrator.api_keys import REVOKED_CHANNEL
 from orchestrator.db import create_web_engine, libpq_url
 from orchestrator.logs import configure_logging
+from orchestrator.maintenance import CHANGED_CHANNEL
 from orchestrator.settings import Settings
 from web.auth import KeyCache
-from web.keys import ENGINE, EXECUTOR, KEY_CACHE, LISTENER, REDIS, SETTINGS
+from web.keys import ENGINE, EXECUTOR, KEY_CACHE, LISTENER, MAINTENANCE, REDIS, SETTINGS, TX_ENGINE
 from web.listener import Listener
-from web.middlewares import MAX_BODY, setup_middlewares
+from web.middlewares import MAX_BODY, MaintenanceSwitch, setup_middlewares
 from web.routes import setup_routes
 
 log = logging.getLogger(__name__)
 
 
 async def _engine(app: web.Application) -> AsyncIterator[None]:
-    app[ENGINE] = create_web_engine(app[SETTINGS].database_url)
+    app[TX_ENGINE] = create_web_engine(app[SETTINGS].database_url)
+    app[ENGINE] = app[TX_ENGINE].execution_options(isolation_level="AUTOCOMMIT")
     yield
-    await app[ENGINE].dispose()
+    await app[TX_ENGINE].dispose()
 
 
 async def _redis(app: web.Application) -> AsyncIterator[None]:
@@ -42,7 +45,9 @@ async def _executor(app: web.Application) -> AsyncIterator[None]:
 
 async def _listener(app: web.Application) -> AsyncIterator[None]:
     app[KEY_CACHE] = KeyCache()
-    app[LISTENER] = Listener(libpq_url(app[SETTINGS].database_url), app[KEY_CACHE].evict)
+    app[MAINTENANCE] = MaintenanceSwitch()
+    app[LISTENER] = Listener(libpq_url(app[SETTINGS].database_url), {
+        REVOKED_CHANNEL: app[KEY_CACHE].evict, CHANGED_CHANNEL: app[MAINTENANCE].forget})
     app[LISTENER].start()
     yield
     await app[LISTENER].stop()
@@ -61,4 +66,5 @@ def main() -> None:
     settings = Settings.from_env()
     configure_logging(settings.log_level)
     log.info("Orchestrator API listening on http://0.0.0.0:%s/api/v1", settings.port)
-    web.run_app(create_app(settings), port=settings.port, access_log=None, print=None)
+    # reuse_port: several web processes (honcho -c web=2) share the port and so both cores
+    web.run_app(create_app(settings), port=settings.port, access_log=None, print=None, reuse_port=True)

@@ -54,7 +54,11 @@ class KeyCache:
         self.entries[key.id] = (time.monotonic() + CACHE_SECONDS, key)
 
     def evict(self, key_id: str) -> None:
-        self.entries.pop(key_id, None)
+        """Drop one key, or everything when ``key_id`` is empty (after a LISTEN reconnect)."""
+        if key_id:
+            self.entries.pop(key_id, None)
+        else:
+            self.entries.clear()
 
 
 def requires(scope: str | None) -> Callable[[Handler], Handler]:

@@ -25,7 +25,7 @@ from orchestrator.db import idempotency as idempotency_db
 from orchestrator.results import Result
 from web import render
 from web.auth import request_credential
-from web.keys import ENGINE, EXECUTOR, LISTENER, SETTINGS
+from web.keys import ENGINE, EXECUTOR, LISTENER, SETTINGS, TX_ENGINE
 from web.request_state import COMMAND_ID, IDEMPOTENCY, PREFERENCE, REQUEST_ID
 from web.responses import envelope
 
@@ -57,7 +57,7 @@ async def run(request: web.Request, kind: str, payload: dict[str, Any]) -> Comma
     app, credential = request.app, request_credential(request)
     command_id = ids.new_id("command")
     idempotency = request.get(IDEMPOTENCY)
-    async with app[ENGINE].begin() as conn:
+    async with app[TX_ENGINE].begin() as conn:
         await conn.execute(commands_db.insert(
             id=command_id, kind=kind, payload=payload, actor_type=credential.actor_type,
             actor_id=credential.key_id, request_id=request[REQUEST_ID],

@@ -13,8 +13,12 @@ from web.auth import KeyCache
 from web.listener import Listener
 
 SETTINGS = web.AppKey("settings", Settings)
+#: Reads and single-statement writes run in autocommit (no BEGIN/ROLLBACK round trips).
 ENGINE = web.AppKey("engine", AsyncEngine)
+#: The same pool in transactional mode, for the few writes that must be atomic across statements.
+TX_ENGINE = web.AppKey("tx_engine", AsyncEngine)
 REDIS = web.AppKey("redis", Redis)
 EXECUTOR = web.AppKey("executor", ThreadPoolExecutor)
 LISTENER = web.AppKey("listener", Listener)
 KEY_CACHE = web.AppKey("key_cache", KeyCache)
+MAINTENANCE = web.AppKey("maintenance", object)

@@ -1,4 +1,4 @@
-"""One ``LISTEN`` connection per web process: wakes waiting requests, SSE streams and the key cache."""
+"""One ``LISTEN`` connection per web process: wakes waiting requests, SSE streams and the caches."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from collections.abc import Callable
 
 import psycopg
 
-from orchestrator.api_keys import REVOKED_CHANNEL as KEYS_CHANNEL
 from orchestrator.commands import DONE_CHANNEL
 from orchestrator.relay import EVENTS_CHANNEL
 
@@ -18,9 +17,9 @@ log = logging.getLogger(__name__)
 class Listener:
     """Dispatches notifications; reconnects forever, and wakes everyone after a reconnect (they re-read)."""
 
-    def __init__(self, dsn: str, on_key_change: Callable[[str], None]) -> None:
+    def __init__(self, dsn: str, callbacks: dict[str, Callable[[str], None]]) -> None:
         self.dsn = dsn
-        self.on_key_change = on_key_change
+        self.callbacks = callbacks
         self.waiters: dict[str, asyncio.Future[None]] = {}
         self.subscribers: set[asyncio.Queue[int]] = set()
         self.connected = asyncio.Event()
@@ -60,6 +59,8 @@ class Listener:
             queue.put_nowait(position)
 
     def _wake_all(self) -> None:
+        for callback in self.callbacks.values():
+            callback("")  # whatever changed while we were away: caches start over
         for future in self.waiters.values():
             if not future.done():
                 future.set_result(None)
@@ -69,7 +70,7 @@ class Listener:
         while True:
             try:
                 async with await psycopg.AsyncConnection.connect(self.dsn, autocommit=True) as conn:
-                    for channel in (DONE_CHANNEL, EVENTS_CHANNEL, KEYS_CHANNEL):
+                    for channel in (DONE_CHANNEL, EVENTS_CHANNEL, *self.callbacks):
                         await conn.execute(f'LISTEN "{channel}"')
                     self.connected.set()
                     self._wake_all()
@@ -89,5 +90,5 @@ class Listener:
                 future.set_result(None)
         elif channel == EVENTS_CHANNEL:
             self._wake_streams(int(payload))
-        elif channel == KEYS_CHANNEL:
-            self.on_key_change(payload)
+        elif channel in self.callbacks:
+            self.callbacks[channel](payload)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 import uuid
 from typing import Any
 
@@ -24,7 +25,7 @@ from web import ratelimit
 from web.auth import Handler, authenticate, check_scope
 from web.errors import MethodNotAllowed, PayloadTooLarge, UnsupportedMediaType, error_response
 from web.idempotency import idempotency
-from web.keys import ENGINE, KEY_CACHE, REDIS, SETTINGS
+from web.keys import ENGINE, KEY_CACHE, MAINTENANCE, REDIS, SETTINGS
 from web.request_state import BODY, CREDENTIAL, PREFERENCE, RATE_HEADERS, REQUEST_ID
 
 log = logging.getLogger(__name__)
@@ -121,11 +122,31 @@ async def _touch(request: web.Request, key_id: str) -> None:
     request.app[KEY_CACHE].evict(key_id)
 
 
+class MaintenanceSwitch:
+    """The maintenance row, cached for a second; a toggle's NOTIFY drops it in every process at once."""
+
+    TTL = 1.0
+
+    def __init__(self) -> None:
+        self.row: Any = None
+        self.read_at = -1e9
+
+    def forget(self, _: str = "") -> None:
+        self.read_at = -1e9
+
+    async def current(self, engine: Any) -> Any:
+        now_ = time.monotonic()
+        if now_ - self.read_at > self.TTL:
+            async with engine.connect() as conn:
+                self.row = (await conn.execute(maintenance_db.current())).first()
+            self.read_at = now_
+        return self.row
+
+
 @web.middleware
 async def maintenance(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.method in WRITE_METHODS and not _MAINTENANCE_EXEMPT.fullmatch(request.path):
-        async with request.app[ENGINE].connect() as conn:
-            row = (await conn.execute(maintenance_db.current())).first()
+        row = await request.app[MAINTENANCE].current(request.app[ENGINE])
         if row is not None and row.enabled:
             raise Unavailable(row.message or "System maintenance in progress", code="MAINTENANCE_MODE",
                               details={"message": row.message,

@@ -13,9 +13,9 @@ from orchestrator.db import users as users_db
 from orchestrator.errors import NotFound
 from orchestrator.events import iso
 from orchestrator.results import Result
-from schemas.api_keys import KeyOut
-from schemas.balances import BalanceOut
-from schemas.users import UserOut
+from schemas.api_keys import KEY_OUT
+from schemas.balances import BALANCE_OUT
+from schemas.users import USER_OUT
 from web.keys import ENGINE
 
 Renderer = Callable[[web.Request, Result], Awaitable[Any]]
@@ -34,11 +34,11 @@ async def load_user(request: web.Request, user_id: str) -> users_db.User:
 
 
 async def user(request: web.Request, result: Result) -> Any:
-    return UserOut().dump(await load_user(request, result.id))
+    return USER_OUT.dump(await load_user(request, result.id))
 
 
 async def balance(request: web.Request, result: Result) -> Any:
-    current = BalanceOut().dump(await load_user(request, result.id))
+    current = BALANCE_OUT.dump(await load_user(request, result.id))
     if "operation" not in result.data:
         return current
     return {"balance": current, **result.data}
@@ -46,7 +46,7 @@ async def balance(request: web.Request, result: Result) -> Any:
 
 async def api_key(request: web.Request, result: Result) -> Any:
     row = await fetch_one(request, keys_db.by_id(result.id))
-    return KeyOut().dump(keys_db.to_key(row))
+    return KEY_OUT.dump(keys_db.to_key(row))
 
 
 async def maintenance_status(request: web.Request, result: Result | None = None) -> Any:

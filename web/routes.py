@@ -6,6 +6,7 @@ from aiohttp import web
 
 from web import sse
 from web.handlers import api_keys, platform, users
+from web.handlers import wallets as wallet_routes
 
 V1 = "/api/v1"
 ADMIN_OPERATION = "{operation:credit|debit|reserve|release|cancel-reservation|deduct-reserved}"
@@ -29,5 +30,10 @@ def setup_routes(app: web.Application) -> None:
         web.get(f"{V1}/users/{{user_id}}", users.get_user),
         web.get(f"{V1}/users/{{user_id}}/balance", users.get_balance),
         web.post(f"{V1}/users/{{user_id}}/balance/{ADMIN_OPERATION}", users.adjust_balance),
+        web.get(f"{V1}/users/{{user_id}}/balance/verify", wallet_routes.verify_balance),
+        web.post(f"{V1}/users/{{user_id}}/balance/sync", wallet_routes.sync_balance),
+        web.get(f"{V1}/users/{{user_id}}/wallet", wallet_routes.get_wallet),
+        web.get(f"{V1}/users/{{user_id}}/wallet/deposit", wallet_routes.get_deposit_instructions),
+        web.get(f"{V1}/users/{{user_id}}/wallet/transactions", wallet_routes.list_wallet_transactions),
         web.get(f"{V1}/events", sse.stream_events),
     ])

@@ -6,7 +6,6 @@ from datetime import datetime
 
 from sqlalchemy import Connection, Select, and_, delete, func, select, text, update
 
-from orchestrator.db import session
 from orchestrator.db.tables import outbox, relay_state
 from orchestrator.events import Event
 
@@ -23,22 +22,29 @@ def insert(conn: Connection, event: Event) -> None:
 def assign_positions(conn: Connection, *, batch: int = 5000) -> int | None:
     """Number committed, unnumbered events gap-free in the order they became visible.
 
-    Runs under the relay lock, so the statement's snapshot (taken after the lock) sees every row
-    committed before it; a row with a lower id that commits later simply gets a later position.
-    Returns the highest position assigned, or ``None`` when there was nothing to number.
+    Only one relay numbers at a time (a transaction-level advisory lock). One that finds the lock
+    taken returns at once: the holder keeps numbering until a pass finds nothing, and every pass is a
+    new statement whose snapshot sees what committed meanwhile; the scheduler's periodic relay
+    covers the instant between the holder's last pass and its commit. A row with a lower id that
+    commits later simply gets a later position. Returns the highest position assigned, if any.
     """
-    session.advisory_xact_lock(conn, RELAY_LOCK)
+    if not conn.execute(text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": RELAY_LOCK}).scalar():
+        return None
     last = conn.execute(select(relay_state.c.last_position).where(relay_state.c.name == "outbox")
                         .with_for_update()).scalar_one()
-    rows = conn.execute(text(
-        "WITH pending AS (SELECT id, row_number() OVER (ORDER BY id) AS n FROM outbox "
-        "WHERE position IS NULL ORDER BY id LIMIT :batch) "
-        "UPDATE outbox SET position = :last + pending.n, relayed_at = clock_timestamp() "
-        "FROM pending WHERE outbox.id = pending.id RETURNING outbox.position"),
-        {"batch": batch, "last": last}).scalars().all()
-    if not rows:
+    top = last
+    while True:
+        rows = conn.execute(text(
+            "WITH pending AS (SELECT id, row_number() OVER (ORDER BY id) AS n FROM outbox "
+            "WHERE position IS NULL ORDER BY id LIMIT :batch) "
+            "UPDATE outbox SET position = :last + pending.n, relayed_at = clock_timestamp() "
+            "FROM pending WHERE outbox.id = pending.id RETURNING outbox.position"),
+            {"batch": batch, "last": top}).scalars().all()
+        if not rows:
+            break
+        top = max(rows)
+    if top == last:
         return None
-    top = max(rows)
     conn.execute(update(relay_state).where(relay_state.c.name == "outbox").values(last_position=top))
     return top
 

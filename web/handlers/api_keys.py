@@ -11,7 +11,7 @@ from orchestrator.commands import Kind
 from orchestrator.db import api_keys as keys_db
 from orchestrator.errors import Forbidden, NotFound, ValidationFailed
 from orchestrator.events import iso
-from schemas.api_keys import CreateKey, KeyOut, MintToken
+from schemas.api_keys import KEY_OUT, CreateKey, MintToken
 from schemas.base import BaseSchema, load
 from schemas.common import page_limit, reject_unknown
 from web import enqueue, render
@@ -54,7 +54,7 @@ async def list_keys(request: web.Request) -> web.Response:
         rows = (await conn.execute(keys_db.page(owner_label=query.get("userId"), status=query.get("status"),
                                                 after=after, limit=limit))).all()
     found = [keys_db.to_key(r) for r in rows]
-    return page(request, [KeyOut().dump(k) for k in found], limit=limit, ids=[k.id for k in found])
+    return page(request, [KEY_OUT.dump(k) for k in found], limit=limit, ids=[k.id for k in found])
 
 
 @requires("support")

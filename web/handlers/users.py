@@ -9,10 +9,10 @@ from orchestrator.balances import ADMIN_OPERATIONS
 from orchestrator.commands import Kind
 from orchestrator.db import users as users_db
 from orchestrator.errors import Forbidden, NotFound, ValidationFailed
-from schemas.balances import ADMIN_BODIES, BalanceOut
+from schemas.balances import ADMIN_BODIES, BALANCE_OUT
 from schemas.base import load
 from schemas.common import page_limit, reject_unknown
-from schemas.users import USER_FILTERS, CreateUser, UserOut
+from schemas.users import USER_FILTERS, USER_OUT, CreateUser
 from web import enqueue, render
 from web.auth import requires
 from web.keys import ENGINE, SETTINGS
@@ -29,7 +29,7 @@ async def create_user(request: web.Request) -> web.Response:
 
 @requires("read")
 async def get_user(request: web.Request) -> web.Response:
-    return envelope(request, UserOut().dump(await _user(request)))
+    return envelope(request, USER_OUT.dump(await _user(request)))
 
 
 @requires("read")
@@ -46,12 +46,12 @@ async def list_users(request: web.Request) -> web.Response:
     async with request.app[ENGINE].connect() as conn:
         rows = (await conn.execute(users_db.page(filters=dict(query), after=after, limit=limit))).all()
     found = [users_db.to_user(r) for r in rows]
-    return page(request, [UserOut().dump(u) for u in found], limit=limit, ids=[u.id for u in found])
+    return page(request, [USER_OUT.dump(u) for u in found], limit=limit, ids=[u.id for u in found])
 
 
 @requires("read")
 async def get_balance(request: web.Request) -> web.Response:
-    return envelope(request, BalanceOut().dump(await _user(request)))
+    return envelope(request, BALANCE_OUT.dump(await _user(request)))
 
 
 @requires("support")
@@ -67,7 +67,7 @@ async def adjust_balance(request: web.Request) -> web.Response:
     state = await enqueue.run(request, Kind.ADJUST_BALANCE, payload)
 
     async def current() -> object:
-        return {"balance": BalanceOut().dump(await render.load_user(request, user.id)), "operation": operation}
+        return {"balance": BALANCE_OUT.dump(await render.load_user(request, user.id)), "operation": operation}
 
     return await enqueue.respond(request, state, current=current)
 

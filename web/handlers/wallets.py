@@ -1,0 +1,151 @@
+"""A user's wallet read live from the ledger (spec api.md §7) and the book-versus-ledger checks (§6.2, §6.3).
+
+The checks follow DESIGN decision 7: administrative credits and debits move book money with no ledger
+counterpart, so the book should equal the wallet's ledger USDC plus the user's net administrative postings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from aiohttp import web
+
+from orchestrator import ids, money
+from orchestrator.db import reconciliation
+from orchestrator.db import users as users_db
+from orchestrator.db import wallets as wallets_db
+from orchestrator.errors import Conflict, NotFound, ProviderFailure
+from orchestrator.ledger import ADJUSTMENT
+from orchestrator.providers.horizon_reads import HorizonReader
+from schemas.balances import BalanceOut
+from schemas.common import page_limit, reject_unknown
+from schemas.wallets import AIRTM_DEPOSIT, CryptoDepositOut, WalletOut, WalletTransactionOut, transaction_view
+from web import render
+from web.auth import requires
+from web.keys import ENGINE, SETTINGS
+from web.responses import envelope
+
+#: Book and ledger may differ by this much before it counts as a discrepancy (spec api.md §6.2).
+TOLERANCE = Decimal("1.00")
+UNKNOWN = "unknown"
+
+
+@requires("read")
+async def get_wallet(request: web.Request) -> web.Response:
+    wallet = await _wallet(request, await _user(request))
+    async with HorizonReader(request.app[SETTINGS]) as horizon:
+        ledger = await horizon.account(wallet.public_key)
+    return envelope(request, WalletOut().dump({"wallet": wallet, "ledger": ledger}))
+
+
+@requires("read")
+async def get_deposit_instructions(request: web.Request) -> web.Response:
+    """Crypto mode names the wallet's address; AirTM mode points at top-ups (spec api.md §2.4)."""
+    settings = request.app[SETTINGS]
+    user = await _user(request)
+    if settings.payment_provider == "airtm":
+        return envelope(request, AIRTM_DEPOSIT)
+    wallet = await _wallet(request, user)
+    if wallet.status != "ACTIVE":  # the account cannot receive USDC before its trustline exists
+        raise NotFound(f"User {user.id} has no active wallet yet", code="WALLET_NOT_FOUND")
+    return envelope(request, CryptoDepositOut().dump({"wallet": wallet, "settings": settings}))
+
+
+@requires("read")
+async def list_wallet_transactions(request: web.Request) -> web.Response:
+    reject_unknown(request.query, {"limit"})
+    limit = page_limit(request.query)
+    wallet = await _wallet(request, await _user(request))
+    async with HorizonReader(request.app[SETTINGS]) as horizon:
+        records = await horizon.payments(wallet.public_key, limit)
+    views = [v for r in records if (v := transaction_view(r, wallet.public_key)) is not None]
+    return envelope(request, WalletTransactionOut(many=True).dump(views))
+
+
+@requires("read")
+async def verify_balance(request: web.Request) -> web.Response:
+    """200 with the provider's view, or 409 BALANCE_DISCREPANCY beyond the tolerance (spec api.md §6.2)."""
+    user = await _user(request)
+    check = await _compare(request, user)
+    if check.discrepancy:
+        raise Conflict("The book and the ledger disagree by more than 1.00", code="BALANCE_DISCREPANCY",
+                       details={"userId": user.id, **check.figures(), "currency": "USD"})
+    figures = check.figures()
+    return envelope(request, {**BalanceOut().dump(user), "providerVerified": check.verified,
+                              "providerBalance": figures["providerBalance"],
+                              "adjustments": figures["adjustments"]})
+
+
+@requires("write")
+async def sync_balance(request: web.Request) -> web.Response:
+    """A reconciliation check that never moves money: it only reports and flags (spec api.md §6.3)."""
+    check = await _compare(request, await _user(request))
+    figures = check.figures()
+    return envelope(request, {
+        "synced": check.difference is not None, "localBalance": figures["localBalance"],
+        "providerBalance": figures["providerBalance"], "discrepancy": figures["difference"],
+        "action": "flagged" if check.discrepancy else "none", "adjustments": figures["adjustments"]})
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The book (``local`` = available + reserved) against the wallet's ledger USDC (``None``: unknown)."""
+
+    local: Decimal
+    adjustments: Decimal | None  # the user's net administrative postings (DESIGN decision 7)
+    provider: Decimal | None
+
+    @property
+    def difference(self) -> Decimal | None:
+        """Book minus what the ledger and the administrative postings explain; positive: the book holds more."""
+        if self.provider is None or self.adjustments is None:
+            return None
+        return self.local - self.adjustments - self.provider
+
+    @property
+    def discrepancy(self) -> bool:
+        return self.difference is not None and abs(self.difference) > TOLERANCE
+
+    @property
+    def verified(self) -> bool:
+        return self.provider is not None and not self.discrepancy
+
+    def figures(self) -> dict[str, str]:
+        show = money.format_balance
+        return {"localBalance": show(self.local),
+                "adjustments": UNKNOWN if self.adjustments is None else show(self.adjustments),
+                "providerBalance": UNKNOWN if self.provider is None else show(self.provider),
+                "difference": UNKNOWN if self.difference is None else show(self.difference)}
+
+
+async def _compare(request: web.Request, user: users_db.User) -> Comparison:
+    """Read the book and the ledger; an unreachable ledger or a user without a wallet compares as unknown."""
+    settings = request.app[SETTINGS]
+    async with request.app[ENGINE].connect() as conn:
+        books = await conn.run_sync(lambda sync: reconciliation.wallet_books(
+            sync, adjustment_account=ADJUSTMENT, user_ids=[user.id]))
+    if not books or settings.payment_provider != "crypto":
+        return Comparison(user.available + user.reserved, books[0].adjustments if books else None, None)
+    book = books[0]
+    local = book.available + book.reserved
+    try:
+        async with HorizonReader(settings) as horizon:
+            ledger = await horizon.account(book.public_key)
+    except ProviderFailure:
+        return Comparison(local, book.adjustments, None)
+    return Comparison(local, book.adjustments, (ledger.usdc if ledger else None) or Decimal(0))
+
+
+async def _user(request: web.Request) -> users_db.User:
+    user_id = request.match_info["user_id"]
+    if not ids.is_valid("user", user_id):
+        raise NotFound(f"User {user_id} not found", code="USER_NOT_FOUND")
+    return await render.load_user(request, user_id)
+
+
+async def _wallet(request: web.Request, user: users_db.User) -> wallets_db.Wallet:
+    row = await render.fetch_one(request, wallets_db.of_user(user.id))
+    if row is None:
+        raise NotFound(f"User {user.id} has no wallet", code="WALLET_NOT_FOUND")
+    return wallets_db.to_wallet(row)
