@@ -45,7 +45,7 @@ class WalletOut(BaseSchema):
         return obj["wallet"].status == "ACTIVE"
 
     def _balance(self, obj: dict[str, Any]) -> dict[str, Any]:
-        return LedgerBalanceOut().dump(obj["ledger"] or {})
+        return LedgerBalanceOut().dump(obj["ledger"] or {"usdc": None, "xlm": None})
 
 
 class CryptoDepositOut(BaseSchema):
