@@ -7,7 +7,13 @@ import dramatiq
 from actors.broker import EVENTS, engine
 from orchestrator import relay
 
+#: How long a busy relay waits before looking again (the holder's last pass may have missed us).
+BUSY_RETRY_MS = 50
 
-@dramatiq.actor(queue_name=EVENTS, max_retries=20, min_backoff=100, max_backoff=5_000)
+
+@dramatiq.actor(queue_name=EVENTS, max_retries=50, min_backoff=50, max_backoff=1_000)
 def relay_outbox() -> None:
-    relay.relay(engine())
+    try:
+        relay.relay(engine())
+    except relay.RelayBusy:
+        raise dramatiq.Retry("another relay is numbering", delay=BUSY_RETRY_MS) from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -52,7 +53,8 @@ def _lead(holder: object, stop: Callable[[], bool]) -> None:
     while not stop() and leader.still_leading(holder):  # type: ignore[arg-type]
         now = time.monotonic()
         try:
-            relay.relay(engine())
+            with contextlib.suppress(relay.RelayBusy):  # someone is numbering already
+                relay.relay(engine())
             if now >= next_sweep:
                 _sweep()
                 next_sweep = now + settings.command_sweep_seconds / 2
