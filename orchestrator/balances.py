@@ -72,9 +72,13 @@ def admin_operation(uow: UnitOfWork, payload: dict[str, Any]) -> Result:
             return user_account(seller_id, AVAILABLE)
         return user_account(user_id, bucket)
 
-    changes = ledger.transfer(uow, kind=kind, amount=amount, source=account(source),
-                              destination=account(destination), reference=reference,
-                              description=payload.get("description"))
+    legs = [(account(source), -amount), (account(destination), amount)]
+    if operation == "release":
+        # Book money moving between two users without a ledger payment: through the adjustment
+        # account, so each user's book still equals their wallet plus their adjustments (decision 7).
+        legs = [(account(source), -amount), (ADJUSTMENT, amount), (ADJUSTMENT, -amount),
+                (account(destination), amount)]
+    changes = ledger.post(uow, kind=kind, legs=legs, reference=reference, description=payload.get("description"))
     _emit_admin(uow, operation, changes, amount, user_id=user_id, seller_id=seller_id, reference=reference)
     shown = changes[seller_id if operation == "release" else user_id]
     audit_id = audit.record(

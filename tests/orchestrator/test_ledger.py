@@ -10,6 +10,7 @@ from sqlalchemy import Engine
 
 from orchestrator import check, ledger
 from orchestrator.errors import InsufficientFunds
+from orchestrator.settings import Settings
 from tests import builders
 
 OPERATIONS = ["credit", "debit", "reserve", "cancel-reservation", "deduct-reserved", "release"]
@@ -72,3 +73,28 @@ def test_a_transfer_that_does_not_balance_is_refused_before_it_reaches_the_book(
             pass
         else:
             raise AssertionError("an unbalanced posting was accepted")
+
+
+def test_an_administrative_release_goes_through_the_adjustment_account_for_both_users(
+        engine: Engine, settings: Settings) -> None:
+    """Decision 7: each user's book equals their wallet's ledger USDC plus their adjustments, so a
+    book-only move between two users must show up as an adjustment of each."""
+    from orchestrator.db import reconciliation, session
+
+    buyer, seller = builders.user(engine, settings=settings), builders.user(engine, settings=settings)
+    builders.adjust(engine, "credit", buyer, Decimal("30.00"))
+    builders.adjust(engine, "reserve", buyer, Decimal("10.00"), orderId="ord_r")
+    builders.adjust(engine, "release", buyer, Decimal("10.00"), orderId="ord_r", sellerId=seller)
+    with session.transaction(engine) as conn:
+        net = {b.user_id: b.adjustments for b in reconciliation.wallet_books(
+            conn, adjustment_account=ledger.ADJUSTMENT, user_ids=[buyer, seller])}
+        balances = ledger_db_balances(conn, [buyer, seller])
+    # nothing reached either wallet on the ledger, so each book is exactly its adjustments
+    assert balances == net == {buyer: Decimal("20.00"), seller: Decimal("10.00")}
+
+
+def ledger_db_balances(conn: object, user_ids: list[str]) -> dict[str, Decimal]:
+    from orchestrator.db import ledger as ledger_db
+
+    rows = ledger_db.lock_balances(conn, user_ids)  # type: ignore[arg-type]
+    return {uid: row.available + row.reserved for uid, row in rows.items()}
