@@ -10,7 +10,7 @@ import base64
 import binascii
 import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -35,8 +35,13 @@ class Sealed:
 class Keyring:
     """The current key, and the previous one while a rotation is under way."""
 
-    current: bytes
-    previous: bytes | None = None
+    current: bytes = field(repr=False)
+    previous: bytes | None = field(default=None, repr=False)
+
+    def __repr__(self) -> str:
+        """Versions only: a keyring printed in a log or a traceback must never show a key."""
+        previous = key_version(self.previous) if self.previous else None
+        return f"Keyring(current={self.version}, previous={previous})"
 
     @classmethod
     def from_settings(cls, current: str | None, previous: str | None = None) -> Keyring:

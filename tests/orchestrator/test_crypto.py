@@ -9,7 +9,7 @@ import secrets
 import pytest
 from stellar_sdk import Keypair
 
-from orchestrator.crypto import Keyring, Sealed, SealError, decode_key, open_sealed, reseal, seal
+from orchestrator.crypto import Keyring, Sealed, SealError, decode_key, key_version, open_sealed, reseal, seal
 
 
 def new_key() -> bytes:
@@ -131,3 +131,13 @@ def test_resealing_moves_a_secret_to_the_current_key(wallet: Keypair) -> None:
     assert moved.key_version == new_version != sealed.key_version
     opened_under_new_key_alone = opens_for(Keyring(new), moved, wallet)
     assert opened_under_new_key_alone
+
+
+def test_a_keyring_printed_anywhere_shows_key_versions_never_keys() -> None:
+    current, previous = secrets.token_bytes(32), secrets.token_bytes(32)
+    keyring = Keyring(current, previous)
+    shown = repr(keyring) + str(keyring) + f"{keyring!r}"
+    assert current.hex() not in shown
+    assert repr(current) not in shown
+    assert repr(previous) not in shown
+    assert key_version(current) in shown
