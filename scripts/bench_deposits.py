@@ -161,25 +161,26 @@ async def send_payments(spec: dict[str, Any]) -> list[Sent]:
 def sender_main(spec_path: str, out_path: str) -> None:
     spec = json.loads(Path(spec_path).read_text())
     results = asyncio.run(send_payments(spec))
-    Path(out_path).write_text(json.dumps([r.__dict__ for r in results]))
+    Path(out_path).write_text(json.dumps({"cpu": time.process_time(), "sent": [r.__dict__ for r in results]}))
 
 
 async def run_sender(rig: Rig, name: str, *, destinations: list[str], count: int, rate: float,
-                     concurrency: int, amount: str) -> tuple[list[Sent], Child]:
-    """Start the sender subprocess and wait for it (checking the system stays up meanwhile)."""
+                     concurrency: int, amount: str) -> tuple[list[Sent], float]:
+    """Start the sender subprocess and wait for it (checking the system stays up meanwhile); returns
+    the payments and the CPU seconds the sender used (an exited process escapes the CPU meter)."""
     spec = rig.log_dir / f"{name}.spec.json"
     out = rig.log_dir / f"{name}.out.json"
     spec.write_text(json.dumps({"url": rig.sandbox_url, "destinations": destinations, "count": count,
                                 "rate": rate, "concurrency": concurrency, "amount": amount}))
     child = rig.processes.start(name, [sys.executable, __file__, "--send", str(spec), str(out)], rig.env)
-    rig.groups[child.process.pid] = "sender"
     while child.process.poll() is None:
         rig.processes.check_alive(ignore=child)
         await asyncio.sleep(0.05)
     if child.process.returncode != 0:
         raise RuntimeError(f"the sender failed ({child.process.returncode}):\n{tail(child.log)}")
     rig.processes.forget(child)
-    return [Sent(**row) for row in json.loads(out.read_text())], child
+    data = json.loads(out.read_text())
+    return [Sent(**row) for row in data["sent"]], float(data["cpu"])
 
 
 # --------------------------------------------------------------------------------------------------
@@ -502,13 +503,14 @@ async def measured_run(name: str, rig: Rig, reader: EventReader, wallets: list[s
     say(f"run: {name}: {args.deposits} deposits over {len(wallets)} wallets")
     meter = CpuMeter(rig.groups, rig.database)
     meter.start()
-    sent, child = await run_sender(rig, name.split(maxsplit=1)[0], destinations=wallets, count=args.deposits, rate=rate,
-                                   concurrency=args.concurrency, amount=args.amount)
+    sent, sender_cpu = await run_sender(rig, name.split(maxsplit=1)[0], destinations=wallets,
+                                        count=args.deposits, rate=rate, concurrency=args.concurrency,
+                                        amount=args.amount)
     await reader.wait_for([s.hash for s in sent if s.hash], rig, args.settle)
     cpu = meter.stop()
+    cpu["sender"] = sender_cpu / max(time.perf_counter() - meter.started, 1e-9)
     result = summarise(name, sent, reader)
     result.cpu, result.db_xacts = cpu, meter.xacts
-    rig.groups.pop(child.process.pid, None)
     return result
 
 
