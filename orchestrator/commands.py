@@ -61,42 +61,56 @@ class Outcome:
 
 
 def count_attempt(engine: Any, command_id: str) -> int:
-    """Record one more delivery in its own transaction, so a crash mid-command still counts."""
-    with session.transaction(engine) as conn:
-        attempts = commands_db.count_attempt(conn, command_id)
-        conn.commit()
-    return attempts
+    """Record one more delivery, committed on its own (one autocommit statement), so a crash
+    mid-command still counts towards ``MAX_ATTEMPTS``."""
+    return session.autocommit(engine, lambda conn: commands_db.count_attempt(conn, command_id))
 
 
 def execute(engine: Any, command_id: str, settings: Any = None) -> Outcome:
     """Run the command once: lock it, apply its handler, record the result, notify, commit.
 
-    A domain error rolls back the handler's changes (to a savepoint) and is stored as the command's
-    outcome in the same transaction. Any other exception propagates, leaving the command pending for
-    the queue's retry (or the sweep) to run again.
+    A domain error rolls the whole transaction back and its outcome is stored by a second, short
+    transaction (a failure is the rare path; a savepoint on every command cost two round trips).
+    Any other exception propagates, leaving the command pending for the queue's retry (or the
+    sweep) to run again.
     """
     attempts = count_attempt(engine, command_id)
-    with UnitOfWork(engine, settings=settings) as uow:
-        command = commands_db.lock(uow.conn, command_id)
-        if command is None or command.status != Status.PENDING:
-            return Outcome(command.status if command else "MISSING", [])
-        uow.context = Context(correlation_id=command.request_id, actor_type=command.actor_type,
-                              actor_id=command.actor_id, command_id=command.id,
-                              idempotency_key=command.idempotency_key)
-        status = _run(uow, command, attempts)
-        uow.notify(DONE_CHANNEL, command_id)
-        uow.commit()
-        return Outcome(status, list(uow.messages))
-
-
-def _run(uow: UnitOfWork, command: commands_db.Command, attempts: int) -> str:
     try:
+        return _attempt(engine, command_id, settings, attempts)
+    except OrchestratorError as error:
+        return _record_failure(engine, command_id, settings, error)
+
+
+def _attempt(engine: Any, command_id: str, settings: Any, attempts: int) -> Outcome:
+    with UnitOfWork(engine, settings=settings) as uow:
+        command = _claim(uow, command_id)
+        if command is None:
+            return Outcome("FINISHED", [])
         if attempts > MAX_ATTEMPTS:
             raise InternalError(f"command failed after {MAX_ATTEMPTS} attempts")
-        with uow.savepoint():
-            result = HANDLERS[command.kind](uow, command.payload)
-    except OrchestratorError as error:
-        commands_db.finish(uow.conn, command.id, status=Status.FAILED, error=error.as_dict())
-        return Status.FAILED
-    commands_db.finish(uow.conn, command.id, status=Status.DONE, result=result.as_dict())
-    return Status.DONE
+        result = HANDLERS[command.kind](uow, command.payload)
+        commands_db.finish(uow.conn, command.id, status=Status.DONE, result=result.as_dict())
+        uow.notify(DONE_CHANNEL, command_id)
+        uow.commit()
+        return Outcome(Status.DONE, list(uow.messages))
+
+
+def _record_failure(engine: Any, command_id: str, settings: Any, error: OrchestratorError) -> Outcome:
+    with UnitOfWork(engine, settings=settings) as uow:
+        if _claim(uow, command_id) is None:
+            return Outcome("FINISHED", [])
+        commands_db.finish(uow.conn, command_id, status=Status.FAILED, error=error.as_dict())
+        uow.notify(DONE_CHANNEL, command_id)
+        uow.commit()
+        return Outcome(Status.FAILED, [])
+
+
+def _claim(uow: UnitOfWork, command_id: str) -> commands_db.Command | None:
+    """The pending command, row-locked, with the unit of work's context taken from it."""
+    command = commands_db.lock(uow.conn, command_id)
+    if command is None or command.status != Status.PENDING:
+        return None
+    uow.context = Context(correlation_id=command.request_id, actor_type=command.actor_type,
+                          actor_id=command.actor_id, command_id=command.id,
+                          idempotency_key=command.idempotency_key)
+    return command

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,17 +70,6 @@ class UnitOfWork:
     def after_commit(self, message: Message) -> None:
         if message not in self.messages:
             self.messages.append(message)
-
-    @contextmanager
-    def savepoint(self) -> Iterator[None]:
-        """Roll back to here (events, audit rows and queued messages included) if the block raises."""
-        queued = list(self.messages)
-        try:
-            with session.savepoint(self.conn):
-                yield
-        except BaseException:
-            self.messages[:] = queued
-            raise
 
     def notify(self, channel: str, payload: str) -> None:
         session.notify(self.conn, channel, payload)

@@ -447,8 +447,8 @@ def scratch_environment(args: argparse.Namespace, log_dir: Path) -> Iterator[Scr
                 # developer's sandbox on 4100 (the balance endpoints never call a provider)
                 "SANDBOX_URL": f"http://127.0.0.1:{free_port()}",
             }
-            say("migrating the scratch database")
-            migrated = subprocess.run([sys.executable, "-m", "orchestrator.cli", "migrate"], cwd=ROOT,
+            say("migrating the scratch database and creating the platform user (bootstrap)")
+            migrated = subprocess.run([sys.executable, "-m", "orchestrator", "bootstrap"], cwd=ROOT,
                                       env=scratch.env, capture_output=True, text=True, check=False)
             if migrated.returncode != 0:
                 raise RuntimeError(f"migration failed ({migrated.returncode}):\n{migrated.stdout}{migrated.stderr}")

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 
 from aiohttp import web
 from redis.asyncio import Redis
 
+from orchestrator import platform
 from orchestrator.api_keys import REVOKED_CHANNEL
-from orchestrator.db import create_web_engine, libpq_url
+from orchestrator.db import create_sync_engine, create_web_engine, libpq_url
+from orchestrator.errors import ConfigError
 from orchestrator.logs import configure_logging
 from orchestrator.maintenance import CHANGED_CHANNEL
 from orchestrator.settings import Settings
@@ -62,8 +65,25 @@ def create_app(settings: Settings) -> web.Application:
     return app
 
 
+def refuse_without_platform(settings: Settings) -> None:
+    """The server does not start without the platform user (and its wallet in crypto mode)."""
+    engine = create_sync_engine(settings.database_url, pool_size=1)
+    try:
+        with engine.connect() as conn:
+            found = platform.find(conn, settings)
+    finally:
+        engine.dispose()
+    if found is None or (settings.payment_provider == "crypto" and found.wallet is None):
+        raise ConfigError(["the platform user (and its wallet) is missing: run `python -m orchestrator bootstrap`"])
+
+
 def main() -> None:
-    settings = Settings.from_env()
+    try:
+        settings = Settings.from_env()
+        refuse_without_platform(settings)
+    except ConfigError as error:
+        print(error.message, file=sys.stderr)  # noqa: T201 - the operator's one clear message
+        raise SystemExit(2) from None
     configure_logging(settings.log_level)
     log.info("Orchestrator API listening on http://0.0.0.0:%s/api/v1", settings.port)
     # reuse_port: several web processes (honcho -c web=2) share the port and so both cores

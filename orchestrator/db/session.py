@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TypeVar
 
 from sqlalchemy import Connection, Engine, text
 
 Conn = Connection
+T = TypeVar("T")
 
 
 @contextmanager
@@ -22,11 +24,11 @@ def transaction(engine: Engine) -> Iterator[Connection]:
                 conn.rollback()
 
 
-@contextmanager
-def savepoint(conn: Connection) -> Iterator[None]:
-    """A nested transaction: an exception inside rolls back to here and propagates."""
-    with conn.begin_nested():
-        yield
+def autocommit(engine: Engine, work: Callable[[Connection], T]) -> T:
+    """Run ``work`` on a connection in autocommit mode: a single statement, no BEGIN/COMMIT round trips."""
+    with engine.connect() as conn:
+        conn.execution_options(isolation_level="AUTOCOMMIT")
+        return work(conn)
 
 
 def notify(conn: Connection, channel: str, payload: str) -> None:
