@@ -1,0 +1,40 @@
+"""The web process refuses to start without the platform user, with one clear message."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+
+from orchestrator.db import libpq_url
+from orchestrator.db.migrate import upgrade
+from orchestrator.settings import Settings
+from tests.fixtures.processes import ROOT
+
+
+@pytest.fixture
+def empty_database(settings: Settings) -> Iterator[str]:
+    """A migrated database nobody bootstrapped."""
+    admin = libpq_url(settings.database_url).rsplit("/", 1)[0] + "/postgres"
+    name = f"{settings.database_url.rsplit('/', 1)[1]}_empty"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = settings.database_url.rsplit("/", 1)[0] + f"/{name}"
+    upgrade(url)
+    yield url
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_the_web_process_refuses_to_start_before_bootstrap(empty_database: str) -> None:
+    env = {**os.environ, "DATABASE_URL": empty_database, "PORT": "0"}
+    done = subprocess.run([sys.executable, "-m", "web"], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.returncode == 2
+    assert "run `python -m orchestrator bootstrap`" in done.stderr
+    assert "Traceback" not in done.stderr
