@@ -8,17 +8,12 @@ import signal
 import time
 
 from actors.broker import engine, settings
-from actors.deposits import credit_deposit
+from actors.deposits import send_credits
 from orchestrator.db import leader
 from orchestrator.monitor import Monitor
 
 log = logging.getLogger(__name__)
 LEADER_CHECK_SECONDS = 2.0
-
-
-def send_credits(operation_ids: list[str]) -> None:
-    for operation_id in operation_ids:
-        credit_deposit.send(operation_id)
 
 
 def run() -> None:

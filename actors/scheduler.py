@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -10,7 +9,7 @@ from collections.abc import Callable
 from actors.broker import engine, settings
 from actors.chain import run_chain_step
 from actors.commands import execute_command
-from actors.deposits import credit_deposit
+from actors.deposits import send_credits
 from orchestrator import relay, sweeps
 from orchestrator.db import leader
 
@@ -40,9 +39,10 @@ def _sweep() -> None:
     for command_id in sweeps.stale_commands(engine(), older_than_seconds=age):
         log.warning("Republishing command %s (no result yet)", command_id)
         execute_command.send(command_id)
-    for operation_id in sweeps.stale_deposits(engine(), older_than_seconds=age):
-        log.warning("Republishing the credit of deposit %s", operation_id)
-        credit_deposit.send(operation_id)
+    stale = sweeps.stale_deposits(engine(), older_than_seconds=age)
+    if stale:
+        log.warning("Republishing the credit of %d deposit(s)", len(stale))
+        send_credits(stale)
     for step_id in sweeps.stalled_steps(engine(), older_than_seconds=max(age, STALLED_STEP_SECONDS)):
         log.warning("Driving on stalled chain step %s", step_id)
         run_chain_step.send(step_id)
@@ -53,8 +53,7 @@ def _lead(holder: object, stop: Callable[[], bool]) -> None:
     while not stop() and leader.still_leading(holder):  # type: ignore[arg-type]
         now = time.monotonic()
         try:
-            with contextlib.suppress(relay.RelayBusy):  # someone is numbering already
-                relay.relay(engine())
+            relay.relay(engine())
             if now >= next_sweep:
                 _sweep()
                 next_sweep = now + settings.command_sweep_seconds / 2

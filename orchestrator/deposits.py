@@ -17,7 +17,6 @@ from orchestrator import balances, ledger
 from orchestrator.db import cursors as cursors_db
 from orchestrator.db import deposits as deposits_db
 from orchestrator.db import session
-from orchestrator.results import Result
 from orchestrator.unit_of_work import UnitOfWork
 
 DEPOSIT_TYPES = frozenset({"payment", "path_payment_strict_receive", "path_payment_strict_send"})
@@ -63,18 +62,22 @@ def record_batch(engine: Any, rows: list[dict[str, Any]], *, cursor_name: str | 
     return new
 
 
-def credit(uow: UnitOfWork, operation_id: str) -> Result | None:
-    """Credit one recorded deposit to its user's available balance, exactly once."""
-    deposit = deposits_db.lock(uow.conn, operation_id)
-    if deposit is None or deposit.status != "PENDING":
-        return None
+def credit(uow: UnitOfWork, operation_ids: list[str]) -> int:
+    """Credit recorded deposits to their users' available balances, each exactly once; returns how
+    many were still pending. Users are locked in id order, so concurrent batches cannot deadlock."""
+    pending = deposits_db.lock_many(uow.conn, operation_ids)
+    for deposit in pending:
+        _credit_one(uow, deposit)
+    return len(pending)
+
+
+def _credit_one(uow: UnitOfWork, deposit: deposits_db.Deposit) -> None:
     changes = ledger.transfer(uow, kind="deposit", amount=deposit.amount, source=WORLD_STELLAR,
                               destination=ledger.user_account(deposit.user_id, ledger.AVAILABLE),
                               reference=f"{deposit.tx_hash}:{deposit.op_index}")
     balances.emit_credited(uow, changes[deposit.user_id], deposit.amount, source=deposit.source,
                            transaction_hash=deposit.tx_hash)
-    deposits_db.mark_credited(uow.conn, operation_id)
-    return Result(200, "balance", deposit.user_id)
+    deposits_db.mark_credited(uow.conn, deposit.operation_id)
 
 
 def amount_text(value: Decimal) -> str:

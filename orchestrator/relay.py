@@ -11,15 +11,8 @@ from orchestrator.db import session
 EVENTS_CHANNEL = "outbox_events"
 
 
-RelayBusy = outbox_db.RelayBusy
-
-
 def relay(engine: Any) -> int | None:
-    """Number every committed, unnumbered event; returns the highest position assigned, if any.
-
-    Raises ``RelayBusy`` when another relay is numbering right now; the caller relays again shortly
-    (the holder may have taken its last look just before the caller's events committed).
-    """
+    """Number every committed, unnumbered event; returns the highest position assigned, if any."""
     with session.transaction(engine) as conn:
         top = outbox_db.assign_positions(conn)
         if top is not None:

@@ -32,17 +32,29 @@ def to_deposit(row: Any) -> Deposit:
                    r["from_account"], r["source"], r["status"])
 
 
+_RECORD = (insert(deposits).on_conflict_do_nothing(index_elements=["operation_id"])
+           .returning(deposits.c.operation_id))
+
+
 def record(conn: Connection, rows: list[dict[str, Any]]) -> list[str]:
     """Insert deposits not seen before; returns the operation ids that are new."""
     if not rows:
         return []
-    return list(conn.execute(insert(deposits).values(rows).on_conflict_do_nothing(
-        index_elements=["operation_id"]).returning(deposits.c.operation_id)).scalars())
+    statement = _RECORD  # one cached statement, executed many (SQLAlchemy batches it as insertmanyvalues)
+    return [row.operation_id for row in conn.execute(statement, rows) if row is not None]
 
 
 def lock(conn: Connection, operation_id: str) -> Deposit | None:
     row = conn.execute(select(deposits).where(deposits.c.operation_id == operation_id).with_for_update()).first()
     return to_deposit(row) if row else None
+
+
+def lock_many(conn: Connection, operation_ids: list[str]) -> list[Deposit]:
+    """The pending deposits among ``operation_ids``, locked, in user order (the global lock order)."""
+    rows = conn.execute(select(deposits).where(deposits.c.operation_id.in_(operation_ids),
+                                               deposits.c.status == "PENDING")
+                        .order_by(deposits.c.user_id, deposits.c.operation_id).with_for_update()).all()
+    return [to_deposit(r) for r in rows]
 
 
 def mark_credited(conn: Connection, operation_id: str) -> None:

@@ -19,22 +19,15 @@ def insert(conn: Connection, event: Event) -> None:
         aggregate_id=event.aggregate_id, payload=event.payload, metadata=event.metadata))
 
 
-class RelayBusy(Exception):
-    """Raised when another relay holds the lock right now."""
-
-
 def assign_positions(conn: Connection, *, batch: int = 5000) -> int | None:
     """Number committed, unnumbered events gap-free in the order they became visible.
 
-    Only one relay numbers at a time (a transaction-level advisory lock). One that finds the lock
-    taken raises ``RelayBusy`` at once: the holder keeps numbering until a pass finds nothing, and
-    every pass is a new statement whose snapshot sees what committed meanwhile; for the instant
-    between the holder's last pass and its commit, the busy caller relays again shortly after.
-    A row with a lower id that commits later simply gets a later position. Returns the highest
-    position assigned, if any.
+    Only one relay numbers at a time (a transaction-level advisory lock, waited for), so positions
+    never interleave; each pass is a statement taken after the lock, whose snapshot sees everything
+    committed before the caller asked. A row with a lower id that commits later simply gets a later
+    position. Returns the highest position assigned, if any.
     """
-    if not conn.execute(text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": RELAY_LOCK}).scalar():
-        raise RelayBusy
+    conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": RELAY_LOCK})
     last = conn.execute(select(relay_state.c.last_position).where(relay_state.c.name == "outbox")
                         .with_for_update()).scalar_one()
     top = last
