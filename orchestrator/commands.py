@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from orchestrator import api_keys, balances, maintenance, users
+from orchestrator import api_keys, balances, maintenance, orders, users
 from orchestrator.db import commands as commands_db
 from orchestrator.db import session
 from orchestrator.errors import InternalError, OrchestratorError
@@ -32,6 +32,9 @@ class Kind(StrEnum):
     ADJUST_BALANCE = "adjust_balance"
     ENABLE_MAINTENANCE = "enable_maintenance"
     DISABLE_MAINTENANCE = "disable_maintenance"
+    CREATE_ORDER = "create_order"
+    RESERVE_ORDER = "reserve_order"
+    CANCEL_ORDER = "cancel_order"
 
 
 class Status(StrEnum):
@@ -49,6 +52,9 @@ HANDLERS: dict[str, Handler] = {
     Kind.ADJUST_BALANCE: balances.admin_operation,
     Kind.ENABLE_MAINTENANCE: maintenance.enable,
     Kind.DISABLE_MAINTENANCE: maintenance.disable,
+    Kind.CREATE_ORDER: orders.create,
+    Kind.RESERVE_ORDER: orders.reserve,
+    Kind.CANCEL_ORDER: orders.cancel,
 }
 
 

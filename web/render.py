@@ -9,12 +9,14 @@ from aiohttp import web
 
 from orchestrator.db import api_keys as keys_db
 from orchestrator.db import maintenance as maintenance_db
+from orchestrator.db import orders as orders_db
 from orchestrator.db import users as users_db
 from orchestrator.errors import NotFound
 from orchestrator.events import iso
 from orchestrator.results import Result
 from schemas.api_keys import KEY_OUT
 from schemas.balances import BALANCE_OUT
+from schemas.orders import MILESTONE_OUT, ORDER_OUT
 from schemas.users import USER_OUT
 from web.keys import ENGINE
 
@@ -56,8 +58,24 @@ async def maintenance_status(request: web.Request, result: Result | None = None)
             "enabledBy": row["enabled_by"]}
 
 
+async def order_view(request: web.Request, order_id: str, *, order: orders_db.Order | None = None) -> Any:
+    """An order with its milestones (escrow and dispute arrive with the escrow flows)."""
+    async with request.app[ENGINE].connect() as conn:
+        if order is None:
+            row = (await conn.execute(orders_db.by_id(order_id))).first()
+            if row is None:
+                raise NotFound(f"Order {order_id} not found", code="ORDER_NOT_FOUND")
+            order = orders_db.to_order(row)
+        rows = (await conn.execute(orders_db.milestones_of(order_id))).all()
+    return {**ORDER_OUT.dump(order), "milestones": [MILESTONE_OUT.dump(orders_db.to_milestone(r)) for r in rows]}
+
+
+async def order(request: web.Request, result: Result) -> Any:
+    return await order_view(request, result.id)
+
+
 RENDERERS: dict[str, Renderer] = {
-    "user": user, "balance": balance, "api_key": api_key, "maintenance": maintenance_status,
+    "user": user, "balance": balance, "api_key": api_key, "maintenance": maintenance_status, "order": order,
 }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from web import sse
-from web.handlers import api_keys, platform, users
+from web.handlers import api_keys, orders, platform, users
 from web.handlers import wallets as wallet_routes
 
 V1 = "/api/v1"
@@ -35,5 +35,11 @@ def setup_routes(app: web.Application) -> None:
         web.get(f"{V1}/users/{{user_id}}/wallet", wallet_routes.get_wallet),
         web.get(f"{V1}/users/{{user_id}}/wallet/deposit", wallet_routes.get_deposit_instructions),
         web.get(f"{V1}/users/{{user_id}}/wallet/transactions", wallet_routes.list_wallet_transactions),
+        web.post(f"{V1}/orders", orders.create_order),
+        web.get(f"{V1}/orders", orders.list_orders),
+        web.get(f"{V1}/orders/{{order_id}}", orders.get_order),
+        web.post(f"{V1}/orders/{{order_id}}/reserve", orders.reserve_order),
+        web.post(f"{V1}/orders/{{order_id}}/cancel", orders.cancel_order),
+        web.get(f"{V1}/orders/{{order_id}}/milestones", orders.list_milestones),
         web.get(f"{V1}/events", sse.stream_events),
     ])

@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
     func,
     text,
 )
@@ -253,4 +254,40 @@ deposits = Table(
     Timestamp("created_at"),
     Timestamp("credited_at", nullable=True, default_now=False),
     Index("ix_deposits_pending", "created_at", postgresql_where=text("status = 'PENDING'")),
+)
+
+orders = Table(
+    "orders", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("client_order_ref", String(100), unique=True),
+    Column("buyer_id", String(64), ForeignKey("users.id"), nullable=False, index=True),
+    Column("seller_id", String(64), ForeignKey("users.id"), nullable=False, index=True),
+    Money(name="amount"),
+    Column("currency", String(3), nullable=False, server_default="USD"),
+    Column("status", String(32), nullable=False),
+    Column("final_status", String(16)),
+    Column("title", String(255), nullable=False),
+    Column("description", String(2000)),
+    Column("metadata", JSONB),
+    Column("canceled_by", String(100)),
+    Column("cancel_reason", String(500)),
+    Timestamp("created_at"),
+    Timestamp("updated_at"),
+    Timestamp("closed_at", nullable=True, default_now=False),
+    CheckConstraint("amount > 0", name="amount_positive"),
+    Index("ix_orders_created", "created_at", "id"),
+)
+
+milestones = Table(
+    "milestones", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("order_id", String(64), ForeignKey("orders.id"), nullable=False),
+    Column("milestone_ref", String(100), nullable=False),
+    Column("position", Integer, nullable=False),
+    Column("title", String(255), nullable=False),
+    Money(name="amount"),
+    Column("status", String(16), nullable=False, server_default="OPEN"),
+    Timestamp("completed_at", nullable=True, default_now=False),
+    Timestamp("created_at"),
+    UniqueConstraint("order_id", "milestone_ref", name="uq_milestones_order_ref"),
 )

@@ -28,17 +28,17 @@ ROWS = {
 
 
 def spec_table(heading: str) -> list[list[str]]:
+    """The first Markdown table after ``heading``, as rows of cells (the separator row left out)."""
     text = SPEC.read_text()
-    section = text[text.index(heading):]
-    lines = [line for line in section.splitlines()[1:] if line.startswith("|")]
+    lines = text[text.index(heading):].splitlines()[1:]
+    start = next(i for i, line in enumerate(lines) if line.startswith("|"))
     rows = []
-    for line in lines:
-        cells = [c.strip() for c in line.strip("|").split("|")]
-        if set(cells[0]) <= {"-", " "}:
-            continue
-        rows.append(cells)
+    for line in lines[start:]:
         if not line.startswith("|"):
             break
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if not set(cells[0]) <= {"-", " "}:
+            rows.append(cells)
     return rows
 
 
@@ -81,3 +81,49 @@ def test_every_spec_row_is_covered_and_every_administrative_move_is_a_known_kind
     assert [row[0] for row in balance_rows()] == list(ROWS)
     assert set(ADMIN_OPERATIONS) == {"credit", "debit", "reserve", "cancel-reservation", "deduct-reserved",
                                      "release"}
+
+
+def transition_table(heading: str) -> dict[str, set[str]]:
+    """A "From | Allowed targets" table as data (``*`` marks failure-only targets)."""
+    rows = spec_table(heading)
+    table = {}
+    for row in rows[1:]:
+        source = row[0].strip("`")
+        if not source.isupper():
+            break
+        targets = {t.strip().strip("`").rstrip("*").strip("`") for t in row[1].split(",") if t.strip() not in ("—", "")}
+        table[source] = targets
+    return table
+
+
+def test_the_order_transition_table_equals_the_spec() -> None:
+    from orchestrator.orders import TRANSITIONS
+
+    assert transition_table("### 2.3 Transition table as data") == {
+        str(s): {str(t) for t in targets} for s, targets in TRANSITIONS.items()}
+
+
+def test_failure_only_order_moves_are_the_starred_ones() -> None:
+    from orchestrator.orders import FAILURE_ONLY
+
+    rows = spec_table("### 2.3 Transition table as data")[1:]
+    starred = {(row[0].strip("`"), t.strip().strip("`").rstrip("*").strip("`"))
+               for row in rows if row[0].strip("`").isupper() for t in row[1].split(",") if t.strip().endswith("*")}
+    assert starred == {(str(a), str(b)) for a, b in FAILURE_ONLY}
+
+
+def test_milestones_go_from_open_to_completed_only() -> None:
+    from orchestrator.orders import MILESTONE_TRANSITIONS
+
+    rows = spec_table("## 4. Milestone")
+    moves = {(row[0].strip("`"), row[1].strip("`")) for row in rows[1:] if row[0].strip("`") != "—"}
+    assert moves == {(str(a), str(b)) for a, targets in MILESTONE_TRANSITIONS.items() for b in targets}
+
+
+def test_every_api_action_is_an_allowed_move_that_is_not_failure_only() -> None:
+    from orchestrator.orders import ACTIONS, FAILURE_ONLY, TRANSITIONS
+
+    for action, (sources, target) in ACTIONS.items():
+        for source in sources:
+            assert target in TRANSITIONS[source], action
+            assert (source, target) not in FAILURE_ONLY, action

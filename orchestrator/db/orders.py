@@ -1,0 +1,115 @@
+"""Order and milestone rows; the status column is written only by compare-and-set."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Connection, Select, func, insert, select, tuple_, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+from orchestrator.db.tables import milestones, orders
+
+
+@dataclass(frozen=True)
+class Order:
+    id: str
+    client_order_ref: str | None
+    buyer_id: str
+    seller_id: str
+    amount: Decimal
+    currency: str
+    status: str
+    final_status: str | None
+    title: str
+    description: str | None
+    metadata: dict[str, Any] | None
+    created_at: datetime
+    updated_at: datetime
+    closed_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Milestone:
+    id: str
+    order_id: str
+    milestone_ref: str
+    title: str
+    amount: Decimal
+    status: str
+    completed_at: datetime | None
+    created_at: datetime
+
+
+def to_order(row: Any) -> Order:
+    r = row._mapping
+    return Order(r["id"], r["client_order_ref"], r["buyer_id"], r["seller_id"], r["amount"], r["currency"],
+                 r["status"], r["final_status"], r["title"], r["description"], r["metadata"], r["created_at"],
+                 r["updated_at"], r["closed_at"])
+
+
+def to_milestone(row: Any) -> Milestone:
+    r = row._mapping
+    return Milestone(r["id"], r["order_id"], r["milestone_ref"], r["title"], r["amount"], r["status"],
+                     r["completed_at"], r["created_at"])
+
+
+def by_id(order_id: str) -> Select:
+    return select(orders).where(orders.c.id == order_id)
+
+
+def get(conn: Connection, order_id: str, *, for_update: bool = False) -> Order | None:
+    stmt = by_id(order_id).with_for_update() if for_update else by_id(order_id)
+    row = conn.execute(stmt).first()
+    return to_order(row) if row else None
+
+
+def by_client_ref(conn: Connection, ref: str) -> Order | None:
+    row = conn.execute(select(orders).where(orders.c.client_order_ref == ref)).first()
+    return to_order(row) if row else None
+
+
+def create(conn: Connection, **values: Any) -> bool:
+    """Insert unless ``client_order_ref`` is taken; True when this call created the order."""
+    created = conn.execute(pg_insert(orders).values(**values).on_conflict_do_nothing(
+        index_elements=["client_order_ref"]).returning(orders.c.id)).first()
+    return created is not None
+
+
+def add_milestones(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        conn.execute(insert(milestones), rows)
+
+
+def set_status(conn: Connection, order_id: str, *, expected: str, status: str, **values: Any) -> bool:
+    """Compare-and-set: move ``expected`` -> ``status``; False when the row was not in ``expected``."""
+    result = conn.execute(update(orders).where(orders.c.id == order_id, orders.c.status == expected)
+                          .values(status=status, updated_at=func.now(), **values))
+    return bool(result.rowcount)
+
+
+def milestones_of(order_id: str) -> Select:
+    return (select(milestones).where(milestones.c.order_id == order_id)
+            .order_by(milestones.c.position))
+
+
+def page(*, filters: dict[str, Any], after: tuple[datetime, str] | None, limit: int) -> Select:
+    """Newest first; filters combine with AND."""
+    stmt = select(orders)
+    for name, column in (("status", orders.c.status), ("buyerId", orders.c.buyer_id),
+                         ("sellerId", orders.c.seller_id), ("clientOrderRef", orders.c.client_order_ref)):
+        if filters.get(name) is not None:
+            stmt = stmt.where(column == filters[name])
+    if filters.get("createdAfter") is not None:
+        stmt = stmt.where(orders.c.created_at >= filters["createdAfter"])
+    if filters.get("createdBefore") is not None:
+        stmt = stmt.where(orders.c.created_at <= filters["createdBefore"])
+    if after is not None:
+        stmt = stmt.where(tuple_(orders.c.created_at, orders.c.id) < tuple_(*after))
+    return stmt.order_by(orders.c.created_at.desc(), orders.c.id.desc()).limit(limit + 1)
+
+
+def cursor_of(order_id: str) -> Select:
+    return select(orders.c.created_at, orders.c.id).where(orders.c.id == order_id)
