@@ -6,7 +6,8 @@ from collections.abc import Callable
 from typing import Any
 
 import structlog
-from dramatiq import Broker, Message, Middleware, Worker
+from dramatiq import Broker, Middleware, Worker
+from dramatiq.broker import MessageProxy
 from sqlalchemy import Engine
 
 
@@ -16,14 +17,14 @@ class ProcessContext(Middleware):
     def __init__(self, engine: Callable[[], Engine]) -> None:
         self.engine = engine
 
-    def before_process_message(self, broker: Broker, message: Message) -> None:
+    def before_process_message(self, broker: Broker, message: MessageProxy) -> None:
         structlog.contextvars.bind_contextvars(message_id=message.message_id, actor=message.actor_name)
 
-    def after_process_message(self, broker: Broker, message: Message, *, result: Any = None,
+    def after_process_message(self, broker: Broker, message: MessageProxy, *, result: Any = None,
                               exception: BaseException | None = None) -> None:
         structlog.contextvars.clear_contextvars()
 
-    def after_skip_message(self, broker: Broker, message: Message) -> None:
+    def after_skip_message(self, broker: Broker, message: MessageProxy) -> None:
         structlog.contextvars.clear_contextvars()
 
     def before_worker_shutdown(self, broker: Broker, worker: Worker) -> None:

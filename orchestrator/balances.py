@@ -63,7 +63,7 @@ def admin_operation(uow: UnitOfWork, payload: dict[str, Any]) -> Result:
     amount = Decimal(payload["amount"])
     kind, source, destination = ADMIN_OPERATIONS[operation]
     reference = payload.get("orderId") or payload.get("reference")
-    seller_id = payload.get("sellerId")
+    seller_id: str = payload.get("sellerId") or user_id  # only ``release`` names a seller
 
     def account(bucket: str) -> str:
         if bucket == "adjustment":
@@ -80,12 +80,12 @@ def admin_operation(uow: UnitOfWork, payload: dict[str, Any]) -> Result:
                 (account(destination), amount)]
     changes = ledger.post(uow, kind=kind, legs=legs, reference=reference, description=payload.get("description"))
     _emit_admin(uow, operation, changes, amount, user_id=user_id, seller_id=seller_id, reference=reference)
-    shown = changes[seller_id if operation == "release" else user_id]
+    shown = changes[seller_id]
     audit_id = audit.record(
         uow.conn, action=f"balance.{operation}", resource_type="Balance", resource_id=shown.user_id,
         user_id=user_id, actor_type=uow.context.actor_type, actor_id=uow.context.actor_id,
         after={"operation": operation, "amount": money.format_balance(amount), "reference": reference,
-               "description": payload.get("description"), "sellerId": seller_id},
+               "description": payload.get("description"), "sellerId": payload.get("sellerId")},
         idempotency_key=uow.context.idempotency_key, correlation_id=uow.context.correlation_id)
     fmt = money.format_balance
     return Result(200, "balance", shown.user_id, {
@@ -95,7 +95,7 @@ def admin_operation(uow: UnitOfWork, payload: dict[str, Any]) -> Result:
 
 
 def _emit_admin(uow: UnitOfWork, operation: str, changes: dict[str, Change], amount: Decimal, *,
-                user_id: str, seller_id: str | None, reference: str | None) -> None:
+                user_id: str, seller_id: str, reference: str | None) -> None:
     change = changes[user_id]
     if operation == "credit":
         emit_credited(uow, change, amount, source="manual_credit", source_id=reference)
@@ -107,5 +107,5 @@ def _emit_admin(uow: UnitOfWork, operation: str, changes: dict[str, Change], amo
         emit_released(uow, change, amount, order_id=reference, reason="cancel")
     else:
         emit_released(uow, change, amount, order_id=reference, reason="manual")
-        if operation == "release" and seller_id is not None:
+        if operation == "release":
             emit_credited(uow, changes[seller_id], amount, source="manual_credit", source_id=reference)

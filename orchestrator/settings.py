@@ -217,6 +217,7 @@ class _Reader:
 
     def endpoints(self, network: str, sandbox_url: str, seed: str) -> dict[str, Any]:
         """Provider URLs default per network; the sandbox serves all three under one base URL."""
+        friendbot: str | None
         if network == "sandbox":
             horizon, friendbot = f"{sandbox_url}/horizon", f"{sandbox_url}/friendbot"
             trustless, airtm = f"{sandbox_url}/trustless", f"{sandbox_url}/airtm/v2"
@@ -227,7 +228,7 @@ class _Reader:
             airtm_env = self.choice("AIRTM_ENV", "sandbox", ("sandbox", "production", "prod"))
             airtm = AIRTM_URLS["sandbox" if airtm_env == "sandbox" else "production"]
             issuer = USDC_ISSUERS[network]
-        out = {
+        out: dict[str, Any] = {
             "horizon_url": (self.raw("STELLAR_HORIZON_URL") or horizon).rstrip("/"),
             "friendbot_url": self.raw("STELLAR_FRIENDBOT_URL") or friendbot,
             "trustless_api_url": (self.raw("TRUSTLESS_API_URL") or trustless).rstrip("/"),
