@@ -83,6 +83,14 @@ class Horizon:
         except NotFoundError:
             return None
 
+    def operations(self, tx_hash: str) -> list[dict[str, Any]] | None:
+        """A transaction's operation records (a TW payout's ``asset_balance_changes``); ``None`` if not in history."""
+        try:
+            page = self.server.operations().for_transaction(tx_hash).limit(200).call()
+        except NotFoundError:
+            return None
+        return page["_embedded"]["records"]
+
     def submit(self, envelope_xdr: str) -> Submission:
         try:
             record = self.server.submit_transaction(envelope_xdr, skip_memo_required_check=True)

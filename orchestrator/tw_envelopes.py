@@ -1,0 +1,127 @@
+"""The checks before a custodial key signs an envelope Trustless Work built (spec providers.md §1.7).
+
+TW builds, we sign with users' keys: an envelope that pays someone else, calls another contract or
+bids an absurd fee must be refused before any signature exists. Pure XDR inspection, no network.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from stellar_sdk import Address, InvokeHostFunction, TransactionEnvelope
+from stellar_sdk import xdr as stellar_xdr
+from stellar_sdk.exceptions import SdkError
+
+from orchestrator.errors import ProviderFailure
+
+#: TW's deploy entry point (§1.7); the deployer contract's id is TW's, so only the name is checked.
+DEPLOY_FUNCTIONS = frozenset({"tw_new_single_release_escrow"})
+#: Escrow contract functions seen in TW's sources (§1.7); versions differ, so callers may pass their own.
+ESCROW_FUNCTIONS = frozenset({"fund_escrow", "change_milestone_status", "approve_milestone", "approve_milestones",
+                              "release_funds", "dispute_escrow", "resolve_dispute"})
+#: ``TRUSTLESS_MAX_FEE_STROOPS`` default: 2 XLM per transaction.
+MAX_FEE_STROOPS = 20_000_000
+
+_INVOKE = stellar_xdr.HostFunctionType.HOST_FUNCTION_TYPE_INVOKE_CONTRACT
+_CONTRACT_FN = stellar_xdr.SorobanAuthorizedFunctionType.SOROBAN_AUTHORIZED_FUNCTION_TYPE_CONTRACT_FN
+
+
+class RefusedEnvelope(ProviderFailure):
+    """Raised when a TW-built envelope fails a §1.7 check; nothing may be signed or submitted."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"Refused to sign a Trustless Work envelope: {reason}",
+                         details={"provider": "trustless_work", "reason": reason})
+
+
+@dataclass(frozen=True)
+class CheckedEnvelope:
+    """What the chain step stores with the signed envelope (§1.7 last paragraph)."""
+
+    hash: str
+    source: str
+    sequence: int
+    max_time: int
+    fee: int
+    function: str
+    contract_id: str
+
+    @property
+    def expires_at(self) -> datetime:
+        """``max_time`` as an aware datetime: after a ledger closes past it, an absent envelope is dead."""
+        return datetime.fromtimestamp(self.max_time, UTC)
+
+
+def check_envelope(unsigned_xdr: str, *, passphrase: str, signer: str, source_sequence: int,
+                   contract_id: str | None, functions: Collection[str] | None = None,
+                   max_fee: int = MAX_FEE_STROOPS) -> CheckedEnvelope:
+    """Run every §1.7 check; ``contract_id`` None means a deploy (T1), else the escrow called by T2 to T7.
+
+    ``source_sequence`` is the signer's sequence as Horizon reports it now.
+    """
+    envelope = _parse(unsigned_xdr, passphrase)
+    tx = envelope.transaction
+    if tx.source.account_id != signer:
+        raise RefusedEnvelope(f"source account {tx.source.account_id} is not the expected signer {signer}")
+    if len(tx.operations) != 1:
+        raise RefusedEnvelope(f"expected exactly one operation, found {len(tx.operations)}")
+    op = tx.operations[0]
+    if op.source is not None and op.source.account_id != signer:
+        raise RefusedEnvelope(f"the operation overrides its source with {op.source.account_id}")
+    called, function = _invoked(op)
+    allowed = functions if functions is not None else (DEPLOY_FUNCTIONS if contract_id is None else ESCROW_FUNCTIONS)
+    if function not in allowed:
+        raise RefusedEnvelope(f"function {function!r} is not in the allow-list")
+    if contract_id is not None and called != contract_id:
+        raise RefusedEnvelope(f"the call targets contract {called}, not the escrow {contract_id}")
+    _check_auth(op, called, function)
+    if tx.fee > max_fee:
+        raise RefusedEnvelope(f"fee {tx.fee} stroops exceeds the cap of {max_fee}")
+    bounds = tx.preconditions.time_bounds if tx.preconditions is not None else None
+    if bounds is None or not bounds.max_time:
+        raise RefusedEnvelope("the envelope has no upper time bound")
+    if tx.sequence <= source_sequence:
+        raise RefusedEnvelope(f"sequence {tx.sequence} is not above the account's current {source_sequence}")
+    return CheckedEnvelope(hash=envelope.hash_hex(), source=signer, sequence=tx.sequence,
+                           max_time=bounds.max_time, fee=tx.fee, function=function, contract_id=called)
+
+
+def _parse(unsigned_xdr: str, passphrase: str) -> TransactionEnvelope:
+    try:
+        raw = stellar_xdr.TransactionEnvelope.from_xdr(unsigned_xdr)
+    except (ValueError, TypeError, EOFError, SdkError) as error:
+        raise RefusedEnvelope(f"not a transaction envelope ({type(error).__name__})") from error
+    if raw.type != stellar_xdr.EnvelopeType.ENVELOPE_TYPE_TX:
+        raise RefusedEnvelope(f"not a plain transaction envelope ({raw.type.name})")
+    return TransactionEnvelope.from_xdr(unsigned_xdr, passphrase)
+
+
+def _invoked(op: object) -> tuple[str, str]:
+    """(contract id, function name) of an invoke-contract operation, or refuse."""
+    if not isinstance(op, InvokeHostFunction):
+        raise RefusedEnvelope(f"the operation is {type(op).__name__}, not invoke host function")
+    if op.host_function.type != _INVOKE or op.host_function.invoke_contract is None:
+        raise RefusedEnvelope(f"the host function is {op.host_function.type.name}, not a contract call")
+    call = op.host_function.invoke_contract
+    return _contract_call(call)
+
+
+def _contract_call(call: stellar_xdr.InvokeContractArgs) -> tuple[str, str]:
+    address = Address.from_xdr_sc_address(call.contract_address).address
+    return address, call.function_name.sc_symbol.decode()
+
+
+def _check_auth(op: InvokeHostFunction, contract_id: str, function: str) -> None:
+    """Our signature also authorises the op's auth entries: each must be rooted at the very call we checked.
+
+    Sub-invocations (the USDC transfer inside ``fund_escrow``) are the contract's own business.
+    """
+    for entry in op.auth:
+        root = entry.root_invocation.function
+        if root.type != _CONTRACT_FN or root.contract_fn is None:
+            raise RefusedEnvelope(f"an authorisation entry authorises {root.type.name}")
+        if _contract_call(root.contract_fn) != (contract_id, function):
+            raise RefusedEnvelope("an authorisation entry is rooted at another contract call")
