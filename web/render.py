@@ -11,7 +11,7 @@ from orchestrator.db import api_keys as keys_db
 from orchestrator.db import maintenance as maintenance_db
 from orchestrator.db import orders as orders_db
 from orchestrator.db import users as users_db
-from orchestrator.errors import NotFound
+from orchestrator.errors import NotFound, ValidationFailed
 from orchestrator.events import iso
 from orchestrator.results import Result
 from schemas.api_keys import KEY_OUT
@@ -26,6 +26,17 @@ Renderer = Callable[[web.Request, Result], Awaitable[Any]]
 async def fetch_one(request: web.Request, statement: Any) -> Any:
     async with request.app[ENGINE].connect() as conn:
         return (await conn.execute(statement)).first()
+
+
+async def page_after(request: web.Request, cursor_of: Callable[[str], Any]) -> tuple[Any, ...] | None:
+    """The (created_at, id) a list page starts after, from the ``cursor`` query; unknown: 400."""
+    cursor = request.query.get("cursor")
+    if cursor is None:
+        return None
+    row = await fetch_one(request, cursor_of(cursor))
+    if row is None:
+        raise ValidationFailed.field("cursor", "INVALID_CURSOR", "unknown cursor")
+    return tuple(row)
 
 
 async def load_user(request: web.Request, user_id: str) -> users_db.User:

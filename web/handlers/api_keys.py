@@ -44,12 +44,7 @@ async def list_keys(request: web.Request) -> web.Response:
     if "status" in query and query["status"] not in ("ACTIVE", "REVOKED"):
         raise ValidationFailed.field("status", "INVALID_ENUM", "must be ACTIVE or REVOKED",
                                      allowed=["ACTIVE", "REVOKED"])
-    limit, after = page_limit(query), None
-    if "cursor" in query:
-        row = await render.fetch_one(request, keys_db.cursor_of(query["cursor"]))
-        if row is None:
-            raise ValidationFailed.field("cursor", "INVALID_CURSOR", "unknown cursor")
-        after = tuple(row)
+    limit, after = page_limit(query), await render.page_after(request, keys_db.cursor_of)
     async with request.app[ENGINE].connect() as conn:
         rows = (await conn.execute(keys_db.page(owner_label=query.get("userId"), status=query.get("status"),
                                                 after=after, limit=limit))).all()

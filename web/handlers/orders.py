@@ -54,12 +54,7 @@ async def list_orders(request: web.Request) -> web.Response:
     for name in ("createdAfter", "createdBefore"):
         if name in query:
             filters[name] = _instant(name, query[name])
-    limit, after = page_limit(query), None
-    if "cursor" in query:
-        row = await render.fetch_one(request, orders_db.cursor_of(query["cursor"]))
-        if row is None:
-            raise ValidationFailed.field("cursor", "INVALID_CURSOR", "unknown cursor")
-        after = tuple(row)
+    limit, after = page_limit(query), await render.page_after(request, orders_db.cursor_of)
     async with request.app[ENGINE].connect() as conn:
         rows = (await conn.execute(orders_db.page(filters=filters, after=after, limit=limit))).all()
     found = [orders_db.to_order(r) for r in rows]

@@ -40,9 +40,7 @@ async def list_users(request: web.Request) -> web.Response:
         if name in query and query[name] not in allowed:
             raise ValidationFailed.field(name, "INVALID_ENUM", f"must be one of {', '.join(allowed)}",
                                          allowed=allowed)
-    limit, after = page_limit(query), None
-    if "cursor" in query:
-        after = await _cursor(request, users_db.cursor_of(query["cursor"]))
+    limit, after = page_limit(query), await render.page_after(request, users_db.cursor_of)
     async with request.app[ENGINE].connect() as conn:
         rows = (await conn.execute(users_db.page(filters=dict(query), after=after, limit=limit))).all()
     found = [users_db.to_user(r) for r in rows]
@@ -78,12 +76,6 @@ async def _user(request: web.Request) -> users_db.User:
         raise NotFound(f"User {user_id} not found", code="USER_NOT_FOUND")
     return await render.load_user(request, user_id)
 
-
-async def _cursor(request: web.Request, statement: object) -> tuple:
-    row = await render.fetch_one(request, statement)
-    if row is None:
-        raise ValidationFailed.field("cursor", "INVALID_CURSOR", "unknown cursor")
-    return tuple(row)
 
 
 assert set(ADMIN_BODIES) == set(ADMIN_OPERATIONS)
