@@ -71,13 +71,13 @@ def check_envelope(unsigned_xdr: str, *, passphrase: str, signer: str, source_se
     op = tx.operations[0]
     if op.source is not None and op.source.account_id != signer:
         raise RefusedEnvelope(f"the operation overrides its source with {op.source.account_id}")
-    called, function = _invoked(op)
+    invoke, called, function = _invoked(op)
     allowed = functions if functions is not None else (DEPLOY_FUNCTIONS if contract_id is None else ESCROW_FUNCTIONS)
     if function not in allowed:
         raise RefusedEnvelope(f"function {function!r} is not in the allow-list")
     if contract_id is not None and called != contract_id:
         raise RefusedEnvelope(f"the call targets contract {called}, not the escrow {contract_id}")
-    _check_auth(op, called, function)
+    _check_auth(invoke, called, function)
     if tx.fee > max_fee:
         raise RefusedEnvelope(f"fee {tx.fee} stroops exceeds the cap of {max_fee}")
     bounds = tx.preconditions.time_bounds if tx.preconditions is not None else None
@@ -99,14 +99,13 @@ def _parse(unsigned_xdr: str, passphrase: str) -> TransactionEnvelope:
     return TransactionEnvelope.from_xdr(unsigned_xdr, passphrase)
 
 
-def _invoked(op: object) -> tuple[str, str]:
-    """(contract id, function name) of an invoke-contract operation, or refuse."""
+def _invoked(op: object) -> tuple[InvokeHostFunction, str, str]:
+    """The operation as a contract call with its contract id and function name, or refuse."""
     if not isinstance(op, InvokeHostFunction):
         raise RefusedEnvelope(f"the operation is {type(op).__name__}, not invoke host function")
     if op.host_function.type != _INVOKE or op.host_function.invoke_contract is None:
         raise RefusedEnvelope(f"the host function is {op.host_function.type.name}, not a contract call")
-    call = op.host_function.invoke_contract
-    return _contract_call(call)
+    return (op, *_contract_call(op.host_function.invoke_contract))
 
 
 def _contract_call(call: stellar_xdr.InvokeContractArgs) -> tuple[str, str]:

@@ -463,3 +463,29 @@ def test_a_5xx_on_send_is_ambiguous_even_without_tw_saying_so(escrow: Escrow, cl
     # the same envelope may still be sent: resending it is how an ambiguous outcome is settled
     assert client.send_transaction(signed).outcome == "applied"
     assert client.get_escrow(p.contract_id).disputed  # type: ignore[union-attr]
+
+
+def _with_auth(settings: Settings, source: str, contract: str, root_contract: str, root_function: str) -> str:
+    """An escrow call that also carries a source-account authorisation rooted at ``root_contract``."""
+    from stellar_sdk import Address
+    from stellar_sdk import xdr as sx
+
+    root = sx.SorobanAuthorizedInvocation(
+        sx.SorobanAuthorizedFunction(
+            sx.SorobanAuthorizedFunctionType.SOROBAN_AUTHORIZED_FUNCTION_TYPE_CONTRACT_FN,
+            contract_fn=sx.InvokeContractArgs(Address(root_contract).to_xdr_sc_address(),
+                                              scval.to_symbol(root_function).sym, [])),
+        [])
+    entry = sx.SorobanAuthorizationEntry(
+        sx.SorobanCredentials(sx.SorobanCredentialsType.SOROBAN_CREDENTIALS_SOURCE_ACCOUNT), root)
+    builder = TransactionBuilder(Account(source, 41), settings.network_passphrase, 100).add_time_bounds(0, 2**31)
+    builder.append_invoke_contract_function_op(contract, "fund_escrow", [scval.to_address(source)], auth=[entry])
+    return builder.build().to_xdr()
+
+
+def test_an_authorisation_rooted_at_another_call_is_refused(settings: Settings) -> None:
+    # Our signature would also authorise the entry: a transfer from the signer's USDC must not ride along
+    signer, contract, usdc_sac = Keypair.random().public_key, _contract(), _contract()
+    with pytest.raises(RefusedEnvelope, match="another contract call"):
+        _check(settings, _with_auth(settings, signer, contract, usdc_sac, "transfer"), signer, contract)
+    assert _check(settings, _with_auth(settings, signer, contract, contract, "fund_escrow"), signer, contract)
