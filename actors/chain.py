@@ -5,17 +5,25 @@ from __future__ import annotations
 from functools import cache
 
 import dramatiq
+import redis
 
 from actors.broker import CHAIN, engine, settings
 from actors.dispatch import dispatch
 from orchestrator import chain_steps, crypto
 from orchestrator.providers.horizon import Horizon
+from orchestrator.providers.rate_budget import RateBudget
+from orchestrator.providers.trustless import TrustlessClient
 
 
 @cache
 def context() -> chain_steps.ChainContext:
     keyring = crypto.Keyring.from_settings(settings.wallet_encryption_key, settings.wallet_encryption_key_previous)
-    return chain_steps.ChainContext(engine(), settings, Horizon(settings), keyring)
+    budget = None
+    if settings.trustless_requests_per_minute > 0:  # one budget shared by every process (TW allows 50/min)
+        budget = RateBudget(redis.Redis.from_url(settings.redis_url), settings.redis_prefix,
+                            per_minute=settings.trustless_requests_per_minute)
+    trustless = TrustlessClient(settings, budget=budget)
+    return chain_steps.ChainContext(engine(), settings, Horizon(settings), keyring, trustless)
 
 
 @dramatiq.actor(queue_name=CHAIN, max_retries=60, min_backoff=250, max_backoff=30_000)

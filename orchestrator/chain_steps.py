@@ -66,6 +66,7 @@ class ChainContext:
     settings: Settings
     horizon: Horizon
     keyring: crypto.Keyring
+    trustless: Any = None  # providers.trustless.TrustlessClient, for the escrow steps
 
 
 @dataclass(frozen=True)
@@ -81,14 +82,14 @@ class StepKind:
     build: Callable[[ChainContext, Step, AccountState | None], TransactionEnvelope] | None
     confirmed: Callable[[UnitOfWork, Step, dict[str, Any] | None], None]
     failed: Callable[[UnitOfWork, Step, str], None]
-    act: Callable[[ChainContext, Step], None] | None = None
+    act: Callable[[ChainContext, Step], dict[str, Any] | None] | None = None
     op_outcome: Callable[[list[str]], str] = lambda _codes: "failed"
 
 
 def kinds() -> dict[str, StepKind]:
-    from orchestrator import wallets  # the aggregates register their step kinds
+    from orchestrator import escrows, wallets  # the aggregates register their step kinds
 
-    return dict(wallets.STEP_KINDS)
+    return {**wallets.STEP_KINDS, **escrows.STEP_KINDS}
 
 
 def create(uow: UnitOfWork, *, step_id: str, kind: str, subject_type: str, subject_id: str, source: str,
@@ -132,11 +133,11 @@ def source_lock(engine: Any, account: str) -> Iterator[None]:
 def _act(ctx: ChainContext, step: Step, kind: StepKind) -> list[Message]:
     try:
         assert kind.act is not None
-        kind.act(ctx, step)
+        outcome = kind.act(ctx, step)
     except Exception as error:
         _attempt(ctx, step, f"{type(error).__name__}: {error}")
         raise StepNotFinished(str(error)) from error
-    return _confirm(ctx, step, kind, None)
+    return _confirm(ctx, step, kind, outcome)
 
 
 def _resolve_signed(ctx: ChainContext, step: Step) -> Submission | None:
@@ -232,7 +233,12 @@ def _attempt(ctx: ChainContext, step: Step, error: str) -> None:
 
 
 def _confirm(ctx: ChainContext, step: Step, kind: StepKind, record: dict[str, Any] | None) -> list[Message]:
-    result = {"hash": record.get("hash"), "ledger": record.get("ledger")} if record else {}
+    if record is None:
+        result: dict[str, Any] = {}
+    elif "hash" in record:  # a ledger transaction: keep its identity, not the whole record
+        result = {"hash": record.get("hash"), "ledger": record.get("ledger")}
+    else:  # an off-ledger action's own outcome
+        result = record
     with UnitOfWork(ctx.engine, Context(actor_type="SYSTEM", correlation_id=step.id), settings=ctx.settings) as uow:
         locked = steps_db.get(uow.conn, step.id, for_update=True)
         if locked is None or locked.status not in OPEN:

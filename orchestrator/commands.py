@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from orchestrator import api_keys, balances, maintenance, orders, users
+from orchestrator import api_keys, balances, escrows, maintenance, orders, users
 from orchestrator.db import commands as commands_db
 from orchestrator.db import session
 from orchestrator.errors import InternalError, OrchestratorError
@@ -35,6 +35,8 @@ class Kind(StrEnum):
     CREATE_ORDER = "create_order"
     RESERVE_ORDER = "reserve_order"
     CANCEL_ORDER = "cancel_order"
+    CREATE_ESCROW = "create_escrow"
+    FUND_ESCROW = "fund_escrow"
 
 
 class Status(StrEnum):
@@ -55,6 +57,8 @@ HANDLERS: dict[str, Handler] = {
     Kind.CREATE_ORDER: orders.create,
     Kind.RESERVE_ORDER: orders.reserve,
     Kind.CANCEL_ORDER: orders.cancel,
+    Kind.CREATE_ESCROW: escrows.create,
+    Kind.FUND_ESCROW: escrows.fund,
 }
 
 

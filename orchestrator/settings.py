@@ -75,6 +75,8 @@ class Settings:
     wallet_encryption_key_previous: str | None = None
     platform_user_id: str | None = None
     wallet_starting_xlm: str = "5"
+    trustless_platform_fee_percent: Decimal = Decimal(0)
+    trustless_requests_per_minute: int = 45
     stellar_max_fee_stroops: int = 10_000
     sandbox_url: str = "http://127.0.0.1:4100"
     sandbox_port: int = 4100
@@ -200,6 +202,8 @@ class _Reader:
             "wallet_encryption_key_previous": self.raw("WALLET_ENCRYPTION_KEY_PREVIOUS"),
             "platform_user_id": self.raw("PLATFORM_USER_ID"),
             "wallet_starting_xlm": self.raw("WALLET_STARTING_XLM", "5") or "5",
+            "trustless_platform_fee_percent": self.coerce("TRUSTLESS_PLATFORM_FEE_PERCENT", Decimal(0), Decimal),
+            "trustless_requests_per_minute": self.coerce("TRUSTLESS_REQUESTS_PER_MINUTE", 45, int),
             "stellar_max_fee_stroops": self.coerce("STELLAR_MAX_FEE_STROOPS", 10_000, int),
             "trustless_api_key": self.raw("TRUSTLESS_API_KEY"),
             "trustless_webhook_secret": self.raw("TRUSTLESS_WEBHOOK_SECRET"),
@@ -265,6 +269,8 @@ class _Reader:
             self.problems.append("COMMAND_WAIT_SECONDS must be >= 0 and COMMAND_SWEEP_SECONDS > 0")
         if values["event_retention_days"] < 1:
             self.problems.append("EVENT_RETENTION_DAYS must be at least 1")
+        if not 0 <= values["trustless_platform_fee_percent"] <= 99:
+            self.problems.append("TRUSTLESS_PLATFORM_FEE_PERCENT is a percent from 0 to 99")
         if values["rate_limit_per_minute"] < 0:
             self.problems.append("RATE_LIMIT_PER_MINUTE must be >= 0 (0 turns limiting off)")
 

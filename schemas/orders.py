@@ -77,6 +77,20 @@ class MilestoneOut(BaseSchema):
     createdAt = Time(attribute="created_at")
 
 
+class EscrowOut(BaseSchema):
+    id = fields.String()
+    orderId = fields.String(attribute="order_id")
+    trustlessContractId = fields.String(attribute="trustless_contract_id", allow_none=True)
+    status = fields.String()
+    amount = Amount()
+    currency = fields.Constant("USD")
+    fundedAt = Time(attribute="funded_at", allow_none=True)
+    releasedAt = Time(attribute="released_at", allow_none=True)
+    refundedAt = Time(attribute="refunded_at", allow_none=True)
+    createdAt = Time(attribute="created_at")
+    updatedAt = Time(attribute="updated_at")
+
+
 class OrderOut(BaseSchema):
     id = fields.String()
     clientOrderRef = fields.String(attribute="client_order_ref", allow_none=True)
@@ -97,5 +111,6 @@ class OrderOut(BaseSchema):
 
 
 ORDER_OUT = OrderOut()
+ESCROW_OUT = EscrowOut()
 MILESTONE_OUT = MilestoneOut()
 ORDER_STATUSES = [str(s) for s in Status]

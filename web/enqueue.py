@@ -39,6 +39,13 @@ class CommandState:
     status: str
     result: dict[str, Any] | None
     error: dict[str, Any] | None
+    flow_status: str | None = None
+    flow_error: dict[str, Any] | None = None
+
+    @property
+    def finished(self) -> bool:
+        """Done with its own transaction and with any ledger work it started."""
+        return self.status != Status.PENDING and self.flow_status != "RUNNING"
 
 
 def wait_seconds(request: web.Request) -> tuple[float, str | None]:
@@ -66,13 +73,13 @@ async def run(request: web.Request, kind: str, payload: dict[str, Any]) -> Comma
             await conn.execute(idempotency_db.attach_command(*idempotency, command_id))
     request[COMMAND_ID] = command_id
     listener = app[LISTENER]
-    done = listener.expect(command_id)
+    listener.expect(command_id)  # before publishing: the notification cannot come first
     try:
         await publish(app, command_id)
         timeout, applied = wait_seconds(request)
         if applied:
             request[PREFERENCE] = applied
-        return await wait(app, command_id, done, timeout)
+        return await wait(app, command_id, timeout)
     finally:
         listener.forget(command_id)
 
@@ -85,18 +92,18 @@ async def publish(app: web.Application, command_id: str) -> None:
         log.exception("Publishing command %s failed; the sweep will publish it again", command_id)
 
 
-async def wait(app: web.Application, command_id: str, done: asyncio.Future[None],
-               seconds: float) -> CommandState:
-    """Wait on the notification, re-reading the row at least once a second (LISTEN may be down)."""
+async def wait(app: web.Application, command_id: str, seconds: float) -> CommandState:
+    """Wait on notifications (the command's, then its flow's), re-reading the row at least once a
+    second in case LISTEN is down."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + seconds
     while True:
         remaining = deadline - loop.time()
         if remaining > 0:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(done), min(remaining, 1.0))
+                await asyncio.wait_for(asyncio.shield(app[LISTENER].expect(command_id)), min(remaining, 1.0))
         state = await read(app, command_id)
-        if state.status != Status.PENDING or deadline - loop.time() <= 0:
+        if state.finished or deadline - loop.time() <= 0:
             return state
 
 
@@ -105,7 +112,7 @@ async def read(app: web.Application, command_id: str) -> CommandState:
         row = (await conn.execute(commands_db.status_of(command_id))).first()
     if row is None:
         return CommandState(command_id, "MISSING", None, None)
-    return CommandState(command_id, row.status, row.result, row.error)
+    return CommandState(command_id, row.status, row.result, row.error, row.flow_status, row.flow_error)
 
 
 async def respond(request: web.Request, state: CommandState, *,
@@ -114,6 +121,11 @@ async def respond(request: web.Request, state: CommandState, *,
     """200/201 with the resource, the stored error, or 202 with the resource as it stands."""
     if state.status == Status.FAILED:
         raise errors.from_dict(state.error or {})
+    if state.flow_status == "FAILED":
+        raise errors.from_dict(state.flow_error or {})
+    if state.status == Status.DONE and state.flow_status == "RUNNING":  # ledger work still under way
+        data = await render.render(request, Result.from_dict(state.result or {}))
+        return envelope(request, data, status=202, commandId=state.id, pending=True)
     if state.status == Status.DONE:
         result = Result.from_dict(state.result or {})
         data = await render.render(request, result)

@@ -9,7 +9,6 @@ from typing import Any
 
 from aiohttp import web
 
-from orchestrator.commands import Status
 from orchestrator.db import idempotency as idempotency_db
 from orchestrator.errors import Conflict, OrchestratorError, ValidationFailed
 from orchestrator.events import now
@@ -79,7 +78,7 @@ async def _existing(request: web.Request, handler: Handler, scope: str, key: str
         await _execute(request, idempotency_db.release(scope, key))
         return await idempotency(request, handler)
     state = await enqueue.read(request.app, record.command_id)
-    if state.status == Status.PENDING:
+    if not state.finished:
         body = record.response_body or {"data": None, "meta": {"commandId": record.command_id, "pending": True}}
         return _replay(202, body)
     try:

@@ -8,6 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from orchestrator.db import api_keys as keys_db
+from orchestrator.db import escrows as escrows_db
 from orchestrator.db import maintenance as maintenance_db
 from orchestrator.db import orders as orders_db
 from orchestrator.db import users as users_db
@@ -16,7 +17,7 @@ from orchestrator.events import iso
 from orchestrator.results import Result
 from schemas.api_keys import KEY_OUT
 from schemas.balances import BALANCE_OUT
-from schemas.orders import MILESTONE_OUT, ORDER_OUT
+from schemas.orders import ESCROW_OUT, MILESTONE_OUT, ORDER_OUT
 from schemas.users import USER_OUT
 from web.keys import ENGINE
 
@@ -78,7 +79,9 @@ async def order_view(request: web.Request, order_id: str, *, order: orders_db.Or
                 raise NotFound(f"Order {order_id} not found", code="ORDER_NOT_FOUND")
             order = orders_db.to_order(row)
         rows = (await conn.execute(orders_db.milestones_of(order_id))).all()
-    return {**ORDER_OUT.dump(order), "milestones": [MILESTONE_OUT.dump(orders_db.to_milestone(r)) for r in rows]}
+        escrow = (await conn.execute(escrows_db.of_order(order_id))).first()
+    return {**ORDER_OUT.dump(order), "milestones": [MILESTONE_OUT.dump(orders_db.to_milestone(r)) for r in rows],
+            "escrow": ESCROW_OUT.dump(escrows_db.to_escrow(escrow)) if escrow else None}
 
 
 async def order(request: web.Request, result: Result) -> Any:

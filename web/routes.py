@@ -40,6 +40,8 @@ def setup_routes(app: web.Application) -> None:
         web.get(f"{V1}/orders/{{order_id}}", orders.get_order),
         web.post(f"{V1}/orders/{{order_id}}/reserve", orders.reserve_order),
         web.post(f"{V1}/orders/{{order_id}}/cancel", orders.cancel_order),
+        web.post(f"{V1}/orders/{{order_id}}/escrow", orders.create_escrow),
+        web.post(f"{V1}/orders/{{order_id}}/escrow/fund", orders.fund_escrow),
         web.get(f"{V1}/orders/{{order_id}}/milestones", orders.list_milestones),
         web.get(f"{V1}/events", sse.stream_events),
     ])

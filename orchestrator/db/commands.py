@@ -45,7 +45,18 @@ def by_id(command_id: str) -> Select:
 
 
 def status_of(command_id: str) -> Select:
-    return select(commands.c.status, commands.c.result, commands.c.error).where(commands.c.id == command_id)
+    return select(commands.c.status, commands.c.result, commands.c.error, commands.c.flow_status,
+                  commands.c.flow_error).where(commands.c.id == command_id)
+
+
+def start_flow(conn: Connection, command_id: str) -> None:
+    """The command's ledger work continues after it commits: its request waits for ``finish_flow``."""
+    conn.execute(update(commands).where(commands.c.id == command_id).values(flow_status="RUNNING"))
+
+
+def finish_flow(conn: Connection, command_id: str, *, failed: dict[str, Any] | None = None) -> None:
+    conn.execute(update(commands).where(commands.c.id == command_id, commands.c.flow_status == "RUNNING")
+                 .values(flow_status="FAILED" if failed else "DONE", flow_error=failed))
 
 
 def lock(conn: Connection, command_id: str) -> Command | None:

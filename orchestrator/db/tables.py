@@ -118,6 +118,10 @@ commands = Table(
     Column("request_id", String(128)),
     Column("idempotency_key", String(64)),
     Column("attempts", Integer, nullable=False, server_default=text("0")),
+    # A command that starts ledger work (escrow deploy, funding …) stays RUNNING here until its chain
+    # steps finish; the waiting request answers 200 then, or 202 while it runs.
+    Column("flow_status", String(16)),
+    Column("flow_error", JSONB),
     Timestamp("created_at"),
     Timestamp("published_at", nullable=True, default_now=False),
     Timestamp("completed_at", nullable=True, default_now=False),
@@ -290,4 +294,20 @@ milestones = Table(
     Timestamp("completed_at", nullable=True, default_now=False),
     Timestamp("created_at"),
     UniqueConstraint("order_id", "milestone_ref", name="uq_milestones_order_ref"),
+)
+
+escrows = Table(
+    "escrows", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("order_id", String(64), ForeignKey("orders.id"), nullable=False),
+    Column("trustless_contract_id", String(56)),
+    Column("status", String(16), nullable=False),
+    Money(name="amount"),
+    Column("deploy_tx_hash", String(64)),
+    Timestamp("funded_at", nullable=True, default_now=False),
+    Timestamp("released_at", nullable=True, default_now=False),
+    Timestamp("refunded_at", nullable=True, default_now=False),
+    Timestamp("created_at"),
+    Timestamp("updated_at"),
+    Index("ix_escrows_live_order", "order_id", unique=True, postgresql_where=text("status <> 'DISCARDED'")),
 )

@@ -127,3 +127,14 @@ def test_every_api_action_is_an_allowed_move_that_is_not_failure_only() -> None:
         for source in sources:
             assert target in TRANSITIONS[source], action
             assert (source, target) not in FAILURE_ONLY, action
+
+
+def test_the_escrow_transitions_equal_the_spec() -> None:
+    from orchestrator.escrows import FAILURE_ONLY, TRANSITIONS
+
+    rows = spec_table("### 3.2 Transitions")[1:]
+    moves = {(row[0].strip("`"), row[1].strip("`")) for row in rows
+             if row[0].strip("`").isupper() and row[1].strip("`").isupper()}
+    assert moves == {(str(a), str(b)) for a, targets in TRANSITIONS.items() for b in targets}
+    new = {(row[0].strip("`"), row[1].strip("`")) for row in rows if "(new)" in row[2]}
+    assert new == {(str(a), str(b)) for a, b in FAILURE_ONLY}

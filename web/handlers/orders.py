@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from aiohttp import web
@@ -13,6 +13,7 @@ from orchestrator.db import orders as orders_db
 from orchestrator.errors import NotFound, ValidationFailed
 from schemas.base import load
 from schemas.common import page_limit, reject_unknown
+from schemas.maintenance import NoBody
 from schemas.orders import MILESTONE_OUT, ORDER_STATUSES, CancelBody, CreateOrder, ReserveBody
 from web import enqueue, render
 from web.auth import requires
@@ -45,15 +46,24 @@ async def get_order(request: web.Request) -> web.Response:
 
 @requires("read")
 async def list_orders(request: web.Request) -> web.Response:
-    query = {_QUERY_ALIASES.get(k, k): v for k, v in request.query.items()}
+    query = _query(request)
     reject_unknown(query, {"status", "buyerId", "sellerId", "clientOrderRef", "createdAfter", "createdBefore",
                            "limit", "cursor"})
+    prefix = ids.PREFIXES["user"]
+    for name in ("buyerId", "sellerId"):  # ids in a query are validated like ids in a body (api.md §1.3)
+        if name in query and not ids.is_valid("user", query[name]):
+            raise ValidationFailed.field(name, "INVALID_ID_PREFIX", f"must be an id starting with {prefix}",
+                                         expectedPrefix=prefix)
     if "status" in query and query["status"] not in ORDER_STATUSES:
         raise ValidationFailed.field("status", "INVALID_ENUM", "unknown order status", allowed=ORDER_STATUSES)
     filters: dict[str, Any] = dict(query)
-    for name in ("createdAfter", "createdBefore"):
-        if name in query:
-            filters[name] = _instant(name, query[name])
+    # Times are compared at the API's millisecond precision (api.md §1.5), both ends inclusive: the
+    # rows keep microseconds, so an order's own ``createdAt`` as ``createdBefore`` must still include it.
+    if "createdAfter" in query:
+        filters["createdAfter"] = _millisecond(_instant("createdAfter", query["createdAfter"]))
+    if "createdBefore" in query:
+        filters["createdBefore"] = (_millisecond(_instant("createdBefore", query["createdBefore"]))
+                                    + timedelta(microseconds=999))
     limit, after = page_limit(query), await render.page_after(request, orders_db.cursor_of)
     async with request.app[ENGINE].connect() as conn:
         rows = (await conn.execute(orders_db.page(filters=filters, after=after, limit=limit))).all()
@@ -76,6 +86,20 @@ async def cancel_order(request: web.Request) -> web.Response:
     return await enqueue.respond(request, state)
 
 
+@requires("write")
+async def create_escrow(request: web.Request) -> web.Response:
+    load(NoBody(), request[BODY])
+    state = await enqueue.run(request, Kind.CREATE_ESCROW, {"orderId": _order_id(request)})
+    return await enqueue.respond(request, state)
+
+
+@requires("write")
+async def fund_escrow(request: web.Request) -> web.Response:
+    load(NoBody(), request[BODY])
+    state = await enqueue.run(request, Kind.FUND_ESCROW, {"orderId": _order_id(request)})
+    return await enqueue.respond(request, state)
+
+
 @requires("read")
 async def list_milestones(request: web.Request) -> web.Response:
     order_id = _order_id(request)
@@ -90,6 +114,21 @@ def _order_id(request: web.Request) -> str:
     if not ids.is_valid("order", order_id):
         raise NotFound(f"Order {order_id} not found", code="ORDER_NOT_FOUND")
     return order_id
+
+
+def _query(request: web.Request) -> dict[str, str]:
+    """The query with aliases resolved; a name and its alias with different values: ``ALIAS_CONFLICT`` (§1.2)."""
+    query: dict[str, str] = {}
+    for key, value in request.query.items():
+        name = _QUERY_ALIASES.get(key, key)
+        if name in query and query[name] != value:
+            raise ValidationFailed.field(key, "ALIAS_CONFLICT", f"conflicts with {name}")
+        query[name] = value
+    return query
+
+
+def _millisecond(moment: datetime) -> datetime:
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
 
 
 def _instant(name: str, value: str) -> datetime:

@@ -1,0 +1,59 @@
+"""Escrow rows: one live escrow per order (a discarded deploy leaves its row, marked DISCARDED)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Connection, Select, func, insert, select, update
+
+from orchestrator.db.tables import escrows
+
+
+@dataclass(frozen=True)
+class Escrow:
+    id: str
+    order_id: str
+    trustless_contract_id: str | None
+    status: str
+    amount: Decimal
+    funded_at: datetime | None
+    released_at: datetime | None
+    refunded_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+def to_escrow(row: Any) -> Escrow:
+    r = row._mapping
+    return Escrow(r["id"], r["order_id"], r["trustless_contract_id"], r["status"], r["amount"], r["funded_at"],
+                  r["released_at"], r["refunded_at"], r["created_at"], r["updated_at"])
+
+
+def of_order(order_id: str) -> Select:
+    return select(escrows).where(escrows.c.order_id == order_id, escrows.c.status != "DISCARDED")
+
+
+def live_for_order(conn: Connection, order_id: str, *, for_update: bool = False) -> Escrow | None:
+    stmt = of_order(order_id)
+    row = conn.execute(stmt.with_for_update() if for_update else stmt).first()
+    return to_escrow(row) if row else None
+
+
+def get(conn: Connection, escrow_id: str, *, for_update: bool = False) -> Escrow | None:
+    stmt = select(escrows).where(escrows.c.id == escrow_id)
+    row = conn.execute(stmt.with_for_update() if for_update else stmt).first()
+    return to_escrow(row) if row else None
+
+
+def create(conn: Connection, **values: Any) -> None:
+    conn.execute(insert(escrows).values(**values))
+
+
+def set_status(conn: Connection, escrow_id: str, *, expected: str, status: str, **values: Any) -> bool:
+    """Compare-and-set of the escrow's status."""
+    result = conn.execute(update(escrows).where(escrows.c.id == escrow_id, escrows.c.status == expected)
+                          .values(status=status, updated_at=func.now(), **values))
+    return bool(result.rowcount)

@@ -1,0 +1,274 @@
+"""Escrows: one Trustless Work single-release contract per order (spec states.md §3, api.md §9.6 and §9.7).
+
+Creating and funding each start a command whose ledger work runs as chain steps; the command's
+flow stays RUNNING until the last step is confirmed or fails finally, so the request that started
+it can answer 200 with the result, or 202 while the ledger is still working. Roles: the buyer
+approves and signs the release, the seller provides the service and receives, the platform wallet
+resolves disputes and receives the platform fee.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from stellar_sdk import TransactionEnvelope
+
+from orchestrator import balances, chain_steps, ids, ledger, money, orders, platform, tw_envelopes
+from orchestrator.chain_steps import ChainContext, StepKind, StepNotFinished
+from orchestrator.db import commands as commands_db
+from orchestrator.db import escrows as escrows_db
+from orchestrator.db import orders as orders_db
+from orchestrator.db import wallets as wallets_db
+from orchestrator.db.chain_steps import Step
+from orchestrator.errors import Conflict
+from orchestrator.events import iso, now
+from orchestrator.ledger import RESERVED, user_account
+from orchestrator.providers.horizon import AccountState
+from orchestrator.results import Result
+from orchestrator.unit_of_work import UnitOfWork
+
+
+class Status(StrEnum):
+    CREATING = "CREATING"
+    CREATED = "CREATED"
+    FUNDING = "FUNDING"
+    FUNDED = "FUNDED"
+    RELEASING = "RELEASING"
+    RELEASED = "RELEASED"
+    REFUNDING = "REFUNDING"
+    REFUNDED = "REFUNDED"
+    DISPUTED = "DISPUTED"
+
+
+E = Status
+#: states.md §3.2 as data (a failed deploy discards the record instead of moving it).
+TRANSITIONS: dict[Status, frozenset[Status]] = {
+    E.CREATING: frozenset({E.CREATED}),
+    E.CREATED: frozenset({E.FUNDING}),
+    E.FUNDING: frozenset({E.FUNDED, E.CREATED}),
+    E.FUNDED: frozenset({E.RELEASING, E.REFUNDING, E.DISPUTED}),
+    E.RELEASING: frozenset({E.RELEASED, E.FUNDED}),
+    E.REFUNDING: frozenset({E.REFUNDED, E.FUNDED}),
+    E.DISPUTED: frozenset({E.RELEASED, E.REFUNDED}),
+    E.RELEASED: frozenset(),
+    E.REFUNDED: frozenset(),
+}
+#: The failure-only moves (the "(new)" rows of §3.2).
+FAILURE_ONLY = frozenset({(E.FUNDING, E.CREATED), (E.RELEASING, E.FUNDED), (E.REFUNDING, E.FUNDED)})
+DISCARDED = "DISCARDED"
+#: The journal account holding an order's money while its contract holds the USDC.
+ESCROW_ACCOUNT = "escrow:{order_id}"
+_S = orders.Status
+
+
+def create(uow: UnitOfWork, payload: dict[str, Any]) -> Result:
+    """O5: the order moves to ESCROW_CREATING and the platform wallet deploys the contract."""
+    order = orders.load(uow, payload["orderId"])
+    if escrows_db.live_for_order(uow.conn, order.id, for_update=True) is not None:
+        raise Conflict("The order already has an escrow", code="ESCROW_ALREADY_EXISTS",
+                       details={"orderId": order.id})
+    orders.guard(order, "create_escrow")
+    platform_key = _ready_wallets(uow, order)
+    escrow_id = ids.new_id("escrow")
+    escrows_db.create(uow.conn, id=escrow_id, order_id=order.id, status=E.CREATING, amount=order.amount)
+    orders.move(uow, order, "create_escrow")
+    uow.emit("order.escrow_creating", order.id, {"orderId": order.id, "escrowId": escrow_id,
+                                                 "amount": money.format_amount(order.amount)}, user_id=order.buyer_id)
+    _start(uow, kind="tw_deploy", escrow_id=escrow_id, source=platform_key, order_id=order.id)
+    return Result(200, "order", order.id, {"flow": True})
+
+
+def fund(uow: UnitOfWork, payload: dict[str, Any]) -> Result:
+    """O8: the reservation leaves the book for the contract; the buyer's wallet signs the fund call."""
+    order = orders.load(uow, payload["orderId"])
+    escrow = escrows_db.live_for_order(uow.conn, order.id, for_update=True)
+    if order.status == _S.ESCROW_CREATING and escrow is not None and escrow.status != E.CREATED:
+        if escrow.status == E.CREATING:
+            raise Conflict("The escrow contract is not deployed yet", code="ESCROW_NOT_READY",
+                           details={"reason": "ESCROW_NOT_DEPLOYED", "currentState": escrow.status})
+        raise Conflict("The escrow is already being funded", code="ESCROW_ALREADY_FUNDED",
+                       details={"currentState": escrow.status})
+    orders.guard(order, "fund_escrow")
+    assert escrow is not None
+    assert escrow.trustless_contract_id
+    changes = ledger.transfer(uow, kind="fund_escrow", amount=order.amount, reference=order.id,
+                              source=user_account(order.buyer_id, RESERVED),
+                              destination=ESCROW_ACCOUNT.format(order_id=order.id))
+    escrows_db.set_status(uow.conn, escrow.id, expected=E.CREATED, status=E.FUNDING)
+    orders.move(uow, order, "fund_escrow")
+    amount = money.format_amount(order.amount)
+    uow.emit("order.escrow_funding", order.id, {"orderId": order.id, "escrowId": escrow.id,
+                                                "trustlessContractId": escrow.trustless_contract_id,
+                                                "amount": amount}, user_id=order.buyer_id)
+    uow.emit("escrow.funding_started", escrow.id, {"escrowId": escrow.id, "orderId": order.id,
+                                                   "trustlessContractId": escrow.trustless_contract_id,
+                                                   "amount": amount}, user_id=order.buyer_id)
+    balances.emit_released(uow, changes[order.buyer_id], order.amount, order_id=order.id, reason="escrow_funded")
+    buyer = wallets_db.of_user_now(uow.conn, order.buyer_id)
+    assert buyer is not None
+    _start(uow, kind="tw_fund", escrow_id=escrow.id, source=buyer.public_key, order_id=order.id,
+           contractId=escrow.trustless_contract_id)
+    return Result(200, "order", order.id, {"flow": True})
+
+
+def _ready_wallets(uow: UnitOfWork, order: orders_db.Order) -> str:
+    """Every party's wallet must be on the ledger with its trustline; returns the platform's key."""
+    found = platform.find(uow.conn, uow.settings)
+    parties = (("BUYER", order.buyer_id), ("SELLER", order.seller_id),
+               ("PLATFORM", found.user_id if found else None))
+    for role, user_id in parties:
+        wallet = wallets_db.of_user_now(uow.conn, user_id) if user_id else None
+        if wallet is None or wallet.status != "ACTIVE":
+            raise Conflict(f"The {role.lower()} wallet is not ready", code="ESCROW_NOT_READY",
+                           details={"reason": f"{role}_WALLET_NOT_READY"})
+    assert found is not None
+    assert found.wallet is not None
+    return found.wallet.public_key
+
+
+def _start(uow: UnitOfWork, *, kind: str, escrow_id: str, source: str, order_id: str, **params: Any) -> None:
+    command_id = uow.context.command_id
+    if command_id:
+        commands_db.start_flow(uow.conn, command_id)
+    chain_steps.create(uow, step_id=ids.new_id("step"), kind=kind, subject_type="escrow", subject_id=escrow_id,
+                       source=source, signers=[source], params={"orderId": order_id, "flow": command_id, **params})
+
+
+def _finish(uow: UnitOfWork, step: Step, failed: dict[str, Any] | None = None) -> None:
+    """End the flow of the command that started this step, and wake its waiting request."""
+    command_id = step.params.get("flow")
+    if command_id:
+        commands_db.finish_flow(uow.conn, command_id, failed=failed)
+        uow.notify("command_done", command_id)
+
+
+def _tw_envelope(ctx: ChainContext, step: Step, account: AccountState | None, xdr: str, *,
+                 contract_id: str | None) -> TransactionEnvelope:
+    """Check TW's unsigned envelope (providers.md §1.7) before anything signs it."""
+    if account is None:
+        raise StepNotFinished(f"{step.source_account} is not on the ledger")
+    tw_envelopes.check_envelope(xdr, passphrase=ctx.settings.network_passphrase, signer=step.source_account,
+                                source_sequence=account.sequence, contract_id=contract_id)
+    return TransactionEnvelope.from_xdr(xdr, ctx.settings.network_passphrase)
+
+
+def _build_deploy(ctx: ChainContext, step: Step, account: AccountState | None) -> TransactionEnvelope:
+    from orchestrator.providers.trustless import EscrowRoles
+
+    with ctx.engine.connect() as conn:
+        order = orders_db.get(conn, step.params["orderId"])
+        buyer = wallets_db.of_user_now(conn, order.buyer_id) if order else None
+        seller = wallets_db.of_user_now(conn, order.seller_id) if order else None
+    assert order is not None
+    assert buyer is not None
+    assert seller is not None
+    roles = EscrowRoles(approver=buyer.public_key, service_provider=seller.public_key,
+                        platform_address=step.source_account, release_signer=buyer.public_key,
+                        dispute_resolver=step.source_account, receiver=seller.public_key)
+    xdr = ctx.trustless.deploy(signer=step.source_account, engagement_id=order.id, title=order.title,
+                               description=order.description or order.title, roles=roles, amount=order.amount,
+                               platform_fee_percent=ctx.settings.trustless_platform_fee_percent)
+    return _tw_envelope(ctx, step, account, xdr, contract_id=None)
+
+
+def _deployed(uow: UnitOfWork, step: Step, record: dict[str, Any] | None) -> None:
+    """The deploy landed: find the contract id (TW's indexer may lag) in a step of its own."""
+    chain_steps.create(uow, step_id=ids.new_id("step"), kind="tw_find_contract", subject_type="escrow",
+                       subject_id=step.subject_id, source=step.source_account, signers=[],
+                       params={**step.params, "deployHash": record.get("hash") if record else None})
+
+
+def _find_contract(ctx: ChainContext, step: Step) -> dict[str, Any]:
+    found = ctx.trustless.escrows_by_signer(step.source_account, engagement_id=step.params["orderId"])
+    if not found:
+        raise StepNotFinished("the deployed contract is not indexed yet")
+    return {"contractId": found[0].contract_id}
+
+
+def _contract_found(uow: UnitOfWork, step: Step, record: dict[str, Any] | None) -> None:
+    escrow = escrows_db.get(uow.conn, step.subject_id, for_update=True)
+    assert escrow is not None
+    assert record is not None
+    contract_id = record["contractId"]
+    escrows_db.set_status(uow.conn, escrow.id, expected=E.CREATING, status=E.CREATED,
+                          trustless_contract_id=contract_id, deploy_tx_hash=step.params.get("deployHash"))
+    order = orders_db.get(uow.conn, escrow.order_id)
+    assert order is not None
+    uow.emit("escrow.created", escrow.id, {
+        "escrowId": escrow.id, "orderId": escrow.order_id, "trustlessContractId": contract_id,
+        "amount": money.format_amount(escrow.amount), "currency": "USD",
+        "transactionHash": step.params.get("deployHash")}, user_id=order.buyer_id)
+    _finish(uow, step)
+
+
+def _deploy_failed(uow: UnitOfWork, step: Step, reason: str) -> None:
+    """O7: nothing is on the ledger; the escrow is discarded and the order goes back to FUNDS_RESERVED."""
+    escrow = escrows_db.get(uow.conn, step.subject_id, for_update=True)
+    assert escrow is not None
+    escrows_db.set_status(uow.conn, escrow.id, expected=escrow.status, status=DISCARDED)
+    order = orders_db.get(uow.conn, escrow.order_id, for_update=True)
+    assert order is not None
+    orders_db.set_status(uow.conn, order.id, expected=_S.ESCROW_CREATING, status=_S.FUNDS_RESERVED)
+    _operation_failed(uow, order, "escrow_create", reason, status=_S.FUNDS_RESERVED)
+    _finish(uow, step, failed={"code": "PROVIDER_ERROR", "message": f"Escrow deploy failed: {reason}",
+                               "details": {"provider": "trustless_work", "reason": reason}})
+
+
+def _build_fund(ctx: ChainContext, step: Step, account: AccountState | None) -> TransactionEnvelope:
+    with ctx.engine.connect() as conn:
+        escrow = escrows_db.get(conn, step.subject_id)
+    assert escrow is not None
+    xdr = ctx.trustless.fund(contract_id=step.params["contractId"], signer=step.source_account, amount=escrow.amount)
+    return _tw_envelope(ctx, step, account, xdr, contract_id=step.params["contractId"])
+
+
+def _funded(uow: UnitOfWork, step: Step, record: dict[str, Any] | None) -> None:
+    """O9: the USDC is in the contract; the order passes through ESCROW_FUNDED into IN_PROGRESS."""
+    escrow = escrows_db.get(uow.conn, step.subject_id, for_update=True)
+    assert escrow is not None
+    funded_at = now()
+    escrows_db.set_status(uow.conn, escrow.id, expected=E.FUNDING, status=E.FUNDED, funded_at=funded_at)
+    order = orders_db.get(uow.conn, escrow.order_id, for_update=True)
+    assert order is not None
+    orders_db.set_status(uow.conn, order.id, expected=_S.ESCROW_FUNDING, status=_S.ESCROW_FUNDED)
+    orders_db.set_status(uow.conn, order.id, expected=_S.ESCROW_FUNDED, status=_S.IN_PROGRESS)
+    tx_hash, amount = (record or {}).get("hash"), money.format_amount(escrow.amount)
+    contract = escrow.trustless_contract_id
+    uow.emit("escrow.funded", escrow.id, {"escrowId": escrow.id, "orderId": order.id, "trustlessContractId": contract,
+                                          "amount": amount, "fundedAt": iso(funded_at), "transactionHash": tx_hash},
+             user_id=order.buyer_id)
+    uow.emit("order.escrow_funded", order.id, {"orderId": order.id, "escrowId": escrow.id,
+                                               "trustlessContractId": contract, "contractId": contract,
+                                               "amount": amount, "fundedAt": iso(funded_at)}, user_id=order.buyer_id)
+    uow.emit("order.in_progress", order.id, {"orderId": order.id, "escrowId": escrow.id}, user_id=order.buyer_id)
+    _finish(uow, step)
+
+
+def _fund_failed(uow: UnitOfWork, step: Step, reason: str) -> None:
+    """O10: nothing moved on the ledger: the reservation comes back, the escrow is CREATED again."""
+    escrow = escrows_db.get(uow.conn, step.subject_id, for_update=True)
+    assert escrow is not None
+    escrows_db.set_status(uow.conn, escrow.id, expected=E.FUNDING, status=E.CREATED)
+    order = orders_db.get(uow.conn, escrow.order_id, for_update=True)
+    assert order is not None
+    orders_db.set_status(uow.conn, order.id, expected=_S.ESCROW_FUNDING, status=_S.ESCROW_CREATING)
+    ledger.transfer(uow, kind="escrow_funding_failed", amount=escrow.amount, reference=order.id,
+                    source=ESCROW_ACCOUNT.format(order_id=order.id),
+                    destination=user_account(order.buyer_id, RESERVED))
+    _operation_failed(uow, order, "escrow_fund", reason, status=_S.ESCROW_CREATING)
+    _finish(uow, step, failed={"code": "ESCROW_FUNDING_FAILED", "message": f"Escrow funding failed: {reason}",
+                               "details": {"reason": reason}})
+
+
+def _operation_failed(uow: UnitOfWork, order: orders_db.Order, operation: str, reason: str, *, status: str) -> None:
+    uow.emit("order.operation_failed", order.id, {
+        "orderId": order.id, "operation": operation, "fromStatus": order.status, "status": status,
+        "reason": reason, "errorCode": "PROVIDER_ERROR", "retrying": False}, user_id=order.buyer_id)
+
+
+STEP_KINDS: dict[str, StepKind] = {
+    "tw_deploy": StepKind(build=_build_deploy, confirmed=_deployed, failed=_deploy_failed),
+    "tw_find_contract": StepKind(build=None, act=_find_contract, confirmed=_contract_found, failed=_deploy_failed),
+    "tw_fund": StepKind(build=_build_fund, confirmed=_funded, failed=_fund_failed),
+}

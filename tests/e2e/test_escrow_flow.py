@@ -1,0 +1,125 @@
+"""Escrow creation and funding through the API, against the sandbox's Trustless Work and ledger."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import Engine, text
+
+from tests.api import Api
+from tests.e2e.test_deposits import active_wallet, credited, following
+from tests.fixtures import processes
+from tests.fixtures.sandbox import SandboxControl
+
+
+@pytest.fixture(scope="module")
+def monitor(worker: object, sandbox_url: str, engine: Engine) -> Iterator[None]:
+    with processes.process("-m", "orchestrator", "monitor"):
+        processes.wait_for(lambda: following(engine), what="the monitor to follow the stream")
+        yield
+
+
+async def funded_buyer(api: Api, engine: Engine, ledger: SandboxControl, amount: str) -> tuple[dict, dict]:
+    """A buyer whose wallet received ``amount`` USDC on the ledger, credited by the monitor."""
+    buyer, wallet = await active_wallet(api, engine)
+    ledger.pay("issuer", wallet["public_key"], amount)
+    await credited(engine, buyer["id"], 1)
+    return buyer, wallet
+
+
+def usdc(ledger: SandboxControl, account: str) -> Decimal:
+    body = ledger.http.get(f"{ledger.horizon_url}/accounts/{account}").json()
+    return next(Decimal(b["balance"]) for b in body["balances"] if b.get("asset_code") == "USDC")
+
+
+async def test_an_order_is_escrowed_and_funded_on_the_ledger_and_the_book_follows(
+        api: Api, engine: Engine, ledger: SandboxControl, monitor: None) -> None:
+    buyer, buyer_wallet = await funded_buyer(api, engine, ledger, "100.00")
+    seller, _ = await active_wallet(api, engine)
+    order = (await api.post("/orders", {"buyerId": buyer["id"], "sellerId": seller["id"], "amount": "80.00",
+                                        "title": "Logo"})).data
+    assert (await api.post(f"/orders/{order['id']}/reserve")).status == 200
+
+    created = await api.post(f"/orders/{order['id']}/escrow", headers={"Prefer": "wait=30"})
+    assert created.status == 200, created.body
+    assert created.data["status"] == "ESCROW_CREATING"
+    assert created.data["escrow"]["status"] == "CREATED"
+    assert created.data["escrow"]["trustlessContractId"].startswith("C")
+
+    funded = await api.post(f"/orders/{order['id']}/escrow/fund", headers={"Prefer": "wait=30"})
+    assert funded.status == 200, funded.body
+    assert funded.data["status"] == "IN_PROGRESS"
+    assert funded.data["escrow"]["status"] == "FUNDED"
+    assert funded.data["escrow"]["fundedAt"] is not None
+    # the book: the reservation left for the contract; the ledger: the wallet paid the contract
+    book = await api.balance(buyer["id"])
+    assert (book["available"], book["reserved"]) == ("20.00", "0.00")
+    assert usdc(ledger, buyer_wallet["public_key"]) == Decimal("20")
+    with engine.connect() as conn:
+        events = conn.execute(text("SELECT event_type FROM outbox WHERE aggregate_id IN (:o, :e) ORDER BY id"),
+                              {"o": order["id"], "e": funded.data["escrow"]["id"]}).scalars().all()
+    assert events == ["order.created", "order.funds_reserved", "order.escrow_creating", "escrow.created",
+                      "order.escrow_funding", "escrow.funding_started", "escrow.funded", "order.escrow_funded",
+                      "order.in_progress"]
+
+
+async def test_escrow_answers_202_under_respond_async_and_finishes_in_the_background(
+        api: Api, engine: Engine, ledger: SandboxControl, monitor: None) -> None:
+    buyer, _ = await funded_buyer(api, engine, ledger, "10.00")
+    seller, _ = await active_wallet(api, engine)
+    order = (await api.post("/orders", {"buyerId": buyer["id"], "sellerId": seller["id"], "amount": "10.00",
+                                        "title": "Icon"})).data
+    await api.post(f"/orders/{order['id']}/reserve")
+    accepted = await api.post(f"/orders/{order['id']}/escrow", headers={"Prefer": "respond-async"})
+    assert accepted.status == 202
+    assert accepted.body["meta"]["pending"] is True
+    for _ in range(100):
+        escrow = (await api.get(f"/orders/{order['id']}")).data["escrow"]
+        if escrow and escrow["status"] == "CREATED":
+            break
+        await asyncio.sleep(0.1)
+    assert escrow["status"] == "CREATED"
+    again = await api.post(f"/orders/{order['id']}/escrow")
+    assert again.status == 409
+    assert again.error["code"] == "ESCROW_ALREADY_EXISTS"
+
+
+async def test_funding_before_the_contract_exists_or_without_wallets_is_refused(api: Api, engine: Engine) -> None:
+    buyer = await api.funded_user("50.00")  # book money only, and its wallet may not be active yet
+    seller = await api.user()
+    order = (await api.post("/orders", {"buyerId": buyer["id"], "sellerId": seller["id"], "amount": "5.00",
+                                        "title": "x"})).data
+    early = await api.post(f"/orders/{order['id']}/escrow/fund")
+    assert early.status == 409
+    assert early.error["code"] == "INVALID_STATE_TRANSITION"
+    assert early.error["details"]["allowedStates"] == ["ESCROW_CREATING"]
+
+
+async def test_a_fund_transaction_the_contract_refuses_rolls_the_order_back_and_returns_the_reservation(
+        api: Api, engine: Engine, ledger: SandboxControl, monitor: None) -> None:
+    buyer, buyer_wallet = await funded_buyer(api, engine, ledger, "30.00")
+    seller, _ = await active_wallet(api, engine)
+    order = (await api.post("/orders", {"buyerId": buyer["id"], "sellerId": seller["id"], "amount": "30.00",
+                                        "title": "Site"})).data
+    await api.post(f"/orders/{order['id']}/reserve")
+    assert (await api.post(f"/orders/{order['id']}/escrow", headers={"Prefer": "wait=30"})).status == 200
+    ledger.add_fault(service="horizon", action="contract_reject", times=1)
+    try:
+        refused = await api.post(f"/orders/{order['id']}/escrow/fund", headers={"Prefer": "wait=30"})
+    finally:
+        ledger.clear_faults()
+    assert refused.status == 422, refused.body
+    assert refused.error["code"] == "ESCROW_FUNDING_FAILED"
+    after = (await api.get(f"/orders/{order['id']}")).data
+    assert after["status"] == "ESCROW_CREATING"
+    assert after["escrow"]["status"] == "CREATED"
+    book = await api.balance(buyer["id"])
+    assert (book["available"], book["reserved"]) == ("0.00", "30.00")
+    assert usdc(ledger, buyer_wallet["public_key"]) == Decimal("30")
+    # and the order can be funded again
+    again = await api.post(f"/orders/{order['id']}/escrow/fund", headers={"Prefer": "wait=30"})
+    assert again.status == 200, again.body
+    assert again.data["status"] == "IN_PROGRESS"
