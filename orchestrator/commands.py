@@ -37,6 +37,8 @@ class Kind(StrEnum):
     CANCEL_ORDER = "cancel_order"
     CREATE_ESCROW = "create_escrow"
     FUND_ESCROW = "fund_escrow"
+    RELEASE_ORDER = "release_order"
+    REFUND_ORDER = "refund_order"
 
 
 class Status(StrEnum):
@@ -59,6 +61,8 @@ HANDLERS: dict[str, Handler] = {
     Kind.CANCEL_ORDER: orders.cancel,
     Kind.CREATE_ESCROW: escrows.create,
     Kind.FUND_ESCROW: escrows.fund,
+    Kind.RELEASE_ORDER: escrows.release,
+    Kind.REFUND_ORDER: escrows.refund,
 }
 
 

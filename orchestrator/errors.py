@@ -105,12 +105,12 @@ class InvalidStateTransition(Conflict):
     code = "INVALID_STATE_TRANSITION"
 
     def __init__(self, *, resource: str, id: str, current: str, action: str,
-                 allowed: Iterable[str], code: str | None = None) -> None:
+                 allowed: Iterable[str], code: str | None = None, details: Mapping[str, Any] | None = None) -> None:
         allowed_states = sorted(allowed)
         super().__init__(
             f"Cannot {action} {resource} {id} in state {current}", code=code,
             details={"resource": resource, "id": id, "currentState": current,
-                     "attemptedAction": action, "allowedStates": allowed_states})
+                     "attemptedAction": action, "allowedStates": allowed_states, **(details or {})})
 
 
 class BusinessRuleViolation(OrchestratorError):

@@ -9,6 +9,7 @@ resolves disputes and receives the platform fee.
 
 from __future__ import annotations
 
+from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
@@ -21,9 +22,9 @@ from orchestrator.db import escrows as escrows_db
 from orchestrator.db import orders as orders_db
 from orchestrator.db import wallets as wallets_db
 from orchestrator.db.chain_steps import Step
-from orchestrator.errors import Conflict
+from orchestrator.errors import Conflict, InvalidStateTransition
 from orchestrator.events import iso, now
-from orchestrator.ledger import RESERVED, user_account
+from orchestrator.ledger import AVAILABLE, RESERVED, user_account
 from orchestrator.providers.horizon import AccountState
 from orchestrator.results import Result
 from orchestrator.unit_of_work import UnitOfWork
@@ -272,3 +273,209 @@ STEP_KINDS: dict[str, StepKind] = {
     "tw_find_contract": StepKind(build=None, act=_find_contract, confirmed=_contract_found, failed=_deploy_failed),
     "tw_fund": StepKind(build=_build_fund, confirmed=_funded, failed=_fund_failed),
 }
+
+
+# --- release and refund: several ledger steps in a row, then the book follows what the contract paid ---
+
+#: The chain steps of each payout flow, in order, and who signs each (a role of the order).
+PAYOUTS: dict[str, tuple[tuple[str, str], ...]] = {
+    "release": (("tw_change_status", "seller"), ("tw_approve", "buyer"), ("tw_release", "buyer")),
+    "refund": (("tw_dispute", "buyer"), ("tw_resolve", "platform")),
+}
+#: The outside journal account the Trustless Work fee goes to.
+TRUSTLESS_FEES = "world:trustless_fee"
+
+
+def release(uow: UnitOfWork, payload: dict[str, Any]) -> Result:
+    """O11: the seller marks the milestone done, the buyer approves and releases (three transactions)."""
+    order, escrow = _payout_ready(uow, payload["orderId"], "release")
+    open_refs = orders_db.open_milestone_refs(uow.conn, order.id)
+    if open_refs:
+        raise InvalidStateTransition(resource="Order", id=order.id, current=order.status, action="release",
+                                     allowed=[_S.IN_PROGRESS], details={"incompleteMilestones": open_refs})
+    return _start_payout(uow, order, escrow, "release", E.RELEASING, payload)
+
+
+def refund(uow: UnitOfWork, payload: dict[str, Any]) -> Result:
+    """O14: the buyer disputes the escrow and the platform resolves it wholly to the buyer."""
+    order, escrow = _payout_ready(uow, payload["orderId"], "refund")
+    return _start_payout(uow, order, escrow, "refund", E.REFUNDING, payload)
+
+
+def _payout_ready(uow: UnitOfWork, order_id: str, action: str) -> tuple[orders_db.Order, escrows_db.Escrow]:
+    order = orders.load(uow, order_id)
+    orders.guard(order, action)
+    escrow = escrows_db.live_for_order(uow.conn, order.id, for_update=True)
+    if escrow is None or escrow.status != E.FUNDED:
+        raise Conflict("The escrow is not funded", code="ESCROW_NOT_READY",
+                       details={"reason": "ESCROW_NOT_FUNDED", "currentState": escrow.status if escrow else None})
+    return order, escrow
+
+
+def _start_payout(uow: UnitOfWork, order: orders_db.Order, escrow: escrows_db.Escrow, plan: str,
+                  escrow_status: Status, payload: dict[str, Any]) -> Result:
+    orders.move(uow, order, plan)
+    escrows_db.set_status(uow.conn, escrow.id, expected=E.FUNDED, status=escrow_status)
+    event = "order.release_requested" if plan == "release" else "order.refund_requested"
+    uow.emit(event, order.id, {"orderId": order.id, "requestedBy": payload.get("requestedBy") or order.buyer_id,
+                               "requestedAt": iso(now()), "reason": payload.get("reason")}, user_id=order.buyer_id)
+    if uow.context.command_id:
+        commands_db.start_flow(uow.conn, uow.context.command_id)
+    _next_payout_step(uow, escrow.id, {"orderId": order.id, "flow": uow.context.command_id, "plan": plan,
+                                       "index": 0, "contractId": escrow.trustless_contract_id})
+    return Result(200, "order", order.id, {"flow": True})
+
+
+def _party_key(conn: Any, order: orders_db.Order, role: str, settings: Any) -> str:
+    if role == "platform":
+        return platform.public_key(conn, settings)
+    wallet = wallets_db.of_user_now(conn, order.buyer_id if role == "buyer" else order.seller_id)
+    assert wallet is not None
+    return wallet.public_key
+
+
+def _next_payout_step(uow: UnitOfWork, escrow_id: str, params: dict[str, Any]) -> None:
+    """Create the flow's step at ``params["index"]``, or the settlement once every transaction landed."""
+    steps = PAYOUTS[params["plan"]]
+    order = orders_db.get(uow.conn, params["orderId"])
+    assert order is not None
+    if params["index"] < len(steps):
+        kind, role = steps[params["index"]]
+        signer = _party_key(uow.conn, order, role, uow.settings)
+        chain_steps.create(uow, step_id=ids.new_id("step"), kind=kind, subject_type="escrow", subject_id=escrow_id,
+                           source=signer, signers=[signer], params=params)
+    else:
+        chain_steps.create(uow, step_id=ids.new_id("step"), kind="tw_settle", subject_type="escrow",
+                           subject_id=escrow_id, source=_party_key(uow.conn, order, "platform", uow.settings),
+                           signers=[], params=params)
+
+
+def _payout_step_done(uow: UnitOfWork, step: Step, record: dict[str, Any] | None) -> None:
+    _next_payout_step(uow, step.subject_id, {**step.params, "index": step.params["index"] + 1,
+                                             "lastHash": (record or {}).get("hash")})
+
+
+def _payout_step_failed(uow: UnitOfWork, step: Step, reason: str) -> None:
+    """Before anything landed the order goes back (O13/O16); afterwards it never rolls back: the step
+    is tried again from scratch and the failure is reported with ``retrying: true``."""
+    escrow = escrows_db.get(uow.conn, step.subject_id, for_update=True)
+    order = orders_db.get(uow.conn, step.params["orderId"], for_update=True)
+    assert escrow is not None
+    assert order is not None
+    operation = step.params["plan"]
+    if step.params["index"] == 0:
+        escrows_db.set_status(uow.conn, escrow.id, expected=escrow.status, status=E.FUNDED)
+        orders_db.set_status(uow.conn, order.id, expected=order.status, status=_S.IN_PROGRESS)
+        _operation_failed(uow, order, operation, reason, status=_S.IN_PROGRESS)
+        _finish(uow, step, failed={"code": "PROVIDER_ERROR", "message": f"The {operation} failed: {reason}",
+                                   "details": {"provider": "trustless_work", "reason": reason}})
+        return
+    uow.emit("order.operation_failed", order.id, {
+        "orderId": order.id, "operation": operation, "fromStatus": order.status, "status": order.status,
+        "reason": reason, "errorCode": "PROVIDER_ERROR", "retrying": True}, user_id=order.buyer_id)
+    _next_payout_step(uow, escrow.id, dict(step.params))
+
+
+def _build_payout_step(ctx: ChainContext, step: Step, account: AccountState | None) -> TransactionEnvelope:
+    from orchestrator.providers.trustless import Distribution
+
+    contract, signer = step.params["contractId"], step.source_account
+    tw = ctx.trustless
+    if step.kind == "tw_change_status":
+        xdr = tw.change_milestone_status(contract_id=contract, service_provider=signer, evidence="delivered")
+    elif step.kind == "tw_approve":
+        xdr = tw.approve_milestone(contract_id=contract, approver=signer)
+    elif step.kind == "tw_release":
+        xdr = tw.release_funds(contract_id=contract, release_signer=signer)
+    elif step.kind == "tw_dispute":
+        xdr = tw.dispute(contract_id=contract, signer=signer)
+    else:
+        with ctx.engine.connect() as conn:
+            order = orders_db.get(conn, step.params["orderId"])
+            assert order is not None
+            buyer = _party_key(conn, order, "buyer", ctx.settings)
+        xdr = tw.resolve_dispute(contract_id=contract, dispute_resolver=signer,
+                                 distributions=[Distribution(buyer, order.amount)])
+    return _tw_envelope(ctx, step, account, xdr, contract_id=contract)
+
+
+def _read_payout(ctx: ChainContext, step: Step) -> dict[str, Any]:
+    """What the contract actually paid, read from the confirmed transaction (decision 1)."""
+    from orchestrator.tw_fees import usdc_received
+
+    records = ctx.horizon.operations(step.params["lastHash"])
+    if records is None:
+        raise StepNotFinished("the payout transaction is not in history yet")
+    received = usdc_received(records, asset_code=ctx.settings.usdc_asset_code, asset_issuer=ctx.settings.usdc_issuer,
+                             contract_id=step.params["contractId"])
+    return {"received": {address: str(amount) for address, amount in received.items()}}
+
+
+def _settled(uow: UnitOfWork, step: Step, record: dict[str, Any] | None) -> None:
+    """O12/O15: the book credits the receiving party the net the contract paid; each fee is an entry."""
+    escrow = escrows_db.get(uow.conn, step.subject_id, for_update=True)
+    order = orders_db.get(uow.conn, step.params["orderId"], for_update=True)
+    assert escrow is not None
+    assert order is not None
+    plan = step.params["plan"]
+    party = order.seller_id if plan == "release" else order.buyer_id
+    party_key = _party_key(uow.conn, order, "seller" if plan == "release" else "buyer", uow.settings)
+    platform_user = platform.find(uow.conn, uow.settings)
+    assert platform_user is not None
+    platform_key = _party_key(uow.conn, order, "platform", uow.settings)
+    received = {a: Decimal(v) for a, v in ((record or {}).get("received") or {}).items()}
+    net, platform_fee = received.get(party_key, Decimal(0)), received.get(platform_key, Decimal(0))
+    trustless_fee = escrow.amount - net - platform_fee
+    legs = [(ESCROW_ACCOUNT.format(order_id=order.id), -escrow.amount), (user_account(party, AVAILABLE), net),
+            (user_account(platform_user.user_id, AVAILABLE), platform_fee), (TRUSTLESS_FEES, trustless_fee)]
+    changes = ledger.post(uow, kind=f"escrow_{plan}", legs=legs, reference=order.id)
+    moment, final = now(), ("RELEASED" if plan == "release" else "REFUNDED")
+    escrow_final = E.RELEASED if plan == "release" else E.REFUNDED
+    stamp = {"released_at": moment} if plan == "release" else {"refunded_at": moment}
+    escrows_db.set_status(uow.conn, escrow.id, expected=escrow.status, status=escrow_final, **stamp)
+    passed = _S.RELEASED if plan == "release" else _S.REFUNDED
+    orders_db.set_status(uow.conn, order.id, expected=order.status, status=passed)
+    orders_db.set_status(uow.conn, order.id, expected=passed, status=_S.CLOSED, final_status=final, closed_at=moment)
+    amounts = {"grossAmount": money.format_amount(escrow.amount), "trustlessFee": money.format_balance(trustless_fee),
+               "platformFee": money.format_balance(platform_fee), "netAmount": money.format_balance(net)}
+    _payout_events(uow, order, escrow, plan, changes[party], moment, amounts)
+    _finish(uow, step)
+
+
+def _payout_events(uow: UnitOfWork, order: orders_db.Order, escrow: escrows_db.Escrow, plan: str, change: Any,
+                   moment: Any, amounts: dict[str, str]) -> None:
+    party = order.seller_id if plan == "release" else order.buyer_id
+    net = Decimal(amounts["netAmount"])
+    distributions = [{"userId": party, "role": "seller" if plan == "release" else "buyer",
+                      "amount": amounts["netAmount"]}]
+    stamp = "releasedAt" if plan == "release" else "refundedAt"
+    uow.emit(f"escrow.{'released' if plan == 'release' else 'refunded'}", escrow.id, {
+        "escrowId": escrow.id, "orderId": order.id, "amount": money.format_amount(escrow.amount),
+        stamp: iso(moment), "distributions": distributions, **amounts}, user_id=party)
+    balances.emit_credited(uow, change, net, source="escrow_release" if plan == "release" else "escrow_refund",
+                           source_id=order.id)
+    if plan == "release":
+        uow.emit("order.released", order.id, {"orderId": order.id, "sellerId": party, "amount": amounts["netAmount"],
+                                              "currency": "USD", "releasedAt": iso(moment),
+                                              "newSellerBalance": money.format_balance(change.available), **amounts},
+                 user_id=order.buyer_id)
+    else:
+        uow.emit("order.refunded", order.id, {"orderId": order.id, "buyerId": party, "amount": amounts["netAmount"],
+                                              "currency": "USD", "refundedAt": iso(moment),
+                                              "newBuyerBalance": money.format_balance(change.available), **amounts},
+                 user_id=order.buyer_id)
+    uow.emit("order.closed", order.id, {"orderId": order.id, "finalStatus": "RELEASED" if plan == "release"
+                                        else "REFUNDED", "closedAt": iso(moment)}, user_id=order.buyer_id)
+
+
+def _settle_failed(uow: UnitOfWork, step: Step, reason: str) -> None:
+    """The payout landed but could not be read back: try again (never roll back money that moved)."""
+    _payout_step_failed(uow, step, reason)
+
+
+_PAYOUT_STEP = StepKind(build=_build_payout_step, confirmed=_payout_step_done, failed=_payout_step_failed)
+STEP_KINDS.update({
+    "tw_change_status": _PAYOUT_STEP, "tw_approve": _PAYOUT_STEP, "tw_release": _PAYOUT_STEP,
+    "tw_dispute": _PAYOUT_STEP, "tw_resolve": _PAYOUT_STEP,
+    "tw_settle": StepKind(build=None, act=_read_payout, confirmed=_settled, failed=_settle_failed),
+})

@@ -66,6 +66,16 @@ class CancelBody(BaseSchema):
     canceledBy = Text(max_length=100, load_default=None, allow_none=True)
 
 
+class ReleaseBody(BaseSchema):
+    requestedBy = Text(max_length=255, load_default=None, allow_none=True)
+    reason = Text(max_length=500, load_default=None, allow_none=True)
+
+
+class RefundBody(BaseSchema):
+    requestedBy = Text(max_length=255, load_default=None, allow_none=True)
+    reason = Text(required=True, min_length=1, max_length=500)
+
+
 class MilestoneOut(BaseSchema):
     id = fields.String()
     orderId = fields.String(attribute="order_id")

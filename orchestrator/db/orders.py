@@ -95,6 +95,13 @@ def milestones_of(order_id: str) -> Select:
             .order_by(milestones.c.position))
 
 
+def open_milestone_refs(conn: Connection, order_id: str) -> list[str]:
+    stmt = (select(milestones.c.milestone_ref)
+            .where(milestones.c.order_id == order_id, milestones.c.status != "COMPLETED")
+            .order_by(milestones.c.position))
+    return list(conn.execute(stmt).scalars())
+
+
 def page(*, filters: dict[str, Any], after: tuple[datetime, str] | None, limit: int) -> Select:
     """Newest first; filters combine with AND."""
     stmt = select(orders)

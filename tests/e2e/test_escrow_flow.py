@@ -123,3 +123,59 @@ async def test_a_fund_transaction_the_contract_refuses_rolls_the_order_back_and_
     again = await api.post(f"/orders/{order['id']}/escrow/fund", headers={"Prefer": "wait=30"})
     assert again.status == 200, again.body
     assert again.data["status"] == "IN_PROGRESS"
+
+
+async def in_progress_order(api: Api, engine: Engine, ledger: SandboxControl, amount: str,
+                            milestones: list[dict] | None = None) -> tuple[dict, dict, dict, dict]:
+    buyer, buyer_wallet = await funded_buyer(api, engine, ledger, amount)
+    seller, seller_wallet = await active_wallet(api, engine)
+    body = {"buyerId": buyer["id"], "sellerId": seller["id"], "amount": amount, "title": "Work"}
+    if milestones:
+        body["milestones"] = milestones
+    order = (await api.post("/orders", body)).data
+    await api.post(f"/orders/{order['id']}/reserve")
+    assert (await api.post(f"/orders/{order['id']}/escrow", headers={"Prefer": "wait=30"})).status == 200
+    funded = await api.post(f"/orders/{order['id']}/escrow/fund", headers={"Prefer": "wait=30"})
+    assert funded.data["status"] == "IN_PROGRESS"
+    return order, buyer, seller, seller_wallet | {"buyer_public_key": buyer_wallet["public_key"]}
+
+
+async def test_a_release_pays_the_seller_what_the_contract_paid_and_closes_the_order(
+        api: Api, engine: Engine, ledger: SandboxControl, monitor: None) -> None:
+    order, buyer, seller, wallets = await in_progress_order(api, engine, ledger, "80.00")
+    released = await api.post(f"/orders/{order['id']}/resolution/release", headers={"Prefer": "wait=30"})
+    assert released.status == 200, released.body
+    assert (released.data["status"], released.data["finalStatus"]) == ("CLOSED", "RELEASED")
+    assert released.data["escrow"]["status"] == "RELEASED"
+    # Trustless Work keeps 0.3 %: the seller's book and wallet both hold the net 79.76 (decision 1)
+    assert usdc(ledger, wallets["public_key"]) == Decimal("79.76")
+    assert (await api.balance(seller["id"]))["available"] == "79.76"
+    book = await api.balance(buyer["id"])
+    assert (book["available"], book["reserved"]) == ("0.00", "0.00")
+    with engine.connect() as conn:
+        payload = conn.execute(text("SELECT payload FROM outbox WHERE aggregate_id = :o AND event_type = "
+                                    "'order.released'"), {"o": order["id"]}).scalar_one()
+    assert (payload["grossAmount"], payload["trustlessFee"], payload["netAmount"]) == ("80.00", "0.24", "79.76")
+
+
+async def test_a_release_waits_for_every_milestone(api: Api, engine: Engine, ledger: SandboxControl,
+                                                  monitor: None) -> None:
+    order, *_ = await in_progress_order(api, engine, ledger, "10.00",
+                                        milestones=[{"ref": "m1", "title": "Draft", "amount": "10.00"}])
+    refused = await api.post(f"/orders/{order['id']}/resolution/release")
+    assert refused.status == 409
+    assert refused.error["details"]["incompleteMilestones"] == ["m1"]
+
+
+async def test_a_refund_returns_the_net_to_the_buyer_and_closes_the_order(
+        api: Api, engine: Engine, ledger: SandboxControl, monitor: None) -> None:
+    order, buyer, _, wallets = await in_progress_order(api, engine, ledger, "50.00")
+    refunded = await api.post(f"/orders/{order['id']}/resolution/refund", {"reason": "Seller cancelled"},
+                              headers={"Prefer": "wait=30"})
+    assert refunded.status == 200, refunded.body
+    assert (refunded.data["status"], refunded.data["finalStatus"]) == ("CLOSED", "REFUNDED")
+    assert usdc(ledger, wallets["buyer_public_key"]) == Decimal("49.85")
+    assert (await api.balance(buyer["id"]))["available"] == "49.85"
+    again = await api.post(f"/orders/{order['id']}/resolution/release")
+    assert again.status == 409
+    assert again.error["code"] == "INVALID_STATE_TRANSITION"

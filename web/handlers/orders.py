@@ -14,7 +14,15 @@ from orchestrator.errors import NotFound, ValidationFailed
 from schemas.base import load
 from schemas.common import page_limit, reject_unknown
 from schemas.maintenance import NoBody
-from schemas.orders import MILESTONE_OUT, ORDER_STATUSES, CancelBody, CreateOrder, ReserveBody
+from schemas.orders import (
+    MILESTONE_OUT,
+    ORDER_STATUSES,
+    CancelBody,
+    CreateOrder,
+    RefundBody,
+    ReleaseBody,
+    ReserveBody,
+)
 from web import enqueue, render
 from web.auth import requires
 from web.keys import ENGINE, SETTINGS
@@ -97,6 +105,20 @@ async def create_escrow(request: web.Request) -> web.Response:
 async def fund_escrow(request: web.Request) -> web.Response:
     load(NoBody(), request[BODY])
     state = await enqueue.run(request, Kind.FUND_ESCROW, {"orderId": _order_id(request)})
+    return await enqueue.respond(request, state)
+
+
+@requires("write")
+async def release_order(request: web.Request) -> web.Response:
+    body = load(ReleaseBody(), request[BODY])
+    state = await enqueue.run(request, Kind.RELEASE_ORDER, {**body, "orderId": _order_id(request)})
+    return await enqueue.respond(request, state)
+
+
+@requires("write")
+async def refund_order(request: web.Request) -> web.Response:
+    body = load(RefundBody(), request[BODY])
+    state = await enqueue.run(request, Kind.REFUND_ORDER, {**body, "orderId": _order_id(request)})
     return await enqueue.respond(request, state)
 
 
