@@ -39,6 +39,7 @@ class Kind(StrEnum):
     FUND_ESCROW = "fund_escrow"
     RELEASE_ORDER = "release_order"
     REFUND_ORDER = "refund_order"
+    COMPLETE_MILESTONE = "complete_milestone"
 
 
 class Status(StrEnum):
@@ -63,6 +64,7 @@ HANDLERS: dict[str, Handler] = {
     Kind.FUND_ESCROW: escrows.fund,
     Kind.RELEASE_ORDER: escrows.release,
     Kind.REFUND_ORDER: escrows.refund,
+    Kind.COMPLETE_MILESTONE: orders.complete_milestone,
 }
 
 

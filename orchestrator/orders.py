@@ -2,8 +2,9 @@
 
 The transition table is data copied from states.md §2.3; ``guard`` is the one check, and the status
 column is written only by compare-and-set. This module covers the off-chain part of the lifecycle:
-create (with milestones), reserve and cancel; the escrow flows drive the
-on-chain states through chain steps (and milestone completion, which needs ``IN_PROGRESS``).
+create (with milestones), reserve, cancel and milestone completion; the escrow flows drive the
+on-chain states through chain steps (orchestrator/escrows.py). Milestones are off-chain progress
+marks completed while the order is ``IN_PROGRESS``.
 """
 
 from __future__ import annotations
@@ -205,3 +206,27 @@ def cancel(uow: UnitOfWork, payload: dict[str, Any]) -> Result:
     uow.emit("order.closed", order.id, {"orderId": order.id, "finalStatus": "CANCELED", "closedAt": iso(closed_at)},
              user_id=order.buyer_id)
     return Result(200, "order", order.id)
+
+
+def complete_milestone(uow: UnitOfWork, payload: dict[str, Any]) -> Result:
+    """Mark one off-chain milestone done (states.md §4); only while the order is ``IN_PROGRESS``."""
+    from orchestrator.db import escrows as escrows_db
+
+    order = load(uow, payload["orderId"])
+    found = orders_db.milestone(uow.conn, order.id, payload["milestoneRef"], for_update=True)
+    if found is None:
+        raise NotFound(f"Milestone {payload['milestoneRef']} not found", code="MILESTONE_NOT_FOUND")
+    if order.status != S.IN_PROGRESS or found.status != MilestoneStatus.OPEN:
+        resource, current, allowed = (("Order", order.status, [S.IN_PROGRESS]) if order.status != S.IN_PROGRESS
+                                      else ("Milestone", found.status, [MilestoneStatus.OPEN]))
+        raise InvalidStateTransition(resource=resource, id=order.id if resource == "Order" else found.id,
+                                     current=current, action="complete_milestone", allowed=allowed)
+    orders_db.complete_milestone(uow.conn, found.id)
+    escrow = escrows_db.live_for_order(uow.conn, order.id)
+    assert escrow is not None
+    done, total = orders_db.progress(uow.conn, order.id)
+    uow.emit("escrow.milestone_completed", escrow.id, {
+        "escrowId": escrow.id, "orderId": order.id, "milestoneRef": found.milestone_ref,
+        "milestoneTitle": found.title, "amount": money.format_amount(found.amount), "completedAt": iso(now()),
+        "completionPercentage": round(100 * done / total)}, user_id=order.seller_id)
+    return Result(200, "milestone", found.id)

@@ -88,8 +88,14 @@ async def order(request: web.Request, result: Result) -> Any:
     return await order_view(request, result.id)
 
 
+async def milestone(request: web.Request, result: Result) -> Any:
+    row = await fetch_one(request, orders_db.milestone_by_id(result.id))
+    return MILESTONE_OUT.dump(orders_db.to_milestone(row))
+
+
 RENDERERS: dict[str, Renderer] = {
     "user": user, "balance": balance, "api_key": api_key, "maintenance": maintenance_status, "order": order,
+    "milestone": milestone,
 }
 
 

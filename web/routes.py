@@ -43,6 +43,7 @@ def setup_routes(app: web.Application) -> None:
         web.post(f"{V1}/orders/{{order_id}}/escrow", orders.create_escrow),
         web.post(f"{V1}/orders/{{order_id}}/escrow/fund", orders.fund_escrow),
         web.get(f"{V1}/orders/{{order_id}}/milestones", orders.list_milestones),
+        web.post(f"{V1}/orders/{{order_id}}/milestones/{{milestone_ref}}/complete", orders.complete_milestone),
         web.post(f"{V1}/orders/{{order_id}}/resolution/release", orders.release_order),
         web.post(f"{V1}/orders/{{order_id}}/resolution/refund", orders.refund_order),
         web.get(f"{V1}/events", sse.stream_events),

@@ -95,6 +95,28 @@ def milestones_of(order_id: str) -> Select:
             .order_by(milestones.c.position))
 
 
+def milestone(conn: Connection, order_id: str, ref: str, *, for_update: bool = False) -> Milestone | None:
+    stmt = select(milestones).where(milestones.c.order_id == order_id, milestones.c.milestone_ref == ref)
+    row = conn.execute(stmt.with_for_update() if for_update else stmt).first()
+    return to_milestone(row) if row else None
+
+
+def milestone_by_id(milestone_id: str) -> Select:
+    return select(milestones).where(milestones.c.id == milestone_id)
+
+
+def complete_milestone(conn: Connection, milestone_id: str) -> None:
+    conn.execute(update(milestones).where(milestones.c.id == milestone_id)
+                 .values(status="COMPLETED", completed_at=func.now()))
+
+
+def progress(conn: Connection, order_id: str) -> tuple[int, int]:
+    """(completed, total) milestones of an order."""
+    row = conn.execute(select(func.count().filter(milestones.c.status == "COMPLETED"), func.count())
+                       .where(milestones.c.order_id == order_id)).one()
+    return int(row[0]), int(row[1])
+
+
 def open_milestone_refs(conn: Connection, order_id: str) -> list[str]:
     stmt = (select(milestones.c.milestone_ref)
             .where(milestones.c.order_id == order_id, milestones.c.status != "COMPLETED")

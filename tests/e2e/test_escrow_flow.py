@@ -165,6 +165,14 @@ async def test_a_release_waits_for_every_milestone(api: Api, engine: Engine, led
     refused = await api.post(f"/orders/{order['id']}/resolution/release")
     assert refused.status == 409
     assert refused.error["details"]["incompleteMilestones"] == ["m1"]
+    done = await api.post(f"/orders/{order['id']}/milestones/m1/complete")
+    assert done.status == 200, done.body
+    assert (done.data["status"], done.data["milestoneRef"]) == ("COMPLETED", "m1")
+    twice = await api.post(f"/orders/{order['id']}/milestones/m1/complete")
+    assert twice.status == 409
+    assert (await api.post(f"/orders/{order['id']}/milestones/nope/complete")).error["code"] == "MILESTONE_NOT_FOUND"
+    released = await api.post(f"/orders/{order['id']}/resolution/release", headers={"Prefer": "wait=30"})
+    assert released.data["status"] == "CLOSED"
 
 
 async def test_a_refund_returns_the_net_to_the_buyer_and_closes_the_order(

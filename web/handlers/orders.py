@@ -122,6 +122,14 @@ async def refund_order(request: web.Request) -> web.Response:
     return await enqueue.respond(request, state)
 
 
+@requires("write")
+async def complete_milestone(request: web.Request) -> web.Response:
+    load(NoBody(), request[BODY])
+    state = await enqueue.run(request, Kind.COMPLETE_MILESTONE, {
+        "orderId": _order_id(request), "milestoneRef": request.match_info["milestone_ref"]})
+    return await enqueue.respond(request, state)
+
+
 @requires("read")
 async def list_milestones(request: web.Request) -> web.Response:
     order_id = _order_id(request)
