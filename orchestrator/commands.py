@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from orchestrator import api_keys, balances, escrows, maintenance, orders, users
+from orchestrator import api_keys, balances, disputes, escrows, maintenance, orders, users
 from orchestrator.db import commands as commands_db
 from orchestrator.db import session
 from orchestrator.errors import InternalError, OrchestratorError
@@ -40,6 +40,9 @@ class Kind(StrEnum):
     RELEASE_ORDER = "release_order"
     REFUND_ORDER = "refund_order"
     COMPLETE_MILESTONE = "complete_milestone"
+    OPEN_DISPUTE = "open_dispute"
+    ASSIGN_DISPUTE = "assign_dispute"
+    RESOLVE_DISPUTE = "resolve_dispute"
 
 
 class Status(StrEnum):
@@ -65,6 +68,9 @@ HANDLERS: dict[str, Handler] = {
     Kind.RELEASE_ORDER: escrows.release,
     Kind.REFUND_ORDER: escrows.refund,
     Kind.COMPLETE_MILESTONE: orders.complete_milestone,
+    Kind.OPEN_DISPUTE: disputes.open_dispute,
+    Kind.ASSIGN_DISPUTE: disputes.assign,
+    Kind.RESOLVE_DISPUTE: disputes.resolve,
 }
 
 

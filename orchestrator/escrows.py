@@ -275,12 +275,13 @@ STEP_KINDS: dict[str, StepKind] = {
 }
 
 
-# --- release and refund: several ledger steps in a row, then the book follows what the contract paid ---
+# --- release, refund and dispute resolution: ledger steps in a row, then the book follows the contract ---
 
-#: The chain steps of each payout flow, in order, and who signs each (a role of the order).
+#: The chain steps of each payout plan, in order, and who signs each (a role of the order).
 PAYOUTS: dict[str, tuple[tuple[str, str], ...]] = {
     "release": (("tw_change_status", "seller"), ("tw_approve", "buyer"), ("tw_release", "buyer")),
     "refund": (("tw_dispute", "buyer"), ("tw_resolve", "platform")),
+    "dispute": (("tw_dispute", "buyer"), ("tw_resolve", "platform")),
 }
 #: The outside journal account the Trustless Work fee goes to.
 TRUSTLESS_FEES = "world:trustless_fee"
@@ -293,17 +294,24 @@ def release(uow: UnitOfWork, payload: dict[str, Any]) -> Result:
     if open_refs:
         raise InvalidStateTransition(resource="Order", id=order.id, current=order.status, action="release",
                                      allowed=[_S.IN_PROGRESS], details={"incompleteMilestones": open_refs})
-    return _start_payout(uow, order, escrow, "release", E.RELEASING, payload)
+    start_payout(uow, order, escrow, "release", shares={"seller": order.amount}, escrow_status=E.RELEASING,
+                 requested_by=payload.get("requestedBy"), reason=payload.get("reason"))
+    return Result(200, "order", order.id, {"flow": True})
 
 
 def refund(uow: UnitOfWork, payload: dict[str, Any]) -> Result:
     """O14: the buyer disputes the escrow and the platform resolves it wholly to the buyer."""
     order, escrow = _payout_ready(uow, payload["orderId"], "refund")
-    return _start_payout(uow, order, escrow, "refund", E.REFUNDING, payload)
+    start_payout(uow, order, escrow, "refund", shares={"buyer": order.amount}, escrow_status=E.REFUNDING,
+                 requested_by=payload.get("requestedBy"), reason=payload.get("reason"))
+    return Result(200, "order", order.id, {"flow": True})
 
 
 def _payout_ready(uow: UnitOfWork, order_id: str, action: str) -> tuple[orders_db.Order, escrows_db.Escrow]:
     order = orders.load(uow, order_id)
+    if order.status == _S.DISPUTED:
+        raise Conflict("A dispute is open on this order", code="DISPUTE_ALREADY_OPEN",
+                       details={"orderId": order.id, "currentState": order.status})
     orders.guard(order, action)
     escrow = escrows_db.live_for_order(uow.conn, order.id, for_update=True)
     if escrow is None or escrow.status != E.FUNDED:
@@ -312,18 +320,24 @@ def _payout_ready(uow: UnitOfWork, order_id: str, action: str) -> tuple[orders_d
     return order, escrow
 
 
-def _start_payout(uow: UnitOfWork, order: orders_db.Order, escrow: escrows_db.Escrow, plan: str,
-                  escrow_status: Status, payload: dict[str, Any]) -> Result:
-    orders.move(uow, order, plan)
-    escrows_db.set_status(uow.conn, escrow.id, expected=E.FUNDED, status=escrow_status)
-    event = "order.release_requested" if plan == "release" else "order.refund_requested"
-    uow.emit(event, order.id, {"orderId": order.id, "requestedBy": payload.get("requestedBy") or order.buyer_id,
-                               "requestedAt": iso(now()), "reason": payload.get("reason")}, user_id=order.buyer_id)
+def start_payout(uow: UnitOfWork, order: orders_db.Order, escrow: escrows_db.Escrow, plan: str, *,
+                 shares: dict[str, Decimal], escrow_status: Status | None, requested_by: str | None,
+                 reason: str | None, dispute_id: str | None = None) -> None:
+    """Move the order to *_REQUESTED and start the plan's steps; the command's flow runs until settled."""
+    action = plan if plan != "dispute" else ("resolve_release" if "seller" in shares else "resolve_refund")
+    target = orders.ACTIONS[action][1]
+    orders.move(uow, order, action)
+    if escrow_status is not None:
+        escrows_db.set_status(uow.conn, escrow.id, expected=escrow.status, status=escrow_status)
+    event = "order.release_requested" if target == _S.RELEASE_REQUESTED else "order.refund_requested"
+    uow.emit(event, order.id, {"orderId": order.id, "requestedBy": requested_by or order.buyer_id,
+                               "requestedAt": iso(now()), "reason": reason}, user_id=order.buyer_id)
     if uow.context.command_id:
         commands_db.start_flow(uow.conn, uow.context.command_id)
-    _next_payout_step(uow, escrow.id, {"orderId": order.id, "flow": uow.context.command_id, "plan": plan,
-                                       "index": 0, "contractId": escrow.trustless_contract_id})
-    return Result(200, "order", order.id, {"flow": True})
+    _next_payout_step(uow, escrow.id, {
+        "orderId": order.id, "flow": uow.context.command_id, "plan": plan, "index": 0,
+        "contractId": escrow.trustless_contract_id, "disputeId": dispute_id,
+        "shares": {role: money.format_amount(amount) for role, amount in shares.items()}})
 
 
 def _party_key(conn: Any, order: orders_db.Order, role: str, settings: Any) -> str:
@@ -335,7 +349,7 @@ def _party_key(conn: Any, order: orders_db.Order, role: str, settings: Any) -> s
 
 
 def _next_payout_step(uow: UnitOfWork, escrow_id: str, params: dict[str, Any]) -> None:
-    """Create the flow's step at ``params["index"]``, or the settlement once every transaction landed."""
+    """Create the plan's step at ``params["index"]``, or the settlement once every transaction landed."""
     steps = PAYOUTS[params["plan"]]
     order = orders_db.get(uow.conn, params["orderId"])
     assert order is not None
@@ -356,24 +370,31 @@ def _payout_step_done(uow: UnitOfWork, step: Step, record: dict[str, Any] | None
 
 
 def _payout_step_failed(uow: UnitOfWork, step: Step, reason: str) -> None:
-    """Before anything landed the order goes back (O13/O16); afterwards it never rolls back: the step
-    is tried again from scratch and the failure is reported with ``retrying: true``."""
+    """Before anything landed the order goes back (O13/O16/O22); afterwards it never rolls back: the
+    step is tried again from scratch and the failure is reported with ``retrying: true``."""
     escrow = escrows_db.get(uow.conn, step.subject_id, for_update=True)
     order = orders_db.get(uow.conn, step.params["orderId"], for_update=True)
     assert escrow is not None
     assert order is not None
-    operation = step.params["plan"]
-    if step.params["index"] == 0:
-        escrows_db.set_status(uow.conn, escrow.id, expected=escrow.status, status=E.FUNDED)
-        orders_db.set_status(uow.conn, order.id, expected=order.status, status=_S.IN_PROGRESS)
-        _operation_failed(uow, order, operation, reason, status=_S.IN_PROGRESS)
-        _finish(uow, step, failed={"code": "PROVIDER_ERROR", "message": f"The {operation} failed: {reason}",
-                                   "details": {"provider": "trustless_work", "reason": reason}})
+    plan = step.params["plan"]
+    operation = "dispute_resolution" if plan == "dispute" else plan
+    if step.params["index"] > 0:
+        uow.emit("order.operation_failed", order.id, {
+            "orderId": order.id, "operation": operation, "fromStatus": order.status, "status": order.status,
+            "reason": reason, "errorCode": "PROVIDER_ERROR", "retrying": True}, user_id=order.buyer_id)
+        _next_payout_step(uow, escrow.id, dict(step.params))
         return
-    uow.emit("order.operation_failed", order.id, {
-        "orderId": order.id, "operation": operation, "fromStatus": order.status, "status": order.status,
-        "reason": reason, "errorCode": "PROVIDER_ERROR", "retrying": True}, user_id=order.buyer_id)
-    _next_payout_step(uow, escrow.id, dict(step.params))
+    back = _S.DISPUTED if plan == "dispute" else _S.IN_PROGRESS
+    if plan != "dispute":
+        escrows_db.set_status(uow.conn, escrow.id, expected=escrow.status, status=E.FUNDED)
+    else:
+        from orchestrator import disputes
+
+        disputes.clear_decision(uow, step.params["disputeId"])
+    orders_db.set_status(uow.conn, order.id, expected=order.status, status=back)
+    _operation_failed(uow, order, operation, reason, status=back)
+    _finish(uow, step, failed={"code": "PROVIDER_ERROR", "message": f"The {operation} failed: {reason}",
+                               "details": {"provider": "trustless_work", "reason": reason}})
 
 
 def _build_payout_step(ctx: ChainContext, step: Step, account: AccountState | None) -> TransactionEnvelope:
@@ -393,9 +414,9 @@ def _build_payout_step(ctx: ChainContext, step: Step, account: AccountState | No
         with ctx.engine.connect() as conn:
             order = orders_db.get(conn, step.params["orderId"])
             assert order is not None
-            buyer = _party_key(conn, order, "buyer", ctx.settings)
-        xdr = tw.resolve_dispute(contract_id=contract, dispute_resolver=signer,
-                                 distributions=[Distribution(buyer, order.amount)])
+            shares = [Distribution(_party_key(conn, order, role, ctx.settings), Decimal(amount))
+                      for role, amount in step.params["shares"].items()]
+        xdr = tw.resolve_dispute(contract_id=contract, dispute_resolver=signer, distributions=shares)
     return _tw_envelope(ctx, step, account, xdr, contract_id=contract)
 
 
@@ -412,60 +433,72 @@ def _read_payout(ctx: ChainContext, step: Step) -> dict[str, Any]:
 
 
 def _settled(uow: UnitOfWork, step: Step, record: dict[str, Any] | None) -> None:
-    """O12/O15: the book credits the receiving party the net the contract paid; each fee is an entry."""
+    """O12/O15/O20/O21: each receiving party is credited the net the contract paid it; each fee is an entry."""
     escrow = escrows_db.get(uow.conn, step.subject_id, for_update=True)
     order = orders_db.get(uow.conn, step.params["orderId"], for_update=True)
+    platform_user = platform.find(uow.conn, uow.settings)
     assert escrow is not None
     assert order is not None
-    plan = step.params["plan"]
-    party = order.seller_id if plan == "release" else order.buyer_id
-    party_key = _party_key(uow.conn, order, "seller" if plan == "release" else "buyer", uow.settings)
-    platform_user = platform.find(uow.conn, uow.settings)
     assert platform_user is not None
-    platform_key = _party_key(uow.conn, order, "platform", uow.settings)
     received = {a: Decimal(v) for a, v in ((record or {}).get("received") or {}).items()}
-    net, platform_fee = received.get(party_key, Decimal(0)), received.get(platform_key, Decimal(0))
-    trustless_fee = escrow.amount - net - platform_fee
-    legs = [(ESCROW_ACCOUNT.format(order_id=order.id), -escrow.amount), (user_account(party, AVAILABLE), net),
-            (user_account(platform_user.user_id, AVAILABLE), platform_fee), (TRUSTLESS_FEES, trustless_fee)]
-    changes = ledger.post(uow, kind=f"escrow_{plan}", legs=legs, reference=order.id)
-    moment, final = now(), ("RELEASED" if plan == "release" else "REFUNDED")
-    escrow_final = E.RELEASED if plan == "release" else E.REFUNDED
-    stamp = {"released_at": moment} if plan == "release" else {"refunded_at": moment}
-    escrows_db.set_status(uow.conn, escrow.id, expected=escrow.status, status=escrow_final, **stamp)
-    passed = _S.RELEASED if plan == "release" else _S.REFUNDED
+    platform_key = _party_key(uow.conn, order, "platform", uow.settings)
+    parties = {role: (order.seller_id if role == "seller" else order.buyer_id,
+                      received.get(_party_key(uow.conn, order, role, uow.settings), Decimal(0)), Decimal(gross))
+               for role, gross in step.params["shares"].items()}
+    platform_fee = received.get(platform_key, Decimal(0))
+    trustless_fee = escrow.amount - sum(net for _, net, _ in parties.values()) - platform_fee
+    legs = [(ESCROW_ACCOUNT.format(order_id=order.id), -escrow.amount),
+            (user_account(platform_user.user_id, AVAILABLE), platform_fee), (TRUSTLESS_FEES, trustless_fee),
+            *[(user_account(user_id, AVAILABLE), net) for user_id, net, _ in parties.values()]]
+    changes = ledger.post(uow, kind=f"escrow_{step.params['plan']}", legs=legs, reference=order.id)
+    released = "seller" in parties
+    moment = now()
+    escrows_db.set_status(uow.conn, escrow.id, expected=escrow.status, status=E.RELEASED if released else E.REFUNDED,
+                          **({"released_at": moment} if released else {"refunded_at": moment}))
+    passed = _S.RELEASED if released else _S.REFUNDED
     orders_db.set_status(uow.conn, order.id, expected=order.status, status=passed)
-    orders_db.set_status(uow.conn, order.id, expected=passed, status=_S.CLOSED, final_status=final, closed_at=moment)
-    amounts = {"grossAmount": money.format_amount(escrow.amount), "trustlessFee": money.format_balance(trustless_fee),
-               "platformFee": money.format_balance(platform_fee), "netAmount": money.format_balance(net)}
-    _payout_events(uow, order, escrow, plan, changes[party], moment, amounts)
+    orders_db.set_status(uow.conn, order.id, expected=passed, status=_S.CLOSED, final_status=str(passed),
+                         closed_at=moment)
+    fees = {"grossAmount": money.format_amount(escrow.amount), "trustlessFee": money.format_balance(trustless_fee),
+            "platformFee": money.format_balance(platform_fee)}
+    _payout_events(uow, order, escrow, step.params, parties, changes, moment, fees)
     _finish(uow, step)
 
 
-def _payout_events(uow: UnitOfWork, order: orders_db.Order, escrow: escrows_db.Escrow, plan: str, change: Any,
-                   moment: Any, amounts: dict[str, str]) -> None:
-    party = order.seller_id if plan == "release" else order.buyer_id
-    net = Decimal(amounts["netAmount"])
-    distributions = [{"userId": party, "role": "seller" if plan == "release" else "buyer",
-                      "amount": amounts["netAmount"]}]
-    stamp = "releasedAt" if plan == "release" else "refundedAt"
-    uow.emit(f"escrow.{'released' if plan == 'release' else 'refunded'}", escrow.id, {
-        "escrowId": escrow.id, "orderId": order.id, "amount": money.format_amount(escrow.amount),
-        stamp: iso(moment), "distributions": distributions, **amounts}, user_id=party)
-    balances.emit_credited(uow, change, net, source="escrow_release" if plan == "release" else "escrow_refund",
-                           source_id=order.id)
-    if plan == "release":
-        uow.emit("order.released", order.id, {"orderId": order.id, "sellerId": party, "amount": amounts["netAmount"],
-                                              "currency": "USD", "releasedAt": iso(moment),
-                                              "newSellerBalance": money.format_balance(change.available), **amounts},
-                 user_id=order.buyer_id)
+def _payout_events(uow: UnitOfWork, order: orders_db.Order, escrow: escrows_db.Escrow, params: dict[str, Any],
+                   parties: dict[str, tuple[str, Decimal, Decimal]], changes: dict[str, Any], moment: Any,
+                   fees: dict[str, str]) -> None:
+    """The events of events.md §4 for release, refund and each dispute decision, in their order."""
+    released = "seller" in parties
+    source = {"release": "escrow_release", "refund": "escrow_refund"}.get(params["plan"], "dispute_resolution")
+    distributions = [{"userId": user_id, "role": role, "amount": money.format_balance(net),
+                      "grossAmount": money.format_amount(gross)} for role, (user_id, net, gross) in parties.items()]
+    stamp = "releasedAt" if released else "refundedAt"
+    uow.emit("escrow.released" if released else "escrow.refunded", escrow.id, {
+        "escrowId": escrow.id, "orderId": order.id, "amount": money.format_amount(escrow.amount), stamp: iso(moment),
+        "distributions": distributions, **fees}, user_id=order.buyer_id)
+    for role in ("seller", "buyer"):
+        if role in parties:
+            user_id, net, _ = parties[role]
+            balances.emit_credited(uow, changes[user_id], net, source=source, source_id=order.id)
+    if released:
+        seller_id, net, _ = parties["seller"]
+        uow.emit("order.released", order.id, {
+            "orderId": order.id, "sellerId": seller_id, "amount": money.format_balance(net), "currency": "USD",
+            "releasedAt": iso(moment), "newSellerBalance": money.format_balance(changes[seller_id].available),
+            "netAmount": money.format_balance(net), **fees}, user_id=order.buyer_id)
     else:
-        uow.emit("order.refunded", order.id, {"orderId": order.id, "buyerId": party, "amount": amounts["netAmount"],
-                                              "currency": "USD", "refundedAt": iso(moment),
-                                              "newBuyerBalance": money.format_balance(change.available), **amounts},
-                 user_id=order.buyer_id)
-    uow.emit("order.closed", order.id, {"orderId": order.id, "finalStatus": "RELEASED" if plan == "release"
-                                        else "REFUNDED", "closedAt": iso(moment)}, user_id=order.buyer_id)
+        buyer_id, net, _ = parties["buyer"]
+        uow.emit("order.refunded", order.id, {
+            "orderId": order.id, "buyerId": buyer_id, "amount": money.format_balance(net), "currency": "USD",
+            "refundedAt": iso(moment), "newBuyerBalance": money.format_balance(changes[buyer_id].available),
+            "netAmount": money.format_balance(net), **fees}, user_id=order.buyer_id)
+    uow.emit("order.closed", order.id, {"orderId": order.id, "finalStatus": "RELEASED" if released else "REFUNDED",
+                                        "closedAt": iso(moment)}, user_id=order.buyer_id)
+    if params.get("disputeId"):
+        from orchestrator import disputes
+
+        disputes.resolved(uow, params["disputeId"], parties, moment, fees)
 
 
 def _settle_failed(uow: UnitOfWork, step: Step, reason: str) -> None:

@@ -7,7 +7,9 @@ from typing import Any
 
 from aiohttp import web
 
+from orchestrator import money
 from orchestrator.db import api_keys as keys_db
+from orchestrator.db import disputes as disputes_db
 from orchestrator.db import escrows as escrows_db
 from orchestrator.db import maintenance as maintenance_db
 from orchestrator.db import orders as orders_db
@@ -17,6 +19,7 @@ from orchestrator.events import iso
 from orchestrator.results import Result
 from schemas.api_keys import KEY_OUT
 from schemas.balances import BALANCE_OUT
+from schemas.disputes import DISPUTE_OUT
 from schemas.orders import ESCROW_OUT, MILESTONE_OUT, ORDER_OUT
 from schemas.users import USER_OUT
 from web.keys import ENGINE
@@ -80,8 +83,34 @@ async def order_view(request: web.Request, order_id: str, *, order: orders_db.Or
             order = orders_db.to_order(row)
         rows = (await conn.execute(orders_db.milestones_of(order_id))).all()
         escrow = (await conn.execute(escrows_db.of_order(order_id))).first()
+        dispute = (await conn.execute(disputes_db.of_order(order_id))).first()
+    summary = None
+    if dispute is not None:
+        d = disputes_db.to_dispute(dispute)
+        summary = {"id": d.id, "status": d.status, "openedBy": d.opened_by, "reason": d.reason,
+                   "resolutionDecision": d.resolution_decision}
     return {**ORDER_OUT.dump(order), "milestones": [MILESTONE_OUT.dump(orders_db.to_milestone(r)) for r in rows],
-            "escrow": ESCROW_OUT.dump(escrows_db.to_escrow(escrow)) if escrow else None}
+            "escrow": ESCROW_OUT.dump(escrows_db.to_escrow(escrow)) if escrow else None, "dispute": summary}
+
+
+async def dispute_view(request: web.Request, dispute_id: str, *,
+                       dispute: disputes_db.Dispute | None = None) -> Any:
+    """A dispute with the summary of its order (api.md §2.8)."""
+    async with request.app[ENGINE].connect() as conn:
+        if dispute is None:
+            row = (await conn.execute(disputes_db.by_id(dispute_id))).first()
+            if row is None:
+                raise NotFound(f"Dispute {dispute_id} not found", code="DISPUTE_NOT_FOUND")
+            dispute = disputes_db.to_dispute(row)
+        order = orders_db.to_order((await conn.execute(orders_db.by_id(dispute.order_id))).one())
+    summary = {"id": order.id, "status": order.status, "finalStatus": order.final_status,
+               "amount": money.format_amount(order.amount), "currency": order.currency, "buyerId": order.buyer_id,
+               "sellerId": order.seller_id}
+    return {**DISPUTE_OUT.dump(dispute), "order": summary}
+
+
+async def dispute_result(request: web.Request, result: Result) -> Any:
+    return await dispute_view(request, result.id)
 
 
 async def order(request: web.Request, result: Result) -> Any:
@@ -95,7 +124,7 @@ async def milestone(request: web.Request, result: Result) -> Any:
 
 RENDERERS: dict[str, Renderer] = {
     "user": user, "balance": balance, "api_key": api_key, "maintenance": maintenance_status, "order": order,
-    "milestone": milestone,
+    "milestone": milestone, "dispute": dispute_result,
 }
 
 

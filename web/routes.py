@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from web import sse
-from web.handlers import api_keys, orders, platform, users
+from web.handlers import api_keys, disputes, orders, platform, users
 from web.handlers import wallets as wallet_routes
 
 V1 = "/api/v1"
@@ -46,5 +46,10 @@ def setup_routes(app: web.Application) -> None:
         web.post(f"{V1}/orders/{{order_id}}/milestones/{{milestone_ref}}/complete", orders.complete_milestone),
         web.post(f"{V1}/orders/{{order_id}}/resolution/release", orders.release_order),
         web.post(f"{V1}/orders/{{order_id}}/resolution/refund", orders.refund_order),
+        web.post(f"{V1}/orders/{{order_id}}/resolution/dispute", disputes.open_dispute),
+        web.get(f"{V1}/disputes", disputes.list_disputes),
+        web.get(f"{V1}/disputes/{{dispute_id}}", disputes.get_dispute),
+        web.post(f"{V1}/disputes/{{dispute_id}}/assign", disputes.assign_dispute),
+        web.post(f"{V1}/disputes/{{dispute_id}}/resolve", disputes.resolve_dispute),
         web.get(f"{V1}/events", sse.stream_events),
     ])

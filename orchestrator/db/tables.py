@@ -311,3 +311,24 @@ escrows = Table(
     Timestamp("updated_at"),
     Index("ix_escrows_live_order", "order_id", unique=True, postgresql_where=text("status <> 'DISCARDED'")),
 )
+
+disputes = Table(
+    "disputes", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("order_id", String(64), ForeignKey("orders.id"), nullable=False, unique=True),
+    Column("opened_by", String(16), nullable=False),
+    Column("reason", String(32), nullable=False),
+    Column("evidence", JSONB, nullable=False, server_default=text("'[]'::jsonb")),
+    Column("status", String(16), nullable=False),
+    Column("assigned_to", String(255)),
+    Column("assignment_notes", String(2000)),
+    Column("resolution_decision", String(16)),
+    Column("release_amount", Numeric(20, PLACES, asdecimal=True)),
+    Column("refund_amount", Numeric(20, PLACES, asdecimal=True)),
+    Column("decision_note", String(2000)),
+    Column("resolved_by", String(255)),
+    Timestamp("resolved_at", nullable=True, default_now=False),
+    Timestamp("created_at"),
+    Timestamp("updated_at"),
+    Index("ix_disputes_created", "created_at", "id"),
+)

@@ -138,3 +138,11 @@ def test_the_escrow_transitions_equal_the_spec() -> None:
     assert moves == {(str(a), str(b)) for a, targets in TRANSITIONS.items() for b in targets}
     new = {(row[0].strip("`"), row[1].strip("`")) for row in rows if "(new)" in row[2]}
     assert new == {(str(a), str(b)) for a, b in FAILURE_ONLY}
+
+
+def test_the_dispute_transitions_equal_the_spec() -> None:
+    from orchestrator.disputes import TRANSITIONS
+
+    rows = spec_table("### 5.2 Transitions")[1:]
+    moves = {(row[0].strip("`"), row[1].strip("`")) for row in rows if row[0].strip("`") != "—"}
+    assert moves == {(str(a), str(b)) for a, targets in TRANSITIONS.items() for b in targets}

@@ -49,7 +49,7 @@ async def create_order(request: web.Request) -> web.Response:
 
 @requires("read")
 async def get_order(request: web.Request) -> web.Response:
-    return envelope(request, await render.order_view(request, _order_id(request)))
+    return envelope(request, await render.order_view(request, order_id_of(request)))
 
 
 @requires("read")
@@ -83,42 +83,42 @@ async def list_orders(request: web.Request) -> web.Response:
 @requires("write")
 async def reserve_order(request: web.Request) -> web.Response:
     body = load(ReserveBody(), request[BODY])
-    state = await enqueue.run(request, Kind.RESERVE_ORDER, jsonable({**body, "orderId": _order_id(request)}))
+    state = await enqueue.run(request, Kind.RESERVE_ORDER, jsonable({**body, "orderId": order_id_of(request)}))
     return await enqueue.respond(request, state)
 
 
 @requires("write")
 async def cancel_order(request: web.Request) -> web.Response:
     body = load(CancelBody(), request[BODY])
-    state = await enqueue.run(request, Kind.CANCEL_ORDER, {**body, "orderId": _order_id(request)})
+    state = await enqueue.run(request, Kind.CANCEL_ORDER, {**body, "orderId": order_id_of(request)})
     return await enqueue.respond(request, state)
 
 
 @requires("write")
 async def create_escrow(request: web.Request) -> web.Response:
     load(NoBody(), request[BODY])
-    state = await enqueue.run(request, Kind.CREATE_ESCROW, {"orderId": _order_id(request)})
+    state = await enqueue.run(request, Kind.CREATE_ESCROW, {"orderId": order_id_of(request)})
     return await enqueue.respond(request, state)
 
 
 @requires("write")
 async def fund_escrow(request: web.Request) -> web.Response:
     load(NoBody(), request[BODY])
-    state = await enqueue.run(request, Kind.FUND_ESCROW, {"orderId": _order_id(request)})
+    state = await enqueue.run(request, Kind.FUND_ESCROW, {"orderId": order_id_of(request)})
     return await enqueue.respond(request, state)
 
 
 @requires("write")
 async def release_order(request: web.Request) -> web.Response:
     body = load(ReleaseBody(), request[BODY])
-    state = await enqueue.run(request, Kind.RELEASE_ORDER, {**body, "orderId": _order_id(request)})
+    state = await enqueue.run(request, Kind.RELEASE_ORDER, {**body, "orderId": order_id_of(request)})
     return await enqueue.respond(request, state)
 
 
 @requires("write")
 async def refund_order(request: web.Request) -> web.Response:
     body = load(RefundBody(), request[BODY])
-    state = await enqueue.run(request, Kind.REFUND_ORDER, {**body, "orderId": _order_id(request)})
+    state = await enqueue.run(request, Kind.REFUND_ORDER, {**body, "orderId": order_id_of(request)})
     return await enqueue.respond(request, state)
 
 
@@ -126,20 +126,20 @@ async def refund_order(request: web.Request) -> web.Response:
 async def complete_milestone(request: web.Request) -> web.Response:
     load(NoBody(), request[BODY])
     state = await enqueue.run(request, Kind.COMPLETE_MILESTONE, {
-        "orderId": _order_id(request), "milestoneRef": request.match_info["milestone_ref"]})
+        "orderId": order_id_of(request), "milestoneRef": request.match_info["milestone_ref"]})
     return await enqueue.respond(request, state)
 
 
 @requires("read")
 async def list_milestones(request: web.Request) -> web.Response:
-    order_id = _order_id(request)
+    order_id = order_id_of(request)
     await render.order_view(request, order_id)  # 404 for an unknown order
     async with request.app[ENGINE].connect() as conn:
         rows = (await conn.execute(orders_db.milestones_of(order_id))).all()
     return envelope(request, [MILESTONE_OUT.dump(orders_db.to_milestone(r)) for r in rows])
 
 
-def _order_id(request: web.Request) -> str:
+def order_id_of(request: web.Request) -> str:
     order_id = request.match_info["order_id"]
     if not ids.is_valid("order", order_id):
         raise NotFound(f"Order {order_id} not found", code="ORDER_NOT_FOUND")

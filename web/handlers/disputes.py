@@ -1,0 +1,70 @@
+"""Disputes (spec api.md §10.3, §11): open, read, list, assign, resolve."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from orchestrator import ids
+from orchestrator.commands import Kind
+from orchestrator.db import disputes as disputes_db
+from orchestrator.errors import NotFound, ValidationFailed
+from schemas.base import load
+from schemas.common import page_limit, reject_unknown
+from schemas.disputes import DISPUTE_FILTERS, AssignDispute, OpenDispute, ResolveDispute
+from web import enqueue, render
+from web.auth import requires
+from web.handlers.orders import order_id_of
+from web.keys import ENGINE
+from web.request_state import BODY
+from web.responses import envelope, jsonable, page
+
+
+@requires("write")
+async def open_dispute(request: web.Request) -> web.Response:
+    order_id = order_id_of(request)
+    body = load(OpenDispute(), request[BODY])
+    if body["orderId"] is not None and body["orderId"] != order_id:
+        raise ValidationFailed.field("orderId", "PATH_MISMATCH", "must equal the order id in the path")
+    state = await enqueue.run(request, Kind.OPEN_DISPUTE, {**body, "orderId": order_id})
+    return await enqueue.respond(request, state)
+
+
+@requires("read")
+async def get_dispute(request: web.Request) -> web.Response:
+    return envelope(request, await render.dispute_view(request, _dispute_id(request)))
+
+
+@requires("read")
+async def list_disputes(request: web.Request) -> web.Response:
+    query = request.query
+    reject_unknown(query, {"orderId", "status", "openedBy", "assignedTo", "limit", "cursor"})
+    for name, allowed in DISPUTE_FILTERS.items():
+        if name in query and query[name] not in allowed:
+            raise ValidationFailed.field(name, "INVALID_ENUM", f"must be one of {', '.join(allowed)}", allowed=allowed)
+    limit, after = page_limit(query), await render.page_after(request, disputes_db.cursor_of)
+    async with request.app[ENGINE].connect() as conn:
+        rows = (await conn.execute(disputes_db.page(filters=dict(query), after=after, limit=limit))).all()
+    found = [disputes_db.to_dispute(r) for r in rows]
+    views = [await render.dispute_view(request, d.id, dispute=d) for d in found]
+    return page(request, views, limit=limit, ids=[d.id for d in found])
+
+
+@requires("support")
+async def assign_dispute(request: web.Request) -> web.Response:
+    body = load(AssignDispute(), request[BODY])
+    state = await enqueue.run(request, Kind.ASSIGN_DISPUTE, {**body, "disputeId": _dispute_id(request)})
+    return await enqueue.respond(request, state)
+
+
+@requires("support")
+async def resolve_dispute(request: web.Request) -> web.Response:
+    body = load(ResolveDispute(), request[BODY])
+    state = await enqueue.run(request, Kind.RESOLVE_DISPUTE, jsonable({**body, "disputeId": _dispute_id(request)}))
+    return await enqueue.respond(request, state)
+
+
+def _dispute_id(request: web.Request) -> str:
+    dispute_id = request.match_info["dispute_id"]
+    if not ids.is_valid("dispute", dispute_id):
+        raise NotFound(f"Dispute {dispute_id} not found", code="DISPUTE_NOT_FOUND")
+    return dispute_id
