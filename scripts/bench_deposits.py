@@ -46,22 +46,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import contextlib
 import itertools
 import json
 import os
 import platform
-import re
-import secrets
-import shutil
 import signal
-import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -72,18 +65,20 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from scripts.bench_common import (  # noqa: E402  (standard library only; safe before the re-exec)
-    Child,
     CpuMeter,
-    Processes,
-    create_database,
-    delete_queues,
-    delete_redis_keys,
-    drop_database,
-    free_port,
+    Rig,
+    call,
+    create_users,
     percentile,
     reexec_in_venv,
+    rig_environment,
     say,
+    start_profiles,
+    start_system,
+    stop_profiles,
     tail,
+    wait_healthy,
+    wait_wallets_active,
 )
 
 reexec_in_venv(__file__)
@@ -184,199 +179,7 @@ async def run_sender(rig: Rig, name: str, *, destinations: list[str], count: int
 
 
 # --------------------------------------------------------------------------------------------------
-# The system under test
-
-
-class Procs(Processes):
-    """``Processes`` that can skip one child in the liveness check and forget one that exited."""
-
-    def check_alive(self, ignore: Child | None = None) -> None:
-        for child in self.children:
-            if child is not ignore and child.process.poll() is not None:
-                raise RuntimeError(f"{child.name} exited with {child.process.returncode}:\n{tail(child.log)}")
-
-    def forget(self, child: Child) -> None:
-        if child in self.children:
-            self.children.remove(child)
-
-
-@dataclass
-class Rig:
-    run: str
-    log_dir: Path
-    processes: Procs
-    database: str
-    sandbox_url: str = ""
-    env: dict[str, str] = field(default_factory=dict)
-    groups: dict[int, str] = field(default_factory=dict)  # process group -> name, for the CPU meter
-    pids: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def database_url(self) -> str:
-        return f"postgresql://postgres@127.0.0.1:5432/{self.database}"
-
-    @property
-    def api(self) -> str:
-        return f"http://127.0.0.1:{self.env['PORT']}/api/v1"
-
-    @property
-    def master_key(self) -> str:
-        return self.env["OFFERHUB_MASTER_KEY"]
-
-
-def clean_environ() -> dict[str, str]:
-    """This environment minus every variable the product or the sandbox reads (``.env.example``), so a
-    developer's settings never leak into the run."""
-    names = set(re.findall(r"^([A-Z][A-Z0-9_]*)=", (ROOT / ".env.example").read_text(), re.MULTILINE))
-    names |= {"SANDBOX_HOST", "SANDBOX_LEDGER_INTERVAL_SECONDS", "SANDBOX_TW_REQUESTS_PER_MINUTE",
-              "SANDBOX_AIRTM_REQUESTS_PER_SECOND", "SANDBOX_AIRTM_WEBHOOK_URL", "WALLET_STARTING_XLM"}
-    return {k: v for k, v in os.environ.items() if k not in names}
-
-
-def start_sandbox(rig: Rig, seed: str) -> None:
-    env = {**clean_environ(), "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1", "SANDBOX_SEED": seed,
-           "SANDBOX_TW_REQUESTS_PER_MINUTE": "0", "SANDBOX_AIRTM_REQUESTS_PER_SECOND": "0",
-           "TRUSTLESS_API_KEY": "sandbox-tw-key", "SANDBOX_LEDGER_MODE": "instant"}
-    child = rig.processes.start("sandbox", [sys.executable, "-m", "scripts.sandbox", "--port", "0"], env)
-    rig.groups[child.process.pid], rig.pids["sandbox"] = "sandbox", child.process.pid
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        rig.processes.check_alive()
-        found = re.search(r"^SANDBOX_READY (\S+)", child.log.read_text(errors="replace"), re.MULTILINE)
-        if found:
-            rig.sandbox_url = found.group(1).rstrip("/")
-            return
-        time.sleep(0.05)
-    raise RuntimeError("the sandbox did not print SANDBOX_READY within 30 s")
-
-
-def start_system(rig: Rig, seed: str, args: argparse.Namespace) -> None:
-    """Migrate, bootstrap, then the Procfile's five processes."""
-    python = sys.executable
-    say("migrating the scratch database and bootstrapping the platform user")
-    for what, command in (("migration", [python, "-c", "import sys; from orchestrator.db.migrate import upgrade; "
-                                                       "upgrade(sys.argv[1])", rig.database_url]),
-                          ("bootstrap", [python, "-m", "orchestrator", "bootstrap"])):
-        done = subprocess.run(command, cwd=ROOT, env=rig.env, capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            raise RuntimeError(f"{what} failed ({done.returncode}):\n{done.stdout}{done.stderr}")
-    prefix = rig.env["QUEUE_PREFIX"]
-    commands = {
-        "web": [python, "-m", "web"],
-        "workers": [python, "-m", "dramatiq", "actors", "--processes", str(args.workers), "--threads",
-                    str(args.threads), "--queues", f"{prefix}commands", f"{prefix}events"],
-        "chain": [python, "-m", "dramatiq", "actors", "--processes", "1", "--threads", "16",
-                  "--queues", f"{prefix}chain"],
-        "monitor": [python, "-m", "orchestrator", "monitor"],
-        "scheduler": [python, "-m", "orchestrator", "scheduler"],
-    }
-    for name, command in commands.items():
-        child = rig.processes.start(name, command, rig.env)
-        rig.groups[child.process.pid], rig.pids[name] = name, child.process.pid
-
-
-@contextlib.contextmanager
-def rig_environment(args: argparse.Namespace) -> Iterator[Rig]:
-    """Sandbox, scratch database, queues and Redis keys of one run; all undone on the way out."""
-    run = secrets.token_hex(4)
-    log_dir = Path(tempfile.mkdtemp(prefix="offerhub-bench-deposits-"))
-    rig = Rig(run, log_dir, Procs(log_dir), f"offerhub_bench_{run}")
-    rabbitmq_url = os.environ.get("BENCH_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
-    redis_url = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
-    queue_prefix, redis_prefix = f"bench{run}_", f"offerhub-bench-{run}:"
-    seed = f"bench-deposits-{run}"
-    database_created = False
-    try:
-        start_sandbox(rig, seed)
-        create_database(rig.database)
-        database_created = True
-        rig.env = {
-            **clean_environ(), "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1", "DATABASE_URL": rig.database_url,
-            "REDIS_URL": redis_url, "RABBITMQ_URL": rabbitmq_url, "PORT": str(free_port()),
-            "OFFERHUB_MASTER_KEY": f"bench-master-{secrets.token_hex(16)}", "STELLAR_NETWORK": "sandbox",
-            "SANDBOX_URL": rig.sandbox_url, "SANDBOX_SEED": seed, "SANDBOX_LEDGER_MODE": "instant",
-            "WALLET_ENCRYPTION_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),
-            "RATE_LIMIT_PER_MINUTE": "0", "QUEUE_PREFIX": queue_prefix, "REDIS_PREFIX": redis_prefix,
-            "LOG_LEVEL": "WARNING", "TRUSTLESS_API_KEY": "sandbox-tw-key",
-        }
-        yield rig
-    except BaseException:
-        states = [f"{c.name} {'running' if c.process.poll() is None else f'exited {c.process.returncode}'}"
-                  for c in rig.processes.children]
-        say(f"processes at the failure: {', '.join(states) or 'none'}")
-        for log in sorted(log_dir.glob("*.log")):
-            if log.stat().st_size:
-                say(f"--- {log.name} (last lines) ---\n{tail(log)}")
-        raise
-    finally:
-        say("cleaning up")
-        rig.processes.stop_all()
-        undo = [("queues", lambda: delete_queues(rabbitmq_url, queue_prefix)),
-                ("redis keys", lambda: delete_redis_keys(redis_url, redis_prefix))]
-        if database_created:
-            undo.insert(0, ("database", lambda: drop_database(rig.database)))
-        for what, action in undo:
-            try:
-                action()
-            except Exception as error:  # cleanup must go on
-                say(f"could not delete the scratch {what}: {error}")
-        shutil.rmtree(log_dir, ignore_errors=True)
-
-
-# --------------------------------------------------------------------------------------------------
 # Set-up through the API and the database
-
-
-async def call(session: aiohttp.ClientSession, rig: Rig, method: str, path: str,
-               body: dict[str, Any] | None = None) -> dict[str, Any]:
-    headers = {"Authorization": f"Bearer {rig.master_key}", "Content-Type": "application/json"}
-    async with session.request(method, rig.api + path, headers=headers,
-                               data=json.dumps(body) if body is not None else None) as response:
-        payload = await response.json(content_type=None)
-        if response.status not in (200, 201):
-            raise RuntimeError(f"{method} {path} answered {response.status}: {payload}")
-        return payload
-
-
-async def wait_healthy(session: aiohttp.ClientSession, rig: Rig, seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        rig.processes.check_alive()
-        with contextlib.suppress(aiohttp.ClientError, OSError):
-            async with session.get(rig.api + "/health") as response:
-                if response.status == 200:
-                    return
-        await asyncio.sleep(0.2)
-    raise RuntimeError(f"{rig.api}/health did not answer 200 within {seconds:.0f} s")
-
-
-async def create_users(session: aiohttp.ClientSession, rig: Rig, count: int) -> list[str]:
-    ids = [""] * count
-    queue = iter(range(count))
-
-    async def creator() -> None:
-        for i in queue:
-            data = (await call(session, rig, "POST", "/users", {"externalUserId": f"bench-{rig.run}-{i}"}))["data"]
-            ids[i] = data["id"]
-
-    await asyncio.gather(*(creator() for _ in range(min(8, count))))
-    return ids
-
-
-async def wait_wallets_active(rig: Rig, users: list[str], seconds: float) -> list[str]:
-    """Poll the ``wallets`` table until every user's wallet is ACTIVE; returns their public keys."""
-    deadline = time.monotonic() + seconds
-    active: dict[str, str] = {}
-    async with await psycopg.AsyncConnection.connect(rig.database_url, autocommit=True) as conn:
-        while time.monotonic() < deadline:
-            rig.processes.check_alive()
-            cursor = await conn.execute("SELECT user_id, public_key FROM wallets WHERE status = 'ACTIVE' "
-                                        "AND user_id = ANY(%s)", (users,))
-            active = {row[0]: row[1] for row in await cursor.fetchall()}
-            if len(active) == len(users):
-                return [active[u] for u in users]
-            await asyncio.sleep(0.25)
-    raise RuntimeError(f"only {len(active)} of {len(users)} wallets became ACTIVE within {seconds:.0f} s")
 
 
 async def create_external_account(session: aiohttp.ClientSession, rig: Rig) -> str:
@@ -651,37 +454,6 @@ def print_report(args: argparse.Namespace, raw: RunResult, runs: list[RunResult]
 
 def _pair(values: list[float]) -> str:
     return f"{fmt(percentile(values, 50))} / {fmt(percentile(values, 99))}"
-
-
-# --------------------------------------------------------------------------------------------------
-# Profiling (optional)
-
-
-def start_profiles(rig: Rig, directory: Path) -> list[subprocess.Popen[bytes]]:
-    """py-spy ``record --format raw`` of the monitor, the workers and web until stopped (SIGINT)."""
-    binary = shutil.which("py-spy") or str(ROOT / ".venv" / "bin" / "py-spy")
-    if not Path(binary).exists():
-        say("py-spy not found (.venv/bin/pip install py-spy); not profiling")
-        return []
-    directory.mkdir(parents=True, exist_ok=True)
-    spies = []
-    for name in ("monitor", "workers", "web", "sandbox"):
-        spies.append(subprocess.Popen(
-            [binary, "record", "--pid", str(rig.pids[name]), "--format", "raw", "--rate", "200", "--subprocesses",
-             "--output", str(directory / f"{name}.txt"), "--nonblocking"],
-            stdout=subprocess.DEVNULL, stderr=(directory / f"{name}.err").open("wb")))
-    return spies
-
-
-def stop_profiles(spies: list[subprocess.Popen[bytes]]) -> None:
-    for spy in spies:
-        with contextlib.suppress(ProcessLookupError):
-            spy.send_signal(signal.SIGINT)
-    for spy in spies:
-        try:
-            spy.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            spy.kill()
 
 
 # --------------------------------------------------------------------------------------------------
