@@ -10,6 +10,7 @@ import redis
 from actors.broker import CHAIN, engine, settings
 from actors.dispatch import dispatch
 from orchestrator import chain_steps, crypto
+from orchestrator.db import create_sync_engine
 from orchestrator.providers.horizon import Horizon
 from orchestrator.providers.rate_budget import RateBudget
 from orchestrator.providers.trustless import TrustlessClient
@@ -23,7 +24,9 @@ def context() -> chain_steps.ChainContext:
         budget = RateBudget(redis.Redis.from_url(settings.redis_url), settings.redis_prefix,
                             per_minute=settings.trustless_requests_per_minute)
     trustless = TrustlessClient(settings, budget=budget)
-    return chain_steps.ChainContext(engine(), settings, Horizon(settings), keyring, trustless)
+    # lock connections come from their own pool (one per busy thread at most, opened on demand)
+    locks = create_sync_engine(settings.database_url, pool_size=2, max_overflow=62)
+    return chain_steps.ChainContext(engine(), settings, Horizon(settings), keyring, trustless, lock_engine=locks)
 
 
 @dramatiq.actor(queue_name=CHAIN, max_retries=60, min_backoff=250, max_backoff=30_000)

@@ -23,4 +23,8 @@ def dispatch(messages: Iterable[Message]) -> None:
         if message == RELAY:
             relayer.request()
             continue
-        broker.get_actor(message.actor).send(*message.args)
+        actor = broker.get_actor(message.actor)
+        if message.delay_ms:
+            actor.send_with_options(args=message.args, delay=message.delay_ms)
+        else:
+            actor.send(*message.args)

@@ -29,6 +29,7 @@ from orchestrator.db import chain_steps as steps_db
 from orchestrator.db import session
 from orchestrator.db import wallets as wallets_db
 from orchestrator.db.chain_steps import Step
+from orchestrator.errors import OrchestratorError
 from orchestrator.providers.horizon import FINAL_TX_CODES, AccountState, Horizon, Submission
 from orchestrator.settings import Settings
 from orchestrator.unit_of_work import Context, Message, UnitOfWork
@@ -67,6 +68,9 @@ class ChainContext:
     horizon: Horizon
     keyring: crypto.Keyring
     trustless: Any = None  # providers.trustless.TrustlessClient, for the escrow steps
+    #: Connections that only hold source-account locks, apart from the pool the steps' transactions
+    #: use: a thread holding a lock must never wait for a connection another lock holder has taken.
+    lock_engine: Any = None
 
 
 @dataclass(frozen=True)
@@ -93,29 +97,34 @@ def kinds() -> dict[str, StepKind]:
 
 
 def create(uow: UnitOfWork, *, step_id: str, kind: str, subject_type: str, subject_id: str, source: str,
-           signers: list[str], params: dict[str, Any] | None = None) -> None:
-    """Record a step in the caller's transaction and have it run once that transaction commits."""
+           signers: list[str], params: dict[str, Any] | None = None, delay_ms: int = 0) -> None:
+    """Record a step in the caller's transaction and have it run once that transaction commits
+    (``delay_ms`` later, for a step that retries work that just failed)."""
     steps_db.create(uow.conn, id=step_id, kind=kind, subject_type=subject_type, subject_id=subject_id,
                     source_account=source, signers=signers, params=params or {})
-    uow.after_commit(Message(RUN_ACTOR, (step_id,)))
+    uow.after_commit(Message(RUN_ACTOR, (step_id,), delay_ms))
 
 
 def run(ctx: ChainContext, step_id: str) -> list[Message]:
-    """Move one step as far as it can go now; raises ``StepNotFinished`` to be tried again later."""
+    """Move one step as far as it can go now; raises ``StepNotFinished`` to be tried again later.
+
+    Off-ledger actions (friendbot, indexer look-ups, reading a payout) take no account lock: they
+    use no sequence number, and their confirmation is decided once under the step's row lock.
+    """
     with session.transaction(ctx.engine) as conn:
         step = steps_db.get(conn, step_id)
     if step is None or step.status not in OPEN:
         return []
-    with source_lock(ctx.engine, step.source_account):
+    kind = kinds()[step.kind]
+    if step.attempts >= MAX_ATTEMPTS:
+        return _fail(ctx, step, kind, f"gave up after {step.attempts} attempts: {step.last_error}")
+    if kind.build is None:
+        return _act(ctx, step, kind)
+    with source_lock(ctx.lock_engine or ctx.engine, step.source_account):
         with session.transaction(ctx.engine) as conn:
             step = steps_db.get(conn, step_id)
         if step is None or step.status not in OPEN:
             return []
-        kind = kinds()[step.kind]
-        if step.attempts >= MAX_ATTEMPTS:
-            return _fail(ctx, step, kind, f"gave up after {step.attempts} attempts: {step.last_error}")
-        if kind.build is None:
-            return _act(ctx, step, kind)
         submission = _resolve_signed(ctx, step) if step.status == Status.SIGNED else None
         if submission is None:
             submission = _build_sign_submit(ctx, step, kind)
@@ -170,7 +179,11 @@ def _dead(ctx: ChainContext, step: Step) -> bool:
 def _build_sign_submit(ctx: ChainContext, step: Step, kind: StepKind) -> Submission:
     assert kind.build is not None
     account = ctx.horizon.account(step.source_account)
-    envelope = kind.build(ctx, step, account)
+    try:
+        envelope = kind.build(ctx, step, account)
+    except OrchestratorError as error:  # a provider refusing or failing to build: counted, retried
+        _attempt(ctx, step, f"building failed: {error.code}: {error.message}")
+        raise StepNotFinished(error.message) from error
     unsigned = envelope.to_xdr()
     with session.transaction(ctx.engine) as conn:
         for signer in step.signers:
@@ -210,10 +223,22 @@ def _settle(ctx: ChainContext, step: Step, kind: StepKind, submission: Submissio
         return _fail(ctx, step, kind, f"operations failed: {', '.join(submission.op_codes) or code}")
     if code in FINAL_TX_CODES:
         return _fail(ctx, step, kind, f"refused by the network: {code}")
+    if code == "tx_bad_seq" and step.tx_hash is None:
+        step = _reloaded(ctx, step)
+    if code == "tx_bad_seq" and step.tx_hash and (record := ctx.horizon.transaction(step.tx_hash)):
+        # Horizon has answered bad_seq for an envelope it had just applied: the ledger decides
+        return _settle(ctx, step, kind, Submission("applied" if record.get("successful") else "failed",
+                                                   record=record, tx_code=None if record.get("successful")
+                                                   else "tx_failed"))
     if code in REBUILD_TX_CODES or code == "tx_too_early":
         return _rebuild_later(ctx, step, f"{code}; building again")
     _attempt(ctx, step, f"{code}; resubmitting the same envelope")
     raise StepNotFinished(code)
+
+
+def _reloaded(ctx: ChainContext, step: Step) -> Step:
+    with session.transaction(ctx.engine) as conn:
+        return steps_db.get(conn, step.id) or step
 
 
 def _rebuild_later(ctx: ChainContext, step: Step, reason: str) -> list[Message]:

@@ -285,6 +285,9 @@ PAYOUTS: dict[str, tuple[tuple[str, str], ...]] = {
 }
 #: The outside journal account the Trustless Work fee goes to.
 TRUSTLESS_FEES = "world:trustless_fee"
+#: A payout step failing after an earlier one landed is tried again this many times (backing off
+#: from 2 s to 5 min) before the flow is reported stuck for an operator.
+MAX_PAYOUT_RETRIES = 10
 
 
 def release(uow: UnitOfWork, payload: dict[str, Any]) -> Result:
@@ -348,7 +351,7 @@ def _party_key(conn: Any, order: orders_db.Order, role: str, settings: Any) -> s
     return wallet.public_key
 
 
-def _next_payout_step(uow: UnitOfWork, escrow_id: str, params: dict[str, Any]) -> None:
+def _next_payout_step(uow: UnitOfWork, escrow_id: str, params: dict[str, Any], *, delay_ms: int = 0) -> None:
     """Create the plan's step at ``params["index"]``, or the settlement once every transaction landed."""
     steps = PAYOUTS[params["plan"]]
     order = orders_db.get(uow.conn, params["orderId"])
@@ -357,15 +360,15 @@ def _next_payout_step(uow: UnitOfWork, escrow_id: str, params: dict[str, Any]) -
         kind, role = steps[params["index"]]
         signer = _party_key(uow.conn, order, role, uow.settings)
         chain_steps.create(uow, step_id=ids.new_id("step"), kind=kind, subject_type="escrow", subject_id=escrow_id,
-                           source=signer, signers=[signer], params=params)
+                           source=signer, signers=[signer], params=params, delay_ms=delay_ms)
     else:
         chain_steps.create(uow, step_id=ids.new_id("step"), kind="tw_settle", subject_type="escrow",
                            subject_id=escrow_id, source=_party_key(uow.conn, order, "platform", uow.settings),
-                           signers=[], params=params)
+                           signers=[], params=params, delay_ms=delay_ms)
 
 
 def _payout_step_done(uow: UnitOfWork, step: Step, record: dict[str, Any] | None) -> None:
-    _next_payout_step(uow, step.subject_id, {**step.params, "index": step.params["index"] + 1,
+    _next_payout_step(uow, step.subject_id, {**step.params, "index": step.params["index"] + 1, "retries": 0,
                                              "lastHash": (record or {}).get("hash")})
 
 
@@ -379,10 +382,17 @@ def _payout_step_failed(uow: UnitOfWork, step: Step, reason: str) -> None:
     plan = step.params["plan"]
     operation = "dispute_resolution" if plan == "dispute" else plan
     if step.params["index"] > 0:
+        retries = int(step.params.get("retries", 0)) + 1
+        retrying = retries <= MAX_PAYOUT_RETRIES
         uow.emit("order.operation_failed", order.id, {
             "orderId": order.id, "operation": operation, "fromStatus": order.status, "status": order.status,
-            "reason": reason, "errorCode": "PROVIDER_ERROR", "retrying": True}, user_id=order.buyer_id)
-        _next_payout_step(uow, escrow.id, dict(step.params))
+            "reason": reason, "errorCode": "PROVIDER_ERROR", "retrying": retrying}, user_id=order.buyer_id)
+        if retrying:  # money already moved on the ledger: never roll back, try the step again later
+            _next_payout_step(uow, escrow.id, {**step.params, "retries": retries},
+                              delay_ms=min(1000 * 2 ** retries, 300_000))
+        else:  # visible, and left for an operator: the order stays in its *_REQUESTED state
+            _finish(uow, step, failed={"code": "PROVIDER_ERROR", "message": f"The {operation} is stuck: {reason}",
+                                       "details": {"provider": "trustless_work", "reason": reason}})
         return
     back = _S.DISPUTED if plan == "dispute" else _S.IN_PROGRESS
     if plan != "dispute":

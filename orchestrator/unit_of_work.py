@@ -17,6 +17,7 @@ class Message:
 
     actor: str
     args: tuple[str | int, ...] = ()
+    delay_ms: int = 0  # a retry that must not run at once (backoff)
 
 
 @dataclass

@@ -23,9 +23,10 @@ def libpq_url(database_url: str) -> str:
     return "postgresql://" + sqlalchemy_url(database_url)[len("postgresql+psycopg://"):]
 
 
-def create_sync_engine(database_url: str, *, pool_size: int = 10) -> Engine:
-    """The engine actors and operator commands use; connections are checked before use."""
-    return create_engine(sqlalchemy_url(database_url), pool_size=pool_size, max_overflow=pool_size,
+def create_sync_engine(database_url: str, *, pool_size: int = 10, max_overflow: int | None = None) -> Engine:
+    """The engine actors and operator commands use."""
+    return create_engine(sqlalchemy_url(database_url), pool_size=pool_size,
+                         max_overflow=pool_size if max_overflow is None else max_overflow,
                          pool_recycle=RECYCLE_SECONDS)
 
 
