@@ -28,7 +28,7 @@ def monitor(worker: object, sandbox_url: str, engine: Engine) -> Iterator[None]:
 
 async def test_fifty_racing_resolutions_on_one_order_let_exactly_one_through(
         api: Api, engine: Engine, ledger: SandboxControl, monitor: None) -> None:
-    order, buyer, seller, _ = await in_progress_order(api, engine, ledger, "20.00")
+    order, *_ = await in_progress_order(api, engine, ledger, "20.00")
     path = f"/orders/{order['id']}"
     calls = ([("release", None)] * 15 + [("refund", {"reason": "race"})] * 15
              + [("dispute", {"openedBy": "BUYER", "reason": "OTHER"})] * 10 + [("cancel", None)] * 10)
