@@ -26,6 +26,7 @@ from stellar_sdk import Keypair, TransactionEnvelope
 
 from orchestrator import crypto
 from orchestrator.db import chain_steps as steps_db
+from orchestrator.db import commands as commands_db
 from orchestrator.db import session
 from orchestrator.db import wallets as wallets_db
 from orchestrator.db.chain_steps import Step
@@ -91,9 +92,9 @@ class StepKind:
 
 
 def kinds() -> dict[str, StepKind]:
-    from orchestrator import escrows, wallets  # the aggregates register their step kinds
+    from orchestrator import escrows, wallets, withdrawals  # the aggregates register their step kinds
 
-    return {**wallets.STEP_KINDS, **escrows.STEP_KINDS}
+    return {**wallets.STEP_KINDS, **escrows.STEP_KINDS, **withdrawals.STEP_KINDS}
 
 
 def create(uow: UnitOfWork, *, step_id: str, kind: str, subject_type: str, subject_id: str, source: str,
@@ -103,6 +104,14 @@ def create(uow: UnitOfWork, *, step_id: str, kind: str, subject_type: str, subje
     steps_db.create(uow.conn, id=step_id, kind=kind, subject_type=subject_type, subject_id=subject_id,
                     source_account=source, signers=signers, params=params or {})
     uow.after_commit(Message(RUN_ACTOR, (step_id,), delay_ms))
+
+
+def finish_flow(uow: UnitOfWork, step: Step, failed: dict[str, Any] | None = None) -> None:
+    """End the flow of the command that started this step's work, and wake its waiting request."""
+    command_id = step.params.get("flow")
+    if command_id:
+        commands_db.finish_flow(uow.conn, command_id, failed=failed)
+        uow.notify("command_done", command_id)
 
 
 def run(ctx: ChainContext, step_id: str) -> list[Message]:

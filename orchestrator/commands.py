@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from orchestrator import api_keys, balances, disputes, escrows, maintenance, orders, users
+from orchestrator import api_keys, balances, disputes, escrows, maintenance, orders, users, withdrawals
 from orchestrator.db import commands as commands_db
 from orchestrator.db import session
 from orchestrator.errors import InternalError, OrchestratorError
@@ -43,6 +43,7 @@ class Kind(StrEnum):
     OPEN_DISPUTE = "open_dispute"
     ASSIGN_DISPUTE = "assign_dispute"
     RESOLVE_DISPUTE = "resolve_dispute"
+    CREATE_WITHDRAWAL = "create_withdrawal"
 
 
 class Status(StrEnum):
@@ -71,6 +72,7 @@ HANDLERS: dict[str, Handler] = {
     Kind.OPEN_DISPUTE: disputes.open_dispute,
     Kind.ASSIGN_DISPUTE: disputes.assign,
     Kind.RESOLVE_DISPUTE: disputes.resolve,
+    Kind.CREATE_WITHDRAWAL: withdrawals.create,
 }
 
 

@@ -136,14 +136,6 @@ def _start(uow: UnitOfWork, *, kind: str, escrow_id: str, source: str, order_id:
                        source=source, signers=[source], params={"orderId": order_id, "flow": command_id, **params})
 
 
-def _finish(uow: UnitOfWork, step: Step, failed: dict[str, Any] | None = None) -> None:
-    """End the flow of the command that started this step, and wake its waiting request."""
-    command_id = step.params.get("flow")
-    if command_id:
-        commands_db.finish_flow(uow.conn, command_id, failed=failed)
-        uow.notify("command_done", command_id)
-
-
 def _tw_envelope(ctx: ChainContext, step: Step, account: AccountState | None, xdr: str, *,
                  contract_id: str | None) -> TransactionEnvelope:
     """Check TW's unsigned envelope (providers.md §1.7) before anything signs it."""
@@ -200,7 +192,7 @@ def _contract_found(uow: UnitOfWork, step: Step, record: dict[str, Any] | None) 
         "escrowId": escrow.id, "orderId": escrow.order_id, "trustlessContractId": contract_id,
         "amount": money.format_amount(escrow.amount), "currency": "USD",
         "transactionHash": step.params.get("deployHash")}, user_id=order.buyer_id)
-    _finish(uow, step)
+    chain_steps.finish_flow(uow, step)
 
 
 def _deploy_failed(uow: UnitOfWork, step: Step, reason: str) -> None:
@@ -212,8 +204,9 @@ def _deploy_failed(uow: UnitOfWork, step: Step, reason: str) -> None:
     assert order is not None
     orders_db.set_status(uow.conn, order.id, expected=_S.ESCROW_CREATING, status=_S.FUNDS_RESERVED)
     _operation_failed(uow, order, "escrow_create", reason, status=_S.FUNDS_RESERVED)
-    _finish(uow, step, failed={"code": "PROVIDER_ERROR", "message": f"Escrow deploy failed: {reason}",
-                               "details": {"provider": "trustless_work", "reason": reason}})
+    chain_steps.finish_flow(uow, step, failed={
+        "code": "PROVIDER_ERROR", "message": f"Escrow deploy failed: {reason}",
+        "details": {"provider": "trustless_work", "reason": reason}})
 
 
 def _build_fund(ctx: ChainContext, step: Step, account: AccountState | None) -> TransactionEnvelope:
@@ -243,7 +236,7 @@ def _funded(uow: UnitOfWork, step: Step, record: dict[str, Any] | None) -> None:
                                                "trustlessContractId": contract, "contractId": contract,
                                                "amount": amount, "fundedAt": iso(funded_at)}, user_id=order.buyer_id)
     uow.emit("order.in_progress", order.id, {"orderId": order.id, "escrowId": escrow.id}, user_id=order.buyer_id)
-    _finish(uow, step)
+    chain_steps.finish_flow(uow, step)
 
 
 def _fund_failed(uow: UnitOfWork, step: Step, reason: str) -> None:
@@ -258,8 +251,9 @@ def _fund_failed(uow: UnitOfWork, step: Step, reason: str) -> None:
                     source=ESCROW_ACCOUNT.format(order_id=order.id),
                     destination=user_account(order.buyer_id, RESERVED))
     _operation_failed(uow, order, "escrow_fund", reason, status=_S.ESCROW_CREATING)
-    _finish(uow, step, failed={"code": "ESCROW_FUNDING_FAILED", "message": f"Escrow funding failed: {reason}",
-                               "details": {"reason": reason}})
+    chain_steps.finish_flow(uow, step, failed={
+        "code": "ESCROW_FUNDING_FAILED", "message": f"Escrow funding failed: {reason}",
+        "details": {"reason": reason}})
 
 
 def _operation_failed(uow: UnitOfWork, order: orders_db.Order, operation: str, reason: str, *, status: str) -> None:
@@ -391,8 +385,9 @@ def _payout_step_failed(uow: UnitOfWork, step: Step, reason: str) -> None:
             _next_payout_step(uow, escrow.id, {**step.params, "retries": retries},
                               delay_ms=min(1000 * 2 ** retries, 300_000))
         else:  # visible, and left for an operator: the order stays in its *_REQUESTED state
-            _finish(uow, step, failed={"code": "PROVIDER_ERROR", "message": f"The {operation} is stuck: {reason}",
-                                       "details": {"provider": "trustless_work", "reason": reason}})
+            chain_steps.finish_flow(uow, step, failed={
+                "code": "PROVIDER_ERROR", "message": f"The {operation} is stuck: {reason}",
+                "details": {"provider": "trustless_work", "reason": reason}})
         return
     back = _S.DISPUTED if plan == "dispute" else _S.IN_PROGRESS
     if plan != "dispute":
@@ -403,8 +398,9 @@ def _payout_step_failed(uow: UnitOfWork, step: Step, reason: str) -> None:
         disputes.clear_decision(uow, step.params["disputeId"])
     orders_db.set_status(uow.conn, order.id, expected=order.status, status=back)
     _operation_failed(uow, order, operation, reason, status=back)
-    _finish(uow, step, failed={"code": "PROVIDER_ERROR", "message": f"The {operation} failed: {reason}",
-                               "details": {"provider": "trustless_work", "reason": reason}})
+    chain_steps.finish_flow(uow, step, failed={
+        "code": "PROVIDER_ERROR", "message": f"The {operation} failed: {reason}",
+        "details": {"provider": "trustless_work", "reason": reason}})
 
 
 def _build_payout_step(ctx: ChainContext, step: Step, account: AccountState | None) -> TransactionEnvelope:
@@ -472,7 +468,7 @@ def _settled(uow: UnitOfWork, step: Step, record: dict[str, Any] | None) -> None
     fees = {"grossAmount": money.format_amount(escrow.amount), "trustlessFee": money.format_balance(trustless_fee),
             "platformFee": money.format_balance(platform_fee)}
     _payout_events(uow, order, escrow, step.params, parties, changes, moment, fees)
-    _finish(uow, step)
+    chain_steps.finish_flow(uow, step)
 
 
 def _payout_events(uow: UnitOfWork, order: orders_db.Order, escrow: escrows_db.Escrow, params: dict[str, Any],

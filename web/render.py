@@ -14,6 +14,7 @@ from orchestrator.db import escrows as escrows_db
 from orchestrator.db import maintenance as maintenance_db
 from orchestrator.db import orders as orders_db
 from orchestrator.db import users as users_db
+from orchestrator.db import withdrawals as withdrawals_db
 from orchestrator.errors import NotFound, ValidationFailed
 from orchestrator.events import iso
 from orchestrator.results import Result
@@ -22,6 +23,7 @@ from schemas.balances import BALANCE_OUT
 from schemas.disputes import DISPUTE_OUT
 from schemas.orders import ESCROW_OUT, MILESTONE_OUT, ORDER_OUT
 from schemas.users import USER_OUT
+from schemas.withdrawals import WITHDRAWAL_OUT
 from web.keys import ENGINE
 
 Renderer = Callable[[web.Request, Result], Awaitable[Any]]
@@ -122,9 +124,14 @@ async def milestone(request: web.Request, result: Result) -> Any:
     return MILESTONE_OUT.dump(orders_db.to_milestone(row))
 
 
+async def withdrawal(request: web.Request, result: Result) -> Any:
+    row = await fetch_one(request, withdrawals_db.by_id(result.id))
+    return WITHDRAWAL_OUT.dump(withdrawals_db.to_withdrawal(row))
+
+
 RENDERERS: dict[str, Renderer] = {
     "user": user, "balance": balance, "api_key": api_key, "maintenance": maintenance_status, "order": order,
-    "milestone": milestone, "dispute": dispute_result,
+    "milestone": milestone, "dispute": dispute_result, "withdrawal": withdrawal,
 }
 
 

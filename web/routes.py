@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from web import sse
-from web.handlers import api_keys, disputes, orders, platform, users
+from web.handlers import api_keys, disputes, orders, platform, users, withdrawals
 from web.handlers import wallets as wallet_routes
 
 V1 = "/api/v1"
@@ -51,5 +51,8 @@ def setup_routes(app: web.Application) -> None:
         web.get(f"{V1}/disputes/{{dispute_id}}", disputes.get_dispute),
         web.post(f"{V1}/disputes/{{dispute_id}}/assign", disputes.assign_dispute),
         web.post(f"{V1}/disputes/{{dispute_id}}/resolve", disputes.resolve_dispute),
+        web.post(f"{V1}/withdrawals", withdrawals.create_withdrawal),
+        web.get(f"{V1}/withdrawals", withdrawals.list_withdrawals),
+        web.get(f"{V1}/withdrawals/{{withdrawal_id}}", withdrawals.get_withdrawal),
         web.get(f"{V1}/events", sse.stream_events),
     ])

@@ -332,3 +332,25 @@ disputes = Table(
     Timestamp("updated_at"),
     Index("ix_disputes_created", "created_at", "id"),
 )
+
+withdrawals = Table(
+    "withdrawals", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("user_id", String(64), ForeignKey("users.id"), nullable=False, index=True),
+    Money(name="amount"),
+    Column("currency", String(3), nullable=False, server_default="USD"),
+    Column("status", String(40), nullable=False),
+    Column("destination_type", String(16), nullable=False),
+    Column("destination_ref", String(255), nullable=False),
+    Column("committed", Boolean, nullable=False, server_default=text("false")),
+    Column("transaction_hash", String(64)),
+    Column("airtm_payout_id", String(255)),
+    Column("fee", Numeric(20, PLACES, asdecimal=True)),
+    Column("failure_reason", String(500)),
+    Column("description", String(500)),
+    Timestamp("created_at"),
+    Timestamp("updated_at"),
+    Timestamp("completed_at", nullable=True, default_now=False),
+    CheckConstraint("amount > 0", name="amount_positive"),
+    Index("ix_withdrawals_created", "created_at", "id"),
+)

@@ -7,7 +7,7 @@ kept as the ledger writes them (seven decimals), never passed through a float.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -27,6 +27,11 @@ class AccountBalances:
     account_id: str
     xlm: Decimal
     usdc: Decimal | None
+    data: dict[str, str] = field(default_factory=dict)  # SEP-29 ``config.memo_required`` lives here
+
+    @property
+    def memo_required(self) -> bool:
+        return self.data.get("config.memo_required") == "MQ=="
 
 
 class HorizonReader:
@@ -60,7 +65,7 @@ class HorizonReader:
                     usdc = Decimal(balance["balance"])
         except (KeyError, TypeError, InvalidOperation) as error:
             raise _failure(f"unreadable account record: {error!r}") from error
-        return AccountBalances(account_id, xlm, usdc)
+        return AccountBalances(account_id, xlm, usdc, dict(raw.get("data") or {}))
 
     async def payments(self, account_id: str, limit: int) -> list[dict[str, Any]]:
         """The account's latest ``limit`` payment records, newest first (none for an unknown account)."""

@@ -146,3 +146,13 @@ def test_the_dispute_transitions_equal_the_spec() -> None:
     rows = spec_table("### 5.2 Transitions")[1:]
     moves = {(row[0].strip("`"), row[1].strip("`")) for row in rows if row[0].strip("`") != "—"}
     assert moves == {(str(a), str(b)) for a, targets in TRANSITIONS.items() for b in targets}
+
+
+def test_the_withdrawal_transitions_equal_the_spec() -> None:
+    from orchestrator.withdrawals import TRANSITIONS
+
+    moves = set()
+    for row in spec_table("### 7.2 Transitions")[1:]:
+        sources = [c.strip().strip("`") for c in row[0].split(",")]
+        moves |= {(source, row[1].strip("`")) for source in sources if source != "—"}
+    assert moves == {(str(a), str(b)) for a, targets in TRANSITIONS.items() for b in targets}

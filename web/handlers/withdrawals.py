@@ -1,0 +1,102 @@
+"""Withdrawals (spec api.md §12): crypto withdrawals from the user's wallet; read and list."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from stellar_sdk import StrKey
+
+from orchestrator import ids
+from orchestrator.commands import Kind
+from orchestrator.db import withdrawals as withdrawals_db
+from orchestrator.errors import BusinessRuleViolation, NotFound, RateLimited, ValidationFailed
+from orchestrator.providers.horizon_reads import HorizonReader
+from orchestrator.withdrawals import TRANSITIONS
+from schemas.base import load
+from schemas.common import page_limit, reject_unknown
+from schemas.withdrawals import DESTINATION_TYPES, WITHDRAWAL_OUT, CreateWithdrawal
+from web import enqueue, ratelimit, render
+from web.auth import requires
+from web.keys import ENGINE, REDIS, SETTINGS
+from web.request_state import BODY
+from web.responses import envelope, jsonable, page
+
+#: api.md §1.11: five withdrawals a minute per user (when rate limiting is on).
+PER_USER_PER_MINUTE = 5
+STATUSES = [str(s) for s in TRANSITIONS]
+
+
+@requires("write")
+async def create_withdrawal(request: web.Request) -> web.Response:
+    body = load(CreateWithdrawal(), request[BODY])
+    settings = request.app[SETTINGS]
+    limits = settings.limits["withdrawal"]
+    if not limits.min <= body["amount"] <= limits.max:
+        raise ValidationFailed.field("amount", "AMOUNT_OUT_OF_RANGE", "outside this instance's withdrawal limits",
+                                     min=f"{limits.min:.2f}", max=f"{limits.max:.2f}")
+    await render.load_user(request, body["userId"])
+    if body["destinationType"] != "crypto":
+        raise BusinessRuleViolation("AirTM withdrawals are not enabled on this instance", code="PROVIDER_NOT_ENABLED",
+                                    details={"provider": "airtm"})
+    await _check_destination(request, body["destinationRef"])
+    await _limit_per_user(request, body["userId"])
+    state = await enqueue.run(request, Kind.CREATE_WITHDRAWAL, jsonable(body))
+    return await enqueue.respond(request, state)
+
+
+async def _check_destination(request: web.Request, destination: str) -> None:
+    """A valid account on the ledger with a USDC trustline and no SEP-29 memo requirement."""
+    def invalid(reason: str) -> BusinessRuleViolation:
+        return BusinessRuleViolation("The destination cannot receive this withdrawal",
+                                     code="WITHDRAWAL_DESTINATION_INVALID", details={"reason": reason})
+
+    if not StrKey.is_valid_ed25519_public_key(destination):
+        raise invalid("invalid_address")
+    async with HorizonReader(request.app[SETTINGS]) as horizon:
+        account = await horizon.account(destination)
+    if account is None:
+        raise invalid("no_account")
+    if account.usdc is None:
+        raise invalid("no_trustline")
+    if account.memo_required:
+        raise invalid("memo_required")
+
+
+async def _limit_per_user(request: web.Request, user_id: str) -> None:
+    settings = request.app[SETTINGS]
+    if settings.rate_limit_per_minute <= 0:
+        return
+    window = await ratelimit.hit(request.app[REDIS], settings.redis_prefix, f"withdrawals:{user_id}",
+                                 PER_USER_PER_MINUTE)
+    if not window.allowed:
+        raise RateLimited("Too many withdrawals for this user", details={
+            "limit": PER_USER_PER_MINUTE, "windowSeconds": ratelimit.WINDOW, "retryAfter": ratelimit.WINDOW})
+
+
+@requires("read")
+async def get_withdrawal(request: web.Request) -> web.Response:
+    withdrawal = await _load(request)
+    return envelope(request, WITHDRAWAL_OUT.dump(withdrawal))
+
+
+@requires("read")
+async def list_withdrawals(request: web.Request) -> web.Response:
+    query = request.query
+    reject_unknown(query, {"userId", "status", "destinationType", "limit", "cursor"})
+    for name, allowed in (("status", STATUSES), ("destinationType", DESTINATION_TYPES)):
+        if name in query and query[name] not in allowed:
+            raise ValidationFailed.field(name, "INVALID_ENUM", f"must be one of {', '.join(allowed)}", allowed=allowed)
+    limit, after = page_limit(query), await render.page_after(request, withdrawals_db.cursor_of)
+    async with request.app[ENGINE].connect() as conn:
+        rows = (await conn.execute(withdrawals_db.page(filters=dict(query), after=after, limit=limit))).all()
+    found = [withdrawals_db.to_withdrawal(r) for r in rows]
+    return page(request, [WITHDRAWAL_OUT.dump(w) for w in found], limit=limit, ids=[w.id for w in found])
+
+
+async def _load(request: web.Request) -> withdrawals_db.Withdrawal:
+    withdrawal_id = request.match_info["withdrawal_id"]
+    row = await render.fetch_one(request, withdrawals_db.by_id(withdrawal_id)) if ids.is_valid(
+        "withdrawal", withdrawal_id) else None
+    owner = request.query.get("userId")
+    if row is None or (owner is not None and row.user_id != owner):
+        raise NotFound(f"Withdrawal {withdrawal_id} not found", code="WITHDRAWAL_NOT_FOUND")
+    return withdrawals_db.to_withdrawal(row)
