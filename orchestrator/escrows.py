@@ -22,7 +22,7 @@ from orchestrator.db import escrows as escrows_db
 from orchestrator.db import orders as orders_db
 from orchestrator.db import wallets as wallets_db
 from orchestrator.db.chain_steps import Step
-from orchestrator.errors import Conflict, InvalidStateTransition
+from orchestrator.errors import Conflict, InsufficientFunds, InvalidStateTransition, NotFound
 from orchestrator.events import iso, now
 from orchestrator.ledger import AVAILABLE, RESERVED, user_account
 from orchestrator.providers.horizon import AccountState
@@ -93,9 +93,13 @@ def fund(uow: UnitOfWork, payload: dict[str, Any]) -> Result:
     orders.guard(order, "fund_escrow")
     assert escrow is not None
     assert escrow.trustless_contract_id
-    changes = ledger.transfer(uow, kind="fund_escrow", amount=order.amount, reference=order.id,
-                              source=user_account(order.buyer_id, RESERVED),
-                              destination=ESCROW_ACCOUNT.format(order_id=order.id))
+    try:
+        changes = ledger.transfer(uow, kind="fund_escrow", amount=order.amount, reference=order.id,
+                                  source=user_account(order.buyer_id, RESERVED),
+                                  destination=ESCROW_ACCOUNT.format(order_id=order.id))
+    except InsufficientFunds as short:  # the reservation is not (all) there any more
+        raise NotFound("The order has no active reservation", code="RESERVE_NOT_FOUND",
+                       details=short.details) from None
     escrows_db.set_status(uow.conn, escrow.id, expected=E.CREATED, status=E.FUNDING)
     orders.move(uow, order, "fund_escrow")
     amount = money.format_amount(order.amount)

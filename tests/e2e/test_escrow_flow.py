@@ -187,3 +187,19 @@ async def test_a_refund_returns_the_net_to_the_buyer_and_closes_the_order(
     again = await api.post(f"/orders/{order['id']}/resolution/release")
     assert again.status == 409
     assert again.error["code"] == "INVALID_STATE_TRANSITION"
+
+
+async def test_funding_from_a_wallet_without_the_usdc_on_the_ledger_is_refused_before_signing(
+        api: Api, engine: Engine, ledger: SandboxControl, monitor: None) -> None:
+    # the buyer's book holds the money (an administrative credit) but its wallet holds no USDC
+    buyer, _ = await active_wallet(api, engine)
+    await api.post(f"/users/{buyer['id']}/balance/credit", {"amount": "25.00"})
+    seller, _ = await active_wallet(api, engine)
+    order = (await api.post("/orders", {"buyerId": buyer["id"], "sellerId": seller["id"], "amount": "25.00",
+                                        "title": "Card"})).data
+    await api.post(f"/orders/{order['id']}/reserve")
+    assert (await api.post(f"/orders/{order['id']}/escrow", headers={"Prefer": "wait=30"})).status == 200
+    refused = await api.post(f"/orders/{order['id']}/escrow/fund")
+    assert (refused.status, refused.error["code"]) == (422, "ESCROW_INSUFFICIENT_FUNDS")
+    assert refused.error["details"]["required"] == "25.00"
+    assert (await api.get(f"/orders/{order['id']}")).data["status"] == "ESCROW_CREATING"

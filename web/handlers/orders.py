@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from aiohttp import web
@@ -10,7 +11,9 @@ from aiohttp import web
 from orchestrator import ids
 from orchestrator.commands import Kind
 from orchestrator.db import orders as orders_db
-from orchestrator.errors import NotFound, ValidationFailed
+from orchestrator.db import wallets as wallets_db
+from orchestrator.errors import BusinessRuleViolation, NotFound, ValidationFailed
+from orchestrator.providers.horizon_reads import HorizonReader
 from schemas.base import load
 from schemas.common import page_limit, reject_unknown
 from schemas.maintenance import NoBody
@@ -104,8 +107,27 @@ async def create_escrow(request: web.Request) -> web.Response:
 @requires("write")
 async def fund_escrow(request: web.Request) -> web.Response:
     load(NoBody(), request[BODY])
+    await _buyer_holds_the_amount(request, order_id_of(request))
     state = await enqueue.run(request, Kind.FUND_ESCROW, {"orderId": order_id_of(request)})
     return await enqueue.respond(request, state)
+
+
+async def _buyer_holds_the_amount(request: web.Request, order_id: str) -> None:
+    """The buyer's wallet must hold the order's USDC on the ledger before it signs the fund call."""
+    order = await render.order_view(request, order_id)
+    escrow = order["escrow"] or {}
+    if order["status"] != "ESCROW_CREATING" or escrow.get("status") != "CREATED":
+        return  # the command answers the state error the spec names
+    row = await render.fetch_one(request, wallets_db.of_user(order["buyerId"]))
+    if row is None:
+        return
+    async with HorizonReader(request.app[SETTINGS]) as horizon:
+        account = await horizon.account(row.public_key)
+    held = account.usdc if account and account.usdc is not None else Decimal(0)
+    if held < Decimal(order["amount"]):
+        raise BusinessRuleViolation("The buyer's wallet holds less USDC than the order amount",
+                                    code="ESCROW_INSUFFICIENT_FUNDS",
+                                    details={"walletBalance": f"{held:f}", "required": order["amount"]})
 
 
 @requires("write")
