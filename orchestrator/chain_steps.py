@@ -89,6 +89,9 @@ class StepKind:
     failed: Callable[[UnitOfWork, Step, str], None]
     act: Callable[[ChainContext, Step], dict[str, Any] | None] | None = None
     op_outcome: Callable[[list[str]], str] = lambda _codes: "failed"
+    #: After the contract refused a call (``function_trapped``), whether the step's effect is in
+    #: fact already there (an earlier envelope of the same step landed): then it counts as done.
+    already_applied: Callable[[ChainContext, Step], bool] | None = None
 
 
 def kinds() -> dict[str, StepKind]:
@@ -225,6 +228,8 @@ def _settle(ctx: ChainContext, step: Step, kind: StepKind, submission: Submissio
     code = submission.tx_code or "unknown"
     if code == "tx_failed":
         verdict = kind.op_outcome(submission.op_codes)
+        if verdict == "failed" and kind.already_applied is not None and kind.already_applied(ctx, step):
+            verdict = "applied"  # providers.md §2.9: re-read the contract before calling it a failure
         if verdict == "applied":
             return _confirm(ctx, step, kind, submission.record)
         if verdict == "retry":

@@ -516,7 +516,19 @@ def _settle_failed(uow: UnitOfWork, step: Step, reason: str) -> None:
     _payout_step_failed(uow, step, reason)
 
 
-_PAYOUT_STEP = StepKind(build=_build_payout_step, confirmed=_payout_step_done, failed=_payout_step_failed)
+def _effect_present(ctx: ChainContext, step: Step) -> bool:
+    """The contract's flags show this step's effect (a milestone marked or approved, a dispute opened).
+    Money-moving steps never qualify: their payout must be read from their own transaction."""
+    checks = {"tw_change_status": lambda e: e.milestone_completed(0), "tw_approve": lambda e: e.milestone_approved(0),
+              "tw_dispute": lambda e: e.disputed}
+    if step.kind not in checks:
+        return False
+    state = ctx.trustless.get_escrow(step.params["contractId"], validate_on_chain=True)
+    return state is not None and bool(checks[step.kind](state))
+
+
+_PAYOUT_STEP = StepKind(build=_build_payout_step, confirmed=_payout_step_done, failed=_payout_step_failed,
+                        already_applied=_effect_present)
 STEP_KINDS.update({
     "tw_change_status": _PAYOUT_STEP, "tw_approve": _PAYOUT_STEP, "tw_release": _PAYOUT_STEP,
     "tw_dispute": _PAYOUT_STEP, "tw_resolve": _PAYOUT_STEP,
