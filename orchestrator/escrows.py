@@ -467,10 +467,14 @@ def _settled(uow: UnitOfWork, step: Step, record: dict[str, Any] | None) -> None
                           **({"released_at": moment} if released else {"refunded_at": moment}))
     passed = _S.RELEASED if released else _S.REFUNDED
     orders_db.set_status(uow.conn, order.id, expected=order.status, status=passed)
-    orders_db.set_status(uow.conn, order.id, expected=passed, status=_S.CLOSED, final_status=str(passed),
-                         closed_at=moment)
     fees = {"grossAmount": money.format_amount(escrow.amount), "trustlessFee": money.format_balance(trustless_fee),
             "platformFee": money.format_balance(platform_fee)}
+    settlement = {**fees, "netAmount": money.format_balance(sum((net for _, net, _ in parties.values()), Decimal(0))),
+                  "distributions": [{"userId": user_id, "role": role, "grossAmount": money.format_amount(gross),
+                                     "netAmount": money.format_balance(net)}
+                                    for role, (user_id, net, gross) in parties.items()]}
+    orders_db.set_status(uow.conn, order.id, expected=passed, status=_S.CLOSED, final_status=str(passed),
+                         closed_at=moment, settlement=settlement)
     _payout_events(uow, order, escrow, step.params, parties, changes, moment, fees)
     chain_steps.finish_flow(uow, step)
 

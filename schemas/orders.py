@@ -115,6 +115,30 @@ class OrderOut(BaseSchema):
     metadata = fields.Raw(allow_none=True)
     escrow = fields.Constant(None)
     dispute = fields.Constant(None)
+    # DESIGN decision 1: what the contract actually paid, once settled (null before)
+    grossAmount = fields.Method("_gross")
+    trustlessFee = fields.Method("_trustless_fee")
+    platformFee = fields.Method("_platform_fee")
+    netAmount = fields.Method("_net")
+    distributions = fields.Method("_distributions")
+
+    def _settled(self, order: Any, key: str) -> Any:
+        return (order.settlement or {}).get(key)
+
+    def _gross(self, order: Any) -> Any:
+        return self._settled(order, "grossAmount")
+
+    def _trustless_fee(self, order: Any) -> Any:
+        return self._settled(order, "trustlessFee")
+
+    def _platform_fee(self, order: Any) -> Any:
+        return self._settled(order, "platformFee")
+
+    def _net(self, order: Any) -> Any:
+        return self._settled(order, "netAmount")
+
+    def _distributions(self, order: Any) -> Any:
+        return self._settled(order, "distributions")
     createdAt = Time(attribute="created_at")
     updatedAt = Time(attribute="updated_at")
     closedAt = Time(attribute="closed_at", allow_none=True)

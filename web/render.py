@@ -108,7 +108,7 @@ async def dispute_view(request: web.Request, dispute_id: str, *,
     summary = {"id": order.id, "status": order.status, "finalStatus": order.final_status,
                "amount": money.format_amount(order.amount), "currency": order.currency, "buyerId": order.buyer_id,
                "sellerId": order.seller_id}
-    return {**DISPUTE_OUT.dump(dispute), "order": summary}
+    return {**DISPUTE_OUT.dump(dispute), "order": summary, "settlement": order.settlement}
 
 
 async def dispute_result(request: web.Request, result: Result) -> Any:

@@ -29,6 +29,7 @@ class Order:
     created_at: datetime
     updated_at: datetime
     closed_at: datetime | None
+    settlement: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ def to_order(row: Any) -> Order:
     r = row._mapping
     return Order(r["id"], r["client_order_ref"], r["buyer_id"], r["seller_id"], r["amount"], r["currency"],
                  r["status"], r["final_status"], r["title"], r["description"], r["metadata"], r["created_at"],
-                 r["updated_at"], r["closed_at"])
+                 r["updated_at"], r["closed_at"], r["settlement"])
 
 
 def to_milestone(row: Any) -> Milestone:

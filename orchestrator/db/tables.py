@@ -275,6 +275,8 @@ orders = Table(
     Column("metadata", JSONB),
     Column("canceled_by", String(100)),
     Column("cancel_reason", String(500)),
+    # what the contract actually paid, once settled: gross, each fee, and each party's net (decision 1)
+    Column("settlement", JSONB),
     Timestamp("created_at"),
     Timestamp("updated_at"),
     Timestamp("closed_at", nullable=True, default_now=False),

@@ -61,6 +61,11 @@ async def test_a_dispute_freezes_the_order_and_a_split_pays_both_parties_what_th
     # 0.3 % of each share stays with Trustless Work; book and wallets agree to the cent
     assert usdc(ledger, wallets["public_key"]) == Decimal("79.76")
     assert (await api.balance(seller["id"]))["available"] == "79.76"
+    settlement = resolved.data["settlement"]
+    assert (settlement["grossAmount"], settlement["trustlessFee"], settlement["netAmount"]) == (
+        "100.00", "0.30", "99.70")
+    assert {d["role"]: (d["grossAmount"], d["netAmount"]) for d in settlement["distributions"]} == {
+        "seller": ("80.00", "79.76"), "buyer": ("20.00", "19.94")}
     assert usdc(ledger, wallets["buyer_public_key"]) == Decimal("19.94")
     assert (await api.balance(buyer["id"]))["available"] == "19.94"
     escrow_id = (await api.get(f"/orders/{order['id']}")).data["escrow"]["id"]

@@ -147,6 +147,8 @@ async def test_a_release_pays_the_seller_what_the_contract_paid_and_closes_the_o
     assert released.status == 200, released.body
     assert (released.data["status"], released.data["finalStatus"]) == ("CLOSED", "RELEASED")
     assert released.data["escrow"]["status"] == "RELEASED"
+    assert (released.data["grossAmount"], released.data["trustlessFee"], released.data["netAmount"]) == (
+        "80.00", "0.24", "79.76")
     # Trustless Work keeps 0.3 %: the seller's book and wallet both hold the net 79.76 (decision 1)
     assert usdc(ledger, wallets["public_key"]) == Decimal("79.76")
     assert (await api.balance(seller["id"]))["available"] == "79.76"
