@@ -47,13 +47,11 @@ import argparse
 import asyncio
 import base64
 import contextlib
-import glob
 import itertools
 import json
 import math
 import os
 import platform
-import re
 import secrets
 import shutil
 import signal
@@ -75,6 +73,7 @@ if str(ROOT) not in sys.path:
 from scripts.bench_common import (  # noqa: E402  (standard library only; safe before the re-exec)
     LOCAL_HOSTS,
     CpuMeter,
+    PgbenchResult,
     Processes,
     create_database,
     delete_queues,
@@ -82,6 +81,7 @@ from scripts.bench_common import (  # noqa: E402  (standard library only; safe b
     drop_database,
     free_port,
     reexec_in_venv,
+    run_pgbench,
     say,
     tail,
 )
@@ -351,56 +351,7 @@ async def _ok() -> web.Response:
 # Ceiling (b): pgbench
 
 
-PGBENCH_SCRIPT = """\\set aid random(1, {accounts})
-BEGIN;
-UPDATE bench_accounts SET balance = balance + 1 WHERE id = :aid;
-INSERT INTO bench_history (aid, delta) VALUES (:aid, 1);
-END;
-"""
-
-
-def find_pgbench() -> str | None:
-    found = shutil.which("pgbench")
-    if found:
-        return found
-    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/pgbench"),
-                        key=lambda p: [int(x) for x in re.findall(r"\d+", p)])
-    return candidates[-1] if candidates else None
-
-
-@dataclass
-class PgbenchResult:
-    tps: float | None
-    latency_ms: float | None
-    note: str
-
-
-def run_pgbench(dsn_parts: dict[str, str], *, accounts: int, duration: float) -> PgbenchResult:
-    binary = find_pgbench()
-    if binary is None:
-        return PgbenchResult(None, None, "pgbench not found: sudo apt-get install postgresql-contrib "
-                                         "(or postgresql-client-15)")
-    with psycopg.connect(dsn_parts["dsn"], autocommit=True) as conn:
-        conn.execute("DROP TABLE IF EXISTS bench_history, bench_accounts")
-        conn.execute("CREATE TABLE bench_accounts (id integer PRIMARY KEY, balance numeric(20,7) NOT NULL)")
-        conn.execute("CREATE TABLE bench_history (id bigserial PRIMARY KEY, aid integer NOT NULL, "
-                     "delta numeric(20,7) NOT NULL, created_at timestamptz NOT NULL DEFAULT now())")
-        conn.execute("INSERT INTO bench_accounts SELECT g, 0 FROM generate_series(1, %s) g", (accounts,))
-        conn.execute("VACUUM ANALYZE bench_accounts")
-    with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as script:
-        script.write(PGBENCH_SCRIPT.format(accounts=accounts))
-    try:
-        command = [binary, "-n", "-c", "16", "-j", "2", "-T", str(max(1, round(duration))), "-f", script.name,
-                   "-h", "127.0.0.1", "-p", dsn_parts["port"], "-U", "postgres", dsn_parts["dbname"]]
-        done = subprocess.run(command, capture_output=True, text=True, timeout=duration + 60, check=False)
-    finally:
-        os.unlink(script.name)
-    tps = re.search(r"tps = ([\d.]+) \(without initial connection time\)", done.stdout)
-    latency = re.search(r"latency average = ([\d.]+) ms", done.stdout)
-    if done.returncode != 0 or tps is None:
-        return PgbenchResult(None, None, f"pgbench failed ({done.returncode}): {done.stderr.strip()[-300:]}")
-    return PgbenchResult(float(tps.group(1)), float(latency.group(1)) if latency else None,
-                         "-c 16 -j 2, BEGIN; UPDATE; INSERT; END")
+# ``run_pgbench`` and ``PgbenchResult`` live in scripts/bench_common.py (shared with bench_lifecycle).
 
 
 # --------------------------------------------------------------------------------------------------

@@ -55,7 +55,7 @@ def wait_seconds(request: web.Request) -> tuple[float, str | None]:
         return 0.0, "respond-async"
     match = _WAIT.search(prefer)
     if match and 1 <= int(match.group(1)) <= 60:
-        return float(match.group(1)), f"wait={match.group(1)}"
+        return int(match.group(1)), f"wait={match.group(1)}"
     return request.app[SETTINGS].command_wait_seconds, None
 
 
