@@ -31,12 +31,14 @@ local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
 return math.max(1, tonumber(oldest[2]) + window - now)
 """
 
-#: Fill the window with ``count`` entries stamped now: after a 429 every process waits a full window.
+#: Fill the window with ``count`` entries that leave it after ARGV[4] ms: after a 429 every process
+#: waits what the provider's Retry-After asks (a full window when it gave none).
 _FILL = """
 local now_parts = redis.call('TIME')
 local now = tonumber(now_parts[1]) * 1000 + math.floor(tonumber(now_parts[2]) / 1000)
+local stamp = now - tonumber(ARGV[3]) + tonumber(ARGV[4])
 for i = 1, tonumber(ARGV[1]) do
-  redis.call('ZADD', KEYS[1], now, ARGV[2] .. ':' .. i)
+  redis.call('ZADD', KEYS[1], stamp, ARGV[2] .. ':' .. i)
 end
 redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]))
 return 0
@@ -84,7 +86,9 @@ class RateBudget:
                                       details={"provider": "trustless_work", "retryAfter": max(1, round(wait))})
             self._sleep(min(wait, remaining, 1.0))
 
-    def exhaust(self) -> None:
-        """Mark the whole window as used: after the provider's 429 nobody calls until the window passes."""
+    def exhaust(self, retry_after_seconds: float | None = None) -> None:
+        """After the provider's 429 nobody calls for ``Retry-After`` seconds (the whole window without one)."""
         if self.per_minute > 0:
-            self._fill(keys=[self.key], args=[self.per_minute, secrets.token_hex(8), self.window_ms])
+            hold_ms = self.window_ms if retry_after_seconds is None else min(self.window_ms,
+                                                                             int(retry_after_seconds * 1000))
+            self._fill(keys=[self.key], args=[self.per_minute, secrets.token_hex(8), self.window_ms, hold_ms])

@@ -281,7 +281,7 @@ class TrustlessClient:
         details = {"provider": PROVIDER, "originalStatus": status, "message": message, "path": path}
         if status == 429:
             if self.budget is not None:
-                self.budget.exhaust()
+                self.budget.exhaust(_retry_after(response))
             return ProviderFailure("Trustless Work rate limit reached", code="PROVIDER_RATE_LIMITED",
                                    details={**details, "retryAfter": _retry_after(response)})
         if status == 400:

@@ -91,6 +91,15 @@ def test_exhaust_makes_every_sharer_wait_a_full_window(client: redis.Redis, pref
     assert budget.try_take() > 59
 
 
+def test_exhaust_with_a_retry_after_holds_every_sharer_only_that_long(client: redis.Redis, prefix: str) -> None:
+    budget = RateBudget(client, prefix, per_minute=45)
+    RateBudget(client, prefix, per_minute=45).exhaust(retry_after_seconds=2)
+    wait = budget.try_take()
+    assert 1.0 < wait <= 2.0
+    time.sleep(wait + 0.05)
+    assert budget.try_take() == 0
+
+
 def test_a_zero_budget_is_off(client: redis.Redis, prefix: str) -> None:
     budget = RateBudget(client, prefix, per_minute=0)
     assert all(budget.try_take() == 0 for _ in range(100))
