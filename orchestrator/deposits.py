@@ -78,7 +78,3 @@ def _credit_one(uow: UnitOfWork, deposit: deposits_db.Deposit) -> None:
     balances.emit_credited(uow, changes[deposit.user_id], deposit.amount, source=deposit.source,
                            transaction_hash=deposit.tx_hash)
     deposits_db.mark_credited(uow.conn, deposit.operation_id)
-
-
-def amount_text(value: Decimal) -> str:
-    return f"{value:f}"

@@ -260,10 +260,11 @@ def _fund_failed(uow: UnitOfWork, step: Step, reason: str) -> None:
         "details": {"reason": reason}})
 
 
-def _operation_failed(uow: UnitOfWork, order: orders_db.Order, operation: str, reason: str, *, status: str) -> None:
+def _operation_failed(uow: UnitOfWork, order: orders_db.Order, operation: str, reason: str, *, status: str,
+                      retrying: bool = False) -> None:
     uow.emit("order.operation_failed", order.id, {
         "orderId": order.id, "operation": operation, "fromStatus": order.status, "status": status,
-        "reason": reason, "errorCode": "PROVIDER_ERROR", "retrying": False}, user_id=order.buyer_id)
+        "reason": reason, "errorCode": "PROVIDER_ERROR", "retrying": retrying}, user_id=order.buyer_id)
 
 
 STEP_KINDS: dict[str, StepKind] = {
@@ -382,9 +383,7 @@ def _payout_step_failed(uow: UnitOfWork, step: Step, reason: str) -> None:
     if step.params["index"] > 0:
         retries = int(step.params.get("retries", 0)) + 1
         retrying = retries <= MAX_PAYOUT_RETRIES
-        uow.emit("order.operation_failed", order.id, {
-            "orderId": order.id, "operation": operation, "fromStatus": order.status, "status": order.status,
-            "reason": reason, "errorCode": "PROVIDER_ERROR", "retrying": retrying}, user_id=order.buyer_id)
+        _operation_failed(uow, order, operation, reason, status=order.status, retrying=retrying)
         if retrying:  # money already moved on the ledger: never roll back, try the step again later
             _next_payout_step(uow, escrow.id, {**step.params, "retries": retries},
                               delay_ms=min(1000 * 2 ** retries, 300_000))

@@ -49,13 +49,6 @@ def get(conn: Connection, step_id: str, *, for_update: bool = False) -> Step | N
     return to_step(row) if row else None
 
 
-def of_subject(conn: Connection, subject_type: str, subject_id: str) -> list[Step]:
-    rows = conn.execute(select(chain_steps).where(chain_steps.c.subject_type == subject_type,
-                                                  chain_steps.c.subject_id == subject_id)
-                        .order_by(chain_steps.c.created_at)).all()
-    return [to_step(r) for r in rows]
-
-
 def set_signed(conn: Connection, step_id: str, *, unsigned_xdr: str | None, signed_xdr: str, tx_hash: str,
                sequence: int, max_time: datetime) -> None:
     conn.execute(update(chain_steps).where(chain_steps.c.id == step_id).values(

@@ -78,10 +78,6 @@ def finish(conn: Connection, command_id: str, *, status: str, result: dict[str, 
                  .values(status=status, result=result, error=error, completed_at=func.now()))
 
 
-def mark_published(command_id: str) -> Any:
-    return update(commands).where(commands.c.id == command_id).values(published_at=func.now())
-
-
 def stale_pending(conn: Connection, *, older_than: datetime, limit: int = 500) -> list[str]:
     """Pending commands not touched since ``older_than``: their message may have been lost."""
     rows = conn.execute(select(commands.c.id).where(

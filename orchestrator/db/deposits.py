@@ -44,11 +44,6 @@ def record(conn: Connection, rows: list[dict[str, Any]]) -> list[str]:
     return [row.operation_id for row in conn.execute(statement, rows) if row is not None]
 
 
-def lock(conn: Connection, operation_id: str) -> Deposit | None:
-    row = conn.execute(select(deposits).where(deposits.c.operation_id == operation_id).with_for_update()).first()
-    return to_deposit(row) if row else None
-
-
 def lock_many(conn: Connection, operation_ids: list[str]) -> list[Deposit]:
     """The pending deposits among ``operation_ids``, locked, in user order (the global lock order)."""
     rows = conn.execute(select(deposits).where(deposits.c.operation_id.in_(operation_ids),
@@ -66,8 +61,3 @@ def stale_pending(conn: Connection, *, older_than: datetime, limit: int = 500) -
     return list(conn.execute(select(deposits.c.operation_id).where(
         deposits.c.status == "PENDING", deposits.c.created_at < older_than)
         .order_by(deposits.c.created_at).limit(limit)).scalars())
-
-
-def credited_total(conn: Connection, user_id: str) -> Decimal:
-    return conn.execute(select(func.coalesce(func.sum(deposits.c.amount), 0)).where(
-        deposits.c.user_id == user_id, deposits.c.status == "CREDITED")).scalar_one()

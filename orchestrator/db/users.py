@@ -79,7 +79,3 @@ def create(conn: Connection, *, id: str, external_user_id: str, email: str | Non
 
 def id_for_external(conn: Connection, external_user_id: str) -> str | None:
     return conn.execute(select(users.c.id).where(users.c.external_user_id == external_user_id)).scalar()
-
-
-def existing_ids(conn: Connection, user_ids: list[str]) -> set[str]:
-    return set(conn.execute(select(users.c.id).where(users.c.id.in_(user_ids))).scalars())

@@ -101,7 +101,3 @@ def watched(conn: Connection) -> dict[str, tuple[str, str]]:
     """Every wallet the monitor watches: public key -> (wallet id, user id)."""
     rows = conn.execute(select(wallets.c.public_key, wallets.c.id, wallets.c.user_id)).all()
     return {r.public_key: (r.id, r.user_id) for r in rows}
-
-
-def all_with_users(conn: Connection) -> list[Wallet]:
-    return [to_wallet(r) for r in conn.execute(select(*_PUBLIC).order_by(wallets.c.id)).all()]
