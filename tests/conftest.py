@@ -52,4 +52,5 @@ pytest_plugins = (
     "tests.fixtures.web",
     "tests.fixtures.sandbox",
     "tests.fixtures.logs",
+    "tests.fixtures.processes",
 )

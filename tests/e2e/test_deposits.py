@@ -4,30 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 from decimal import Decimal
 
-import pytest
 from aiohttp.test_utils import TestClient
 from sqlalchemy import Engine, text
 
 from tests.api import Api
 from tests.e2e.test_wallets import wallet_status
-from tests.fixtures import processes
 from tests.fixtures.sandbox import SandboxControl
-
-
-def following(engine: Engine) -> bool:
-    """Whether a monitor has stored its stream cursor (it follows the stream from there)."""
-    with engine.connect() as conn:
-        return conn.execute(text("SELECT count(*) FROM cursors WHERE name = 'horizon:payments'")).scalar() == 1
-
-
-@pytest.fixture(scope="module")
-def monitor(worker: object, sandbox_url: str, engine: Engine) -> Iterator[None]:
-    with processes.process("-m", "orchestrator", "monitor"):
-        processes.wait_for(lambda: following(engine), what="the monitor to follow the stream")
-        yield
 
 
 async def active_wallet(api: Api, engine: Engine) -> tuple[dict, dict]:

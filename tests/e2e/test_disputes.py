@@ -2,24 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from decimal import Decimal
 
 import pytest
 from sqlalchemy import Engine, text
 
 from tests.api import Api
-from tests.e2e.test_deposits import following
 from tests.e2e.test_escrow_flow import in_progress_order, usdc
-from tests.fixtures import processes
 from tests.fixtures.sandbox import SandboxControl
-
-
-@pytest.fixture(scope="module")
-def monitor(worker: object, sandbox_url: str, engine: Engine) -> Iterator[None]:
-    with processes.process("-m", "orchestrator", "monitor"):
-        processes.wait_for(lambda: following(engine), what="the monitor to follow the stream")
-        yield
 
 
 async def open_dispute(api: Api, order_id: str) -> dict:

@@ -26,7 +26,7 @@ from orchestrator.db import commands as commands_db
 from orchestrator.settings import Settings
 from tests.api import Api, Reply
 from tests.e2e.test_deposits import active_wallet
-from tests.e2e.test_escrow_flow import funded_buyer, in_progress_order, monitor, usdc  # noqa: F401 - fixture
+from tests.e2e.test_escrow_flow import funded_buyer, in_progress_order, usdc
 from tests.fixtures import processes
 from tests.fixtures.broker import delete_queues
 from tests.fixtures.sandbox import SandboxControl

@@ -3,23 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from decimal import Decimal
 
-import pytest
 from sqlalchemy import Engine, text
 
 from tests.api import Api
-from tests.e2e.test_deposits import active_wallet, credited, following
-from tests.fixtures import processes
+from tests.e2e.test_deposits import active_wallet, credited
 from tests.fixtures.sandbox import SandboxControl
-
-
-@pytest.fixture(scope="module")
-def monitor(worker: object, sandbox_url: str, engine: Engine) -> Iterator[None]:
-    with processes.process("-m", "orchestrator", "monitor"):
-        processes.wait_for(lambda: following(engine), what="the monitor to follow the stream")
-        yield
 
 
 async def funded_buyer(api: Api, engine: Engine, ledger: SandboxControl, amount: str) -> tuple[dict, dict]:

@@ -4,26 +4,16 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Iterator
 
-import pytest
 from sqlalchemy import Engine
 
 from orchestrator import check
 from tests.api import Api
-from tests.e2e.test_deposits import following
 from tests.e2e.test_escrow_flow import in_progress_order
-from tests.fixtures import processes
 from tests.fixtures.sandbox import SandboxControl
 
 SPEC_CODES = {"INVALID_STATE_TRANSITION", "DISPUTE_ALREADY_OPEN", "ESCROW_NOT_READY", "BALANCE_CONCURRENCY_CONFLICT"}
 
-
-@pytest.fixture(scope="module")
-def monitor(worker: object, sandbox_url: str, engine: Engine) -> Iterator[None]:
-    with processes.process("-m", "orchestrator", "monitor"):
-        processes.wait_for(lambda: following(engine), what="the monitor to follow the stream")
-        yield
 
 
 async def test_fifty_racing_resolutions_on_one_order_let_exactly_one_through(

@@ -10,8 +10,9 @@ import pytest
 from sqlalchemy import Engine, text
 
 from tests.api import Api
-from tests.e2e.test_deposits import active_wallet, following
+from tests.e2e.test_deposits import active_wallet
 from tests.fixtures import processes
+from tests.fixtures.processes import following
 from tests.fixtures.sandbox import SandboxControl
 
 pytestmark = pytest.mark.slow

@@ -19,9 +19,9 @@ from orchestrator.providers.horizon import Horizon
 from orchestrator.settings import Settings
 from tests import builders
 from tests.api import Api
-from tests.e2e.test_deposits import active_wallet, credited, following
+from tests.e2e.test_deposits import active_wallet, credited
 from tests.fixtures import processes
-from tests.fixtures.processes import ROOT
+from tests.fixtures.processes import ROOT, following
 from tests.fixtures.sandbox import SandboxControl
 
 
