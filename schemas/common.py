@@ -37,3 +37,10 @@ def reject_unknown(query: Any, allowed: set[str]) -> None:
     if unknown:
         raise ValidationFailed(details={"fields": [
             {"field": name, "code": "UNKNOWN_FIELD", "message": "unknown query parameter"} for name in unknown]})
+
+
+def check_enums(query: Any, allowed: dict[str, list[str]]) -> None:
+    """Query filters whose value must be one of a fixed set (400 INVALID_ENUM with ``allowed``)."""
+    for name, values in allowed.items():
+        if name in query and query[name] not in values:
+            raise ValidationFailed.field(name, "INVALID_ENUM", f"must be one of {', '.join(values)}", allowed=values)

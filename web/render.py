@@ -7,7 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
-from orchestrator import money
+from orchestrator import ids, money
 from orchestrator.db import api_keys as keys_db
 from orchestrator.db import disputes as disputes_db
 from orchestrator.db import escrows as escrows_db
@@ -43,6 +43,18 @@ async def page_after(request: web.Request, cursor_of: Callable[[str], Any]) -> t
     if row is None:
         raise ValidationFailed.field("cursor", "INVALID_CURSOR", "unknown cursor")
     return tuple(row)
+
+
+def path_id(request: web.Request, param: str, resource: str, code: str, label: str | None = None) -> str:
+    """An id from the path; a wrong prefix is the resource's 404, like an unknown id (api.md §1.3)."""
+    value = request.match_info[param]
+    if not ids.is_valid(resource, value):
+        raise NotFound(f"{label or resource.capitalize()} {value} not found", code=code)
+    return value
+
+
+async def user_from_path(request: web.Request) -> users_db.User:
+    return await load_user(request, path_id(request, "user_id", "user", "USER_NOT_FOUND"))
 
 
 async def load_user(request: web.Request, user_id: str) -> users_db.User:

@@ -6,14 +6,14 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
-from orchestrator import api_keys, ids
+from orchestrator import api_keys
 from orchestrator.commands import Kind
 from orchestrator.db import api_keys as keys_db
-from orchestrator.errors import Forbidden, NotFound, ValidationFailed
+from orchestrator.errors import Forbidden
 from orchestrator.events import iso
 from schemas.api_keys import KEY_OUT, CreateKey, MintToken
 from schemas.base import BaseSchema, load
-from schemas.common import page_limit, reject_unknown
+from schemas.common import check_enums, page_limit, reject_unknown
 from web import enqueue, render
 from web.auth import Credential, check_scope, request_credential, requires
 from web.keys import ENGINE, SETTINGS
@@ -41,9 +41,7 @@ async def create_key(request: web.Request) -> web.Response:
 async def list_keys(request: web.Request) -> web.Response:
     query = request.query
     reject_unknown(query, {"userId", "status", "limit", "cursor"})
-    if "status" in query and query["status"] not in ("ACTIVE", "REVOKED"):
-        raise ValidationFailed.field("status", "INVALID_ENUM", "must be ACTIVE or REVOKED",
-                                     allowed=["ACTIVE", "REVOKED"])
+    check_enums(query, {"status": ["ACTIVE", "REVOKED"]})
     limit, after = page_limit(query), await render.page_after(request, keys_db.cursor_of)
     async with request.app[ENGINE].connect() as conn:
         rows = (await conn.execute(keys_db.page(owner_label=query.get("userId"), status=query.get("status"),
@@ -90,10 +88,7 @@ async def me(request: web.Request) -> web.Response:
 
 
 def _key_id(request: web.Request) -> str:
-    key_id = request.match_info["key_id"]
-    if not ids.is_valid("api_key", key_id):
-        raise NotFound(f"API key {key_id} not found", code="API_KEY_NOT_FOUND")
-    return key_id
+    return render.path_id(request, "key_id", "api_key", "API_KEY_NOT_FOUND", "API key")
 
 
 def _from_unix(seconds: int) -> datetime:

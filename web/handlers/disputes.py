@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from orchestrator import ids
 from orchestrator.commands import Kind
 from orchestrator.db import disputes as disputes_db
-from orchestrator.errors import NotFound, ValidationFailed
+from orchestrator.errors import ValidationFailed
 from schemas.base import load
-from schemas.common import page_limit, reject_unknown
+from schemas.common import check_enums, page_limit, reject_unknown
 from schemas.disputes import DISPUTE_FILTERS, AssignDispute, OpenDispute, ResolveDispute
 from web import enqueue, render
 from web.auth import requires
@@ -38,9 +37,7 @@ async def get_dispute(request: web.Request) -> web.Response:
 async def list_disputes(request: web.Request) -> web.Response:
     query = request.query
     reject_unknown(query, {"orderId", "status", "openedBy", "assignedTo", "limit", "cursor"})
-    for name, allowed in DISPUTE_FILTERS.items():
-        if name in query and query[name] not in allowed:
-            raise ValidationFailed.field(name, "INVALID_ENUM", f"must be one of {', '.join(allowed)}", allowed=allowed)
+    check_enums(query, DISPUTE_FILTERS)
     limit, after = page_limit(query), await render.page_after(request, disputes_db.cursor_of)
     async with request.app[ENGINE].connect() as conn:
         rows = (await conn.execute(disputes_db.page(filters=dict(query), after=after, limit=limit))).all()
@@ -64,7 +61,4 @@ async def resolve_dispute(request: web.Request) -> web.Response:
 
 
 def _dispute_id(request: web.Request) -> str:
-    dispute_id = request.match_info["dispute_id"]
-    if not ids.is_valid("dispute", dispute_id):
-        raise NotFound(f"Dispute {dispute_id} not found", code="DISPUTE_NOT_FOUND")
-    return dispute_id
+    return render.path_id(request, "dispute_id", "dispute", "DISPUTE_NOT_FOUND")

@@ -12,10 +12,10 @@ from orchestrator import ids
 from orchestrator.commands import Kind
 from orchestrator.db import orders as orders_db
 from orchestrator.db import wallets as wallets_db
-from orchestrator.errors import BusinessRuleViolation, NotFound, ValidationFailed
+from orchestrator.errors import BusinessRuleViolation, ValidationFailed
 from orchestrator.providers.horizon_reads import HorizonReader
 from schemas.base import load
-from schemas.common import page_limit, reject_unknown
+from schemas.common import check_enums, page_limit, reject_unknown
 from schemas.maintenance import NoBody
 from schemas.orders import (
     MILESTONE_OUT,
@@ -65,8 +65,7 @@ async def list_orders(request: web.Request) -> web.Response:
         if name in query and not ids.is_valid("user", query[name]):
             raise ValidationFailed.field(name, "INVALID_ID_PREFIX", f"must be an id starting with {prefix}",
                                          expectedPrefix=prefix)
-    if "status" in query and query["status"] not in ORDER_STATUSES:
-        raise ValidationFailed.field("status", "INVALID_ENUM", "unknown order status", allowed=ORDER_STATUSES)
+    check_enums(query, {"status": ORDER_STATUSES})
     filters: dict[str, Any] = dict(query)
     # Times are compared at the API's millisecond precision (api.md §1.5), both ends inclusive: the
     # rows keep microseconds, so an order's own ``createdAt`` as ``createdBefore`` must still include it.
@@ -162,10 +161,7 @@ async def list_milestones(request: web.Request) -> web.Response:
 
 
 def order_id_of(request: web.Request) -> str:
-    order_id = request.match_info["order_id"]
-    if not ids.is_valid("order", order_id):
-        raise NotFound(f"Order {order_id} not found", code="ORDER_NOT_FOUND")
-    return order_id
+    return render.path_id(request, "order_id", "order", "ORDER_NOT_FOUND")
 
 
 def _query(request: web.Request) -> dict[str, str]:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from orchestrator import ids
 from orchestrator.balances import ADMIN_OPERATIONS
 from orchestrator.commands import Kind
 from orchestrator.db import users as users_db
-from orchestrator.errors import Forbidden, NotFound, ValidationFailed
+from orchestrator.errors import Forbidden
 from schemas.balances import ADMIN_BODIES, BALANCE_OUT
 from schemas.base import load
-from schemas.common import page_limit, reject_unknown
+from schemas.common import check_enums, page_limit, reject_unknown
 from schemas.users import USER_FILTERS, USER_OUT, CreateUser
 from web import enqueue, render
 from web.auth import requires
@@ -29,17 +28,14 @@ async def create_user(request: web.Request) -> web.Response:
 
 @requires("read")
 async def get_user(request: web.Request) -> web.Response:
-    return envelope(request, USER_OUT.dump(await _user(request)))
+    return envelope(request, USER_OUT.dump(await render.user_from_path(request)))
 
 
 @requires("read")
 async def list_users(request: web.Request) -> web.Response:
     query = request.query
     reject_unknown(query, {"type", "status", "externalUserId", "email", "limit", "cursor"})
-    for name, allowed in USER_FILTERS.items():
-        if name in query and query[name] not in allowed:
-            raise ValidationFailed.field(name, "INVALID_ENUM", f"must be one of {', '.join(allowed)}",
-                                         allowed=allowed)
+    check_enums(query, USER_FILTERS)
     limit, after = page_limit(query), await render.page_after(request, users_db.cursor_of)
     async with request.app[ENGINE].connect() as conn:
         rows = (await conn.execute(users_db.page(filters=dict(query), after=after, limit=limit))).all()
@@ -49,7 +45,7 @@ async def list_users(request: web.Request) -> web.Response:
 
 @requires("read")
 async def get_balance(request: web.Request) -> web.Response:
-    return envelope(request, BALANCE_OUT.dump(await _user(request)))
+    return envelope(request, BALANCE_OUT.dump(await render.user_from_path(request)))
 
 
 @requires("support")
@@ -59,7 +55,7 @@ async def adjust_balance(request: web.Request) -> web.Response:
         raise Forbidden("Administrative balance operations are disabled on this instance",
                         code="OPERATION_NOT_ALLOWED")
     operation = request.match_info["operation"]
-    user = await _user(request)
+    user = await render.user_from_path(request)
     body = load(ADMIN_BODIES[operation](), request[BODY])
     payload = jsonable({**body, "operation": operation, "userId": user.id})
     state = await enqueue.run(request, Kind.ADJUST_BALANCE, payload)
@@ -70,11 +66,6 @@ async def adjust_balance(request: web.Request) -> web.Response:
     return await enqueue.respond(request, state, current=current)
 
 
-async def _user(request: web.Request) -> users_db.User:
-    user_id = request.match_info["user_id"]
-    if not ids.is_valid("user", user_id):
-        raise NotFound(f"User {user_id} not found", code="USER_NOT_FOUND")
-    return await render.load_user(request, user_id)
 
 
 

@@ -11,7 +11,7 @@ from decimal import Decimal
 
 from aiohttp import web
 
-from orchestrator import ids, money
+from orchestrator import money
 from orchestrator.db import reconciliation
 from orchestrator.db import users as users_db
 from orchestrator.db import wallets as wallets_db
@@ -33,7 +33,7 @@ UNKNOWN = "unknown"
 
 @requires("read")
 async def get_wallet(request: web.Request) -> web.Response:
-    wallet = await _wallet(request, await _user(request))
+    wallet = await _wallet(request, await render.user_from_path(request))
     async with HorizonReader(request.app[SETTINGS]) as horizon:
         ledger = await horizon.account(wallet.public_key)
     return envelope(request, WalletOut().dump({"wallet": wallet, "ledger": ledger}))
@@ -43,7 +43,7 @@ async def get_wallet(request: web.Request) -> web.Response:
 async def get_deposit_instructions(request: web.Request) -> web.Response:
     """Crypto mode names the wallet's address; AirTM mode points at top-ups (spec api.md §2.4)."""
     settings = request.app[SETTINGS]
-    user = await _user(request)
+    user = await render.user_from_path(request)
     if settings.payment_provider == "airtm":
         return envelope(request, AIRTM_DEPOSIT)
     wallet = await _wallet(request, user)
@@ -56,7 +56,7 @@ async def get_deposit_instructions(request: web.Request) -> web.Response:
 async def list_wallet_transactions(request: web.Request) -> web.Response:
     reject_unknown(request.query, {"limit"})
     limit = page_limit(request.query)
-    wallet = await _wallet(request, await _user(request))
+    wallet = await _wallet(request, await render.user_from_path(request))
     async with HorizonReader(request.app[SETTINGS]) as horizon:
         records = await horizon.payments(wallet.public_key, limit)
     views = [v for r in records if (v := transaction_view(r, wallet.public_key)) is not None]
@@ -66,7 +66,7 @@ async def list_wallet_transactions(request: web.Request) -> web.Response:
 @requires("read")
 async def verify_balance(request: web.Request) -> web.Response:
     """200 with the provider's view, or 409 BALANCE_DISCREPANCY beyond the tolerance (spec api.md §6.2)."""
-    user = await _user(request)
+    user = await render.user_from_path(request)
     check = await _compare(request, user)
     if check.discrepancy:
         raise Conflict("The book and the ledger disagree by more than 1.00", code="BALANCE_DISCREPANCY",
@@ -80,7 +80,7 @@ async def verify_balance(request: web.Request) -> web.Response:
 @requires("write")
 async def sync_balance(request: web.Request) -> web.Response:
     """A reconciliation check that never moves money: it only reports and flags (spec api.md §6.3)."""
-    check = await _compare(request, await _user(request))
+    check = await _compare(request, await render.user_from_path(request))
     figures = check.figures()
     return envelope(request, {
         "synced": check.difference is not None, "localBalance": figures["localBalance"],
@@ -135,13 +135,6 @@ async def _compare(request: web.Request, user: users_db.User) -> Comparison:
     except ProviderFailure:
         return Comparison(local, book.adjustments, None)
     return Comparison(local, book.adjustments, (ledger.usdc if ledger else None) or Decimal(0))
-
-
-async def _user(request: web.Request) -> users_db.User:
-    user_id = request.match_info["user_id"]
-    if not ids.is_valid("user", user_id):
-        raise NotFound(f"User {user_id} not found", code="USER_NOT_FOUND")
-    return await render.load_user(request, user_id)
 
 
 async def _wallet(request: web.Request, user: users_db.User) -> wallets_db.Wallet:

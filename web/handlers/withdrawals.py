@@ -5,14 +5,13 @@ from __future__ import annotations
 from aiohttp import web
 from stellar_sdk import StrKey
 
-from orchestrator import ids
 from orchestrator.commands import Kind
 from orchestrator.db import withdrawals as withdrawals_db
 from orchestrator.errors import BusinessRuleViolation, NotFound, RateLimited, ValidationFailed
 from orchestrator.providers.horizon_reads import HorizonReader
 from orchestrator.withdrawals import TRANSITIONS
 from schemas.base import load
-from schemas.common import page_limit, reject_unknown
+from schemas.common import check_enums, page_limit, reject_unknown
 from schemas.withdrawals import DESTINATION_TYPES, WITHDRAWAL_OUT, CreateWithdrawal
 from web import enqueue, ratelimit, render
 from web.auth import requires
@@ -82,9 +81,7 @@ async def get_withdrawal(request: web.Request) -> web.Response:
 async def list_withdrawals(request: web.Request) -> web.Response:
     query = request.query
     reject_unknown(query, {"userId", "status", "destinationType", "limit", "cursor"})
-    for name, allowed in (("status", STATUSES), ("destinationType", DESTINATION_TYPES)):
-        if name in query and query[name] not in allowed:
-            raise ValidationFailed.field(name, "INVALID_ENUM", f"must be one of {', '.join(allowed)}", allowed=allowed)
+    check_enums(query, {"status": STATUSES, "destinationType": DESTINATION_TYPES})
     limit, after = page_limit(query), await render.page_after(request, withdrawals_db.cursor_of)
     async with request.app[ENGINE].connect() as conn:
         rows = (await conn.execute(withdrawals_db.page(filters=dict(query), after=after, limit=limit))).all()
@@ -93,9 +90,8 @@ async def list_withdrawals(request: web.Request) -> web.Response:
 
 
 async def _load(request: web.Request) -> withdrawals_db.Withdrawal:
-    withdrawal_id = request.match_info["withdrawal_id"]
-    row = await render.fetch_one(request, withdrawals_db.by_id(withdrawal_id)) if ids.is_valid(
-        "withdrawal", withdrawal_id) else None
+    withdrawal_id = render.path_id(request, "withdrawal_id", "withdrawal", "WITHDRAWAL_NOT_FOUND")
+    row = await render.fetch_one(request, withdrawals_db.by_id(withdrawal_id))
     owner = request.query.get("userId")
     if row is None or (owner is not None and row.user_id != owner):
         raise NotFound(f"Withdrawal {withdrawal_id} not found", code="WITHDRAWAL_NOT_FOUND")
