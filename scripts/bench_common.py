@@ -29,10 +29,12 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     import aiohttp
@@ -524,3 +526,29 @@ def run_pgbench(dsn_parts: dict[str, str], *, accounts: int, duration: float) ->
         return PgbenchResult(None, None, f"pgbench failed ({done.returncode}): {done.stderr.strip()[-300:]}")
     return PgbenchResult(float(tps.group(1)), float(latency.group(1)) if latency else None,
                          "-c 16 -j 2, BEGIN; UPDATE; INSERT; END")
+
+
+def run_on_rig(args: argparse.Namespace, body: Callable[[Rig], Awaitable[T]], *, name: str = "deposits",
+               extra_env: dict[str, str] | None = None) -> T | int:
+    """Run ``body`` on a fresh rig; SIGTERM/SIGINT and failures stop and remove everything it started.
+
+    Returns the body's result, or the exit code to use (130 interrupted, 1 failed).
+    """
+    def terminate(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, terminate)
+    signal.signal(signal.SIGINT, terminate)  # also when started in the background (SIGINT ignored)
+    try:
+        with rig_environment(args, name, extra_env) as rig:
+            return asyncio.run(body(rig))
+    except KeyboardInterrupt:
+        say("interrupted; everything started by this run was stopped and removed")
+        return 130
+    except Exception as error:
+        say(f"failed: {error!r}")
+        if os.environ.get("BENCH_TRACEBACK"):
+            import traceback
+
+            traceback.print_exc()
+        return 1

@@ -51,7 +51,6 @@ import itertools
 import json
 import os
 import platform
-import signal
 import sys
 import time
 from collections import Counter, defaultdict
@@ -71,7 +70,7 @@ from scripts.bench_common import (  # noqa: E402  (standard library only; safe b
     create_users,
     percentile,
     reexec_in_venv,
-    rig_environment,
+    run_on_rig,
     say,
     start_profiles,
     start_system,
@@ -535,24 +534,10 @@ def main(argv: list[str] | None = None) -> int:
         sender_main(*args.send)
         return 0
 
-    def terminate(signum: int, _frame: object) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, terminate)
-    signal.signal(signal.SIGINT, terminate)  # also when started in the background (SIGINT ignored)
-    try:
-        with rig_environment(args) as rig:
-            raw, runs, checks, setup = asyncio.run(bench(args, rig))
-    except KeyboardInterrupt:
-        say("interrupted; everything started by this run was stopped and removed")
-        return 130
-    except Exception as error:
-        say(f"failed: {error!r}")
-        if os.environ.get("BENCH_TRACEBACK"):
-            import traceback
-
-            traceback.print_exc()
-        return 1
+    outcome = run_on_rig(args, lambda rig: bench(args, rig))
+    if isinstance(outcome, int):
+        return outcome
+    raw, runs, checks, setup = outcome
     print_report(args, raw, runs, checks, setup)
     return 0 if checks.ok else 1
 

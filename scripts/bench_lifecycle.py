@@ -56,7 +56,6 @@ import math
 import os
 import platform
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -78,7 +77,7 @@ from scripts.bench_common import (  # noqa: E402  (standard library only; safe b
     create_users,
     percentile,
     reexec_in_venv,
-    rig_environment,
+    run_on_rig,
     run_pgbench,
     say,
     start_profiles,
@@ -517,24 +516,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
 
-    def terminate(signum: int, _frame: object) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, terminate)
-    signal.signal(signal.SIGINT, terminate)  # also when started in the background (SIGINT ignored)
-    try:
-        with rig_environment(args, "lifecycle", {"TRUSTLESS_REQUESTS_PER_MINUTE": "0"}) as rig:
-            setup, run, pg, checks = asyncio.run(bench(args, rig))
-    except KeyboardInterrupt:
-        say("interrupted; everything started by this run was stopped and removed")
-        return 130
-    except Exception as error:
-        say(f"failed: {error!r}")
-        if os.environ.get("BENCH_TRACEBACK"):
-            import traceback
-
-            traceback.print_exc()
-        return 1
+    outcome = run_on_rig(args, lambda rig: bench(args, rig), name="lifecycle",
+                         extra_env={"TRUSTLESS_REQUESTS_PER_MINUTE": "0"})
+    if isinstance(outcome, int):
+        return outcome
+    setup, run, pg, checks = outcome
     print_report(args, setup, run, pg, checks)
     return 0 if checks.ok else 1
 
