@@ -114,7 +114,7 @@ def finish_flow(uow: UnitOfWork, step: Step, failed: dict[str, Any] | None = Non
     command_id = step.params.get("flow")
     if command_id:
         commands_db.finish_flow(uow.conn, command_id, failed=failed)
-        uow.notify("command_done", command_id)
+        uow.notify(commands_db.DONE_CHANNEL, command_id)
 
 
 def run(ctx: ChainContext, step_id: str) -> list[Message]:

@@ -19,8 +19,7 @@ from orchestrator.errors import InternalError, OrchestratorError
 from orchestrator.results import Result
 from orchestrator.unit_of_work import Context, Message, UnitOfWork
 
-#: Channel notified when a command finishes; web processes wake the request waiting on it.
-DONE_CHANNEL = "command_done"
+DONE_CHANNEL = commands_db.DONE_CHANNEL
 #: After this many deliveries a command that keeps crashing is failed rather than retried forever.
 MAX_ATTEMPTS = 8
 

@@ -103,7 +103,6 @@ def _activated(uow: UnitOfWork, step: Step, record: dict[str, Any] | None) -> No
     uow.emit("wallet.activated", wallet.id, {"userId": wallet.user_id, "walletId": wallet.id,
                                              "publicKey": wallet.public_key, "transactionHash": tx_hash},
              user_id=wallet.user_id)
-    uow.notify("wallets", wallet.public_key)
 
 
 def _activation_failed(uow: UnitOfWork, step: Step, reason: str) -> None:

@@ -10,6 +10,10 @@ from sqlalchemy import Connection, Insert, Select, func, select, update
 
 from orchestrator.db.tables import commands
 
+#: Channel notified when a command (or the ledger work it started) finishes; web processes wake the
+#: request waiting on it.
+DONE_CHANNEL = "command_done"
+
 
 @dataclass(frozen=True)
 class Command:
