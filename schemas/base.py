@@ -64,6 +64,10 @@ class BaseSchema(Schema):
         return data
 
 
+class NoBody(BaseSchema):
+    """Requests that take no fields: an empty body or ``{}``, anything else is an unknown field."""
+
+
 def load(schema: Schema, data: Any) -> dict[str, Any]:
     """Validate ``data``; raise ``ValidationFailed`` listing every failing field with its code."""
     try:

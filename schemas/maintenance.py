@@ -8,7 +8,3 @@ from schemas.fields import Text
 
 class EnableMaintenance(BaseSchema):
     message = Text(max_length=500, load_default=None, allow_none=True)
-
-
-class NoBody(BaseSchema):
-    """Requests that take no fields: an empty body or ``{}``, anything else is an unknown field."""

@@ -14,9 +14,8 @@ from orchestrator.db import orders as orders_db
 from orchestrator.db import wallets as wallets_db
 from orchestrator.errors import BusinessRuleViolation, ValidationFailed
 from orchestrator.providers.horizon_reads import HorizonReader
-from schemas.base import load
+from schemas.base import NoBody, load
 from schemas.common import check_enums, page_limit, reject_unknown
-from schemas.maintenance import NoBody
 from schemas.orders import (
     MILESTONE_OUT,
     ORDER_STATUSES,

@@ -16,8 +16,8 @@ from orchestrator.commands import Kind
 from orchestrator.db import commands as commands_db
 from orchestrator.db import outbox as outbox_db
 from orchestrator.events import iso, now
-from schemas.base import load
-from schemas.maintenance import EnableMaintenance, NoBody
+from schemas.base import NoBody, load
+from schemas.maintenance import EnableMaintenance
 from web import enqueue, render
 from web.auth import public, requires
 from web.keys import ENGINE, EXECUTOR, REDIS, SETTINGS
