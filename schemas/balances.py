@@ -16,7 +16,7 @@ class BalanceSummary(BaseSchema):
 
     available = Balance()
     reserved = Balance()
-    total = fields.Method("_total")
+    total = fields.Method("_total", metadata={"type": "string"})
     currency = fields.Constant("USD")
 
     def _total(self, obj: Any) -> str:

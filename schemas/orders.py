@@ -11,6 +11,9 @@ from schemas.base import BaseSchema, Problem
 from schemas.common import Time
 from schemas.fields import Amount, Currency, JsonObject, PrefixedId, Text, fail
 
+#: How the OpenAPI document shows a settlement figure: a decimal string, null before settlement.
+_SETTLED_AMOUNT = {"type": ["string", "null"]}
+
 
 class MilestoneIn(BaseSchema):
     aliases = {"milestone_ref": "milestoneRef", "ref": "milestoneRef", "description": "title"}
@@ -112,15 +115,15 @@ class OrderOut(BaseSchema):
     finalStatus = fields.String(attribute="final_status", allow_none=True)
     title = fields.String()
     description = fields.String(allow_none=True)
-    metadata = fields.Raw(allow_none=True)
+    metadata = fields.Raw(allow_none=True, metadata={"type": "object"})
     escrow = fields.Constant(None)
     dispute = fields.Constant(None)
     # DESIGN decision 1: what the contract actually paid, once settled (null before)
-    grossAmount = fields.Method("_gross")
-    trustlessFee = fields.Method("_trustless_fee")
-    platformFee = fields.Method("_platform_fee")
-    netAmount = fields.Method("_net")
-    distributions = fields.Method("_distributions")
+    grossAmount = fields.Method("_gross", metadata=_SETTLED_AMOUNT)
+    trustlessFee = fields.Method("_trustless_fee", metadata=_SETTLED_AMOUNT)
+    platformFee = fields.Method("_platform_fee", metadata=_SETTLED_AMOUNT)
+    netAmount = fields.Method("_net", metadata=_SETTLED_AMOUNT)
+    distributions = fields.Method("_distributions", metadata={"type": ["array", "null"]})
 
     def _settled(self, order: Any, key: str) -> Any:
         return (order.settlement or {}).get(key)

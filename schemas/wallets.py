@@ -36,9 +36,9 @@ class WalletOut(BaseSchema):
     publicKey = fields.String(attribute="wallet.public_key")
     type = fields.String(attribute="wallet.type")
     provider = fields.Constant("STELLAR")
-    isActive = fields.Method("_active")
+    isActive = fields.Method("_active", metadata={"type": "boolean"})
     isPrimary = fields.Constant(True)  # one wallet per user (wallets.user_id is unique)
-    balance = fields.Method("_balance")
+    balance = fields.Method("_balance", metadata={"openapi": "LedgerBalanceOut"})
     createdAt = Time(attribute="wallet.created_at")
 
     def _active(self, obj: dict[str, Any]) -> bool:
@@ -54,7 +54,7 @@ class CryptoDepositOut(BaseSchema):
     provider = fields.Constant("crypto")
     method = fields.Constant("stellar_address")
     address = fields.String(attribute="wallet.public_key")
-    asset = fields.Method("_asset")
+    asset = fields.Method("_asset", metadata={"openapi": "Asset"})
     network = fields.String(attribute="settings.stellar_network")
     instructions = fields.Constant(DEPOSIT_TEXT)
 

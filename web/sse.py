@@ -23,6 +23,8 @@ from redis.exceptions import RedisError
 from orchestrator.db import outbox as outbox_db
 from orchestrator.errors import RateLimited, ValidationFailed
 from orchestrator.events import AGGREGATE_TYPES, Event, iso, now
+from schemas import queries
+from web.apidoc import doc
 from web.auth import request_credential, requires
 from web.keys import ENGINE, LISTENER, REDIS, SETTINGS
 from web.request_state import REQUEST_ID
@@ -79,6 +81,9 @@ async def resolve_cursor(request: web.Request, cursor: str | None) -> tuple[int,
         return int((await conn.execute(outbox_db.last_position_before(moment))).scalar_one()), None
 
 
+@doc("Stream events (server-sent events): replay after a cursor, then live", query=queries.Events,
+     response={"type": "string"}, media_type="text/event-stream", envelope=False, tag="Events",
+     headers={"Last-Event-ID": "replay cursor: a position, an event id or an ISO time (events.md)"})
 @requires("read")
 async def stream_events(request: web.Request) -> web.StreamResponse:
     credential = request_credential(request)

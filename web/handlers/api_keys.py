@@ -11,16 +11,20 @@ from orchestrator.commands import Kind
 from orchestrator.db import api_keys as keys_db
 from orchestrator.errors import Forbidden
 from orchestrator.events import iso
-from schemas.api_keys import KEY_OUT, CreateKey, MintToken
-from schemas.base import BaseSchema, load
+from schemas import queries, views
+from schemas.api_keys import KEY_OUT, CreateKey, KeyOut, MintToken
+from schemas.base import BaseSchema, NoBody, load
 from schemas.common import check_enums, page_limit, reject_unknown
 from web import enqueue, render
+from web.apidoc import doc
 from web.auth import Credential, check_scope, request_credential, requires
 from web.keys import ENGINE, SETTINGS
 from web.request_state import BODY
 from web.responses import envelope, page
 
 
+@doc("Create an API key; its secret (`key`) is shown only here", body=CreateKey, response=views.CreatedKey,
+     status=201, command=True, example={"name": "My Marketplace", "scopes": ["read", "write"]})
 @requires(None)
 async def create_key(request: web.Request) -> web.Response:
     credential = request_credential(request)
@@ -37,6 +41,8 @@ async def create_key(request: web.Request) -> web.Response:
     return await enqueue.respond(request, state, extra={"key": key.plaintext})
 
 
+@doc("List API keys (never their secrets)", query=queries.ListKeys, response=KeyOut, many=True,
+     paginated=True)
 @requires("support")
 async def list_keys(request: web.Request) -> web.Response:
     query = request.query
@@ -50,6 +56,8 @@ async def list_keys(request: web.Request) -> web.Response:
     return page(request, [KEY_OUT.dump(k) for k in found], limit=limit, ids=[k.id for k in found])
 
 
+@doc("Revoke an API key and every token minted from it", body=NoBody, response=KeyOut, command=True,
+     errors=("API_KEY_NOT_FOUND",))
 @requires("support")
 async def revoke_key(request: web.Request) -> web.Response:
     key_id = _key_id(request)
@@ -58,6 +66,8 @@ async def revoke_key(request: web.Request) -> web.Response:
     return await enqueue.respond(request, state)
 
 
+@doc("Mint a short-lived token for a key", body=MintToken, response=views.Token, status=201,
+     errors=("API_KEY_NOT_FOUND", "INVALID_STATE_TRANSITION"), example={"ttl": 3600, "scopes": ["read"]})
 @requires(None)
 async def mint_token(request: web.Request) -> web.Response:
     """A short-lived token for the key itself, the master key, or support (no stored state changes)."""
@@ -78,6 +88,7 @@ async def mint_token(request: web.Request) -> web.Response:
                               "expiresAt": iso(_from_unix(expires))}, status=201)
 
 
+@doc("The calling credential and its scopes", response=views.Me)
 @requires(None)
 async def me(request: web.Request) -> web.Response:
     credential: Credential = request_credential(request)

@@ -7,10 +7,12 @@ from aiohttp import web
 from orchestrator.commands import Kind
 from orchestrator.db import disputes as disputes_db
 from orchestrator.errors import ValidationFailed
+from schemas import queries, views
 from schemas.base import load
 from schemas.common import check_enums, page_limit, reject_unknown
 from schemas.disputes import DISPUTE_FILTERS, AssignDispute, OpenDispute, ResolveDispute
 from web import enqueue, render
+from web.apidoc import doc
 from web.auth import requires
 from web.handlers.orders import order_id_of
 from web.keys import ENGINE
@@ -18,6 +20,9 @@ from web.request_state import BODY
 from web.responses import envelope, jsonable, page
 
 
+@doc("Open a dispute on an order in progress", body=OpenDispute, response=views.DisputeView, status=201,
+     command=True, errors=("ORDER_NOT_FOUND", "INVALID_STATE_TRANSITION", "DISPUTE_ALREADY_OPEN"),
+     example={"openedBy": "BUYER", "reason": "QUALITY_ISSUE"})
 @requires("write")
 async def open_dispute(request: web.Request) -> web.Response:
     order_id = order_id_of(request)
@@ -28,11 +33,13 @@ async def open_dispute(request: web.Request) -> web.Response:
     return await enqueue.respond(request, state)
 
 
+@doc("Read a dispute", response=views.DisputeView, errors=("DISPUTE_NOT_FOUND",))
 @requires("read")
 async def get_dispute(request: web.Request) -> web.Response:
     return envelope(request, await render.dispute_view(request, _dispute_id(request)))
 
 
+@doc("List disputes", query=queries.ListDisputes, response=views.DisputeView, many=True, paginated=True)
 @requires("read")
 async def list_disputes(request: web.Request) -> web.Response:
     query = request.query
@@ -46,6 +53,9 @@ async def list_disputes(request: web.Request) -> web.Response:
     return page(request, views, limit=limit, ids=[d.id for d in found])
 
 
+@doc("Assign a dispute to a support agent", body=AssignDispute, response=views.DisputeView,
+     command=True, errors=("DISPUTE_NOT_FOUND", "INVALID_STATE_TRANSITION"),
+     example={"assignedTo": "agent-7", "notes": "Reviewing the delivery"})
 @requires("support")
 async def assign_dispute(request: web.Request) -> web.Response:
     body = load(AssignDispute(), request[BODY])
@@ -53,6 +63,10 @@ async def assign_dispute(request: web.Request) -> web.Response:
     return await enqueue.respond(request, state)
 
 
+@doc("Resolve a dispute: full release, full refund or a split", body=ResolveDispute,
+     response=views.DisputeView, command=True, provider=True, errors=("DISPUTE_NOT_FOUND", "INVALID_STATE_TRANSITION"),
+     example={"decision": "SPLIT", "releaseAmount": "80.00", "refundAmount": "20.00",
+              "note": "80% of work delivered"})
 @requires("support")
 async def resolve_dispute(request: web.Request) -> web.Response:
     body = load(ResolveDispute(), request[BODY])

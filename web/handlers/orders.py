@@ -14,6 +14,7 @@ from orchestrator.db import orders as orders_db
 from orchestrator.db import wallets as wallets_db
 from orchestrator.errors import BusinessRuleViolation, ValidationFailed
 from orchestrator.providers.horizon_reads import HorizonReader
+from schemas import queries, views
 from schemas.base import NoBody, load
 from schemas.common import check_enums, page_limit, reject_unknown
 from schemas.orders import (
@@ -21,11 +22,13 @@ from schemas.orders import (
     ORDER_STATUSES,
     CancelBody,
     CreateOrder,
+    MilestoneOut,
     RefundBody,
     ReleaseBody,
     ReserveBody,
 )
 from web import enqueue, render
+from web.apidoc import doc
 from web.auth import requires
 from web.keys import ENGINE, SETTINGS
 from web.request_state import BODY
@@ -36,6 +39,11 @@ _QUERY_ALIASES = {"buyer_id": "buyerId", "seller_id": "sellerId", "client_order_
                   "created_after": "createdAfter", "created_before": "createdBefore"}
 
 
+@doc("Create an order (a known clientOrderRef with the same terms answers 200 with it)", body=CreateOrder,
+     response=views.OrderView, status=201, also=(200,), command=True,
+     errors=("USER_NOT_FOUND", "CLIENT_ORDER_REF_CONFLICT"),
+     example={"buyerId": "usr_buyer123", "sellerId": "usr_seller456", "amount": "100.00", "currency": "USD",
+              "title": "Logo Design", "description": "Design a logo for my startup"})
 @requires("write")
 async def create_order(request: web.Request) -> web.Response:
     body = load(CreateOrder(), request[BODY])
@@ -49,11 +57,14 @@ async def create_order(request: web.Request) -> web.Response:
     return await enqueue.respond(request, state)
 
 
+@doc("Read an order with its escrow, milestones and dispute", response=views.OrderView,
+     errors=("ORDER_NOT_FOUND",))
 @requires("read")
 async def get_order(request: web.Request) -> web.Response:
     return envelope(request, await render.order_view(request, order_id_of(request)))
 
 
+@doc("List orders", query=queries.ListOrders, response=views.OrderView, many=True, paginated=True)
 @requires("read")
 async def list_orders(request: web.Request) -> web.Response:
     query = _query(request)
@@ -81,6 +92,9 @@ async def list_orders(request: web.Request) -> web.Response:
     return page(request, views, limit=limit, ids=[o.id for o in found])
 
 
+@doc("Reserve the buyer's funds for the order", body=ReserveBody, response=views.OrderView, command=True,
+     errors=("ORDER_NOT_FOUND", "FUNDS_ALREADY_RESERVED", "INVALID_STATE_TRANSITION", "INSUFFICIENT_FUNDS",
+             "RESERVE_MISMATCH_AMOUNT", "BALANCE_CONCURRENCY_CONFLICT", "USER_NOT_FOUND"))
 @requires("write")
 async def reserve_order(request: web.Request) -> web.Response:
     body = load(ReserveBody(), request[BODY])
@@ -88,6 +102,9 @@ async def reserve_order(request: web.Request) -> web.Response:
     return await enqueue.respond(request, state)
 
 
+@doc("Cancel an order before escrow (a reservation is released)", body=CancelBody,
+     response=views.OrderView, command=True, errors=("ORDER_NOT_FOUND", "INVALID_STATE_TRANSITION"),
+     example={"reason": "Buyer changed their mind", "canceledBy": "BUYER"})
 @requires("write")
 async def cancel_order(request: web.Request) -> web.Response:
     body = load(CancelBody(), request[BODY])
@@ -95,6 +112,9 @@ async def cancel_order(request: web.Request) -> web.Response:
     return await enqueue.respond(request, state)
 
 
+@doc("Deploy the order's escrow contract", body=NoBody, response=views.OrderView, command=True, provider=True,
+     errors=("ORDER_NOT_FOUND", "INVALID_STATE_TRANSITION", "ESCROW_ALREADY_EXISTS", "ESCROW_NOT_READY",
+             "PROVIDER_NOT_ENABLED"))
 @requires("write")
 async def create_escrow(request: web.Request) -> web.Response:
     load(NoBody(), request[BODY])
@@ -102,6 +122,10 @@ async def create_escrow(request: web.Request) -> web.Response:
     return await enqueue.respond(request, state)
 
 
+@doc("Fund the escrow from the buyer's wallet", body=NoBody, response=views.OrderView, command=True,
+     provider=True, errors=("ORDER_NOT_FOUND", "INVALID_STATE_TRANSITION", "ESCROW_NOT_READY",
+                            "ESCROW_ALREADY_FUNDED", "RESERVE_NOT_FOUND", "ESCROW_INSUFFICIENT_FUNDS",
+                            "ESCROW_FUNDING_FAILED"))
 @requires("write")
 async def fund_escrow(request: web.Request) -> web.Response:
     load(NoBody(), request[BODY])
@@ -128,6 +152,9 @@ async def _buyer_holds_the_amount(request: web.Request, order_id: str) -> None:
                                     details={"walletBalance": f"{held:f}", "required": order["amount"]})
 
 
+@doc("Release the escrow to the seller", body=ReleaseBody, response=views.OrderView, command=True,
+     provider=True, errors=("ORDER_NOT_FOUND", "INVALID_STATE_TRANSITION", "DISPUTE_ALREADY_OPEN",
+                            "ESCROW_NOT_READY"), example={"requestedBy": "BUYER", "reason": "Work accepted"})
 @requires("write")
 async def release_order(request: web.Request) -> web.Response:
     body = load(ReleaseBody(), request[BODY])
@@ -135,6 +162,9 @@ async def release_order(request: web.Request) -> web.Response:
     return await enqueue.respond(request, state)
 
 
+@doc("Refund the escrow to the buyer", body=RefundBody, response=views.OrderView, command=True,
+     provider=True, errors=("ORDER_NOT_FOUND", "INVALID_STATE_TRANSITION", "DISPUTE_ALREADY_OPEN",
+                            "ESCROW_NOT_READY"), example={"reason": "Seller cancelled"})
 @requires("write")
 async def refund_order(request: web.Request) -> web.Response:
     body = load(RefundBody(), request[BODY])
@@ -142,6 +172,8 @@ async def refund_order(request: web.Request) -> web.Response:
     return await enqueue.respond(request, state)
 
 
+@doc("Mark a milestone completed", body=NoBody, response=MilestoneOut, command=True,
+     errors=("ORDER_NOT_FOUND", "MILESTONE_NOT_FOUND", "INVALID_STATE_TRANSITION"))
 @requires("write")
 async def complete_milestone(request: web.Request) -> web.Response:
     load(NoBody(), request[BODY])
@@ -150,6 +182,7 @@ async def complete_milestone(request: web.Request) -> web.Response:
     return await enqueue.respond(request, state)
 
 
+@doc("An order's milestones, oldest first", response=MilestoneOut, many=True, errors=("ORDER_NOT_FOUND",))
 @requires("read")
 async def list_milestones(request: web.Request) -> web.Response:
     order_id = order_id_of(request)

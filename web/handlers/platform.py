@@ -16,9 +16,11 @@ from orchestrator.commands import Kind
 from orchestrator.db import commands as commands_db
 from orchestrator.db import outbox as outbox_db
 from orchestrator.events import iso, now
+from schemas import views
 from schemas.base import NoBody, load
 from schemas.maintenance import EnableMaintenance
 from web import enqueue, render
+from web.apidoc import doc
 from web.auth import public, requires
 from web.keys import ENGINE, EXECUTOR, REDIS, SETTINGS
 from web.request_state import BODY
@@ -28,11 +30,13 @@ VERSION = "0.1.0"
 CHECK_TIMEOUT = 5.0
 
 
+@doc("Liveness", response=views.Health)
 @public
 async def health(request: web.Request) -> web.Response:
     return envelope(request, {"status": "healthy", "version": VERSION, "timestamp": iso(now())})
 
 
+@doc("Each dependency's health; 503 when one is unhealthy", response=views.DetailedHealth, also=(503,))
 @public
 async def health_detailed(request: web.Request) -> web.Response:
     """Each dependency checked in parallel with a 5 s timeout; 503 when any is unhealthy."""
@@ -95,6 +99,7 @@ async def _provider(session: aiohttp.ClientSession, url: str, configured: bool) 
     return {"status": "healthy" if healthy else "unhealthy", "latency": latency}
 
 
+@doc("This instance's currencies, amount limits, features and providers", response=views.Config)
 @public
 async def config(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
@@ -108,11 +113,14 @@ async def config(request: web.Request) -> web.Response:
         "network": settings.stellar_network, "version": VERSION})
 
 
+@doc("Whether maintenance mode is on", response=views.MaintenanceStatus)
 @requires(None)
 async def maintenance_status(request: web.Request) -> web.Response:
     return envelope(request, await render.maintenance_status(request))
 
 
+@doc("Turn maintenance mode on: writes answer 503 MAINTENANCE_MODE", body=EnableMaintenance,
+     response=views.MaintenanceStatus, command=True, example={"message": "Upgrading the database"})
 @requires("support")
 async def maintenance_enable(request: web.Request) -> web.Response:
     body = load(EnableMaintenance(), request[BODY])
@@ -120,6 +128,7 @@ async def maintenance_enable(request: web.Request) -> web.Response:
     return await enqueue.respond(request, state)
 
 
+@doc("Turn maintenance mode off", body=NoBody, response=views.MaintenanceStatus, command=True)
 @requires("support")
 async def maintenance_disable(request: web.Request) -> web.Response:
     load(NoBody(), request[BODY])

@@ -8,17 +8,22 @@ from orchestrator.balances import ADMIN_OPERATIONS
 from orchestrator.commands import Kind
 from orchestrator.db import users as users_db
 from orchestrator.errors import Forbidden
-from schemas.balances import ADMIN_BODIES, BALANCE_OUT
+from schemas import queries, views
+from schemas.balances import ADMIN_BODIES, BALANCE_OUT, BalanceOut
 from schemas.base import load
 from schemas.common import check_enums, page_limit, reject_unknown
-from schemas.users import USER_FILTERS, USER_OUT, CreateUser
+from schemas.users import USER_FILTERS, USER_OUT, CreateUser, UserOut
 from web import enqueue, render
+from web.apidoc import doc
 from web.auth import requires
 from web.keys import ENGINE, SETTINGS
 from web.request_state import BODY
 from web.responses import envelope, jsonable, page
 
 
+@doc("Create a user (an existing externalUserId answers 200 with that user)", body=CreateUser,
+     response=UserOut, status=201, also=(200,), command=True,
+     example={"externalUserId": "your-user-123", "email": "buyer@example.com", "type": "BUYER"})
 @requires("write")
 async def create_user(request: web.Request) -> web.Response:
     body = load(CreateUser(), request[BODY])
@@ -26,11 +31,13 @@ async def create_user(request: web.Request) -> web.Response:
     return await enqueue.respond(request, state)
 
 
+@doc("Read a user", response=UserOut, errors=("USER_NOT_FOUND",))
 @requires("read")
 async def get_user(request: web.Request) -> web.Response:
     return envelope(request, USER_OUT.dump(await render.user_from_path(request)))
 
 
+@doc("List users", query=queries.ListUsers, response=UserOut, many=True, paginated=True)
 @requires("read")
 async def list_users(request: web.Request) -> web.Response:
     query = request.query
@@ -43,11 +50,14 @@ async def list_users(request: web.Request) -> web.Response:
     return page(request, [USER_OUT.dump(u) for u in found], limit=limit, ids=[u.id for u in found])
 
 
+@doc("A user's balance", response=BalanceOut, errors=("USER_NOT_FOUND",))
 @requires("read")
 async def get_balance(request: web.Request) -> web.Response:
     return envelope(request, BALANCE_OUT.dump(await render.user_from_path(request)))
 
 
+@doc("Administrative balance operation", body=ADMIN_BODIES, response=views.AdjustResult, command=True,
+     errors=("USER_NOT_FOUND", "OPERATION_NOT_ALLOWED", "INSUFFICIENT_FUNDS", "BALANCE_CONCURRENCY_CONFLICT"))
 @requires("support")
 async def adjust_balance(request: web.Request) -> web.Response:
     """The administrative moves of spec api.md §6.4, refused where the instance disables them."""

@@ -18,10 +18,12 @@ from orchestrator.db import wallets as wallets_db
 from orchestrator.errors import Conflict, NotFound, ProviderFailure
 from orchestrator.ledger import ADJUSTMENT
 from orchestrator.providers.horizon_reads import HorizonReader
+from schemas import queries, views
 from schemas.balances import BalanceOut
 from schemas.common import page_limit, reject_unknown
 from schemas.wallets import AIRTM_DEPOSIT, CryptoDepositOut, WalletOut, WalletTransactionOut, transaction_view
 from web import render
+from web.apidoc import doc
 from web.auth import requires
 from web.keys import ENGINE, SETTINGS
 from web.responses import envelope
@@ -31,6 +33,8 @@ TOLERANCE = Decimal("1.00")
 UNKNOWN = "unknown"
 
 
+@doc("A user's wallet with its balances read live from the ledger", response=WalletOut, provider=True,
+     errors=("USER_NOT_FOUND", "WALLET_NOT_FOUND"))
 @requires("read")
 async def get_wallet(request: web.Request) -> web.Response:
     wallet = await _wallet(request, await render.user_from_path(request))
@@ -39,6 +43,8 @@ async def get_wallet(request: web.Request) -> web.Response:
     return envelope(request, WalletOut().dump({"wallet": wallet, "ledger": ledger}))
 
 
+@doc("How to fund a user's balance", response=views.DepositInstructions,
+     errors=("USER_NOT_FOUND", "WALLET_NOT_FOUND"))
 @requires("read")
 async def get_deposit_instructions(request: web.Request) -> web.Response:
     """Crypto mode names the wallet's address; AirTM mode points at top-ups (spec api.md §2.4)."""
@@ -52,6 +58,8 @@ async def get_deposit_instructions(request: web.Request) -> web.Response:
     return envelope(request, CryptoDepositOut().dump({"wallet": wallet, "settings": settings}))
 
 
+@doc("A wallet's payments on the ledger, newest first", query=queries.WalletTransactions,
+     response=WalletTransactionOut, many=True, provider=True, errors=("USER_NOT_FOUND", "WALLET_NOT_FOUND"))
 @requires("read")
 async def list_wallet_transactions(request: web.Request) -> web.Response:
     reject_unknown(request.query, {"limit"})
@@ -63,6 +71,8 @@ async def list_wallet_transactions(request: web.Request) -> web.Response:
     return envelope(request, WalletTransactionOut(many=True).dump(views))
 
 
+@doc("Compare the book with the wallet on the ledger", response=views.VerifiedBalance, provider=True,
+     errors=("USER_NOT_FOUND", "BALANCE_DISCREPANCY"))
 @requires("read")
 async def verify_balance(request: web.Request) -> web.Response:
     """200 with the provider's view, or 409 BALANCE_DISCREPANCY beyond the tolerance (spec api.md §6.2)."""
@@ -77,6 +87,8 @@ async def verify_balance(request: web.Request) -> web.Response:
                               "adjustments": figures["adjustments"]})
 
 
+@doc("Reconciliation check; never moves money", response=views.BalanceSync, provider=True,
+     errors=("USER_NOT_FOUND",))
 @requires("write")
 async def sync_balance(request: web.Request) -> web.Response:
     """A reconciliation check that never moves money: it only reports and flags (spec api.md §6.3)."""

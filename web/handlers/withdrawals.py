@@ -10,10 +10,12 @@ from orchestrator.db import withdrawals as withdrawals_db
 from orchestrator.errors import BusinessRuleViolation, NotFound, RateLimited, ValidationFailed
 from orchestrator.providers.horizon_reads import HorizonReader
 from orchestrator.withdrawals import TRANSITIONS
+from schemas import queries
 from schemas.base import load
 from schemas.common import check_enums, page_limit, reject_unknown
-from schemas.withdrawals import DESTINATION_TYPES, WITHDRAWAL_OUT, CreateWithdrawal
+from schemas.withdrawals import DESTINATION_TYPES, WITHDRAWAL_OUT, CreateWithdrawal, WithdrawalOut
 from web import enqueue, ratelimit, render
+from web.apidoc import doc
 from web.auth import requires
 from web.keys import ENGINE, REDIS, SETTINGS
 from web.request_state import BODY
@@ -24,6 +26,12 @@ PER_USER_PER_MINUTE = 5
 STATUSES = [str(s) for s in TRANSITIONS]
 
 
+@doc("Withdraw from a user's balance to a Stellar account", body=CreateWithdrawal, response=WithdrawalOut,
+     status=201, command=True, provider=True,
+     errors=("USER_NOT_FOUND", "WALLET_NOT_FOUND", "INSUFFICIENT_FUNDS", "WITHDRAWAL_DESTINATION_INVALID",
+             "PROVIDER_NOT_ENABLED", "AIRTM_USER_NOT_LINKED", "AIRTM_USER_INVALID"),
+     example={"userId": "usr_seller456", "amount": "50.00", "destinationType": "crypto",
+              "destinationRef": "GDWXCMJ4Z2QW3BMSX6FAG7LPEUP2NYTV6EOVZVRNTW3XWS4OYXKQ2QCS"})
 @requires("write")
 async def create_withdrawal(request: web.Request) -> web.Response:
     body = load(CreateWithdrawal(), request[BODY])
@@ -71,12 +79,15 @@ async def _limit_per_user(request: web.Request, user_id: str) -> None:
             "limit": PER_USER_PER_MINUTE, "windowSeconds": ratelimit.WINDOW, "retryAfter": ratelimit.WINDOW})
 
 
+@doc("Read a withdrawal", query=queries.Owner, response=WithdrawalOut, errors=("WITHDRAWAL_NOT_FOUND",))
 @requires("read")
 async def get_withdrawal(request: web.Request) -> web.Response:
     withdrawal = await _load(request)
     return envelope(request, WITHDRAWAL_OUT.dump(withdrawal))
 
 
+@doc("List withdrawals", query=queries.ListWithdrawals, response=WithdrawalOut, many=True,
+     paginated=True)
 @requires("read")
 async def list_withdrawals(request: web.Request) -> web.Response:
     query = request.query
