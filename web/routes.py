@@ -55,6 +55,8 @@ def setup_routes(app: web.Application) -> None:
         web.get(f"{V1}/withdrawals", withdrawals.list_withdrawals),
         web.get(f"{V1}/withdrawals/{{withdrawal_id}}", withdrawals.get_withdrawal),
         web.get(f"{V1}/events", sse.stream_events),
-        # the contract: the OpenAPI document (DESIGN decision 14)
+        # the contract: OpenAPI document and its page (DESIGN decision 14)
         web.get(f"{V1}/openapi.json", docs.openapi_json),
+        web.get(f"{V1}/docs", docs.docs_page),
+        web.get(f"{V1}/docs/{{asset}}", docs.docs_asset),
     ])
