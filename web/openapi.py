@@ -9,6 +9,7 @@ envelope with the codes of errors.md (the route's own plus the common ones of ap
 from __future__ import annotations
 
 import re
+import weakref
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -28,7 +29,8 @@ from web.errors import status_of
 from web.handlers.platform import VERSION
 
 V1 = "/api/v1"
-OPENAPI = web.AppKey("openapi", dict)
+#: Each app's document, built on first request (the route table is frozen by then).
+_BUILT: weakref.WeakKeyDictionary[web.Application, dict[str, Any]] = weakref.WeakKeyDictionary()
 AMOUNT_PATTERN = r"^(0|[1-9][0-9]{0,12})\.[0-9]{2}$"
 BALANCE_PATTERN = r"^-?[0-9]+\.[0-9]{2,7}$"
 UUID4 = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-4[0-9a-fA-F]{3}-[89abAB][0-9a-fA-F]{3}-[0-9a-fA-F]{12}$"
@@ -51,9 +53,9 @@ server's limit and otherwise answer `202` with `meta.commandId`; `Prefer: respon
 
 def document(app: web.Application) -> dict[str, Any]:
     """The app's document, built once (the route table is frozen once the app serves)."""
-    if OPENAPI not in app:
-        app[OPENAPI] = build(app)
-    return app[OPENAPI]
+    if app not in _BUILT:
+        _BUILT[app] = build(app)
+    return _BUILT[app]
 
 
 def build(app: web.Application) -> dict[str, Any]:
