@@ -207,8 +207,10 @@ class Builder:
                                        "(api.md §1.10)", "schema": {"type": "string", "pattern": UUID4}})
         if spec.command:
             out.append({"name": "Prefer", "in": "header", "required": False,
-                        "description": "`respond-async` (answer 202 at once) or `wait=N` (1-60 s)",
-                        "schema": {"type": "string", "enum": ["respond-async", "wait=1", "wait=5", "wait=30"]}})
+                        "description": "`respond-async` (answer 202 at once) or `wait=N` (1-60 s); a server "
+                                       "ignores preferences it does not know (RFC 7240)",
+                        "schema": {"type": "string"}, "examples": {"async": {"value": "respond-async"},
+                                                                   "wait": {"value": "wait=5"}}})
         for name, description in spec.headers.items():
             out.append({"name": name, "in": "header", "required": False, "description": description,
                         "schema": {"type": "string"}})
@@ -292,8 +294,16 @@ class Builder:
         for name in requests:
             aliases = getattr(self.names.get(name), "aliases", {})
             properties = schemas[name].get("properties", {})
+            spellings: dict[str, list[str]] = {}
             for alias, target in aliases.items():
                 properties[alias] = {**properties[target], "description": f"Alias of `{target}`."}
+                spellings.setdefault(target, [target]).append(alias)
+            required = schemas[name].get("required", [])
+            for target in [t for t in spellings if t in required]:
+                # a required field may come under either of its names
+                required.remove(target)
+                schemas[name].setdefault("allOf", []).append(
+                    {"anyOf": [{"required": [spelling]} for spelling in spellings[target]]})
         for name, cls in self.names.items():
             if (name in schemas and name not in requests and "properties" in schemas[name]
                     and not any(f.required for f in cls().fields.values())):
