@@ -39,6 +39,8 @@ WRITES = {"POST", "PUT", "PATCH", "DELETE"}
 MAINTENANCE_EXEMPT = re.compile(r"/(admin/maintenance/.*|webhooks/.*|auth/api-keys/[^/]+/token)")
 PROVIDER_CODES = ("PROVIDER_ERROR", "PROVIDER_RATE_LIMITED", "STELLAR_NETWORK_ERROR", "PROVIDER_UNAVAILABLE",
                   "PROVIDER_TIMEOUT")
+#: Tags whose handler module's name does not read well as one.
+TAGS = {"api_keys": "API keys", "sse": "Events"}
 #: Path parameters named after a resource whose name differs from its id prefix's.
 PATH_RESOURCES = {"key_id": "api_key"}
 DESCRIPTION = """The OFFER-HUB Orchestrator's HTTP contract (`spec/api.md`).
@@ -165,7 +167,8 @@ class Builder:
         scope = getattr(handler, "required_scope", None)
         public = getattr(handler, "public", False)
         method = route.method.upper()
-        tag = spec.tag or handler.__module__.rsplit(".", 1)[-1].replace("_", " ").capitalize()
+        module = handler.__module__.rsplit(".", 1)[-1]
+        tag = spec.tag or TAGS.get(module) or module.replace("_", " ").capitalize()
         self.tags[tag] = None
         for path, value in variants(route.resource):
             operation_id = camel(handler.__name__) + "".join(p.capitalize() for p in re.split("[-_]", value or ""))

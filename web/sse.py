@@ -82,7 +82,7 @@ async def resolve_cursor(request: web.Request, cursor: str | None) -> tuple[int,
 
 
 @doc("Stream events (server-sent events): replay after a cursor, then live", query=queries.Events,
-     response={"type": "string"}, media_type="text/event-stream", envelope=False, tag="Events",
+     response={"type": "string"}, media_type="text/event-stream", envelope=False,
      headers={"Last-Event-ID": "replay cursor: a position, an event id or an ISO time (events.md)"})
 @requires("read")
 async def stream_events(request: web.Request) -> web.StreamResponse:
