@@ -12,7 +12,19 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from orchestrator import api_keys, balances, disputes, escrows, maintenance, orders, users, withdrawals
+from orchestrator import (
+    airtm_links,
+    airtm_sync,
+    api_keys,
+    balances,
+    disputes,
+    escrows,
+    maintenance,
+    orders,
+    topups,
+    users,
+    withdrawals,
+)
 from orchestrator.db import commands as commands_db
 from orchestrator.db import session
 from orchestrator.errors import InternalError, OrchestratorError
@@ -43,6 +55,9 @@ class Kind(StrEnum):
     ASSIGN_DISPUTE = "assign_dispute"
     RESOLVE_DISPUTE = "resolve_dispute"
     CREATE_WITHDRAWAL = "create_withdrawal"
+    LINK_AIRTM = "link_airtm"
+    CREATE_TOPUP = "create_topup"
+    APPLY_AIRTM = "apply_airtm"
 
 
 class Status(StrEnum):
@@ -72,6 +87,9 @@ HANDLERS: dict[str, Handler] = {
     Kind.ASSIGN_DISPUTE: disputes.assign,
     Kind.RESOLVE_DISPUTE: disputes.resolve,
     Kind.CREATE_WITHDRAWAL: withdrawals.create,
+    Kind.LINK_AIRTM: airtm_links.link,
+    Kind.CREATE_TOPUP: topups.create,
+    Kind.APPLY_AIRTM: airtm_sync.apply_reported,
 }
 
 
