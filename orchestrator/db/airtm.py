@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Insert, Select, func, select, update
@@ -39,11 +39,13 @@ def store_link(conn: Connection, user_id: str, *, airtm_user_id: str, email: str
         airtm_user_id=airtm_user_id, airtm_email=email, airtm_linked_at=linked_at, updated_at=func.now()))
 
 
-def open_withdrawals(conn: Connection, *, older_than: datetime, limit: int = 200) -> list[str]:
-    """Open AirTM withdrawals not updated since ``older_than`` (the periodic refresh's work list)."""
+def open_withdrawals(conn: Connection, *, period: timedelta, limit: int = 200) -> list[str]:
+    """Open AirTM withdrawals not updated for ``period`` (or a tenth of their age if longer): the
+    periodic refresh's work list."""
+    quiet = func.greatest(period, (func.now() - withdrawals.c.created_at) / 10)
     return list(conn.execute(select(withdrawals.c.id).where(
         withdrawals.c.destination_type != "crypto", withdrawals.c.status.in_(OPEN_WITHDRAWAL_STATUSES),
-        withdrawals.c.updated_at < older_than).order_by(withdrawals.c.updated_at).limit(limit)).scalars())
+        withdrawals.c.updated_at < func.now() - quiet).order_by(withdrawals.c.updated_at).limit(limit)).scalars())
 
 
 def touch_withdrawals(conn: Connection, ids: list[str]) -> None:

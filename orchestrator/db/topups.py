@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -78,10 +78,12 @@ def cursor_of(topup_id: str) -> Select:
     return select(topups.c.created_at, topups.c.id).where(topups.c.id == topup_id)
 
 
-def open_untouched(conn: Connection, *, older_than: datetime, limit: int = 200) -> list[str]:
-    """Open top-ups not updated since ``older_than`` (the periodic refresh's work list)."""
+def open_untouched(conn: Connection, *, period: timedelta, limit: int = 200) -> list[str]:
+    """Open top-ups not updated for ``period``, or for a tenth of their age if longer (an old pay-in
+    waiting for its buyer is re-read less and less often): the periodic refresh's work list."""
+    quiet = func.greatest(period, (func.now() - topups.c.created_at) / 10)
     return list(conn.execute(select(topups.c.id).where(topups.c.status.in_(OPEN_TOPUP_STATUSES),
-                                                       topups.c.updated_at < older_than)
+                                                       topups.c.updated_at < func.now() - quiet)
                              .order_by(topups.c.updated_at).limit(limit)).scalars())
 
 

@@ -60,3 +60,21 @@ def journal_count(engine: Engine, kind: str, reference: str) -> int:
     with engine.connect() as conn:
         return int(conn.execute(text("SELECT count(*) FROM journal_transactions WHERE kind = :k "
                                      "AND reference = :r"), {"k": kind, "r": reference}).scalar() or 0)
+
+
+async def funded_user(api: Api, airtm: AirtmControl, amount: str) -> tuple[dict[str, Any], str]:
+    """A linked user whose ``available`` comes from a real top-up paid at the sandbox's AirTM."""
+    user, email = await linked_user(api, airtm)
+    reply = await api.post("/topups", {"userId": user["id"], "amount": amount})
+    assert reply.status == 201, reply.body
+    airtm.payin(reply.data["airtmPayinId"], "confirm", email=email)
+    await status_of(api, f"/topups/{reply.data['id']}", "TOPUP_SUCCEEDED")
+    return user, email
+
+
+async def topup_paid(api: Api, airtm: AirtmControl, user_id: str, email: str, amount: str) -> dict[str, Any]:
+    """A top-up created and confirmed by the buyer; returns it as created (not waiting for our side)."""
+    reply = await api.post("/topups", {"userId": user_id, "amount": amount})
+    assert reply.status == 201, reply.body
+    airtm.payin(reply.data["airtmPayinId"], "confirm", email=email)
+    return dict(reply.data)
