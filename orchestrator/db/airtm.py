@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Connection, Insert, Select, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-from orchestrator.db.tables import OPEN_WITHDRAWAL_STATUSES, airtm_webhooks, users, withdrawals
+from orchestrator.db.tables import OPEN_WITHDRAWAL_STATUSES, airtm_webhooks, balances, users, withdrawals
 
 
 @dataclass(frozen=True)
@@ -90,3 +90,12 @@ def pending_webhooks(conn: Connection, *, older_than: datetime, limit: int = 500
     return list(conn.execute(select(airtm_webhooks.c.message_id).where(
         airtm_webhooks.c.status == "PENDING", airtm_webhooks.c.received_at < older_than)
         .order_by(airtm_webhooks.c.received_at).limit(limit)).scalars())
+
+
+def claims_query() -> Select:
+    """Users' ``available + reserved`` (``owed``), and the open AirTM withdrawals' amounts (``flight``)."""
+    owed = select(func.coalesce(func.sum(balances.c.available + balances.c.reserved), 0)).scalar_subquery()
+    flight = (select(func.coalesce(func.sum(withdrawals.c.amount), 0))
+              .where(withdrawals.c.destination_type != "crypto", withdrawals.c.status.in_(OPEN_WITHDRAWAL_STATUSES))
+              .scalar_subquery())
+    return select(owed.label("owed"), flight.label("flight"))

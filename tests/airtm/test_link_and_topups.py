@@ -116,3 +116,12 @@ async def test_topups_need_a_linked_user_and_airtm_mode(airtm_api: Api, api: Api
     assert (crypto.status, crypto.error["code"]) == (422, "PROVIDER_NOT_ENABLED")
     link = await api.post(f"/users/{crypto_user['id']}/airtm/link", {"email": "x@example.com"})
     assert (link.status, link.error["code"]) == (422, "PROVIDER_NOT_ENABLED")
+
+
+async def test_escrow_is_refused_in_airtm_mode_until_treasury_backed_escrow_exists(airtm_api: Api) -> None:
+    from tests.web.test_orders import new_order
+
+    buyer, seller = await airtm_api.user(), await airtm_api.user()
+    order = await new_order(airtm_api, buyer["id"], seller["id"], "10.00")
+    reply = await airtm_api.post(f"/orders/{order['id']}/escrow")
+    assert (reply.status, reply.error["code"]) == (422, "PROVIDER_NOT_ENABLED")

@@ -12,13 +12,15 @@ import pika
 from aiohttp import web
 from sqlalchemy import text
 
+from orchestrator import airtm_treasury
 from orchestrator.commands import Kind
+from orchestrator.db import airtm as airtm_db
 from orchestrator.db import commands as commands_db
 from orchestrator.db import outbox as outbox_db
 from orchestrator.events import iso, now
 from schemas.base import NoBody, load
 from schemas.maintenance import EnableMaintenance
-from web import enqueue, render
+from web import airtm, enqueue, render
 from web.auth import public, requires
 from web.keys import ENGINE, EXECUTOR, REDIS, SETTINGS
 from web.request_state import BODY
@@ -48,6 +50,8 @@ async def health_detailed(request: web.Request) -> web.Response:
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=CHECK_TIMEOUT)) as session:
         answers = await asyncio.gather(*(_provider(session, url, ok) for url, ok in providers.values()))
     results.update(dict(zip(providers, answers, strict=True)))
+    if settings.airtm_enabled and results["airtm"]["status"] == "healthy":
+        results["airtm"] = await _treasury(request, results["airtm"])
     statuses = {r["status"] for r in results.values()}
     overall = "unhealthy" if "unhealthy" in statuses else "degraded" if "degraded" in statuses else "healthy"
     async with app[ENGINE].connect() as conn:
@@ -56,6 +60,21 @@ async def health_detailed(request: web.Request) -> web.Response:
     return envelope(request, {"status": overall, "version": VERSION, "timestamp": iso(now()),
                               "dependencies": results, "backlog": backlog},
                     status=503 if overall == "unhealthy" else 200)
+
+
+async def _treasury(request: web.Request, found: dict[str, Any]) -> dict[str, Any]:
+    """AirTM mode: the enterprise balance and whether it covers the users' balances (providers.md §3.1)."""
+    try:
+        enterprise = await asyncio.wait_for(airtm.call(request, lambda client: client.balance()), CHECK_TIMEOUT)
+        async with request.app[ENGINE].connect() as conn:
+            claims = (await conn.execute(airtm_db.claims_query())).one()
+    except Exception as error:
+        return {**found, "status": "unhealthy", "error": f"enterprise balance unreadable ({type(error).__name__})"}
+    treasury = airtm_treasury.of(enterprise, claims)
+    out = {**found, "treasury": treasury.as_json()}
+    if not treasury.covered:
+        out |= {"status": "degraded", "error": "the enterprise balance does not cover the users' balances"}
+    return out
 
 
 async def _timed(check: Callable[[], Awaitable[Any]]) -> dict[str, Any]:
