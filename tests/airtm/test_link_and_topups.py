@@ -125,3 +125,28 @@ async def test_escrow_is_refused_in_airtm_mode_until_treasury_backed_escrow_exis
     order = await new_order(airtm_api, buyer["id"], seller["id"], "10.00")
     reply = await airtm_api.post(f"/orders/{order['id']}/escrow")
     assert (reply.status, reply.error["code"]) == (422, "PROVIDER_NOT_ENABLED")
+
+
+async def test_a_cancel_airtm_does_not_confirm_answers_502_and_keeps_the_topup(
+        airtm_api: Api, airtm: AirtmControl, airtm_instance: AirtmInstance) -> None:
+    user, email = await linked_user(airtm_api, airtm)
+    topup = (await airtm_api.post("/topups", {"userId": user["id"], "amount": "10.00"})).data
+    airtm.sandbox.add_fault(service="airtm", method="DELETE", path="/payins/*", action="status",
+                            params={"status": 500})
+    refused = await airtm_api.post(f"/topups/{topup['id']}/cancel")
+    assert (refused.status, refused.error["code"]) == (502, "PROVIDER_ERROR")  # DESIGN decision 3
+    assert (await airtm_api.get(f"/topups/{topup['id']}")).data["status"] == "TOPUP_AWAITING_USER_CONFIRMATION"
+    assert airtm.payins_with_code(topup["id"])[0]["status"] == "CREATED"
+    airtm.payin(topup["airtmPayinId"], "confirm", email=email)  # the buyer still pays: it is credited
+    await status_of(airtm_api, f"/topups/{topup['id']}", "TOPUP_SUCCEEDED")
+    assert credits_for(airtm_instance.engine, topup["id"]) == 1
+
+
+async def test_an_airtm_error_before_the_create_applies_is_retried_into_one_payin(
+        airtm_api: Api, airtm: AirtmControl) -> None:
+    user, _ = await linked_user(airtm_api, airtm)
+    airtm.sandbox.add_fault(service="airtm", method="POST", path="/payins", action="status", params={"status": 503})
+    reply = await airtm_api.post("/topups", {"userId": user["id"], "amount": "10.00"})
+    assert (reply.status, reply.data["status"]) == (201, "TOPUP_AWAITING_USER_CONFIRMATION")
+    assert [r["action"] for r in airtm.sandbox.fault_log()][-1] == "status"
+    assert len(airtm.payins_with_code(reply.data["id"])) == 1
