@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from orchestrator import audit
 from orchestrator.db import api_keys as keys_db
 from orchestrator.errors import InvalidStateTransition, NotFound
 from orchestrator.results import Result
@@ -118,9 +117,7 @@ def ensure_active(key: keys_db.ApiKey | None, key_id: str) -> keys_db.ApiKey:
 
 
 def _audit(uow: UnitOfWork, action: str, key_id: str, after: dict[str, Any]) -> None:
-    audit.record(uow.conn, action=action, resource_type="ApiKey", resource_id=key_id, user_id=None,
-                 actor_type=uow.context.actor_type, actor_id=uow.context.actor_id, after=after,
-                 idempotency_key=uow.context.idempotency_key, correlation_id=uow.context.correlation_id)
+    uow.audit(action, "ApiKey", key_id, after=after)
 
 
 def _b64(raw: bytes) -> str:

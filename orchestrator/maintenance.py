@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from orchestrator import audit
 from orchestrator.db import maintenance as maintenance_db
 from orchestrator.results import Result
 from orchestrator.unit_of_work import UnitOfWork
@@ -30,6 +29,4 @@ def disable(uow: UnitOfWork, payload: dict[str, Any]) -> Result:
 
 
 def _audit(uow: UnitOfWork, action: str, after: dict[str, Any]) -> None:
-    audit.record(uow.conn, action=action, resource_type="Maintenance", resource_id=None, user_id=None,
-                 actor_type=uow.context.actor_type, actor_id=uow.context.actor_id, after=after or None,
-                 idempotency_key=uow.context.idempotency_key, correlation_id=uow.context.correlation_id)
+    uow.audit(action, "Maintenance", None, after=after or None)
