@@ -94,8 +94,8 @@ def page(*, resource_type: str | None = None, resource_id: str | None = None, ac
         stmt = stmt.where(or_(audit_log.c.user_id == user_id, audit_log.c.resource_id == user_id))
     if since is not None:
         stmt = stmt.where(audit_log.c.occurred_at >= since)
-    if until is not None:
-        stmt = stmt.where(audit_log.c.occurred_at <= until)
+    if until is not None:  # exclusive: the caller turns an inclusive ``to`` into the next instant
+        stmt = stmt.where(audit_log.c.occurred_at < until)
     if after is not None:
         stmt = stmt.where(tuple_(audit_log.c.occurred_at, audit_log.c.id) < tuple_(*after))
     return stmt.order_by(audit_log.c.occurred_at.desc(), audit_log.c.id.desc()).limit(limit + 1)

@@ -369,6 +369,7 @@ for _column in (
     Column("chained_at", DateTime(timezone=True)),
 ):
     audit_log.append_column(_column)
+audit_log.c.result.type = String(32)  # SUCCESS | FAILURE | DISCREPANCY_FOUND (api.md §6.3)
 Index("ix_audit_log_unchained", audit_log.c.seq, postgresql_where=text("position IS NULL"))
 Index("ix_audit_log_resource", audit_log.c.resource_id)
 Index("ix_audit_log_user", audit_log.c.user_id)

@@ -38,6 +38,8 @@ _CHAIN = ("position", "prev_hash", "entry_hash", "chained_at")
 
 
 def upgrade() -> None:
+    # api.md §6.3 writes the result DISCREPANCY_FOUND (17 characters) for a balance sync
+    op.alter_column("audit_log", "result", type_=sa.String(length=32), existing_nullable=False)
     op.add_column("audit_log", sa.Column("seq", sa.BigInteger(), sa.Identity(), nullable=False))
     op.add_column("audit_log", sa.Column("request_id", sa.String(length=128), nullable=True))
     op.add_column("audit_log", sa.Column("position", sa.BigInteger(), nullable=True))
@@ -91,5 +93,6 @@ def downgrade() -> None:
     op.drop_index("ix_audit_log_resource", table_name="audit_log")
     op.drop_index("ix_audit_log_unchained", table_name="audit_log", postgresql_where=sa.text("position IS NULL"))
     op.drop_constraint("uq_audit_log_position", "audit_log", type_="unique")
+    op.alter_column("audit_log", "result", type_=sa.String(length=16), existing_nullable=False)
     for column in ("chained_at", "entry_hash", "prev_hash", "position", "request_id", "seq"):
         op.drop_column("audit_log", column)
