@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from web import sse
-from web.handlers import api_keys, audit, disputes, orders, platform, users, withdrawals
+from web.handlers import api_keys, audit, disputes, orders, platform, statements, users, withdrawals
 from web.handlers import wallets as wallet_routes
 
 V1 = "/api/v1"
@@ -57,4 +57,5 @@ def setup_routes(app: web.Application) -> None:
         web.get(f"{V1}/events", sse.stream_events),
         # audit trail and statements (issue 10)
         web.get(f"{V1}/audit/logs", audit.list_audit_logs),
+        web.get(f"{V1}/users/{{user_id}}/statement", statements.get_statement),
     ])

@@ -75,6 +75,15 @@ async def test_a_withdrawal_is_one_entry_per_event(
                                             "destinationRef": outside["publicKey"]}, headers={"Prefer": "wait=30"})
     assert reply.data["status"] == "WITHDRAWAL_COMPLETED", reply.body
     assert_one_entry_per_event(engine, [reply.data["id"], user["id"]])
+    # the user's statement names the deposit's ledger hash and the withdrawal behind each movement
+    statement = (await api.get(f"/users/{user['id']}/statement")).data
+    deposit, withdrawal = statement["movements"]
+    with engine.connect() as conn:
+        tx_hash = conn.execute(text("SELECT tx_hash FROM deposits WHERE user_id = :u"), {"u": user["id"]}).scalar_one()
+    assert (deposit["kind"], deposit["depositHash"], deposit["amount"]) == ("deposit", tx_hash, "25.00")
+    assert (withdrawal["withdrawalId"], withdrawal["amount"]) == (reply.data["id"], "-12.00")
+    assert statement["closingBalance"]["total"] == "13.00"
+    assert statement["matchesBalance"] is True
 
 
 async def test_the_chain_verifies_after_the_flows(engine: Engine) -> None:
