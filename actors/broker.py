@@ -31,5 +31,5 @@ def engine() -> Engine:
 
 #: ``confirm_delivery``: a send returns only once RabbitMQ holds the message (DESIGN, write path).
 broker = RabbitmqBroker(url=settings.rabbitmq_url, confirm_delivery=True)
-broker.add_middleware(ProcessContext(engine))
+broker.add_middleware(ProcessContext(engine, settings.log_level))
 dramatiq.set_broker(broker)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from orchestrator import api_keys, balances, disputes, escrows, maintenance, orders, users, withdrawals
+from orchestrator import api_keys, balances, disputes, escrows, logs, maintenance, orders, users, withdrawals
 from orchestrator.db import commands as commands_db
 from orchestrator.db import session
 from orchestrator.errors import InternalError, OrchestratorError
@@ -133,6 +133,7 @@ def _claim(uow: UnitOfWork, command_id: str) -> commands_db.Command | None:
     command = commands_db.lock(uow.conn, command_id)
     if command is None or command.status != Status.PENDING:
         return None
+    logs.bind(command_id=command.id, request_id=command.request_id, command_kind=command.kind)
     uow.context = Context(correlation_id=command.request_id, actor_type=command.actor_type,
                           actor_id=command.actor_id, command_id=command.id,
                           idempotency_key=command.idempotency_key)

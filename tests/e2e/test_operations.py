@@ -1,0 +1,135 @@
+"""What an operator sees: JSON log lines with the request and command ids, Prometheus metrics on ``web``
+and on the actors, and ``/health/detailed`` degrading when work is left waiting.
+
+The product runs as the Procfile runs it (``python -m web`` and ``dramatiq actors`` as subprocesses) on
+queues of their own, so the in-process test worker never takes their messages.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import requests
+from sqlalchemy import Engine, text
+
+from orchestrator.settings import Settings
+from tests.fixtures import processes
+from tests.fixtures.broker import delete_queues
+from tests.fixtures.logs import LOG_DIR
+
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class System:
+    """A web process and a worker process of their own, with their log files."""
+
+    prefix: str
+    web_url: str
+    actors_metrics_url: str
+    web_log: Path
+    worker_log: Path
+    env: dict[str, str]
+    running: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def api(self, method: str, path: str, *, key: str, **kwargs: object) -> requests.Response:
+        headers = {"Authorization": f"Bearer {key}", **kwargs.pop("headers", {})}  # type: ignore[dict-item]
+        return requests.request(method, f"{self.web_url}/api/v1{path}", headers=headers, timeout=30,
+                                **kwargs)  # type: ignore[arg-type]
+
+
+def json_lines(path: Path) -> list[dict[str, object]]:
+    """Every JSON line of a log file (Dramatiq's own parent process writes a few plain ones)."""
+    out = []
+    for line in path.read_text(errors="replace").splitlines():
+        if line.startswith("{"):
+            out.append(json.loads(line))
+    return out
+
+
+def wait_until(predicate: object, seconds: float = 30, what: str = "condition") -> None:
+    processes.wait_for(predicate, seconds=seconds, what=what)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def system(settings: Settings, platform_user: str, sandbox_url: str, tmp_path_factory: pytest.TempPathFactory,
+           ) -> Iterator[System]:
+    prefix = f"{settings.queue_prefix}ops_"
+    port, prom_port = free_port(), free_port()
+    env = {"QUEUE_PREFIX": prefix, "PORT": str(port), "LOG_LEVEL": "INFO",
+           "WEB_METRICS_DIR": str(tmp_path_factory.mktemp("web-metrics")),
+           "dramatiq_prom_port": str(prom_port), "dramatiq_prom_host": "127.0.0.1",
+           "dramatiq_prom_db": str(tmp_path_factory.mktemp("actor-metrics")),
+           "HEALTH_COMMAND_AGE_SECONDS": "2", "HEALTH_CHAIN_STEP_AGE_SECONDS": "120"}
+    stamp = time.monotonic_ns()
+    found = System(prefix, f"http://127.0.0.1:{port}", f"http://127.0.0.1:{prom_port}/metrics",
+                   LOG_DIR / f"ops-web-{stamp}.log", LOG_DIR / f"ops-worker-{stamp}.log", env)
+    with processes.process("-m", "web", log=found.web_log, **env) as web:
+        found.running.append(web)
+        wait_until(lambda: _answers(found.web_url + "/api/v1/health"), what="the web process to listen")
+        yield found
+    delete_queues(settings, prefix)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=1).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def workers(system: System) -> AbstractContextManager[subprocess.Popen[bytes]]:
+    """``dramatiq actors`` as the Procfile runs it, on the system's own queues."""
+    prefix = system.prefix
+    return processes.process("-m", "dramatiq", "actors", "--processes", "2", "--threads", "2", "--queues",
+                             f"{prefix}commands", f"{prefix}events", f"{prefix}chain", log=system.worker_log,
+                             **system.env)
+
+
+def command_status(engine: Engine, request_id: str) -> str | None:
+    with engine.connect() as conn:
+        return conn.execute(text("SELECT status FROM commands WHERE request_id = :r"), {"r": request_id}).scalar()
+
+
+def test_every_log_line_is_json_and_carries_the_request_and_command_ids(
+        system: System, master_key: str, engine: Engine) -> None:
+    request_id = f"ops-log-{uuid.uuid4()}"
+    with workers(system):
+        reply = system.api("POST", "/users", key=master_key, headers={"X-Request-ID": request_id},
+                           json={"externalUserId": f"ops-{uuid.uuid4()}"})
+        assert reply.status_code in (201, 202), reply.text
+        wait_until(lambda: any(line.get("command_id") and line.get("actor") == "execute_command"
+                               and line.get("request_id") == request_id for line in json_lines(system.worker_log)),
+                   what="the worker's line about the command")
+    with engine.connect() as conn:
+        command_id = conn.execute(text("SELECT id FROM commands WHERE request_id = :r"), {"r": request_id}).scalar()
+    assert command_id
+    # the web process: every line is JSON; the request's access line names its request and command
+    web_lines = system.web_log.read_text().splitlines()
+    assert web_lines
+    assert all(line.startswith("{") for line in web_lines), web_lines[:3]
+    access = [line for line in json_lines(system.web_log) if line.get("request_id") == request_id]
+    assert access, "the request logged a line"
+    assert all(line["command_id"] == command_id for line in access)
+    assert {"timestamp", "level", "logger", "event"} <= set(access[-1])
+    assert access[-1]["status"] in (201, 202)
+    assert access[-1]["method"] == "POST"
+    # the worker processes: every line about the message carries the command id and the request id
+    mine = [line for line in json_lines(system.worker_log) if line.get("command_id") == command_id]
+    assert mine
+    assert all(line["request_id"] == request_id and line["message_id"] for line in mine)
