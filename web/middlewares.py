@@ -23,7 +23,7 @@ from orchestrator.errors import (
     ValidationFailed,
 )
 from orchestrator.events import iso, now
-from web import ratelimit
+from web import metrics, ratelimit
 from web.auth import Handler, authenticate, check_scope
 from web.errors import MethodNotAllowed, PayloadTooLarge, UnsupportedMediaType, error_response
 from web.idempotency import idempotency
@@ -55,7 +55,9 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
             response.headers.update(request.get(RATE_HEADERS, {}))
             if request.get(PREFERENCE):
                 response.headers["Preference-Applied"] = request[PREFERENCE]
-        _access(request, response, time.monotonic() - started)
+        elapsed = time.monotonic() - started
+        metrics.observe(request, response, elapsed)
+        _access(request, response, elapsed)
         return response
     finally:
         structlog.contextvars.clear_contextvars()

@@ -14,11 +14,12 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import requests
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine, text
 
 from orchestrator.settings import Settings
@@ -43,9 +44,9 @@ class System:
     web_url: str
     actors_metrics_url: str
     web_log: Path
+    second_web_log: Path
     worker_log: Path
     env: dict[str, str]
-    running: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def api(self, method: str, path: str, *, key: str, **kwargs: object) -> requests.Response:
         headers = {"Authorization": f"Bearer {key}", **kwargs.pop("headers", {})}  # type: ignore[dict-item]
@@ -78,12 +79,20 @@ def system(settings: Settings, platform_user: str, sandbox_url: str, tmp_path_fa
            "HEALTH_COMMAND_AGE_SECONDS": "2", "HEALTH_CHAIN_STEP_AGE_SECONDS": "120"}
     stamp = time.monotonic_ns()
     found = System(prefix, f"http://127.0.0.1:{port}", f"http://127.0.0.1:{prom_port}/metrics",
-                   LOG_DIR / f"ops-web-{stamp}.log", LOG_DIR / f"ops-worker-{stamp}.log", env)
-    with processes.process("-m", "web", log=found.web_log, **env) as web:
-        found.running.append(web)
-        wait_until(lambda: _answers(found.web_url + "/api/v1/health"), what="the web process to listen")
+                   LOG_DIR / f"ops-web-{stamp}.log", LOG_DIR / f"ops-web2-{stamp}.log",
+                   LOG_DIR / f"ops-worker-{stamp}.log", env)
+    # two web processes sharing the port (reuse_port) and the metrics directory, as `honcho -c web=2` runs them
+    with processes.process("-m", "web", log=found.web_log, **env), \
+            processes.process("-m", "web", log=found.second_web_log, **env):
+        wait_until(lambda: _listening(found.web_log) and _listening(found.second_web_log),
+                   what="both web processes to listen")
+        wait_until(lambda: _answers(found.web_url + "/api/v1/health"), what="the web processes to answer")
         yield found
     delete_queues(settings, prefix)
+
+
+def _listening(log: Path) -> bool:
+    return log.exists() and "listening" in log.read_text(errors="replace")
 
 
 def _answers(url: str) -> bool:
@@ -133,3 +142,65 @@ def test_every_log_line_is_json_and_carries_the_request_and_command_ids(
     mine = [line for line in json_lines(system.worker_log) if line.get("command_id") == command_id]
     assert mine
     assert all(line["request_id"] == request_id and line["message_id"] for line in mine)
+
+
+def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of a Prometheus exposition, keyed by name and sorted labels."""
+    body = requests.get(url, timeout=30)
+    assert body.status_code == 200, body.text
+    assert body.headers["Content-Type"].startswith("text/plain")
+    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(body.text) for sample in family.samples}
+
+
+def value(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str) -> float:
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def test_web_metrics_count_every_request_across_the_web_processes_and_read_the_backlogs(
+        system: System, master_key: str) -> None:
+    health = {"method": "GET", "route": "/api/v1/health"}
+    before = scrape(system.web_url + "/metrics")
+    # When 40 requests arrive on fresh connections (the kernel spreads them over both processes)
+    for _ in range(40):
+        assert requests.get(system.web_url + "/api/v1/health", timeout=10).status_code == 200
+    assert system.api("GET", "/orders/ord_doesnotexist0000000000000000", key=master_key).status_code == 404
+    after = scrape(system.web_url + "/metrics")
+    # Then both processes answered some, and /metrics (whichever answers it) counts all of them
+    for log in (system.web_log, system.second_web_log):
+        assert any(line.get("path") == "/api/v1/health" for line in json_lines(log)), log
+    counted = (value(after, "offerhub_http_requests_total", status="200", **health)
+               - value(before, "offerhub_http_requests_total", status="200", **health))
+    assert counted == 40
+    timed = (value(after, "offerhub_http_request_duration_seconds_count", **health)
+             - value(before, "offerhub_http_request_duration_seconds_count", **health))
+    assert timed == 40
+    assert value(after, "offerhub_http_requests_total", method="GET", route="/api/v1/orders/{order_id}",
+                 status="404") >= 1
+    # And the system's backlogs are there, read when scraped
+    for name in ("offerhub_commands_pending", "offerhub_oldest_pending_command_age_seconds",
+                 "offerhub_chain_steps_open", "offerhub_oldest_open_chain_step_age_seconds",
+                 "offerhub_outbox_unrelayed", "offerhub_outbox_lag_seconds", "offerhub_deposits_pending",
+                 "offerhub_monitor_lag_seconds", "offerhub_monitor_unseen_payments"):
+        assert (name, ()) in after, name
+    assert value(after, "offerhub_queue_reachable") == 1
+    assert any(name == "offerhub_queue_messages" for name, _ in after)
+
+
+
+def test_the_scheduler_reconciles_wallets_and_web_exposes_the_differences(
+        system: System, engine: Engine) -> None:
+    started = time.time()
+
+    def reconciled() -> bool:
+        with engine.connect() as conn:
+            at = conn.execute(text("SELECT extract(epoch FROM measured_at) FROM operation_figures "
+                                   "WHERE name = 'reconciliation'")).scalar()
+        return at is not None and float(at) >= started - 1
+
+    with processes.process("-m", "orchestrator", "scheduler", **{**system.env, "RECONCILE_SECONDS": "3600"}):
+        wait_until(reconciled, seconds=60, what="the scheduler's reconciliation")
+    samples = scrape(system.web_url + "/metrics")
+    assert value(samples, "offerhub_reconciliation_wallets_compared") >= 1
+    assert ("offerhub_reconciliation_differences", ()) in samples
+    assert 0 <= value(samples, "offerhub_reconciliation_age_seconds") < 120
