@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -81,6 +82,9 @@ class Outcome:
 
     status: str
     messages: list[Message]
+    kind: str | None = None
+    #: Seconds from the command's creation to its end (its age when it finished), for the metrics.
+    age_seconds: float | None = None
 
 
 def count_attempt(engine: Any, command_id: str) -> int:
@@ -115,17 +119,22 @@ def _attempt(engine: Any, command_id: str, settings: Any, attempts: int) -> Outc
         commands_db.finish(uow.conn, command.id, status=Status.DONE, result=result.as_dict())
         uow.notify(DONE_CHANNEL, command_id)
         uow.commit()
-        return Outcome(Status.DONE, list(uow.messages))
+        return Outcome(Status.DONE, list(uow.messages), command.kind, _age(command))
 
 
 def _record_failure(engine: Any, command_id: str, settings: Any, error: OrchestratorError) -> Outcome:
     with UnitOfWork(engine, settings=settings) as uow:
-        if _claim(uow, command_id) is None:
+        command = _claim(uow, command_id)
+        if command is None:
             return Outcome("FINISHED", [])
         commands_db.finish(uow.conn, command_id, status=Status.FAILED, error=error.as_dict())
         uow.notify(DONE_CHANNEL, command_id)
         uow.commit()
-        return Outcome(Status.FAILED, [])
+        return Outcome(Status.FAILED, [], command.kind, _age(command))
+
+
+def _age(command: commands_db.Command) -> float:
+    return max(0.0, (datetime.now(UTC) - command.created_at).total_seconds())
 
 
 def _claim(uow: UnitOfWork, command_id: str) -> commands_db.Command | None:

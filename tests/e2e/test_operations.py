@@ -187,6 +187,24 @@ def test_web_metrics_count_every_request_across_the_web_processes_and_read_the_b
     assert any(name == "offerhub_queue_messages" for name, _ in after)
 
 
+def test_actor_metrics_are_summed_over_the_worker_processes(system: System, master_key: str) -> None:
+    kind = {"kind": "create_user", "status": "DONE"}
+    with workers(system):
+        wait_until(lambda: _answers(system.actors_metrics_url), what="the actors' exposition server")
+        before = scrape(system.actors_metrics_url)
+        for _ in range(6):
+            reply = system.api("POST", "/users", key=master_key, json={"externalUserId": f"ops-{uuid.uuid4()}"})
+            assert reply.status_code in (201, 202), reply.text
+        after = scrape(system.actors_metrics_url)
+    commands = {"queue_name": f"{system.prefix}commands", "actor_name": "execute_command"}
+    assert (value(after, "offerhub_commands_finished_total", **kind)
+            - value(before, "offerhub_commands_finished_total", **kind)) == 6
+    assert (value(after, "offerhub_command_age_seconds_count", kind="create_user")
+            - value(before, "offerhub_command_age_seconds_count", kind="create_user")) == 6
+    assert value(after, "dramatiq_messages_total", **commands) - value(before, "dramatiq_messages_total",
+                                                                       **commands) >= 6
+    assert value(after, "dramatiq_message_duration_milliseconds_count", **commands) >= 6
+
 
 def test_the_scheduler_reconciles_wallets_and_web_exposes_the_differences(
         system: System, engine: Engine) -> None:
