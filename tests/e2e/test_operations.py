@@ -222,3 +222,34 @@ def test_the_scheduler_reconciles_wallets_and_web_exposes_the_differences(
     assert value(samples, "offerhub_reconciliation_wallets_compared") >= 1
     assert ("offerhub_reconciliation_differences", ()) in samples
     assert 0 <= value(samples, "offerhub_reconciliation_age_seconds") < 120
+
+
+def test_health_degrades_while_a_command_waits_past_its_threshold(
+        system: System, master_key: str, engine: Engine, monitor: None) -> None:
+    # Given no worker consumes the system's queue, a write is recorded and published but not run
+    request_id = f"ops-health-{uuid.uuid4()}"
+    reply = system.api("POST", "/users", key=master_key, headers={"X-Request-ID": request_id,
+                                                                "Prefer": "respond-async"},
+                       json={"externalUserId": f"ops-{uuid.uuid4()}"})
+    assert reply.status_code == 202, reply.text
+    assert command_status(engine, request_id) == "PENDING"
+    # When it waits longer than HEALTH_COMMAND_AGE_SECONDS (2 here)
+    time.sleep(2.5)
+    body = requests.get(system.web_url + "/api/v1/health/detailed", timeout=30)
+    data = body.json()["data"]
+    # Then the detailed health is degraded (still 200) and says why
+    assert body.status_code == 200
+    assert data["status"] == "degraded"
+    oldest = data["operations"]["oldestPendingCommand"]
+    assert oldest["status"] == "degraded"
+    assert oldest["ageSeconds"] > 2
+    assert oldest["count"] >= 1
+    assert oldest["thresholdSeconds"] == 2
+    assert data["backlog"]["commandsPending"] >= 1
+    # the monitor follows the ledger, so its lag is reported as a figure
+    assert data["operations"]["monitor"]["lagSeconds"] is not None
+    # And once a worker runs the command, the check is healthy again
+    with workers(system):
+        wait_until(lambda: command_status(engine, request_id) == "DONE", what="the command to run")
+        wait_until(lambda: requests.get(system.web_url + "/api/v1/health/detailed", timeout=30).json()["data"][
+            "operations"]["oldestPendingCommand"]["status"] == "healthy", what="the check to recover")
