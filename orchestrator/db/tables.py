@@ -434,3 +434,13 @@ reconciliation_reports = Table(
     Column("problems", JSONB, nullable=False),
     Index("ix_reconciliation_reports_created", "created_at"),
 )
+
+# --- operations (issue 9): figures the scheduler measures for /metrics and /health/detailed ---
+
+#: One row per figure (e.g. ``reconciliation``): the latest measurement and when it was taken.
+operation_figures = Table(
+    "operation_figures", metadata,
+    Column("name", String(64), primary_key=True),
+    Column("figures", JSONB, nullable=False),
+    Column("measured_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
