@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 
@@ -11,8 +12,9 @@ from actors.broker import engine, settings
 from actors.chain import run_chain_step
 from actors.commands import execute_command
 from actors.deposits import send_credits
-from orchestrator import relay, sweeps
+from orchestrator import operations, relay, sweeps
 from orchestrator.db import leader
+from orchestrator.providers.horizon import Horizon
 
 log = logging.getLogger(__name__)
 RELAY_SECONDS = 1.0
@@ -63,7 +65,34 @@ def _sweep_airtm(age: float) -> None:
         airtm_refresh.send("withdrawal", withdrawal_id)
 
 
+def _reconcile_while(leading: threading.Event) -> None:
+    """Compare every wallet with the book every ``RECONCILE_SECONDS`` (a thread of its own: one Horizon
+    read per wallet must not hold up the relay backstop and the sweeps)."""
+    horizon = Horizon(settings)
+    while leading.is_set():
+        try:
+            found = operations.reconcile(engine(), horizon)
+            log.info("Reconciled %d wallet(s) with the book: %d difference(s), %d problem(s)",
+                     found.wallets_compared, found.differences, found.problems)
+        except Exception:
+            log.exception("Reconciliation failed; trying again at the next interval")
+        deadline = time.monotonic() + settings.reconcile_seconds
+        while leading.is_set() and time.monotonic() < deadline:
+            time.sleep(min(1.0, settings.reconcile_seconds))
+
+
 def _lead(holder: object, stop: Callable[[], bool]) -> None:
+    leading = threading.Event()
+    leading.set()
+    if settings.payment_provider == "crypto":
+        threading.Thread(target=_reconcile_while, args=(leading,), name="reconcile", daemon=True).start()
+    try:
+        _loop(holder, stop)
+    finally:
+        leading.clear()
+
+
+def _loop(holder: object, stop: Callable[[], bool]) -> None:
     next_sweep = next_prune = 0.0
     while not stop() and leader.still_leading(holder):  # type: ignore[arg-type]
         now = time.monotonic()

@@ -97,6 +97,11 @@ class Settings:
     queue_prefix: str = ""
     redis_prefix: str = "offerhub:"
     log_level: str = "INFO"
+    web_metrics_dir: str = ""
+    health_command_age_seconds: float = 60.0
+    health_chain_step_age_seconds: float = 300.0
+    health_monitor_lag_seconds: float = 60.0
+    reconcile_seconds: float = 300.0
     limits: Mapping[str, AmountLimits] = field(default_factory=dict)
 
     @property
@@ -209,6 +214,11 @@ class _Reader:
             "queue_prefix": self.raw("QUEUE_PREFIX", "") or "",
             "redis_prefix": self.raw("REDIS_PREFIX", "offerhub:") or "",
             "log_level": (self.raw("LOG_LEVEL", "INFO") or "INFO").upper(),
+            "web_metrics_dir": self.raw("WEB_METRICS_DIR", "") or "",
+            "health_command_age_seconds": self.coerce("HEALTH_COMMAND_AGE_SECONDS", 60.0, float),
+            "health_chain_step_age_seconds": self.coerce("HEALTH_CHAIN_STEP_AGE_SECONDS", 300.0, float),
+            "health_monitor_lag_seconds": self.coerce("HEALTH_MONITOR_LAG_SECONDS", 60.0, float),
+            "reconcile_seconds": self.coerce("RECONCILE_SECONDS", 300.0, float),
             "wallet_encryption_key": self.raw("WALLET_ENCRYPTION_KEY"),
             "wallet_encryption_key_previous": self.raw("WALLET_ENCRYPTION_KEY_PREVIOUS"),
             "platform_user_id": self.raw("PLATFORM_USER_ID"),
@@ -293,6 +303,9 @@ class _Reader:
             self.problems.append("TRUSTLESS_PLATFORM_FEE_PERCENT is a percent from 0 to 99")
         if not 1_000 <= values["airtm_timeout_ms"] <= 120_000 or values["airtm_refresh_seconds"] <= 0:
             self.problems.append("AIRTM_TIMEOUT_MS must be 1000-120000 and AIRTM_REFRESH_SECONDS > 0")
+        if min(values["health_command_age_seconds"], values["health_chain_step_age_seconds"],
+               values["health_monitor_lag_seconds"], values["reconcile_seconds"]) <= 0:
+            self.problems.append("HEALTH_*_SECONDS and RECONCILE_SECONDS must be > 0")
         if values["rate_limit_per_minute"] < 0:
             self.problems.append("RATE_LIMIT_PER_MINUTE must be >= 0 (0 turns limiting off)")
 

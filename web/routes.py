@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from web import sse
-from web.handlers import airtm, api_keys, disputes, orders, platform, users, withdrawals
+from web.handlers import airtm, api_keys, audit, disputes, orders, platform, statements, users, withdrawals
 from web.handlers import wallets as wallet_routes
 
 V1 = "/api/v1"
@@ -67,4 +67,7 @@ def setup_routes(app: web.Application) -> None:
         web.post(f"{V1}/withdrawals/{{withdrawal_id}}/refresh", withdrawals.refresh_withdrawal),
         web.delete(f"{V1}/withdrawals/{{withdrawal_id}}", withdrawals.cancel_withdrawal),
         web.post(f"{V1}/webhooks/airtm", airtm.airtm_webhook),
+        # audit trail and statements (issue 10)
+        web.get(f"{V1}/audit/logs", audit.list_audit_logs),
+        web.get(f"{V1}/users/{{user_id}}/statement", statements.get_statement),
     ])

@@ -9,6 +9,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     ForeignKey,
+    Identity,
     Index,
     Integer,
     MetaData,
@@ -404,4 +405,42 @@ airtm_webhooks = Table(
     Timestamp("received_at"),
     Timestamp("processed_at", nullable=True, default_now=False),
     Index("ix_airtm_webhooks_pending", "received_at", postgresql_where=text("status = 'PENDING'")),
+)
+
+# --- audit chain and reconciliation (issue 10; migration 0009) ---------------------------------------
+# The chain columns are appended to ``audit_log`` here so this block stays self-contained.
+for _column in (
+    Column("seq", BigInteger, Identity(), nullable=False),  # insertion order: ties inside one relay pass
+    Column("request_id", String(128)),
+    Column("position", BigInteger, unique=True),  # the relay's commit-ordered chain position
+    Column("prev_hash", String(64)),
+    Column("entry_hash", String(64)),
+    Column("chained_at", DateTime(timezone=True)),
+):
+    audit_log.append_column(_column)
+audit_log.c.result.type = String(32)  # SUCCESS | FAILURE | DISCREPANCY_FOUND (api.md §6.3)
+Index("ix_audit_log_unchained", audit_log.c.seq, postgresql_where=text("position IS NULL"))
+Index("ix_audit_log_resource", audit_log.c.resource_id)
+Index("ix_audit_log_user", audit_log.c.user_id)
+
+reconciliation_reports = Table(
+    "reconciliation_reports", metadata,
+    Column("id", String(64), primary_key=True),
+    Timestamp("created_at"),
+    Column("trigger", String(16), nullable=False),  # cli | scheduler
+    Column("status", String(16), nullable=False),  # OK | DIFFERENCES
+    Column("summary", JSONB, nullable=False),
+    Column("differences", JSONB, nullable=False),
+    Column("problems", JSONB, nullable=False),
+    Index("ix_reconciliation_reports_created", "created_at"),
+)
+
+# --- operations (issue 9): figures the scheduler measures for /metrics and /health/detailed ---
+
+#: One row per figure (e.g. ``reconciliation``): the latest measurement and when it was taken.
+operation_figures = Table(
+    "operation_figures", metadata,
+    Column("name", String(64), primary_key=True),
+    Column("figures", JSONB, nullable=False),
+    Column("measured_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
