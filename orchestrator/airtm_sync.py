@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from orchestrator import airtm_withdrawals, topups
+from orchestrator import airtm_withdrawals, audit, topups
 from orchestrator.db import airtm as airtm_db
 from orchestrator.db import session
 from orchestrator.db import topups as topups_db
@@ -163,33 +163,42 @@ def parse_webhook(body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
 
 
 def process_webhook(engine: Any, settings: Settings, message_id: str) -> list[Message]:
-    """Apply one recorded message: find the resource by ``code``, then by ``id``; drive it by status."""
-    with UnitOfWork(engine, settings=settings, context=Context(actor_type="WEBHOOK", actor_id="airtm")) as uow:
+    """Apply one recorded message: find the resource by ``code``, then by ``id``; drive it by status.
+
+    The delivery is audited (``webhook.received``) in the same transaction that applies it."""
+    context = Context(actor_type="WEBHOOK", actor_id="airtm", correlation_id=message_id)
+    with UnitOfWork(engine, settings=settings, context=context) as uow:
         message = airtm_db.lock_webhook(uow.conn, message_id)
         if message is None or message.status != "PENDING":
             return []
         event_type, data = parse_webhook(message.body)
         kind = event_type.split(".", 1)[0]
         code, object_id = str(data.get("code") or ""), str(data.get("id") or "")
+        resource_type, resource_id, user_id, moved = "Webhook", None, None, False
         if kind == "payin":
+            resource_type = "TopUp"
             found = topups_db.get(uow.conn, code) if code.startswith("topup_") else None
-            topup_id = found.id if found else (topups_db.id_for_payin(uow.conn, object_id) if object_id else None)
-            if topup_id is None:
-                outcome, status = "unknown pay-in", "IGNORED"
-            else:
-                moved = topups.apply_payin(uow, topup_id, data, checkout_base=settings.airtm_checkout_base_url)
-                outcome, status = f"{topup_id} {'moved' if moved else 'unchanged'}", "PROCESSED"
+            resource_id = found.id if found else (topups_db.id_for_payin(uow.conn, object_id) if object_id else None)
+            if resource_id is not None:
+                user_id = (found or topups_db.get(uow.conn, resource_id)).user_id  # type: ignore[union-attr]
+                moved = topups.apply_payin(uow, resource_id, data, checkout_base=settings.airtm_checkout_base_url)
         elif kind == "payout":
+            resource_type = "Withdrawal"
             found_w = withdrawals_db.get(uow.conn, code) if code.startswith("wd_") else None
-            withdrawal_id = found_w.id if found_w else (
+            resource_id = found_w.id if found_w else (
                 airtm_db.withdrawal_for_payout(uow.conn, object_id) if object_id else None)
-            if withdrawal_id is None:
-                outcome, status = "unknown payout", "IGNORED"
-            else:
-                moved = airtm_withdrawals.apply_payout(uow, withdrawal_id, data)
-                outcome, status = f"{withdrawal_id} {'moved' if moved else 'unchanged'}", "PROCESSED"
+            if resource_id is not None:
+                user_id = (found_w or withdrawals_db.get(uow.conn, resource_id)).user_id  # type: ignore[union-attr]
+                moved = airtm_withdrawals.apply_payout(uow, resource_id, data)
+        if resource_id is None:
+            outcome, status = f"unknown resource for {event_type!r} (code {code!r}, id {object_id!r})", "IGNORED"
         else:
-            outcome, status = f"unknown event type {event_type!r}", "IGNORED"
+            outcome, status = f"{resource_id} {'moved' if moved else 'unchanged'}", "PROCESSED"
+        audit.webhook_received(uow.conn, provider="airtm", delivery_id=message_id, event_type=event_type,
+                               resource_type=resource_type, resource_id=resource_id, user_id=user_id,
+                               body=message.body, result="SUCCESS" if resource_id else "FAILURE",
+                               error=None if resource_id else {"code": "UNKNOWN_RESOURCE", "message": outcome})
+        uow.after_commit(Message("relay_outbox"))  # the relay chains the audit entry
         airtm_db.finish_webhook(uow.conn, message_id, status=status, outcome=outcome)
         uow.commit()
         return list(uow.messages)
