@@ -53,5 +53,4 @@ pytest_plugins = (
     "tests.fixtures.sandbox",
     "tests.fixtures.logs",
     "tests.fixtures.processes",
-    "tests.fixtures.airtm",
 )

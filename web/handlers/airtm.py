@@ -133,8 +133,9 @@ async def _read_payin(request: web.Request, topup: topups_db.TopUp) -> dict[str,
     return await airtm.call(request, read)
 
 
-async def _apply(request: web.Request, resource: str, resource_id: str, record: dict[str, Any],
-                 canceled_by: str = "system") -> web.Response:
+async def apply_reported(request: web.Request, resource: str, resource_id: str, record: dict[str, Any],
+                         canceled_by: str = "system") -> web.Response:
+    """Apply what AirTM reported (a command, forward only) and answer with the resource."""
     state = await enqueue.run(request, Kind.APPLY_AIRTM, {"resource": resource, "id": resource_id,
                                                           "record": record, "canceledBy": canceled_by})
     return await enqueue.respond(request, state)
@@ -151,7 +152,7 @@ async def refresh_topup(request: web.Request) -> web.Response:
     payin = await _read_payin(request, topup)
     if payin is None:
         return envelope(request, TOPUP_OUT.dump(topup))
-    return await _apply(request, "topup", topup.id, payin)
+    return await apply_reported(request, "topup", topup.id, payin)
 
 
 @requires("write")
@@ -177,9 +178,10 @@ async def cancel_topup(request: web.Request) -> web.Response:
     record, problem = await airtm.call(request, cancel)
     reported = topups.PAYIN_STATUS.get(str((record or {}).get("status", "")).upper())
     if reported == topups.Status.CANCELED:
-        return await _apply(request, "topup", topup.id, record or {}, canceled_by="user")
+        return await apply_reported(request, "topup", topup.id, record or {}, canceled_by="user")
     if record is not None and reported is not None and reported != topups.Status.AWAITING:
-        await _apply(request, "topup", topup.id, record)  # it moved on meanwhile: record that, refuse the cancel
+        # it moved on meanwhile: record that, refuse the cancel
+        await apply_reported(request, "topup", topup.id, record)
         raise InvalidStateTransition(resource="topup", id=topup.id, current=reported, action="cancel",
                                      allowed=allowed)
     raise ProviderFailure(f"AirTM did not confirm the cancel: {problem or 'the pay-in is still open'}",
