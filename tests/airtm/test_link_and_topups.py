@@ -108,11 +108,16 @@ async def test_topups_need_a_linked_user_and_airtm_mode(airtm_api: Api, api: Api
     unlinked = await airtm_api.user()
     reply = await airtm_api.post("/topups", {"userId": unlinked["id"], "amount": "10.00"})
     assert (reply.status, reply.error["code"]) == (422, "AIRTM_USER_NOT_LINKED")
+    bad = await airtm_api.post("/topups", {"user_id": unlinked["id"], "amount": "0.50",
+                                           "return_url": "http://shop.example/ok", "cancelUrl": "ftp://x"})
+    assert bad.status == 400, bad.body
+    assert sorted(f["field"] for f in bad.error["details"]["fields"]) == ["cancelUrl", "returnUrl"]
+    small = await airtm_api.post("/topups", {"userId": unlinked["id"], "amount": "0.50"})
+    assert small.error["details"]["fields"][0]["code"] == "AMOUNT_OUT_OF_RANGE"
     missing = await airtm_api.get("/topups/topup_doesnotexist")
     assert (missing.status, missing.error["code"]) == (404, "TOPUP_NOT_FOUND")
     crypto_user = await api.user()
-    crypto = await api.post("/topups", {"userId": crypto_user["id"], "amount": "10.00",
-                                        "returnUrl": "https://shop.example/ok", "cancelUrl": "https://shop.example/no"})
+    crypto = await api.post("/topups", {"userId": crypto_user["id"], "amount": "10.00"})
     assert (crypto.status, crypto.error["code"]) == (422, "PROVIDER_NOT_ENABLED")
     link = await api.post(f"/users/{crypto_user['id']}/airtm/link", {"email": "x@example.com"})
     assert (link.status, link.error["code"]) == (422, "PROVIDER_NOT_ENABLED")

@@ -82,6 +82,7 @@ async def eligible_link(request: web.Request, user_id: str) -> airtm_db.Link:
 @requires("write")
 async def create_topup(request: web.Request) -> web.Response:
     body = load(CreateTopUp(), request[BODY])
+    airtm.require_enabled(request)
     settings = request.app[SETTINGS]
     limits = settings.limits["topup"]
     if not limits.min <= body["amount"] <= limits.max:
@@ -92,7 +93,6 @@ async def create_topup(request: web.Request) -> web.Response:
     for name in ("returnUrl", "cancelUrl"):
         if not body[name]:
             raise ValidationFailed.field(name, "MISSING_REQUIRED_FIELD", "required: this instance has no default")
-    airtm.require_enabled(request)
     await render.load_user(request, body["userId"])
     await eligible_link(request, body["userId"])
     await airtm.limit_per_user(request, "topups", body["userId"], TOPUPS_PER_USER_PER_MINUTE)
