@@ -52,6 +52,7 @@ def create_payin(engine: Any, settings: Settings, topup_id: str, flow: str = "")
                                         callback_url=callback_url(settings, topup.id))
     except AirtmFailure as failure:
         if not _definite(failure):
+            _unclear(engine, settings, flow, failure, {"topupId": topup.id})
             raise  # the actor retries; the sweep re-drives it later; lookup by code prevents a twin
         with UnitOfWork(engine, settings=settings) as uow:
             topups.fail_creation(uow, topup.id, reason=failure.message, error_code=failure.reason_code)
@@ -81,6 +82,7 @@ def create_payout(engine: Any, settings: Settings, withdrawal_id: str, flow: str
                     internal_note=f"{withdrawal.destination_type}:{withdrawal.destination_ref}")
             except AirtmFailure as failure:
                 if not _definite(failure):
+                    _unclear(engine, settings, flow, failure, {"withdrawalId": withdrawal.id})
                     raise
                 if failure.reason_code == "415016":
                     log.error("ALERT treasury: the AirTM enterprise balance is too low for withdrawal %s",
@@ -99,6 +101,18 @@ def create_payout(engine: Any, settings: Settings, withdrawal_id: str, flow: str
             messages += _apply_payout(engine, settings, withdrawal.id,
                                       client.commit_payout(withdrawal.airtm_payout_id))
     return messages + _finish(engine, settings, flow)
+
+
+def _unclear(engine: Any, settings: Settings, flow: str, failure: AirtmFailure, ids: dict[str, str]) -> None:
+    """AirTM did not answer clearly even after the lookups by code: the waiting request gets the error
+    now (504/502: the operation may still have happened, read the resource), and the record stays as it
+    is until a retry or the sweep learns the outcome; nothing is failed or refunded on a guess."""
+    if not flow:
+        return
+    with UnitOfWork(engine, settings=settings) as uow:
+        error = failure.as_dict()
+        topups.finish_flow(uow, flow, failed=error | {"details": {**error["details"], **ids, "pending": True}})
+        uow.commit()
 
 
 def _apply_payout(engine: Any, settings: Settings, withdrawal_id: str, payout: dict[str, Any],

@@ -155,3 +155,18 @@ async def test_an_airtm_error_before_the_create_applies_is_retried_into_one_payi
     assert (reply.status, reply.data["status"]) == (201, "TOPUP_AWAITING_USER_CONFIRMATION")
     assert [r["action"] for r in airtm.sandbox.fault_log()][-1] == "status"
     assert len(airtm.payins_with_code(reply.data["id"])) == 1
+
+
+async def test_while_airtm_keeps_failing_the_request_gets_502_and_the_topup_is_created_once_later(
+        airtm_api: Api, airtm: AirtmControl) -> None:
+    user, _ = await linked_user(airtm_api, airtm)
+    airtm.sandbox.add_fault(service="airtm", method="POST", path="/payins", action="status",
+                            params={"status": 503}, times=50)
+    reply = await airtm_api.post("/topups", {"userId": user["id"], "amount": "10.00"})
+    assert (reply.status, reply.error["code"]) == (502, "PROVIDER_ERROR"), reply.body
+    topup_id = reply.error["details"]["topupId"]
+    assert (await airtm_api.get(f"/topups/{topup_id}")).data["status"] == "TOPUP_CREATED"  # not failed on a guess
+    airtm.sandbox.clear_faults()
+    settled = await status_of(airtm_api, f"/topups/{topup_id}", "TOPUP_AWAITING_USER_CONFIRMATION", seconds=40)
+    assert len(airtm.payins_with_code(topup_id)) == 1
+    assert settled["airtmPayinId"] == airtm.payins_with_code(topup_id)[0]["id"]
