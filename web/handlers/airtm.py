@@ -22,6 +22,7 @@ from orchestrator.db import airtm as airtm_db
 from orchestrator.db import topups as topups_db
 from orchestrator.errors import (
     BusinessRuleViolation,
+    Conflict,
     InvalidStateTransition,
     NotFound,
     ProviderFailure,
@@ -29,6 +30,7 @@ from orchestrator.errors import (
     ValidationFailed,
 )
 from orchestrator.providers.airtm import AirtmClient, AirtmFailure
+from orchestrator.results import Result
 from schemas.airtm import TOPUP_OUT, CreateTopUp, LinkAirtm
 from schemas.base import NoBody, load
 from schemas.common import check_enums, page_limit, reject_unknown
@@ -61,6 +63,12 @@ async def link_account(request: web.Request) -> web.Response:
     airtm.require_enabled(request)
     user = await render.user_from_path(request)
     email = body["email"]
+    link = airtm_db.to_link(await render.fetch_one(request, airtm_db.link_of(user.id)))
+    if link.airtm_user_id is not None and (link.email or "").lower() == email.lower():
+        return envelope(request, await render.airtm_link(request, Result(200, "airtm_link", user.id)))
+    if link.airtm_user_id is not None:
+        raise Conflict("The user is already linked to another AirTM account", code="AIRTM_USER_ALREADY_LINKED",
+                       details={"airtmUserId": link.airtm_user_id})
     account = airtm_links.check_eligible(await airtm.call(request, lambda client: client.user(email)))
     state = await enqueue.run(request, Kind.LINK_AIRTM, {"userId": user.id, "email": email,
                                                          "airtmUserId": str(account["id"])})
