@@ -20,9 +20,16 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
 
-from scripts.bench_common import create_database, drop_database, percentile, reexec_in_venv  # noqa: E402
+from scripts.bench_common import (  # noqa: E402  (standard library only; safe before the re-exec)
+    create_database,
+    drop_database,
+    percentile,
+    reexec_in_venv,
+)
 
 
 def main() -> None:
@@ -65,7 +72,8 @@ def main() -> None:
             started = time.perf_counter()
             found = audit.verify(conn)
             verify_seconds = time.perf_counter() - started
-        assert found.ok and found.checked == total, found.problem
+        assert found.ok, found.problem
+        assert found.checked == total
         cores = os.cpu_count()
         print(f"audit chain on {cores} core(s): {total} entries, {args.per_commit} per commit, "
               f"{args.commits_per_pass} commits per relay pass")
