@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 from orchestrator.errors import ConfigError
 from orchestrator.logs import configure_logging
@@ -47,7 +48,10 @@ def _check(settings: Settings, _: argparse.Namespace) -> int:
     from orchestrator.providers.horizon import Horizon
 
     horizon = Horizon(settings) if settings.payment_provider == "crypto" else None
-    report = check.verify(create_sync_engine(settings.database_url, pool_size=1), horizon)
+    engine = create_sync_engine(settings.database_url, pool_size=1)
+    report = check.verify(engine, horizon)
+    if settings.airtm_enabled:
+        _check_treasury(settings, engine, report)
     for problem in report.problems:
         print(f"FAIL {problem}")
     for difference in report.differences:
@@ -57,6 +61,23 @@ def _check(settings: Settings, _: argparse.Namespace) -> int:
     print("OK: the book is consistent" if report.ok
           else f"{len(report.problems) + len(report.differences)} problem(s)")
     return 0 if report.ok else 1
+
+
+def _check_treasury(settings: Settings, engine: Any, report: Any) -> None:
+    """AirTM mode: the enterprise balance must cover what the book owes the users."""
+    from orchestrator import airtm_treasury
+    from orchestrator.providers.airtm import AirtmClient, AirtmFailure
+
+    try:
+        with AirtmClient(settings) as client:
+            treasury = airtm_treasury.read(engine, client)
+    except AirtmFailure as failure:
+        report.problems.append(f"the AirTM enterprise balance could not be read: {failure.message}")
+        return
+    print(treasury.describe())
+    if not treasury.covered:
+        report.problems.append(f"the AirTM enterprise balance does not cover the users' balances: "
+                               f"{treasury.describe()}")
 
 
 def _wallets(settings: Settings, args: argparse.Namespace) -> int:

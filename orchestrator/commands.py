@@ -9,10 +9,24 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from orchestrator import api_keys, balances, disputes, escrows, maintenance, orders, users, withdrawals
+from orchestrator import (
+    airtm_links,
+    airtm_sync,
+    api_keys,
+    balances,
+    disputes,
+    escrows,
+    logs,
+    maintenance,
+    orders,
+    topups,
+    users,
+    withdrawals,
+)
 from orchestrator.db import commands as commands_db
 from orchestrator.db import session
 from orchestrator.errors import InternalError, OrchestratorError
@@ -43,6 +57,9 @@ class Kind(StrEnum):
     ASSIGN_DISPUTE = "assign_dispute"
     RESOLVE_DISPUTE = "resolve_dispute"
     CREATE_WITHDRAWAL = "create_withdrawal"
+    LINK_AIRTM = "link_airtm"
+    CREATE_TOPUP = "create_topup"
+    APPLY_AIRTM = "apply_airtm"
 
 
 class Status(StrEnum):
@@ -72,6 +89,9 @@ HANDLERS: dict[str, Handler] = {
     Kind.ASSIGN_DISPUTE: disputes.assign,
     Kind.RESOLVE_DISPUTE: disputes.resolve,
     Kind.CREATE_WITHDRAWAL: withdrawals.create,
+    Kind.LINK_AIRTM: airtm_links.link,
+    Kind.CREATE_TOPUP: topups.create,
+    Kind.APPLY_AIRTM: airtm_sync.apply_reported,
 }
 
 
@@ -81,6 +101,9 @@ class Outcome:
 
     status: str
     messages: list[Message]
+    kind: str | None = None
+    #: Seconds from the command's creation to its end (its age when it finished), for the metrics.
+    age_seconds: float | None = None
 
 
 def count_attempt(engine: Any, command_id: str) -> int:
@@ -115,7 +138,7 @@ def _attempt(engine: Any, command_id: str, settings: Any, attempts: int) -> Outc
         commands_db.finish(uow.conn, command.id, status=Status.DONE, result=result.as_dict())
         uow.notify(DONE_CHANNEL, command_id)
         uow.commit()
-        return Outcome(Status.DONE, list(uow.messages))
+        return Outcome(Status.DONE, list(uow.messages), command.kind, _age(command))
 
 
 #: Payload fields that name what a command acts on, most specific first, with the audit resource type.
@@ -147,7 +170,11 @@ def _record_failure(engine: Any, command_id: str, settings: Any, error: Orchestr
                   after={"request": command.payload}, result="FAILURE", error=error.as_dict())
         uow.notify(DONE_CHANNEL, command_id)
         uow.commit()
-        return Outcome(Status.FAILED, list(uow.messages))
+        return Outcome(Status.FAILED, list(uow.messages), command.kind, _age(command))
+
+
+def _age(command: commands_db.Command) -> float:
+    return max(0.0, (datetime.now(UTC) - command.created_at).total_seconds())
 
 
 def _claim(uow: UnitOfWork, command_id: str) -> commands_db.Command | None:
@@ -155,6 +182,7 @@ def _claim(uow: UnitOfWork, command_id: str) -> commands_db.Command | None:
     command = commands_db.lock(uow.conn, command_id)
     if command is None or command.status != Status.PENDING:
         return None
+    logs.bind(command_id=command.id, request_id=command.request_id, command_kind=command.kind)
     uow.context = Context(correlation_id=command.request_id, actor_type=command.actor_type,
                           actor_id=command.actor_id, command_id=command.id,
                           idempotency_key=command.idempotency_key, request_id=command.request_id)
