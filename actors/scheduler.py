@@ -12,7 +12,7 @@ from actors.broker import engine, settings
 from actors.chain import run_chain_step
 from actors.commands import execute_command
 from actors.deposits import send_credits
-from orchestrator import operations, relay, sweeps
+from orchestrator import operations, reconcile, relay, sweeps
 from orchestrator.db import leader
 from orchestrator.providers.horizon import Horizon
 
@@ -21,6 +21,29 @@ RELAY_SECONDS = 1.0
 PRUNE_SECONDS = 3600.0
 #: A chain step untouched this long has lost its message (its retries update it far more often).
 STALLED_STEP_SECONDS = 60.0
+#: How often the leader asks whether the reconciliation report is due (RECONCILE_INTERVAL_HOURS).
+RECONCILE_CHECK_SECONDS = 300.0
+_reconciling = threading.Lock()
+
+
+def _reconcile() -> None:
+    """Write the periodic reconciliation report, in a thread: it reads every wallet from the ledger, which
+    can take minutes, and the relay backstop must not wait for it."""
+    if not _reconciling.acquire(blocking=False):
+        return
+
+    def work() -> None:
+        try:
+            if reconcile.due(engine(), settings):
+                horizon, trustless = reconcile.providers(settings)
+                report = reconcile.run(engine(), settings, horizon=horizon, trustless=trustless, trigger="scheduler")
+                log.info("Reconciliation report %s: %s", report.id, report.status)
+        except Exception:
+            log.exception("The reconciliation report failed; the next check retries")
+        finally:
+            _reconciling.release()
+
+    threading.Thread(target=work, name="reconciliation-report", daemon=True).start()
 
 
 def run(stop: Callable[[], bool] = lambda: False) -> None:
@@ -93,7 +116,7 @@ def _lead(holder: object, stop: Callable[[], bool]) -> None:
 
 
 def _loop(holder: object, stop: Callable[[], bool]) -> None:
-    next_sweep = next_prune = 0.0
+    next_sweep = next_prune = next_reconcile = 0.0
     while not stop() and leader.still_leading(holder):  # type: ignore[arg-type]
         now = time.monotonic()
         try:
@@ -104,6 +127,9 @@ def _loop(holder: object, stop: Callable[[], bool]) -> None:
             if now >= next_prune:
                 log.info("Pruned %s", sweeps.prune(engine(), event_retention_days=settings.event_retention_days))
                 next_prune = now + PRUNE_SECONDS
+            if now >= next_reconcile:
+                _reconcile()
+                next_reconcile = now + RECONCILE_CHECK_SECONDS
         except Exception:
             log.exception("A scheduler pass failed; retrying")
         time.sleep(RELAY_SECONDS)

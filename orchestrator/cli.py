@@ -123,6 +123,29 @@ def _audit(settings: Settings, args: argparse.Namespace) -> int:
     return 1
 
 
+def _reconcile(settings: Settings, _: argparse.Namespace) -> int:
+    """``reconcile``: compare the book with the ledger (and AirTM), store the report, print every difference."""
+    from orchestrator import reconcile, relay
+    from orchestrator.db import create_sync_engine
+
+    engine = create_sync_engine(settings.database_url, pool_size=1)
+    horizon, trustless = reconcile.providers(settings)
+    report = reconcile.run(engine, settings, horizon=horizon, trustless=trustless, trigger="cli")
+    relay.relay(engine)  # number the event and chain the audit entry now, not at the scheduler's next pass
+    for problem in report.problems:
+        print(f"FAIL {problem}")
+    for item in report.differences:
+        print(f"DIFF {item['kind']}: {item.get('detail')} (book {item.get('book')})")
+    for item in report.pending:
+        print(f"PENDING {item['kind']}: {item.get('detail')} (a ledger step or deposit is still running)")
+    summary = report.summary
+    print(f"Compared {summary.get('walletsCompared') or 0} wallet(s) and {summary.get('escrowsCompared')} escrow(s); "
+          f"AirTM: {summary.get('airtm')}")
+    print(f"Report {report.id}: " + ("OK, no differences" if report.ok else
+                                      f"{len(report.differences)} difference(s), {len(report.problems)} problem(s)"))
+    return 0 if report.ok else 1
+
+
 def _scheduler(settings: Settings, _: argparse.Namespace) -> int:
     from actors import scheduler  # the one permitted upward import: the process entrypoint
 
@@ -138,7 +161,8 @@ def _monitor(settings: Settings, _: argparse.Namespace) -> int:
 
 
 COMMANDS = {"migrate": _migrate, "bootstrap": _bootstrap, "check": _check, "scheduler": _scheduler,
-            "monitor": _monitor, "wallets": _wallets, "audit": _audit}
+            "monitor": _monitor, "wallets": _wallets, "audit": _audit,
+            "reconcile": _reconcile}
 #: Commands that take an action word, and the actions each accepts.
 ACTIONS = {"wallets": ["rotate-key"], "audit": ["verify"]}
 

@@ -91,6 +91,7 @@ class Settings:
     command_wait_seconds: float = 30.0
     command_sweep_seconds: float = 10.0
     event_retention_days: int = 30
+    reconcile_interval_hours: float = 24.0  # the scheduler's reconciliation report (0: off)
     sse_heartbeat_seconds: float = 15.0
     rate_limit_per_minute: int = 100
     admin_balance_operations: bool = True
@@ -225,6 +226,7 @@ class _Reader:
             "wallet_starting_xlm": self.raw("WALLET_STARTING_XLM", "5") or "5",
             "trustless_platform_fee_percent": self.coerce("TRUSTLESS_PLATFORM_FEE_PERCENT", Decimal(0), Decimal),
             "trustless_requests_per_minute": self.coerce("TRUSTLESS_REQUESTS_PER_MINUTE", 45, int),
+            "reconcile_interval_hours": self.coerce("RECONCILE_INTERVAL_HOURS", 24.0, float),
             "stellar_max_fee_stroops": self.coerce("STELLAR_MAX_FEE_STROOPS", 10_000, int),
             "trustless_api_key": self.raw("TRUSTLESS_API_KEY"),
             "trustless_webhook_secret": self.raw("TRUSTLESS_WEBHOOK_SECRET"),
@@ -301,6 +303,8 @@ class _Reader:
             self.problems.append("EVENT_RETENTION_DAYS must be at least 1")
         if not 0 <= values["trustless_platform_fee_percent"] <= 99:
             self.problems.append("TRUSTLESS_PLATFORM_FEE_PERCENT is a percent from 0 to 99")
+        if values["reconcile_interval_hours"] < 0:
+            self.problems.append("RECONCILE_INTERVAL_HOURS must be >= 0 (0 turns the scheduled report off)")
         if not 1_000 <= values["airtm_timeout_ms"] <= 120_000 or values["airtm_refresh_seconds"] <= 0:
             self.problems.append("AIRTM_TIMEOUT_MS must be 1000-120000 and AIRTM_REFRESH_SECONDS > 0")
         if min(values["health_command_age_seconds"], values["health_chain_step_age_seconds"],
