@@ -80,6 +80,7 @@ from scripts.bench_common import (  # noqa: E402  (standard library only; safe b
     delete_redis_keys,
     drop_database,
     free_port,
+    record,
     reexec_in_venv,
     run_pgbench,
     say,
@@ -511,6 +512,11 @@ def print_report(report: Report) -> None:
     if report.book_check:
         print(report.book_check)
     print("Targets:")
+    for p in report.phases:
+        if not p.name.startswith(BASE_PHASE):
+            record(f"API {p.name} (c={p.concurrency})", p.rate, "req/s")
+            record(f"API {p.name} p99 (c={p.concurrency})", p.percentile(99), "ms", kind="latency")
+    record("API POST credit (async, completed)", report.async_completed_rate, "credits/s")
     get, base = report.phase(GET_PHASE), report.phase(BASE_PHASE)
     opened = [p for p in report.phases if p.name.startswith(GET_PHASE + " @")]
     base_opened = [p for p in report.phases if p.name.startswith(BASE_PHASE + " @")]
