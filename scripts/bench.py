@@ -11,8 +11,8 @@ Run it from the repository (it re-executes itself under ``.venv/bin/python`` whe
 Parts (``--only`` takes a comma-separated subset; all by default):
 
 ``ceilings``  the machine's limits: ``pgbench -c 16 -j 2`` (``BEGIN; UPDATE; INSERT; END`` on scratch
-              tables), a bare aiohttp handler (``GET /health`` answering ``ok`` from a subprocess of
-              ``scripts/bench_api.py``) closed loop at ``--concurrency`` and at one connection, and the
+              tables), a bare aiohttp handler (``GET /health`` answering ``ok`` from a subprocess of this
+              script) closed loop at ``--concurrency`` and at one connection, and the
               RabbitMQ publish rate with publisher confirms (one message at a time, as ``web`` sends).
 ``api``, ``deposits``, ``lifecycle``, ``sandbox``
               ``scripts/bench_api.py``, ``bench_deposits.py``, ``bench_lifecycle.py``, ``bench_sandbox.py``
@@ -131,11 +131,17 @@ async def measure_ceilings(args: argparse.Namespace, log_dir: Path) -> tuple[Cei
         found.pgbench_tps = pg.tps
         if pg.tps is None:
             say(pg.note)
-        found.bare_rate, found.bare_p50_ms = await bare_handler(args, dsn, log_dir)
     finally:
         drop_database(database)
+    try:
+        found.bare_rate, found.bare_p50_ms = await bare_handler(args, log_dir)
+    except Exception as error:
+        say(f"the bare handler could not be measured: {error!r}")
     say("ceiling: RabbitMQ publish rate with confirms")
-    found.rabbit_rate = await asyncio.to_thread(rabbit_publish_rate, args.rabbit_messages)
+    try:
+        found.rabbit_rate = await asyncio.to_thread(rabbit_publish_rate, args.rabbit_messages)
+    except Exception as error:
+        say(f"the RabbitMQ publish rate could not be measured: {error!r}")
     return found, [
         Figure("pgbench UPDATE+INSERT (-c 16 -j 2)", found.pgbench_tps, "tps", "limit"),
         Figure(f"bare aiohttp handler (c={args.concurrency})", found.bare_rate, "req/s", "limit"),
@@ -144,11 +150,11 @@ async def measure_ceilings(args: argparse.Namespace, log_dir: Path) -> tuple[Cei
     ]
 
 
-async def bare_handler(args: argparse.Namespace, dsn: str, log_dir: Path) -> tuple[float | None, float | None]:
+async def bare_handler(args: argparse.Namespace, log_dir: Path) -> tuple[float | None, float | None]:
     port = free_port()
     procs = Processes(log_dir)
-    procs.start("bare-handler", [sys.executable, str(ROOT / "scripts" / "bench_api.py"), "--serve-baseline",
-                                 str(port), "--baseline-dsn", dsn], {**os.environ, "PYTHONPATH": str(ROOT)})
+    procs.start("bare-handler", [sys.executable, str(ROOT / "scripts" / "bench.py"), "--serve-bare", str(port)],
+                {**os.environ, "PYTHONPATH": str(ROOT)})
     url = f"http://127.0.0.1:{port}/health"
     try:
         async with aiohttp.ClientSession() as session:
@@ -172,6 +178,18 @@ async def bare_handler(args: argparse.Namespace, dsn: str, log_dir: Path) -> tup
         return closed.rate, single.percentile(50)
     finally:
         procs.stop_all()
+
+
+def serve_bare(port: int) -> None:
+    """``--serve-bare``: the smallest aiohttp handler there is (the ceiling of any route of ours)."""
+    from aiohttp import web
+
+    async def ok(_: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_get("/health", ok)
+    web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
 
 
 def rabbit_publish_rate(count: int) -> float:
@@ -527,6 +545,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rabbit-messages", type=int, help="messages published for the ceiling (5000; quick: 500)")
     parser.add_argument("--workers", type=int, default=2, help="dramatiq worker processes of the rig (2)")
     parser.add_argument("--threads", type=int, default=8, help="threads per worker process (8)")
+    parser.add_argument("--serve-bare", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     full = {"duration": 10.0, "concurrency": 200, "api_concurrency": 16, "listeners": 1000, "rounds": 10,
             "replay_events": 100_000, "orders": 1_000_000, "small_orders": 10_000, "rabbit_messages": 5000}
@@ -546,6 +565,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.serve_bare:
+        serve_bare(args.serve_bare)
+        return 0
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     with contextlib.suppress(ValueError, OSError):  # a thousand streams need a thousand sockets per side
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -554,8 +576,12 @@ def main(argv: list[str] | None = None) -> int:
     figures: list[Figure] = []
     ceilings = Ceilings()
     if "ceilings" in args.parts:
-        ceilings, limits = asyncio.run(measure_ceilings(args, log_dir))
-        figures += limits
+        try:
+            ceilings, limits = asyncio.run(measure_ceilings(args, log_dir))
+            figures += limits
+        except Exception as error:
+            say(f"the ceilings failed: {error!r}")
+            figures.append(Figure("machine limits: failed", None, "", "failed"))
     for name, command in existing_commands(args).items():
         if name in args.parts:
             figures += run_existing(name, command, log_dir)

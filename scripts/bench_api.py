@@ -409,7 +409,9 @@ def scratch_environment(args: argparse.Namespace, log_dir: Path) -> Iterator[Scr
             web_child = scratch.processes.start("web", [python, "-m", "web"], scratch.env)
             worker_child = scratch.processes.start("worker", [
                 python, "-m", "dramatiq", "actors", "--processes", str(args.workers), "--threads", str(args.threads),
-                "--queues", f"{queue_prefix}commands", f"{queue_prefix}events"], scratch.env)
+                "--queues", f"{queue_prefix}commands", f"{queue_prefix}events"],
+                {**scratch.env, "dramatiq_prom_port": str(free_port()), "dramatiq_prom_host": "127.0.0.1",
+                 "dramatiq_prom_db": str(log_dir / "metrics-worker")})
             scheduler = scratch.processes.start("scheduler", [python, "-m", "orchestrator.cli", "scheduler"],
                                                 scratch.env)
             scratch.web_pid, scratch.worker_pid = web_child.process.pid, worker_child.process.pid
