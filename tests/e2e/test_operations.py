@@ -219,7 +219,7 @@ def test_the_scheduler_reconciles_wallets_and_web_exposes_the_differences(
 
     log = LOG_DIR / f"ops-scheduler-{time.monotonic_ns()}.log"
     # one Horizon read per wallet of the whole run: a busy machine with many wallets takes a while
-    with processes.process("-m", "orchestrator", "scheduler", log=log, **{**system.env, "RECONCILE_SECONDS": "3600"}):
+    with processes.process("-m", "orchestrator", "scheduler", log=log, **{**system.env, "RECONCILE_SECONDS": "2"}):
         try:
             wait_until(reconciled, seconds=240, what="the scheduler's reconciliation")
         except AssertionError:
