@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from actors.airtm import airtm_refresh, process_airtm_webhook
 from actors.broker import engine, settings
 from actors.chain import run_chain_step
 from actors.commands import execute_command
@@ -49,6 +50,20 @@ def _sweep() -> None:
     for step_id in sweeps.stalled_steps(engine(), older_than_seconds=max(age, STALLED_STEP_SECONDS)):
         log.warning("Driving on stalled chain step %s", step_id)
         run_chain_step.send(step_id)
+    if settings.airtm_enabled:
+        _sweep_airtm(age)
+
+
+def _sweep_airtm(age: float) -> None:
+    """Settle what lost webhooks left behind (providers.md §3.8): re-read open top-ups and withdrawals."""
+    for message_id in sweeps.stale_webhooks(engine(), older_than_seconds=age):
+        log.warning("Processing AirTM webhook %s again (not processed yet)", message_id)
+        process_airtm_webhook.send(message_id)
+    topup_ids, withdrawal_ids = sweeps.airtm_open(engine(), period_seconds=settings.airtm_refresh_seconds)
+    for topup_id in topup_ids:
+        airtm_refresh.send("topup", topup_id)
+    for withdrawal_id in withdrawal_ids:
+        airtm_refresh.send("withdrawal", withdrawal_id)
 
 
 def _reconcile_while(leading: threading.Event) -> None:

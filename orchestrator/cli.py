@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 from orchestrator.errors import ConfigError
 from orchestrator.logs import configure_logging
@@ -47,7 +48,10 @@ def _check(settings: Settings, _: argparse.Namespace) -> int:
     from orchestrator.providers.horizon import Horizon
 
     horizon = Horizon(settings) if settings.payment_provider == "crypto" else None
-    report = check.verify(create_sync_engine(settings.database_url, pool_size=1), horizon)
+    engine = create_sync_engine(settings.database_url, pool_size=1)
+    report = check.verify(engine, horizon)
+    if settings.airtm_enabled:
+        _check_treasury(settings, engine, report)
     for problem in report.problems:
         print(f"FAIL {problem}")
     for difference in report.differences:
@@ -57,6 +61,23 @@ def _check(settings: Settings, _: argparse.Namespace) -> int:
     print("OK: the book is consistent" if report.ok
           else f"{len(report.problems) + len(report.differences)} problem(s)")
     return 0 if report.ok else 1
+
+
+def _check_treasury(settings: Settings, engine: Any, report: Any) -> None:
+    """AirTM mode: the enterprise balance must cover what the book owes the users."""
+    from orchestrator import airtm_treasury
+    from orchestrator.providers.airtm import AirtmClient, AirtmFailure
+
+    try:
+        with AirtmClient(settings) as client:
+            treasury = airtm_treasury.read(engine, client)
+    except AirtmFailure as failure:
+        report.problems.append(f"the AirTM enterprise balance could not be read: {failure.message}")
+        return
+    print(treasury.describe())
+    if not treasury.covered:
+        report.problems.append(f"the AirTM enterprise balance does not cover the users' balances: "
+                               f"{treasury.describe()}")
 
 
 def _wallets(settings: Settings, args: argparse.Namespace) -> int:
@@ -78,6 +99,30 @@ def _wallets(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _audit(settings: Settings, args: argparse.Namespace) -> int:
+    """``audit verify``: walk the audit hash chain and name the first entry changed, removed or reordered."""
+    from orchestrator import audit, relay
+    from orchestrator.db import create_sync_engine, session
+
+    engine = create_sync_engine(settings.database_url, pool_size=1)
+    relay.relay(engine)  # chain what has committed so far, so the walk covers it
+    with session.transaction(engine) as conn:
+        conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        found = audit.verify(conn)
+    if found.ok:
+        print(f"OK: {found.checked} audit entries chained, none changed, removed or out of order")
+        if found.head_hash:
+            print(f"Head: position {found.head}, hash {found.head_hash} (record it elsewhere to detect a rewrite)")
+        if found.unchained:
+            print(f"{found.unchained} entry(ies) not chained yet (in transactions still open)")
+        return 0
+    print(f"FAIL: {found.problem}")
+    if found.entry_id:
+        print(f"Entry: {found.entry_id}")
+    print(f"Checked {found.checked} entries before it.")
+    return 1
+
+
 def _scheduler(settings: Settings, _: argparse.Namespace) -> int:
     from actors import scheduler  # the one permitted upward import: the process entrypoint
 
@@ -93,17 +138,23 @@ def _monitor(settings: Settings, _: argparse.Namespace) -> int:
 
 
 COMMANDS = {"migrate": _migrate, "bootstrap": _bootstrap, "check": _check, "scheduler": _scheduler,
-            "monitor": _monitor, "wallets": _wallets}
+            "monitor": _monitor, "wallets": _wallets, "audit": _audit}
+#: Commands that take an action word, and the actions each accepts.
+ACTIONS = {"wallets": ["rotate-key"], "audit": ["verify"]}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m orchestrator", description="Orchestrator operator commands")
     parser.add_argument("command", choices=sorted(COMMANDS))
-    parser.add_argument("action", nargs="?", choices=["rotate-key"], help="wallets: rotate-key")
+    parser.add_argument("action", nargs="?", choices=sorted({a for acts in ACTIONS.values() for a in acts}),
+                        help="wallets: rotate-key; audit: verify")
     parser.add_argument("--batch-size", type=int, default=100, help="wallets rotate-key: wallets per transaction")
     args = parser.parse_args(argv)
-    if (args.command == "wallets") != (args.action is not None):
-        parser.error("'wallets' takes an action (rotate-key); the other commands take none")
+    actions = ACTIONS.get(args.command)
+    if actions is None and args.action is not None:
+        parser.error(f"'{args.command}' takes no action")
+    if actions is not None and args.action not in actions:
+        parser.error(f"'{args.command}' takes an action ({', '.join(actions)})")
     if args.batch_size < 1:
         parser.error("--batch-size must be at least 1")
     try:

@@ -84,6 +84,9 @@ async def snapshot(app: web.Application) -> Snapshot:
 
     row, stored = await asyncio.wait_for(read(), PROBE_TIMEOUT)
     backlog = operations.Backlog.from_row(row)
+    if app[SETTINGS].payment_provider != "crypto":
+        return Snapshot(backlog, operations.MonitorLag(None, 0, "AirTM mode has no monitor"),
+                        operations.stored_reconciliation(stored))
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=PROBE_TIMEOUT)) as http:
         lag = await operations.monitor_lag(http, app[SETTINGS].horizon_url, backlog.monitor_cursor)
     return Snapshot(backlog, lag, operations.stored_reconciliation(stored))

@@ -108,7 +108,8 @@ async def authentication(request: web.Request, handler: Handler) -> web.StreamRe
         raise route_error
     settings, target = request.app[SETTINGS], request.match_info.handler
     if getattr(target, "public", False):
-        await _limit(request, f"ip:{request.remote}")
+        if not getattr(target, "unlimited", False):
+            await _limit(request, f"ip:{request.remote}")
         return await handler(request)
     try:
         credential = await authenticate(request.headers.get("Authorization"), settings=settings,

@@ -12,11 +12,13 @@ import pika
 from aiohttp import web
 from sqlalchemy import text
 
+from orchestrator import airtm_treasury
 from orchestrator.commands import Kind
+from orchestrator.db import airtm as airtm_db
 from orchestrator.events import iso, now
 from schemas.base import NoBody, load
 from schemas.maintenance import EnableMaintenance
-from web import enqueue, metrics, render
+from web import airtm, enqueue, metrics, render
 from web.auth import public, requires
 from web.keys import ENGINE, EXECUTOR, REDIS, SETTINGS
 from web.request_state import BODY
@@ -51,6 +53,8 @@ async def health_detailed(request: web.Request) -> web.Response:
             _snapshot(app))
     results = dict(zip(checks, gathered[0], strict=True))
     results.update(dict(zip(providers, gathered[1], strict=True)))
+    if settings.airtm_enabled and results["airtm"]["status"] == "healthy":
+        results["airtm"] = await _treasury(request, results["airtm"])
     taken = gathered[2]
     waiting = _operations(taken, settings)
     statuses = {r["status"] for r in (*results.values(), *waiting.values())}
@@ -64,6 +68,21 @@ async def health_detailed(request: web.Request) -> web.Response:
     return envelope(request, {"status": overall, "version": VERSION, "timestamp": iso(now()),
                               "dependencies": results, "operations": waiting, "backlog": backlog},
                     status=503 if overall == "unhealthy" else 200)
+
+
+async def _treasury(request: web.Request, found: dict[str, Any]) -> dict[str, Any]:
+    """AirTM mode: the enterprise balance and whether it covers the users' balances (providers.md §3.1)."""
+    try:
+        enterprise = await asyncio.wait_for(airtm.call(request, lambda client: client.balance()), CHECK_TIMEOUT)
+        async with request.app[ENGINE].connect() as conn:
+            claims = (await conn.execute(airtm_db.claims_query())).one()
+    except Exception as error:
+        return {**found, "status": "unhealthy", "error": f"enterprise balance unreadable ({type(error).__name__})"}
+    treasury = airtm_treasury.of(enterprise, claims)
+    out = {**found, "treasury": treasury.as_json()}
+    if not treasury.covered:
+        out |= {"status": "degraded", "error": "the enterprise balance does not cover the users' balances"}
+    return out
 
 
 async def _snapshot(app: web.Application) -> metrics.Snapshot | str:
@@ -82,7 +101,9 @@ def _operations(taken: metrics.Snapshot | str, settings: Any) -> dict[str, dict[
     b, lag = taken.backlog, taken.monitor
     monitor: dict[str, Any] = {"thresholdSeconds": settings.health_monitor_lag_seconds,
                                "unseenPayments": lag.unseen}
-    if lag.seconds is None:
+    if settings.payment_provider != "crypto":  # AirTM mode watches no ledger
+        monitor = {"status": "healthy", "enabled": False}
+    elif lag.seconds is None:
         monitor.update(status="degraded", lagSeconds=None, error=lag.error)
     else:
         monitor.update(status=_past(lag.seconds, settings.health_monitor_lag_seconds),
