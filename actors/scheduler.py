@@ -21,6 +21,8 @@ RELAY_SECONDS = 1.0
 PRUNE_SECONDS = 3600.0
 #: A chain step untouched this long has lost its message (its retries update it far more often).
 STALLED_STEP_SECONDS = 60.0
+#: The first wallet check after taking the lead waits at most this long (wallets are still being created).
+FIRST_RECONCILE_SECONDS = 60.0
 #: How often the leader asks whether the reconciliation report is due (RECONCILE_INTERVAL_HOURS).
 RECONCILE_CHECK_SECONDS = 300.0
 _reconciling = threading.Lock()
@@ -92,16 +94,24 @@ def _reconcile_while(leading: threading.Event) -> None:
     """Compare every wallet with the book every ``RECONCILE_SECONDS`` (a thread of its own: one Horizon
     read per wallet must not hold up the relay backstop and the sweeps)."""
     horizon = Horizon(settings)
-    while leading.is_set():
+    # the first pass waits a little too: a fresh deployment is still creating its wallets
+    wait = min(settings.reconcile_seconds, FIRST_RECONCILE_SECONDS)
+    while _pause(leading, wait):
         try:
             found = operations.reconcile(engine(), horizon)
             log.info("Reconciled %d wallet(s) with the book: %d difference(s), %d problem(s)",
                      found.wallets_compared, found.differences, found.problems)
         except Exception:
             log.exception("Reconciliation failed; trying again at the next interval")
-        deadline = time.monotonic() + settings.reconcile_seconds
-        while leading.is_set() and time.monotonic() < deadline:
-            time.sleep(min(1.0, settings.reconcile_seconds))
+        wait = settings.reconcile_seconds
+
+
+def _pause(leading: threading.Event, seconds: float) -> bool:
+    """Sleep ``seconds`` while still leading; whether to go on."""
+    deadline = time.monotonic() + seconds
+    while leading.is_set() and time.monotonic() < deadline:
+        time.sleep(min(0.5, seconds))
+    return leading.is_set()
 
 
 def _lead(holder: object, stop: Callable[[], bool]) -> None:
