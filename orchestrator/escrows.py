@@ -9,6 +9,7 @@ resolves disputes and receives the platform fee.
 
 from __future__ import annotations
 
+import logging
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
@@ -61,6 +62,7 @@ DISCARDED = "DISCARDED"
 #: The journal account holding an order's money while its contract holds the USDC.
 ESCROW_ACCOUNT = "escrow:{order_id}"
 _S = orders.Status
+log = logging.getLogger(__name__)
 
 
 def create(uow: UnitOfWork, payload: dict[str, Any]) -> Result:
@@ -284,9 +286,15 @@ PAYOUTS: dict[str, tuple[tuple[str, str], ...]] = {
 }
 #: The outside journal account the Trustless Work fee goes to.
 TRUSTLESS_FEES = "world:trustless_fee"
-#: A payout step failing after an earlier one landed is tried again this many times (backing off
-#: from 2 s to 5 min) before the flow is reported stuck for an operator.
-MAX_PAYOUT_RETRIES = 10
+#: A payout step failing after an earlier one landed is tried again without end, backing off from 1 s
+#: to this (the money is in the contract and can only go to the parties); ``PAYOUT_STUCK_AFTER``
+#: failures in a row report it stuck (an event, the operator's ``check``, an error in the log).
+MAX_PAYOUT_BACKOFF_MS = 300_000
+
+
+def payout_backoff_ms(retries: int) -> int:
+    """The wait before retry number ``retries`` (1, 2, 3 …): 1 s, 2 s, 4 s … at most 5 minutes."""
+    return min(1000 * 2 ** min(retries - 1, 20), MAX_PAYOUT_BACKOFF_MS)
 
 
 def release(uow: UnitOfWork, payload: dict[str, Any]) -> Result:
@@ -368,7 +376,7 @@ def _next_payout_step(uow: UnitOfWork, escrow_id: str, params: dict[str, Any], *
 
 def _payout_step_done(uow: UnitOfWork, step: Step, record: dict[str, Any] | None) -> None:
     _next_payout_step(uow, step.subject_id, {**step.params, "index": step.params["index"] + 1, "retries": 0,
-                                             "lastHash": (record or {}).get("hash")})
+                                             "lastFailure": None, "lastHash": (record or {}).get("hash")})
 
 
 def _payout_step_failed(uow: UnitOfWork, step: Step, reason: str) -> None:
@@ -380,17 +388,17 @@ def _payout_step_failed(uow: UnitOfWork, step: Step, reason: str) -> None:
     assert order is not None
     plan = step.params["plan"]
     operation = "dispute_resolution" if plan == "dispute" else plan
-    if step.params["index"] > 0:
+    if step.params["index"] > 0:  # money already moved on the ledger: never roll back, try again later
         retries = int(step.params.get("retries", 0)) + 1
-        retrying = retries <= MAX_PAYOUT_RETRIES
-        _operation_failed(uow, order, operation, reason, status=order.status, retrying=retrying)
-        if retrying:  # money already moved on the ledger: never roll back, try the step again later
-            _next_payout_step(uow, escrow.id, {**step.params, "retries": retries},
-                              delay_ms=min(1000 * 2 ** retries, 300_000))
-        else:  # visible, and left for an operator: the order stays in its *_REQUESTED state
-            chain_steps.finish_flow(uow, step, failed={
-                "code": "PROVIDER_ERROR", "message": f"The {operation} is stuck: {reason}",
-                "details": {"provider": "trustless_work", "reason": reason}})
+        stuck_after = uow.settings.payout_stuck_after
+        if retries in (1, stuck_after):  # the first failure, and once more when it is stuck
+            stuck = f"stuck after {retries} failed attempts, still retrying: " if retries == stuck_after else ""
+            _operation_failed(uow, order, operation, stuck + reason, status=order.status, retrying=True)
+        if retries >= stuck_after:
+            log.error("The %s of order %s is stuck (%d failures in a row, step %s): %s", operation, order.id,
+                      retries, step.kind, reason)
+        _next_payout_step(uow, escrow.id, {**step.params, "retries": retries, "lastFailure": reason[:500]},
+                          delay_ms=payout_backoff_ms(retries))
         return
     back = _S.DISPUTED if plan == "dispute" else _S.IN_PROGRESS
     if plan != "dispute":
