@@ -146,7 +146,11 @@ def run(ctx: ChainContext, step_id: str) -> list[Message]:
             if step.attempts >= MAX_ATTEMPTS:  # never while a signed envelope of it may still land
                 return _fail(ctx, step, kind, f"gave up after {step.attempts} attempts: {step.last_error}")
             submission = _build_sign_submit(ctx, step, kind)
-        return _settle(ctx, step, kind, submission)
+        if submission.outcome != "applied":
+            return _settle(ctx, step, kind, submission)
+    # applied: its sequence number is spent, so the account's next step need not wait for the book to
+    # follow (confirming is idempotent under the step's row lock)
+    return _confirm(ctx, step, kind, submission.record)
 
 
 @contextmanager

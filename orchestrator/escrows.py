@@ -10,6 +10,7 @@ resolves disputes and receives the platform fee.
 from __future__ import annotations
 
 import logging
+import random
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
@@ -73,12 +74,15 @@ def create(uow: UnitOfWork, payload: dict[str, Any]) -> Result:
                        details={"orderId": order.id})
     orders.guard(order, "create_escrow")
     platform_key = _ready_wallets(uow, order)
+    # the deploy's signer only pays its fee: any platform-held account will do, and spreading deploys
+    # over several keeps them from queueing on one sequence number; the roles stay the platform's
+    deployer = random.choice(platform.deployer_keys(uow.conn, uow.settings) or [platform_key])
     escrow_id = ids.new_id("escrow")
     escrows_db.create(uow.conn, id=escrow_id, order_id=order.id, status=E.CREATING, amount=order.amount)
     orders.move(uow, order, "create_escrow")
     uow.emit("order.escrow_creating", order.id, {"orderId": order.id, "escrowId": escrow_id,
                                                  "amount": money.format_amount(order.amount)}, user_id=order.buyer_id)
-    _start(uow, kind="tw_deploy", escrow_id=escrow_id, source=platform_key, order_id=order.id)
+    _start(uow, kind="tw_deploy", escrow_id=escrow_id, source=deployer, order_id=order.id)
     return Result(200, "order", order.id, {"flow": True})
 
 
@@ -159,12 +163,13 @@ def _build_deploy(ctx: ChainContext, step: Step, account: AccountState | None) -
         order = orders_db.get(conn, step.params["orderId"])
         buyer = wallets_db.of_user_now(conn, order.buyer_id) if order else None
         seller = wallets_db.of_user_now(conn, order.seller_id) if order else None
+        platform_key = platform.public_key(conn, ctx.settings)
     assert order is not None
     assert buyer is not None
     assert seller is not None
     roles = EscrowRoles(approver=buyer.public_key, service_provider=seller.public_key,
-                        platform_address=step.source_account, release_signer=buyer.public_key,
-                        dispute_resolver=step.source_account, receiver=seller.public_key)
+                        platform_address=platform_key, release_signer=buyer.public_key,
+                        dispute_resolver=platform_key, receiver=seller.public_key)
     xdr = ctx.trustless.deploy(signer=step.source_account, engagement_id=order.id, title=order.title,
                                description=order.description or order.title, roles=roles, amount=order.amount,
                                platform_fee_percent=ctx.settings.trustless_platform_fee_percent)

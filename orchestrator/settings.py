@@ -90,6 +90,9 @@ class Settings:
     #: A payout step failing after an earlier one landed is retried without end (the money is in the
     #: contract); after this many failures in a row the payout is reported stuck to operators.
     payout_stuck_after: int = 5
+    #: Platform-held accounts that sign escrow deploys in turn, so deploys do not queue on the platform
+    #: account's sequence numbers (the platform wallet stays the dispute resolver and fee receiver).
+    deployer_accounts: int = 0
     event_retention_days: int = 30
     sse_heartbeat_seconds: float = 15.0
     rate_limit_per_minute: int = 100
@@ -198,6 +201,7 @@ class _Reader:
             "command_sweep_seconds": self.coerce("COMMAND_SWEEP_SECONDS", 10.0, float),
             "chain_stall_seconds": self.coerce("CHAIN_STALL_SECONDS", 60.0, float),
             "payout_stuck_after": self.coerce("PAYOUT_STUCK_AFTER", 5, int),
+            "deployer_accounts": self.coerce("DEPLOYER_ACCOUNTS", 0 if network == "mainnet" else 8, int),
             "event_retention_days": self.coerce("EVENT_RETENTION_DAYS", 30, int),
             "sse_heartbeat_seconds": self.coerce("SSE_HEARTBEAT_SECONDS", 15.0, float),
             "rate_limit_per_minute": self.coerce("RATE_LIMIT_PER_MINUTE", 100, int),

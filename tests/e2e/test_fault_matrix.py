@@ -43,7 +43,7 @@ class Target:
 
     step: str  # chain_steps.kind
     flow: str  # create | fund | release | refund | withdraw | activate
-    signer: str  # platform | buyer | seller | user | new
+    signer: str  # platform | deployer (one of the platform's deployer accounts) | buyer | seller | user | new
     function: str | None = None  # the contract function its transaction calls
     operation: str = "invoke_host_function"
     tw_path: str | None = None  # the Trustless Work endpoint that builds it
@@ -52,7 +52,7 @@ class Target:
 
 
 TARGETS = {
-    "deploy": Target("tw_deploy", "create", "platform", "tw_new_single_release_escrow",
+    "deploy": Target("tw_deploy", "create", "deployer", "tw_new_single_release_escrow",
                      tw_path="/deployer/single-release", rolls_back=True),
     "fund": Target("tw_fund", "fund", "buyer", "fund_escrow", tw_path="/escrow/single-release/fund-escrow",
                    rolls_back=True),
@@ -375,7 +375,12 @@ async def check_states(case: Case, api: Api, engine: Engine, ledger: SandboxCont
     else:
         assert failed == []
     if flow == "create":
-        assert len(contracts_of(ledger, case.keys["platform"], order_id)) == (0 if refused else 1)
+        (deployer,) = {row["source_account"] for row in target_rows(engine, case)}
+        contracts = contracts_of(ledger, deployer, order_id)
+        assert len(contracts) == (0 if refused else 1)
+        for contract in contracts:  # whoever paid the deploy's fee, the platform resolves and takes the fee
+            assert contract["signer"] == deployer
+            assert contract["roles"]["disputeResolver"] == contract["roles"]["platformAddress"] == case.keys["platform"]
         assert len(events(engine, order_id, "order.escrow_creating")) == 1
     if not refused and flow in ("release", "refund"):
         assert order["finalStatus"] == ("RELEASED" if flow == "release" else "REFUNDED")
