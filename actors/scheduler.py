@@ -19,8 +19,6 @@ from orchestrator.providers.horizon import Horizon
 log = logging.getLogger(__name__)
 RELAY_SECONDS = 1.0
 PRUNE_SECONDS = 3600.0
-#: A chain step untouched this long has lost its message (its retries update it far more often).
-STALLED_STEP_SECONDS = 60.0
 #: The first wallet check after taking the lead waits at most this long (wallets are still being created).
 FIRST_RECONCILE_SECONDS = 60.0
 #: How often the leader asks whether the reconciliation report is due (RECONCILE_INTERVAL_HOURS).
@@ -71,7 +69,7 @@ def _sweep() -> None:
     if stale:
         log.warning("Republishing the credit of %d deposit(s)", len(stale))
         send_credits(stale)
-    for step_id in sweeps.stalled_steps(engine(), older_than_seconds=max(age, STALLED_STEP_SECONDS)):
+    for step_id in sweeps.stalled_steps(engine(), older_than_seconds=max(age, settings.chain_stall_seconds)):
         log.warning("Driving on stalled chain step %s", step_id)
         run_chain_step.send(step_id)
     if settings.airtm_enabled:

@@ -49,17 +49,19 @@ def _check(settings: Settings, _: argparse.Namespace) -> int:
 
     horizon = Horizon(settings) if settings.payment_provider == "crypto" else None
     engine = create_sync_engine(settings.database_url, pool_size=1)
-    report = check.verify(engine, horizon)
+    report = check.verify(engine, horizon, stuck_after=settings.payout_stuck_after)
     if settings.airtm_enabled:
         _check_treasury(settings, engine, report)
     for problem in report.problems:
         print(f"FAIL {problem}")
+    for stuck in report.stuck:
+        print(f"STUCK {stuck}")
     for difference in report.differences:
         print(f"DIFF {difference.describe()}")
     if horizon is not None:
         print(f"Compared {report.wallets_compared} wallet(s) with the ledger: {len(report.differences)} difference(s)")
     print("OK: the book is consistent" if report.ok
-          else f"{len(report.problems) + len(report.differences)} problem(s)")
+          else f"{len(report.problems) + len(report.differences) + len(report.stuck)} problem(s)")
     return 0 if report.ok else 1
 
 
