@@ -53,4 +53,5 @@ pytest_plugins = (
     "tests.fixtures.sandbox",
     "tests.fixtures.logs",
     "tests.fixtures.processes",
+    "tests.fixtures.server",
 )
