@@ -119,7 +119,7 @@ class FaultyProxy:
         self.session = aiohttp.ClientSession()
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self.handle)
-        runner = web.AppRunner(app, handle_signals=False)
+        runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=1)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
@@ -128,6 +128,7 @@ class FaultyProxy:
         return runner
 
     async def _stop(self, runner: web.AppRunner) -> None:
+        await self._cut()
         await self.session.close()
         await runner.cleanup()
 
