@@ -275,8 +275,12 @@ def _events_tail(client: Client, args: argparse.Namespace) -> int:
     def reconnecting(cursor: str | None) -> None:
         print(paint(f"… reconnecting after {cursor or 'now'}", "dim"), file=sys.stderr)
 
+    def gap(notice: dict[str, Any]) -> None:
+        print(paint(f"Events before position {notice.get('oldestAvailable')} are no longer kept; "
+                    f"replaying from there (asked for {notice.get('requestedCursor')})", "yellow"), file=sys.stderr)
+
     stream = client.events.stream(types=args.types, resource_types=args.resource_types,
-                                  last_event_id=args.since, on_reconnect=reconnecting)
+                                  last_event_id=args.since, on_reconnect=reconnecting, on_gap=gap)
     for count, event in enumerate(stream, start=1):
         if args.json:
             print(json.dumps({"position": event.position, **event}), flush=True)
@@ -408,11 +412,12 @@ def run(args: argparse.Namespace) -> int:
     if local is not None:
         return int(local(args))
     target = resolve(args)
-    if not target.url or not target.key:
+    public = args.http is _health  # a public route: no key needed
+    if not target.url or not (target.key or public):
         print(HOW_TO_CONFIGURE, file=sys.stderr)
         return 1
     url = normalise_url(target.url)
-    client = Client(url, target.key, retries=2, backoff=0.25)
+    client = Client(url, target.key or "anonymous", retries=2, backoff=0.25)
     try:
         return int(args.http(client, args))
     except AuthenticationError as error:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import signal
 import subprocess
 import sys
 import threading
@@ -147,8 +148,8 @@ def test_maintenance_enable_status_disable(offerhub: Run) -> None:
     assert "NORMAL" in offerhub("maintenance", "status").stdout
 
 
-def test_health_summarises_the_dependencies(offerhub: Run) -> None:
-    done = offerhub("health")
+def test_health_summarises_the_dependencies(offerhub: Run, home: Path, server_url: str) -> None:
+    done = offerhub("health", env=environment(home, OFFERHUB_API_URL=server_url))  # public: no key needed
     assert "database" in done.stdout
     assert "rabbitmq" in done.stdout
     report = json.loads(offerhub("health", "--json").stdout)
@@ -209,6 +210,8 @@ def test_events_tail_replays_and_follows_live_events(offerhub: Run, home: Path, 
             printed = lines.get(timeout=20)
         assert "user.created" in printed
         assert first != second
+        live.send_signal(signal.SIGINT)  # Ctrl-C leaves the stream cleanly
+        assert live.wait(15) == 130
     finally:
         live.terminate()
         live.wait(10)
