@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 
+from actors.airtm import airtm_refresh, process_airtm_webhook
 from actors.broker import engine, settings
 from actors.chain import run_chain_step
 from actors.commands import execute_command
 from actors.deposits import send_credits
-from orchestrator import relay, sweeps
+from orchestrator import operations, relay, sweeps
 from orchestrator.db import leader
+from orchestrator.providers.horizon import Horizon
 
 log = logging.getLogger(__name__)
 RELAY_SECONDS = 1.0
@@ -46,9 +49,50 @@ def _sweep() -> None:
     for step_id in sweeps.stalled_steps(engine(), older_than_seconds=max(age, STALLED_STEP_SECONDS)):
         log.warning("Driving on stalled chain step %s", step_id)
         run_chain_step.send(step_id)
+    if settings.airtm_enabled:
+        _sweep_airtm(age)
+
+
+def _sweep_airtm(age: float) -> None:
+    """Settle what lost webhooks left behind (providers.md §3.8): re-read open top-ups and withdrawals."""
+    for message_id in sweeps.stale_webhooks(engine(), older_than_seconds=age):
+        log.warning("Processing AirTM webhook %s again (not processed yet)", message_id)
+        process_airtm_webhook.send(message_id)
+    topup_ids, withdrawal_ids = sweeps.airtm_open(engine(), period_seconds=settings.airtm_refresh_seconds)
+    for topup_id in topup_ids:
+        airtm_refresh.send("topup", topup_id)
+    for withdrawal_id in withdrawal_ids:
+        airtm_refresh.send("withdrawal", withdrawal_id)
+
+
+def _reconcile_while(leading: threading.Event) -> None:
+    """Compare every wallet with the book every ``RECONCILE_SECONDS`` (a thread of its own: one Horizon
+    read per wallet must not hold up the relay backstop and the sweeps)."""
+    horizon = Horizon(settings)
+    while leading.is_set():
+        try:
+            found = operations.reconcile(engine(), horizon)
+            log.info("Reconciled %d wallet(s) with the book: %d difference(s), %d problem(s)",
+                     found.wallets_compared, found.differences, found.problems)
+        except Exception:
+            log.exception("Reconciliation failed; trying again at the next interval")
+        deadline = time.monotonic() + settings.reconcile_seconds
+        while leading.is_set() and time.monotonic() < deadline:
+            time.sleep(min(1.0, settings.reconcile_seconds))
 
 
 def _lead(holder: object, stop: Callable[[], bool]) -> None:
+    leading = threading.Event()
+    leading.set()
+    if settings.payment_provider == "crypto":
+        threading.Thread(target=_reconcile_while, args=(leading,), name="reconcile", daemon=True).start()
+    try:
+        _loop(holder, stop)
+    finally:
+        leading.clear()
+
+
+def _loop(holder: object, stop: Callable[[], bool]) -> None:
     next_sweep = next_prune = 0.0
     while not stop() and leader.still_leading(holder):  # type: ignore[arg-type]
         now = time.monotonic()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:  # the settings pull in stellar_sdk (seconds to import): only operator commands load them
     from orchestrator.settings import Settings
@@ -47,7 +47,10 @@ def _check(settings: Settings, _: argparse.Namespace) -> int:
     from orchestrator.providers.horizon import Horizon
 
     horizon = Horizon(settings) if settings.payment_provider == "crypto" else None
-    report = check.verify(create_sync_engine(settings.database_url, pool_size=1), horizon)
+    engine = create_sync_engine(settings.database_url, pool_size=1)
+    report = check.verify(engine, horizon)
+    if settings.airtm_enabled:
+        _check_treasury(settings, engine, report)
     for problem in report.problems:
         print(f"FAIL {problem}")
     for difference in report.differences:
@@ -57,6 +60,23 @@ def _check(settings: Settings, _: argparse.Namespace) -> int:
     print("OK: the book is consistent" if report.ok
           else f"{len(report.problems) + len(report.differences)} problem(s)")
     return 0 if report.ok else 1
+
+
+def _check_treasury(settings: Settings, engine: Any, report: Any) -> None:
+    """AirTM mode: the enterprise balance must cover what the book owes the users."""
+    from orchestrator import airtm_treasury
+    from orchestrator.providers.airtm import AirtmClient, AirtmFailure
+
+    try:
+        with AirtmClient(settings) as client:
+            treasury = airtm_treasury.read(engine, client)
+    except AirtmFailure as failure:
+        report.problems.append(f"the AirTM enterprise balance could not be read: {failure.message}")
+        return
+    print(treasury.describe())
+    if not treasury.covered:
+        report.problems.append(f"the AirTM enterprise balance does not cover the users' balances: "
+                               f"{treasury.describe()}")
 
 
 def _wallets(settings: Settings, args: argparse.Namespace) -> int:
@@ -78,6 +98,30 @@ def _wallets(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _audit(settings: Settings, args: argparse.Namespace) -> int:
+    """``audit verify``: walk the audit hash chain and name the first entry changed, removed or reordered."""
+    from orchestrator import audit, relay
+    from orchestrator.db import create_sync_engine, session
+
+    engine = create_sync_engine(settings.database_url, pool_size=1)
+    relay.relay(engine)  # chain what has committed so far, so the walk covers it
+    with session.transaction(engine) as conn:
+        conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        found = audit.verify(conn)
+    if found.ok:
+        print(f"OK: {found.checked} audit entries chained, none changed, removed or out of order")
+        if found.head_hash:
+            print(f"Head: position {found.head}, hash {found.head_hash} (record it elsewhere to detect a rewrite)")
+        if found.unchained:
+            print(f"{found.unchained} entry(ies) not chained yet (in transactions still open)")
+        return 0
+    print(f"FAIL: {found.problem}")
+    if found.entry_id:
+        print(f"Entry: {found.entry_id}")
+    print(f"Checked {found.checked} entries before it.")
+    return 1
+
+
 def _scheduler(settings: Settings, _: argparse.Namespace) -> int:
     from actors import scheduler  # the one permitted upward import: the process entrypoint
 
@@ -93,13 +137,16 @@ def _monitor(settings: Settings, _: argparse.Namespace) -> int:
 
 
 COMMANDS = {"migrate": _migrate, "bootstrap": _bootstrap, "check": _check, "scheduler": _scheduler,
-            "monitor": _monitor, "wallets": _wallets}
+            "monitor": _monitor, "wallets": _wallets, "audit": _audit}
+#: Commands that take an action word, and the actions each accepts.
+ACTIONS = {"wallets": ["rotate-key"], "audit": ["verify"]}
 HELP = {"migrate": "upgrade the database to the latest migration",
         "bootstrap": "schema, then the platform user and its wallet; prints PLATFORM_USER_ID",
         "check": "verify the book's invariants and each wallet's ledger USDC against the book",
         "scheduler": "run the scheduler process (relay backstop, sweeps, pruning)",
         "monitor": "run the deposit monitor process (Horizon's payment stream)",
-        "wallets": "wallet secrets: rotate-key re-seals them under WALLET_ENCRYPTION_KEY"}
+        "wallets": "wallet secrets: rotate-key re-seals them under WALLET_ENCRYPTION_KEY",
+        "audit": "the audit hash chain: verify names the first entry changed, removed or reordered"}
 
 
 class Parser(argparse.ArgumentParser):
@@ -127,8 +174,9 @@ def build_parser(prog: str = "offerhub") -> argparse.ArgumentParser:
     for name, command in COMMANDS.items():
         operator = sub.add_parser(name, help=HELP[name], description=HELP[name])
         operator.set_defaults(operator=command)
+        if name in ACTIONS:
+            operator.add_argument("action", choices=ACTIONS[name], help=", ".join(ACTIONS[name]))
         if name == "wallets":
-            operator.add_argument("action", choices=["rotate-key"], help="rotate-key")
             operator.add_argument("--batch-size", type=_positive, default=100, help="wallets per transaction")
     cli_api.add_commands(sub)
     return parser
