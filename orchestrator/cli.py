@@ -153,7 +153,7 @@ class Parser(argparse.ArgumentParser):
     """An unknown command is "Invalid command" with a hint and exit 1 (cli-sdk.md §2.2); other usage errors 2."""
 
     def error(self, message: str) -> NoReturn:
-        if "invalid choice" in message and self.prog.split()[-1] in {"offerhub", "orchestrator"}:
+        if "invalid choice" in message:
             self.print_usage(sys.stderr)
             print(f"Invalid command: {message.split(': ', 1)[-1]}\nRun '{self.prog} --help' to see the commands.",
                   file=sys.stderr)
@@ -170,7 +170,7 @@ def build_parser(prog: str = "offerhub") -> argparse.ArgumentParser:
     parser.add_argument("--url", help="API base URL (default: OFFERHUB_API_URL, .env, ~/.offerhub/config.json)")
     parser.add_argument("--key", help="API key or master key (default: OFFERHUB_API_KEY, .env, config file)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
-    sub = parser.add_subparsers(dest="command", metavar="<command>", parser_class=argparse.ArgumentParser)
+    sub = parser.add_subparsers(dest="command", metavar="<command>", parser_class=Parser)
     for name, command in COMMANDS.items():
         operator = sub.add_parser(name, help=HELP[name], description=HELP[name])
         operator.set_defaults(operator=command)

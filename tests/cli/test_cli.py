@@ -58,10 +58,11 @@ def test_the_console_script_is_installed_and_prints_help(offerhub: Run) -> None:
         assert done.returncode == 0
         assert "keys" in done.stdout
         assert "bootstrap" in done.stdout
-    bogus = offerhub("frobnicate")
-    assert bogus.returncode == 1
-    assert "Invalid command" in bogus.stderr
-    assert "--help" in bogus.stderr
+    for args in (("frobnicate",), ("keys", "frobnicate")):
+        bogus = offerhub(*args)
+        assert bogus.returncode == 1
+        assert "Invalid command" in bogus.stderr
+        assert "--help" in bogus.stderr
 
 
 def test_operator_commands_still_run_from_the_settings(offerhub: Run, home: Path) -> None:
