@@ -185,7 +185,8 @@ class Transport:
                       retries: int | None = None, accept: frozenset[int] = frozenset()) -> Response:
         """Send with retries; a success returns the response, an error answer raises its exception."""
         method = method.upper()
-        extra = dict(headers or {})
+        # one request id per logical call: the server's logs show its retries as one story
+        extra = {"X-Request-ID": str(uuid.uuid4()), **self.config.headers, **(headers or {})}
         key = None
         if method in MUTATING:
             key = idempotency_key or str(uuid.uuid4())  # once per logical call, reused on every retry

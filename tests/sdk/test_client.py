@@ -149,6 +149,8 @@ def test_a_503_before_the_server_is_retried_with_the_same_idempotency_key(
     assert [t.answered for t in tries] == [503, 503, 201]
     assert len({t.headers["Idempotency-Key"] for t in tries}) == 1
     assert tries[0].headers["Idempotency-Key"] == user.idempotency_key
+    assert len({t.headers["X-Request-ID"] for t in tries}) == 1  # one logical call in the server's logs
+    assert user.request_id == tries[0].headers["X-Request-ID"]
 
 
 def test_an_answer_lost_after_the_work_is_retried_and_replayed_so_money_moves_once(
