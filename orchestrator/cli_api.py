@@ -435,6 +435,8 @@ def run(args: argparse.Namespace) -> int:
     except OfferHubError as error:
         request = f", request {error.request_id}" if error.request_id else ""
         return fail(f"{error.message} ({error.code}, HTTP {error.status_code}{request})")
+    except TimeoutError as error:  # a wait of the CLI's own (the demo's steps) ran out
+        return fail(str(error))
     except KeyboardInterrupt:
         return 130
     finally:

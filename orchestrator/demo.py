@@ -215,6 +215,13 @@ class Demo:
         self.say(f"order {created['id']} {amount} '{title}': {created['status']}", 1)
         self.say(f"reserve        -> {orders.reserve(created['id'])['status']}", 1)
         escrow = orders.create_escrow(created["id"])
+        if (escrow.get("escrow") or {}).get("status") != "CREATED":  # 202: the deploy is still on the ledger
+
+            def deployed() -> dict[str, Any] | None:
+                current = orders.get(created["id"])
+                return current if (current.get("escrow") or {}).get("status") == "CREATED" else None
+
+            escrow = eventually("the escrow contract to be deployed", deployed)
         contract = (escrow.get("escrow") or {}).get("trustlessContractId")
         self.say(f"create escrow  -> {escrow['status']} (contract {contract})", 1)
         funded = settled(self.client, orders.fund_escrow(created["id"]))
