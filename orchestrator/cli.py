@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from orchestrator.errors import ConfigError
-from orchestrator.logs import configure_logging
-from orchestrator.settings import Settings
+if TYPE_CHECKING:  # the settings pull in stellar_sdk (seconds to import): only operator commands load them
+    from orchestrator.settings import Settings
 
 
 def _migrate(settings: Settings, _: argparse.Namespace) -> int:
@@ -167,30 +166,80 @@ COMMANDS = {"migrate": _migrate, "bootstrap": _bootstrap, "check": _check, "sche
             "reconcile": _reconcile}
 #: Commands that take an action word, and the actions each accepts.
 ACTIONS = {"wallets": ["rotate-key"], "audit": ["verify"]}
+HELP = {"migrate": "upgrade the database to the latest migration",
+        "bootstrap": "schema, then the platform user and its wallet; prints PLATFORM_USER_ID",
+        "check": "verify the book's invariants and each wallet's ledger USDC against the book",
+        "scheduler": "run the scheduler process (relay backstop, sweeps, pruning)",
+        "monitor": "run the deposit monitor process (Horizon's payment stream)",
+        "wallets": "wallet secrets: rotate-key re-seals them under WALLET_ENCRYPTION_KEY",
+        "audit": "the audit hash chain: verify names the first entry changed, removed or reordered"}
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m orchestrator", description="Orchestrator operator commands")
-    parser.add_argument("command", choices=sorted(COMMANDS))
-    parser.add_argument("action", nargs="?", choices=sorted({a for acts in ACTIONS.values() for a in acts}),
-                        help="wallets: rotate-key; audit: verify")
-    parser.add_argument("--batch-size", type=int, default=100, help="wallets rotate-key: wallets per transaction")
+class Parser(argparse.ArgumentParser):
+    """An unknown command is "Invalid command" with a hint and exit 1 (cli-sdk.md §2.2); other usage errors 2."""
+
+    def error(self, message: str) -> NoReturn:
+        if "invalid choice" in message:
+            self.print_usage(sys.stderr)
+            print(f"Invalid command: {message.split(': ', 1)[-1]}\nRun '{self.prog} --help' to see the commands.",
+                  file=sys.stderr)
+            raise SystemExit(1)
+        super().error(message)
+
+
+def build_parser(prog: str = "offerhub") -> argparse.ArgumentParser:
+    """Operator commands (``operator=``: read the server's settings and database, DESIGN decision 9) and the
+    HTTP commands of ``orchestrator/cli_api.py`` (``http=``: through the SDK, OFFERHUB_API_URL/KEY)."""
+    from orchestrator import cli_api
+
+    parser = Parser(prog=prog, description="OFFER-HUB Orchestrator: operator and API commands")
+    parser.add_argument("--url", help="API base URL (default: OFFERHUB_API_URL, .env, ~/.offerhub/config.json)")
+    parser.add_argument("--key", help="API key or master key (default: OFFERHUB_API_KEY, .env, config file)")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    sub = parser.add_subparsers(dest="command", metavar="<command>", parser_class=Parser)
+    for name, command in COMMANDS.items():
+        operator = sub.add_parser(name, help=HELP[name], description=HELP[name])
+        operator.set_defaults(operator=command)
+        if name in ACTIONS:
+            operator.add_argument("action", choices=ACTIONS[name], help=", ".join(ACTIONS[name]))
+        if name == "wallets":
+            operator.add_argument("--batch-size", type=_positive, default=100, help="wallets per transaction")
+    cli_api.add_commands(sub)
+    return parser
+
+
+def _positive(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return number
+
+
+def main(argv: list[str] | None = None, prog: str = "offerhub") -> int:
+    from orchestrator import cli_api
+
+    parser = build_parser(prog)
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv:
+        parser.print_help()
+        return 0
     args = parser.parse_args(argv)
-    actions = ACTIONS.get(args.command)
-    if actions is None and args.action is not None:
-        parser.error(f"'{args.command}' takes no action")
-    if actions is not None and args.action not in actions:
-        parser.error(f"'{args.command}' takes an action ({', '.join(actions)})")
-    if args.batch_size < 1:
-        parser.error("--batch-size must be at least 1")
+    if getattr(args, "operator", None) is None:
+        if getattr(args, "http", None) is None and getattr(args, "local", None) is None:
+            parser.parse_args([*argv, "--help"])
+        return cli_api.run(args)
+    from orchestrator.errors import ConfigError
+    from orchestrator.logs import configure_logging
+    from orchestrator.settings import Settings
+
     try:
         settings = Settings.from_env()
     except ConfigError as error:
         print(error.message, file=sys.stderr)
         return 2
     configure_logging(settings.log_level)
-    return COMMANDS[args.command](settings, args)
+    return int(args.operator(settings, args))
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(prog="python -m orchestrator.cli"))

@@ -55,4 +55,6 @@ pytest_plugins = (
     "tests.fixtures.sandbox",
     "tests.fixtures.logs",
     "tests.fixtures.processes",
+    "tests.fixtures.airtm",
+    "tests.fixtures.server",
 )
