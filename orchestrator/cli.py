@@ -172,7 +172,8 @@ HELP = {"migrate": "upgrade the database to the latest migration",
         "scheduler": "run the scheduler process (relay backstop, sweeps, pruning)",
         "monitor": "run the deposit monitor process (Horizon's payment stream)",
         "wallets": "wallet secrets: rotate-key re-seals them under WALLET_ENCRYPTION_KEY",
-        "audit": "the audit hash chain: verify names the first entry changed, removed or reordered"}
+        "audit": "the audit hash chain: verify names the first entry changed, removed or reordered",
+        "reconcile": "compare the book with the ledger (and AirTM), store the report, print every difference"}
 
 
 class Parser(argparse.ArgumentParser):
