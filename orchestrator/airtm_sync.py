@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from orchestrator import airtm_withdrawals, topups
+from orchestrator import airtm_withdrawals, audit, topups
 from orchestrator.db import airtm as airtm_db
 from orchestrator.db import session
 from orchestrator.db import topups as topups_db
@@ -171,9 +171,11 @@ def process_webhook(engine: Any, settings: Settings, message_id: str) -> list[Me
         event_type, data = parse_webhook(message.body)
         kind = event_type.split(".", 1)[0]
         code, object_id = str(data.get("code") or ""), str(data.get("id") or "")
+        subject: tuple[str, str | None] = ("Webhook", None)  # what the audit entry names
         if kind == "payin":
             found = topups_db.get(uow.conn, code) if code.startswith("topup_") else None
             topup_id = found.id if found else (topups_db.id_for_payin(uow.conn, object_id) if object_id else None)
+            subject = ("TopUp", topup_id)
             if topup_id is None:
                 outcome, status = "unknown pay-in", "IGNORED"
             else:
@@ -183,6 +185,7 @@ def process_webhook(engine: Any, settings: Settings, message_id: str) -> list[Me
             found_w = withdrawals_db.get(uow.conn, code) if code.startswith("wd_") else None
             withdrawal_id = found_w.id if found_w else (
                 airtm_db.withdrawal_for_payout(uow.conn, object_id) if object_id else None)
+            subject = ("Withdrawal", withdrawal_id)
             if withdrawal_id is None:
                 outcome, status = "unknown payout", "IGNORED"
             else:
@@ -191,6 +194,12 @@ def process_webhook(engine: Any, settings: Settings, message_id: str) -> list[Me
         else:
             outcome, status = f"unknown event type {event_type!r}", "IGNORED"
         airtm_db.finish_webhook(uow.conn, message_id, status=status, outcome=outcome)
+        audit.webhook_received(uow.conn, provider="airtm", delivery_id=message_id, event_type=event_type,
+                               resource_type=subject[0], resource_id=subject[1], body=message.body,
+                               outcome=outcome, result="SUCCESS" if status == "PROCESSED" else "FAILURE",
+                               error=None if status == "PROCESSED" else {"code": "WEBHOOK_IGNORED",
+                                                                         "message": outcome})
+        uow.after_commit(Message("relay_outbox"))  # chain the entry now, not at the scheduler's next pass
         uow.commit()
         return list(uow.messages)
 

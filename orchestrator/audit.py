@@ -116,16 +116,18 @@ def record(conn: Any, *, action: str, resource_type: str, resource_id: str | Non
 
 def webhook_received(conn: Any, *, provider: str, delivery_id: str | None, event_type: str | None,
                      resource_type: str, resource_id: str | None, user_id: str | None = None,
-                     body: Mapping[str, Any] | None = None, result: str = "SUCCESS",
-                     error: Mapping[str, Any] | None = None) -> str:
+                     body: Mapping[str, Any] | None = None, outcome: str | None = None,
+                     result: str = "SUCCESS", error: Mapping[str, Any] | None = None) -> str:
     """The ``webhook.received`` entry (api.md §15) for one provider delivery, in the caller's transaction.
 
     Call it in the transaction that records the delivery (AirTM: where the ``svix-id`` is deduplicated),
     with the provider's event type and the resource it concerns (``TopUp``/``Withdrawal``/``User``).
     ``body`` is redacted like every payload; ``delivery_id`` (the ``svix-id``) is the correlation id.
-    ``result="FAILURE"`` with ``error`` records a delivery that was refused (bad signature, unknown code).
+    ``outcome`` says what processing did; ``result="FAILURE"`` with ``error`` records a delivery that was
+    refused or ignored (unknown code, unknown event type).
     """
-    after = {"provider": provider, "eventType": event_type, "deliveryId": delivery_id, "body": dict(body or {})}
+    after = {"provider": provider, "eventType": event_type, "deliveryId": delivery_id, "outcome": outcome,
+             "body": dict(body or {})}
     return record(conn, action="webhook.received", resource_type=resource_type, resource_id=resource_id,
                   user_id=user_id, actor_type="WEBHOOK", actor_id=provider, after=after, result=result,
                   error=error, correlation_id=delivery_id)
