@@ -145,16 +145,19 @@ def content_hash(row: Mapping[str, Any], *, position: int, prev_hash: str) -> st
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def chain_committed(conn: Any, *, batch: int = 5000) -> int:
-    """Stamp every committed, unchained entry with the next position and its hashes; returns how many.
+def chain_committed(conn: Any, *, batch: int = 5000, limit: int = 20000) -> int:
+    """Stamp committed, unchained entries (up to ``limit`` per pass) with the next position and their
+    hashes; returns how many.
 
     Called by the relay while it holds the relay lock, so one chainer runs at a time and each pass sees
-    everything committed before it began: positions follow commit order, ``seq`` breaks ties.
+    everything committed before it began: positions follow commit order, ``seq`` breaks ties. The limit
+    keeps a large backlog (the first pass after the migration on a big table) from holding the relay
+    lock, and so the event stream, for long; the next passes take the rest.
     """
     position, prev_hash = audit_db.head_for_update(conn)
     prev_hash = prev_hash or GENESIS
     stamped = 0
-    while True:
+    while stamped < limit:
         rows = audit_db.unchained(conn, batch)
         if not rows:
             break
