@@ -154,13 +154,13 @@ def chain_committed(conn: Any, *, batch: int = 5000, limit: int = 20000) -> int:
     keeps a large backlog (the first pass after the migration on a big table) from holding the relay
     lock, and so the event stream, for long; the next passes take the rest.
     """
+    rows = audit_db.unchained(conn, batch)
+    if not rows:
+        return 0  # the common pass: one indexed read, no head row lock
     position, prev_hash = audit_db.head_for_update(conn)
     prev_hash = prev_hash or GENESIS
     stamped = 0
-    while stamped < limit:
-        rows = audit_db.unchained(conn, batch)
-        if not rows:
-            break
+    while rows and stamped < limit:
         stamps = []
         for row in rows:
             position += 1
@@ -169,6 +169,7 @@ def chain_committed(conn: Any, *, batch: int = 5000, limit: int = 20000) -> int:
             prev_hash = entry_hash
         audit_db.stamp(conn, stamps)
         stamped += len(stamps)
+        rows = audit_db.unchained(conn, batch) if stamped < limit else []
     if stamped:
         audit_db.set_head(conn, position)
     return stamped
