@@ -10,6 +10,7 @@ from marshmallow import fields
 
 from orchestrator.disputes import OPENED_BY
 from orchestrator.events import AGGREGATE_TYPES
+from orchestrator.topups import Status as TopUpStatus
 from orchestrator.users import UserStatus, UserType
 from orchestrator.withdrawals import Status as WithdrawalStatus
 from schemas.base import BaseSchema
@@ -78,3 +79,22 @@ class Events(BaseSchema):
     resourceTypes = Text(metadata={"description": "comma-separated: " + ", ".join(sorted(AGGREGATE_TYPES))})
     since = Text(metadata={"description": "a position, an event id or an ISO time (``Last-Event-ID`` wins)"})
     eventNames = fields.Boolean(metadata={"description": "add an ``event:`` line per event"})
+
+
+class ListTopUps(Page):
+    userId = Text()
+    status = Enum([str(s) for s in TopUpStatus])
+
+
+class Period(BaseSchema):
+    from_ = fields.String(data_key="from", metadata={
+        "description": "inclusive: an ISO 8601 instant, or a date (YYYY-MM-DD)"})
+    to = fields.String(metadata={"description": "inclusive: an ISO 8601 instant, or a date (its whole day)"})
+
+
+class AuditLogs(Period, Page):
+    resourceType = Text(min_length=1, max_length=128, metadata={"description": "e.g. Order, TopUp (any case)"})
+    resourceId = Text(min_length=1, max_length=128)
+    action = Text(min_length=1, max_length=128, metadata={"description": "e.g. order.created"})
+    userId = PrefixedId("user")
+    cursor = PrefixedId("audit", metadata={"description": "the ``nextCursor`` of the previous page"})

@@ -31,11 +31,33 @@ class DependencyHealth(BaseSchema):
     status = fields.String(required=True, metadata={"enum": ["healthy", "degraded", "unhealthy"]})
     latency = fields.Float(metadata={"description": "milliseconds"})
     error = fields.String()
+    treasury = fields.Dict(metadata={"description": "AirTM mode: the enterprise balance against the users' "
+                                                    "balances (providers.md §3.1)"})
+
+
+class OperationHealth(BaseSchema):
+    """The monitor's lag, or the oldest pending command or open chain step, against its threshold."""
+
+    status = fields.String(required=True, metadata={"enum": ["healthy", "degraded", "unhealthy"]})
+    enabled = fields.Boolean()
+    thresholdSeconds = fields.Float()
+    lagSeconds = fields.Float(allow_none=True)
+    unseenPayments = fields.Integer(allow_none=True)
+    count = fields.Integer()
+    ageSeconds = fields.Float()
+    error = fields.String(allow_none=True)
 
 
 class Backlog(BaseSchema):
+    """Empty when the figures could not be read (the database check says why)."""
+
+    optional = True
+
     outboxUnrelayed = fields.Integer()
+    outboxLagSeconds = fields.Float()
     commandsPending = fields.Integer()
+    chainStepsOpen = fields.Integer()
+    depositsPending = fields.Integer()
 
 
 class DetailedHealth(BaseSchema):
@@ -43,6 +65,7 @@ class DetailedHealth(BaseSchema):
     version = fields.String()
     timestamp = Time()
     dependencies = fields.Dict(keys=fields.String(), values=fields.Nested(DependencyHealth))
+    operations = fields.Dict(keys=fields.String(), values=fields.Nested(OperationHealth))
     backlog = fields.Nested(Backlog)
 
 
@@ -202,3 +225,64 @@ class DepositInstructions(BaseSchema):
     asset = fields.Nested(Asset, allow_none=True)
     network = fields.String(allow_none=True)
     instructions = fields.String()
+
+
+class AirtmLink(BaseSchema):
+    """A user's AirTM link (api.md §5.4)."""
+
+    userId = fields.String()
+    airtmUserId = fields.String(allow_none=True)
+    airtmLinkedAt = Time(allow_none=True)
+    eligible = fields.Boolean()
+    email = fields.String(allow_none=True)
+
+
+class WebhookReceipt(BaseSchema):
+    """What a provider webhook is answered (DESIGN decision 4): recorded, processed by an actor."""
+
+    status = fields.String(required=True, metadata={"enum": ["ok"]})
+    received = fields.Boolean(required=True)
+    duplicate = fields.Boolean(metadata={"description": "present (true) when the message was already recorded"})
+
+
+class StatementBalance(BaseSchema):
+    available = Balance()
+    reserved = Balance()
+    total = Balance()
+
+
+class Movement(BaseSchema):
+    transactionId = fields.String()
+    occurredAt = Time()
+    kind = fields.String()
+    orderId = fields.String(allow_none=True)
+    withdrawalId = fields.String(allow_none=True)
+    depositHash = fields.String(allow_none=True)
+    topupId = fields.String(allow_none=True)
+    reference = fields.String(allow_none=True)
+    description = fields.String(allow_none=True)
+    availableChange = Balance()
+    reservedChange = Balance()
+    amount = Balance()
+    balanceAfter = fields.Nested(StatementBalance)
+
+
+class StatementTotals(BaseSchema):
+    credits = Balance()
+    debits = Balance()
+    net = Balance()
+    count = fields.Integer()
+
+
+class Statement(BaseSchema):
+    """A user's account statement over a period (JSON; the same lines as CSV with ``Accept: text/csv``)."""
+
+    userId = fields.String()
+    currency = fields.String(metadata={"enum": ["USD"]})
+    from_ = Time(data_key="from", allow_none=True)
+    to = Time(allow_none=True)
+    openingBalance = fields.Nested(StatementBalance)
+    movements = fields.List(fields.Nested(Movement))
+    closingBalance = fields.Nested(StatementBalance)
+    totals = fields.Nested(StatementTotals)
+    matchesBalance = fields.Boolean(allow_none=True, metadata={"description": "null for a period with an end"})

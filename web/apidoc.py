@@ -28,7 +28,9 @@ class Doc:
     envelope (``many``: an array, ``paginated``: with ``meta.pagination``); ``status`` and ``also`` are
     the success statuses; ``command`` marks a write that may answer ``202`` (api.md §1.12);
     ``provider`` one that calls Stellar, Trustless Work or AirTM (their 502/503/504); ``errors`` the
-    route's own codes from errors.md (the common ones of api.md §1.14 are added by the generator).
+    route's own codes from errors.md (the common ones of api.md §1.14 are added by the generator);
+    ``headers`` the request headers it reads; ``alternatives`` other media types of the success answer
+    (chosen with ``Accept``). ``response=None`` with ``envelope=False`` is an answer without a body.
     """
 
     summary: str
@@ -47,6 +49,7 @@ class Doc:
     envelope: bool = True
     tag: str | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
+    alternatives: Mapping[str, Shape] = field(default_factory=dict)
 
 
 def doc(summary: str, **details: Any) -> Callable[[Handler], Handler]:

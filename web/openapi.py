@@ -177,7 +177,7 @@ class Builder:
             self.operation_ids.add(operation_id)
             operation: dict[str, Any] = {
                 "operationId": operation_id, "summary": spec.summary + (f" ({value})" if value else ""),
-                "tags": [tag], "parameters": self._parameters(route.resource, path, spec, method),
+                "tags": [tag], "parameters": self._parameters(route.resource, path, spec, method, public=public),
                 "responses": self._responses(spec, method, path, public=public, scope=scope),
             }
             description = (handler.__doc__ or "").strip()
@@ -189,9 +189,12 @@ class Builder:
             body = spec.body.get(value) if isinstance(spec.body, Mapping) and value else spec.body
             if body is not None:
                 operation["requestBody"] = self._body(body, spec)  # type: ignore[arg-type]
+            if not route.resource.canonical.startswith(V1):
+                operation["servers"] = [{"url": "/", "description": "outside /api/v1"}]
             self.spec.path(path=path, operations={method.lower(): operation})
 
-    def _parameters(self, resource: web.AbstractResource, path: str, spec: Doc, method: str) -> list[Any]:
+    def _parameters(self, resource: web.AbstractResource, path: str, spec: Doc, method: str, *,
+                    public: bool) -> list[Any]:
         out: list[Any] = []
         for name in re.findall(r"\{(\w+)\}", (resource.get_info().get("formatter") or "")):
             if "{" + camel(name) + "}" not in path:
@@ -204,7 +207,7 @@ class Builder:
         if spec.query is not None:
             out.append({"in": "query", "schema": spec.query})
             self.request_side.add(self.name(spec.query))
-        if method in ("POST", "DELETE"):
+        if method in ("POST", "DELETE") and not public:  # keys are scoped by credential: none here
             out.append({"name": "Idempotency-Key", "in": "header", "required": False,
                         "description": "UUID v4; a retry with the same key and body replays the first answer "
                                        "(api.md §1.10)", "schema": {"type": "string", "pattern": UUID4}})
@@ -236,8 +239,14 @@ class Builder:
         headers = {} if streamed else request_id
         responses: dict[str, Any] = {}
         for status in (spec.status, *spec.also):
-            responses[str(status)] = {"description": _reason(status), "headers": headers,
-                                      "content": {spec.media_type: {"schema": self._success(spec)}}}
+            entry: dict[str, Any] = {"description": _reason(status), "headers": headers}
+            if spec.response is not None or spec.envelope:
+                others = {media: {"schema": self.ref(shape)} for media, shape in spec.alternatives.items()}
+                entry["content"] = {spec.media_type: {"schema": self._success(spec)}, **others}
+            if 300 <= status < 400:
+                entry["headers"] = {**headers, "Location": {"description": "where the browser goes next",
+                                                            "required": True, "schema": {"type": "string"}}}
+            responses[str(status)] = entry
         if spec.command:
             data = self._data(spec)
             responses["202"] = {"description": "Accepted; still executing (api.md §1.12)", "headers": headers,
@@ -309,8 +318,10 @@ class Builder:
                     {"anyOf": [{"required": [spelling]} for spelling in spellings[target]]})
         for name, cls in self.names.items():
             if (name in schemas and name not in requests and "properties" in schemas[name]
+                    and not getattr(cls, "optional", False)
                     and not any(f.required for f in cls().fields.values())):
-                    # a response always holds every field, null when it has no value (api.md §1.2)
+                    # a response always holds every field, null when it has no value (api.md §1.2);
+                    # a shape says otherwise with required fields of its own or ``optional = True``
                     schemas[name]["required"] = list(schemas[name]["properties"])
         return document
 

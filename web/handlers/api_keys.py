@@ -15,7 +15,7 @@ from schemas import queries, views
 from schemas.api_keys import KEY_OUT, CreateKey, KeyOut, MintToken
 from schemas.base import BaseSchema, NoBody, load
 from schemas.common import check_enums, page_limit, reject_unknown
-from web import enqueue, render
+from web import audit, enqueue, render
 from web.apidoc import doc
 from web.auth import Credential, check_scope, request_credential, requires
 from web.keys import ENGINE, SETTINGS
@@ -84,6 +84,8 @@ async def mint_token(request: web.Request) -> web.Response:
                         details={"requiredScope": lacking[0], "currentScopes": list(key.scopes)})
     token, expires = api_keys.mint_token(request.app[SETTINGS].jwt_secret, key_id=key.id, scopes=scopes,
                                          ttl=body["ttl"])
+    await audit.record(request, "api_key.token_minted", "ApiKey", key.id,
+                       after={"scopes": list(scopes), "ttl": body["ttl"], "expiresAt": iso(_from_unix(expires))})
     return envelope(request, {"token": token, "keyId": key.id, "scopes": scopes,
                               "expiresAt": iso(_from_unix(expires))}, status=201)
 
