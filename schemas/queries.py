@@ -86,10 +86,14 @@ class ListTopUps(Page):
     status = Enum([str(s) for s in TopUpStatus])
 
 
+_INSTANT_OR_DATE = {"type": "string", "anyOf": [{"format": "date-time"}, {"format": "date"}]}
+
+
 class Period(BaseSchema):
     from_ = fields.String(data_key="from", metadata={
-        "description": "inclusive: an ISO 8601 instant, or a date (YYYY-MM-DD)"})
-    to = fields.String(metadata={"description": "inclusive: an ISO 8601 instant, or a date (its whole day)"})
+        "openapi": _INSTANT_OR_DATE, "description": "inclusive: an ISO 8601 instant, or a date (YYYY-MM-DD)"})
+    to = fields.String(metadata={"openapi": _INSTANT_OR_DATE,
+                                 "description": "inclusive: an ISO 8601 instant, or a date (its whole day)"})
 
 
 class AuditLogs(Period, Page):

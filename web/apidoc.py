@@ -30,7 +30,8 @@ class Doc:
     ``provider`` one that calls Stellar, Trustless Work or AirTM (their 502/503/504); ``errors`` the
     route's own codes from errors.md (the common ones of api.md §1.14 are added by the generator);
     ``headers`` the request headers it reads; ``alternatives`` other media types of the success answer
-    (chosen with ``Accept``). ``response=None`` with ``envelope=False`` is an answer without a body.
+    (chosen with ``Accept``); ``id_patterns=False`` for a route that takes any string as its path id.
+    ``response=None`` with ``envelope=False`` is an answer without a body.
     """
 
     summary: str
@@ -50,6 +51,7 @@ class Doc:
     tag: str | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
     alternatives: Mapping[str, Shape] = field(default_factory=dict)
+    id_patterns: bool = True
 
 
 def doc(summary: str, **details: Any) -> Callable[[Handler], Handler]:

@@ -201,7 +201,7 @@ class Builder:
                 continue  # an enumerated parameter, expanded into the path
             resource_name = PATH_RESOURCES.get(name, name.removesuffix("_id"))
             schema: dict[str, Any] = {"type": "string", "minLength": 1}
-            if name.endswith("_id") and resource_name in ids.PREFIXES:
+            if name.endswith("_id") and resource_name in ids.PREFIXES and spec.id_patterns:
                 schema["pattern"] = f"^{ids.PREFIXES[resource_name]}[A-Za-z0-9_-]{{1,64}}$"
             out.append({"name": camel(name), "in": "path", "required": True, "schema": schema})
         if spec.query is not None:

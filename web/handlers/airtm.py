@@ -214,8 +214,8 @@ async def cancel_topup(request: web.Request) -> web.Response:
                           details={"provider": "airtm"})
 
 
-@doc("AirTM's browser redirect: 302 to the top-up's return or cancel URL", status=302, envelope=False,
-     errors=("TOPUP_NOT_FOUND",))
+@doc("AirTM's browser redirect: 302 to the top-up's return or cancel URL (an unknown id: the instance's "
+     "cancel URL)", status=302, envelope=False, errors=("TOPUP_NOT_FOUND",), id_patterns=False)
 @public
 async def topup_callback(request: web.Request) -> web.StreamResponse:
     """AirTM's browser redirect (§8.6): refresh when possible, then 302 by status; no envelope."""
