@@ -15,7 +15,7 @@ from decimal import Decimal
 
 from orchestrator import money
 from orchestrator.db import ledger as ledger_db
-from orchestrator.errors import InsufficientFunds, InternalError, NotFound
+from orchestrator.errors import InsufficientFunds, InternalError, NotFound, ValidationFailed
 from orchestrator.unit_of_work import UnitOfWork
 
 AVAILABLE, RESERVED = "available", "reserved"
@@ -121,5 +121,11 @@ def _apply(locked: dict[str, ledger_db.BalanceRow],
                 "User reserved balance is less than the requested amount",
                 details={"balance": "reserved", "reserved": money.format_balance(before.reserved),
                          "requested": money.format_balance(before.reserved - reserved), "currency": "USD"})
+        if max(available, reserved) > money.MAX_BALANCE:
+            # the book's columns cannot hold it: refuse it as the request's error, not a database failure
+            # retried until the command gives up (api.md §1.4: at most 13 integer digits)
+            raise ValidationFailed.field("amount", "AMOUNT_OUT_OF_RANGE",
+                                         "the balance would exceed the largest amount the book holds",
+                                         max=money.format_balance(money.MAX_BALANCE))
     return {uid: Change(uid, locked[uid].available, locked[uid].reserved, av, res)
             for uid, (av, res) in state.items()}

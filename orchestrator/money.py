@@ -10,6 +10,8 @@ PLACES = 7
 QUANTUM = Decimal(1).scaleb(-PLACES)
 CENT = Decimal("0.01")
 ZERO = Decimal("0")
+#: The largest value a NUMERIC(20,7) column holds: 13 integer digits and 7 decimals.
+MAX_BALANCE = Decimal("9999999999999.9999999")
 #: Request amounts: exactly two decimals, no sign, at most 13 integer digits (spec api.md §1.4).
 REQUEST_AMOUNT = re.compile(r"(0|[1-9][0-9]{0,12})\.[0-9]{2}")
 
