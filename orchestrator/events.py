@@ -60,7 +60,8 @@ def build(event_type: str, aggregate_id: str, payload: dict[str, Any], *, user_i
 
 def iso(moment: datetime) -> str:
     """ISO 8601 UTC with milliseconds and ``Z`` (spec api.md §1.5)."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    utc = moment.astimezone(UTC)  # the year padded by hand: strftime writes year 1 as "1"
+    return f"{utc.year:04d}-{utc:%m-%dT%H:%M:%S}.{utc.microsecond // 1000:03d}Z"
 
 
 def now() -> datetime:

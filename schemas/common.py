@@ -11,6 +11,9 @@ from marshmallow import fields
 from orchestrator.errors import ValidationFailed
 from orchestrator.events import iso
 
+#: Instants from here on are refused: a period's end is moved a day or a millisecond past what it names.
+_LAST = datetime(9999, 12, 31, tzinfo=UTC)
+_RANGE = "must lie between 0001-01-01 and 9999-12-30 (UTC)"
 #: ASCII digits only (``str.isdigit`` also accepts ``"²"`` and other scripts' digits).
 _DIGITS = re.compile(r"[0-9]+")
 
@@ -55,6 +58,8 @@ def instant(name: str, value: str, *, end: bool = False) -> datetime:
             day = date.fromisoformat(value)
         except ValueError:
             raise ValidationFailed.field(name, "INVALID_FORMAT", "must be an ISO 8601 date or instant") from None
+        if day >= _LAST.date():
+            raise ValidationFailed.field(name, "INVALID_FORMAT", _RANGE)
         return datetime.combine(day + timedelta(days=1 if end else 0), time(), UTC)
     try:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
@@ -62,6 +67,12 @@ def instant(name: str, value: str, *, end: bool = False) -> datetime:
         raise ValidationFailed.field(name, "INVALID_FORMAT", "must be an ISO 8601 instant") from None
     if moment.tzinfo is None:
         raise ValidationFailed.field(name, "INVALID_FORMAT", "must carry an offset (e.g. Z)")
+    try:
+        moment = moment.astimezone(UTC)  # 0001-01-01T00:00+14:00 lies before the first instant UTC holds
+    except OverflowError:
+        raise ValidationFailed.field(name, "INVALID_FORMAT", _RANGE) from None
+    if moment >= _LAST:
+        raise ValidationFailed.field(name, "INVALID_FORMAT", _RANGE)
     return moment
 
 
