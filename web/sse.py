@@ -12,6 +12,7 @@ import contextlib
 import fnmatch
 import json
 import logging
+import re
 import time
 import uuid
 from dataclasses import dataclass
@@ -31,6 +32,9 @@ from web.request_state import REQUEST_ID
 
 log = logging.getLogger(__name__)
 MAX_STREAMS_PER_KEY = 5
+#: Positions are PostgreSQL bigints.
+MAX_POSITION = 2**63 - 1
+_POSITION = re.compile(r"[0-9]+")
 BATCH = 500
 
 
@@ -63,7 +67,10 @@ async def resolve_cursor(request: web.Request, cursor: str | None) -> tuple[int,
     async with request.app[ENGINE].connect() as conn:
         if cursor is None:
             return int((await conn.execute(outbox_db.bounds())).first()[1] or 0), None
-        if cursor.isdigit():
+        if _POSITION.fullmatch(cursor):  # ASCII digits: str.isdigit() also takes "²", which int() refuses
+            if int(cursor) > MAX_POSITION:
+                raise ValidationFailed.field("Last-Event-ID", "INVALID_FORMAT",
+                                             f"a position is at most {MAX_POSITION}")
             return int(cursor), None
         if cursor.startswith("evt_"):
             position = (await conn.execute(outbox_db.position_of_event(cursor))).scalar()
