@@ -12,7 +12,7 @@ from orchestrator import ids
 from orchestrator.commands import Kind
 from orchestrator.db import orders as orders_db
 from orchestrator.db import wallets as wallets_db
-from orchestrator.errors import BusinessRuleViolation, ValidationFailed
+from orchestrator.errors import BusinessRuleViolation, NotFound, ValidationFailed
 from orchestrator.providers.horizon_reads import HorizonReader
 from schemas import queries, views
 from schemas.base import NoBody, load
@@ -181,8 +181,10 @@ async def refund_order(request: web.Request) -> web.Response:
 @requires("write")
 async def complete_milestone(request: web.Request) -> web.Response:
     load(NoBody(), request[BODY])
-    state = await enqueue.run(request, Kind.COMPLETE_MILESTONE, {
-        "orderId": order_id_of(request), "milestoneRef": request.match_info["milestone_ref"]})
+    order_id, ref = order_id_of(request), request.match_info["milestone_ref"]
+    if "\x00" in ref:  # no ref holds one, and the command's JSON payload could not store it
+        raise NotFound(f"Milestone {ref!r} not found", code="MILESTONE_NOT_FOUND")
+    state = await enqueue.run(request, Kind.COMPLETE_MILESTONE, {"orderId": order_id, "milestoneRef": ref})
     return await enqueue.respond(request, state)
 
 
