@@ -74,7 +74,8 @@ def mint_token(secret: str, *, key_id: str, scopes: list[str], ttl: int, now: fl
 def read_token(secret: str, token: str, *, now: float | None = None) -> dict[str, Any] | None:
     """The token's payload if its signature is ours and it has not expired; ``None`` otherwise."""
     body, _, signature = token[len(TOKEN_PREFIX):].partition(".")
-    if not body or not hmac.compare_digest(signature, _sign(secret, body)):
+    # bytes: compare_digest refuses str with non-ASCII characters (a forged "ohk_tok_x.é" was a 500)
+    if not body or not hmac.compare_digest(signature.encode(), _sign(secret, body).encode()):
         return None
     try:
         payload = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
