@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 import time
 import uuid
@@ -228,6 +229,14 @@ def _not_json(constant: str) -> Any:
     raise ValueError(f"{constant} is not JSON")
 
 
+def _finite(text: str) -> float:
+    """A JSON number as a float; one too large for it (``1e999``) cannot be stored as JSON again."""
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"{text} is out of range")
+    return value
+
+
 async def _read_body(request: web.Request) -> Any:
     if (request.content_length or 0) > MAX_BODY:
         raise PayloadTooLarge()
@@ -237,7 +246,7 @@ async def _read_body(request: web.Request) -> Any:
     if request.content_type != "application/json":
         raise UnsupportedMediaType()
     try:
-        body = json.loads(raw, parse_constant=_not_json)
+        body = json.loads(raw, parse_constant=_not_json, parse_float=_finite)
     except (ValueError, RecursionError):
         raise ValidationFailed("Request body is not valid JSON", details={"fields": [
             {"field": "body", "code": "INVALID_JSON", "message": "body is not valid JSON"}]}) from None
