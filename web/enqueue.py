@@ -30,7 +30,8 @@ from web.request_state import COMMAND_ID, IDEMPOTENCY, PREFERENCE, REQUEST_ID
 from web.responses import envelope
 
 log = logging.getLogger(__name__)
-_WAIT = re.compile(r"wait=(\d+)")
+#: ASCII digits (``\d`` also takes other scripts'); a value past 60 is ignored, however many digits it has.
+_WAIT = re.compile(r"wait=([0-9]+)")
 
 
 @dataclass(frozen=True)
@@ -54,8 +55,9 @@ def wait_seconds(request: web.Request) -> tuple[float, str | None]:
     if "respond-async" in prefer:
         return 0.0, "respond-async"
     match = _WAIT.search(prefer)
-    if match and 1 <= int(match.group(1)) <= 60:
-        return int(match.group(1)), f"wait={match.group(1)}"
+    digits = match.group(1).lstrip("0") if match else ""
+    if digits and len(digits) <= 2 and 1 <= int(digits) <= 60:  # int() refuses over 4300 digits: no 500
+        return int(digits), f"wait={digits}"
     return request.app[SETTINGS].command_wait_seconds, None
 
 
