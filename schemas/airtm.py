@@ -25,10 +25,16 @@ class RedirectUrl(Text):
 
     def _deserialize(self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kw: Any) -> Any:
         text = super()._deserialize(value, attr, data, **kw)
-        parts = urlsplit(text)
-        local = parts.hostname in ("localhost", "127.0.0.1")
-        if not parts.netloc or not (parts.scheme == "https" or (parts.scheme == "http" and local)):
-            raise fail("INVALID_URL", "must be an absolute https URL (http only for localhost)")
+        invalid = fail("INVALID_URL", "must be an absolute https URL (http only for localhost)")
+        try:  # urlsplit raises on a broken IPv6 host ("https://[::1"), .port on a port past 65535
+            parts = urlsplit(text)
+            host, _ = parts.hostname, parts.port
+        except ValueError:
+            raise invalid from None
+        local = host in ("localhost", "127.0.0.1")
+        if not host or any(c.isspace() for c in text) or not (
+                parts.scheme == "https" or (parts.scheme == "http" and local)):
+            raise invalid
         return text
 
 
