@@ -98,6 +98,7 @@ def apply_payin(uow: UnitOfWork, topup_id: str, payin: dict[str, Any], *, checko
         return False
     _emit(uow, topup, target, str(payin_id or topup.airtm_payin_id or ""), checkout_base, reason=reason,
           error_code=payin.get("reasonCode"), canceled_by=canceled_by)
+    finish_flow(uow, "", resource_id=topup.id)  # AirTM has the pay-in: the creating request is answered
     if target == T.SUCCEEDED and fee is not None:
         journal_fee(uow, topup, fee)
     return True
@@ -170,8 +171,15 @@ def fail_creation(uow: UnitOfWork, topup_id: str, *, reason: str, error_code: st
     return True
 
 
-def finish_flow(uow: UnitOfWork, command_id: str, failed: dict[str, Any] | None = None) -> None:
-    """End the flow of the request that created the record, and wake it."""
-    if command_id:
-        commands_db.finish_flow(uow.conn, command_id, failed=failed)
-        uow.notify(commands_db.DONE_CHANNEL, command_id)
+def finish_flow(uow: UnitOfWork, command_id: str, failed: dict[str, Any] | None = None, *,
+                resource_id: str | None = None) -> None:
+    """End the flow of the request that created the record, and wake it.
+
+    Without ``command_id`` (the periodic refresh or a webhook settled a record whose create message was
+    lost or gave up without an outcome), the flow is found by the record its command created, so the
+    request never stays ``RUNNING`` (answering 202 to every replay) once the record is settled."""
+    flows = [command_id] if command_id else (
+        commands_db.running_flows(uow.conn, resource_id) if resource_id else [])
+    for flow in flows:
+        commands_db.finish_flow(uow.conn, flow, failed=failed)
+        uow.notify(commands_db.DONE_CHANNEL, flow)

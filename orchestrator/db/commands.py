@@ -63,6 +63,12 @@ def finish_flow(conn: Connection, command_id: str, *, failed: dict[str, Any] | N
                  .values(flow_status="FAILED" if failed else "DONE", flow_error=failed))
 
 
+def running_flows(conn: Connection, resource_id: str) -> list[str]:
+    """Commands whose result is ``resource_id`` and whose flow still runs (index ix_commands_running_flow)."""
+    return list(conn.execute(select(commands.c.id).where(
+        commands.c.flow_status == "RUNNING", commands.c.result["id"].astext == resource_id)).scalars())
+
+
 def lock(conn: Connection, command_id: str) -> Command | None:
     """The command, row-locked for this transaction, so two deliveries never run it together."""
     row = conn.execute(by_id(command_id).with_for_update()).first()
