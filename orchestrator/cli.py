@@ -172,7 +172,8 @@ def build_parser(prog: str = "offerhub") -> argparse.ArgumentParser:
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     sub = parser.add_subparsers(dest="command", metavar="<command>", parser_class=Parser)
     for name, command in COMMANDS.items():
-        operator = sub.add_parser(name, help=HELP[name], description=HELP[name])
+        text = HELP.get(name) or (command.__doc__ or name).strip().splitlines()[0]  # a new command needs no HELP
+        operator = sub.add_parser(name, help=text, description=text)
         operator.set_defaults(operator=command)
         if name in ACTIONS:
             operator.add_argument("action", choices=ACTIONS[name], help=", ".join(ACTIONS[name]))
