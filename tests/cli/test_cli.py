@@ -126,10 +126,11 @@ def test_missing_configuration_refused_scope_and_a_server_that_is_down(offerhub:
     assert denied.returncode == 1
     assert "permission denied: this needs the 'support' scope and the key holds read" in denied.stderr
 
-    down = offerhub("--url", f"http://127.0.0.1:{free_port()}", "maintenance", "status")
-    assert down.returncode == 1
-    assert "cannot reach the orchestrator" in down.stderr
-    assert "Is it running?" in down.stderr
+    for command in (("maintenance", "status"), ("events", "tail")):
+        down = offerhub("--url", f"http://127.0.0.1:{free_port()}", *command, timeout=30)
+        assert down.returncode == 1
+        assert "cannot reach the orchestrator" in down.stderr
+        assert "Is it running?" in down.stderr
 
 
 def test_maintenance_enable_status_disable(offerhub: Run) -> None:
