@@ -15,7 +15,7 @@ import json
 import os
 import random
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -93,7 +93,7 @@ class Page:
     next_cursor: str | None
     request_id: str | None = None
 
-    def __iter__(self) -> Any:
+    def __iter__(self) -> Iterator[dict[str, Any]]:
         return iter(self.items)
 
     def __len__(self) -> int:
@@ -185,8 +185,9 @@ class Transport:
                       retries: int | None = None, accept: frozenset[int] = frozenset()) -> Response:
         """Send with retries; a success returns the response, an error answer raises its exception."""
         method = method.upper()
-        # one request id per logical call: the server's logs show its retries as one story
-        extra = {"X-Request-ID": str(uuid.uuid4()), **self.config.headers, **(headers or {})}
+        extra = dict(headers or {})
+        if not any(name.lower() == "x-request-id" for name in (*self.config.headers, *extra)):
+            extra["X-Request-ID"] = str(uuid.uuid4())  # one per logical call: its retries are one story in the logs
         key = None
         if method in MUTATING:
             key = idempotency_key or str(uuid.uuid4())  # once per logical call, reused on every retry
