@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from orchestrator import airtm_withdrawals, topups
+from orchestrator import airtm_withdrawals, audit, topups
 from orchestrator.db import airtm as airtm_db
 from orchestrator.db import session
 from orchestrator.db import topups as topups_db
@@ -52,6 +52,7 @@ def create_payin(engine: Any, settings: Settings, topup_id: str, flow: str = "")
                                         callback_url=callback_url(settings, topup.id))
     except AirtmFailure as failure:
         if not _definite(failure):
+            _unclear(engine, settings, flow, failure, {"topupId": topup.id})
             raise  # the actor retries; the sweep re-drives it later; lookup by code prevents a twin
         with UnitOfWork(engine, settings=settings) as uow:
             topups.fail_creation(uow, topup.id, reason=failure.message, error_code=failure.reason_code)
@@ -81,6 +82,7 @@ def create_payout(engine: Any, settings: Settings, withdrawal_id: str, flow: str
                     internal_note=f"{withdrawal.destination_type}:{withdrawal.destination_ref}")
             except AirtmFailure as failure:
                 if not _definite(failure):
+                    _unclear(engine, settings, flow, failure, {"withdrawalId": withdrawal.id})
                     raise
                 if failure.reason_code == "415016":
                     log.error("ALERT treasury: the AirTM enterprise balance is too low for withdrawal %s",
@@ -99,6 +101,18 @@ def create_payout(engine: Any, settings: Settings, withdrawal_id: str, flow: str
             messages += _apply_payout(engine, settings, withdrawal.id,
                                       client.commit_payout(withdrawal.airtm_payout_id))
     return messages + _finish(engine, settings, flow)
+
+
+def _unclear(engine: Any, settings: Settings, flow: str, failure: AirtmFailure, ids: dict[str, str]) -> None:
+    """AirTM did not answer clearly even after the lookups by code: the waiting request gets the error
+    now (504/502: the operation may still have happened, read the resource), and the record stays as it
+    is until a retry or the sweep learns the outcome; nothing is failed or refunded on a guess."""
+    if not flow:
+        return
+    with UnitOfWork(engine, settings=settings) as uow:
+        error = failure.as_dict()
+        topups.finish_flow(uow, flow, failed=error | {"details": {**error["details"], **ids, "pending": True}})
+        uow.commit()
 
 
 def _apply_payout(engine: Any, settings: Settings, withdrawal_id: str, payout: dict[str, Any],
@@ -163,33 +177,42 @@ def parse_webhook(body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
 
 
 def process_webhook(engine: Any, settings: Settings, message_id: str) -> list[Message]:
-    """Apply one recorded message: find the resource by ``code``, then by ``id``; drive it by status."""
-    with UnitOfWork(engine, settings=settings, context=Context(actor_type="WEBHOOK", actor_id="airtm")) as uow:
+    """Apply one recorded message: find the resource by ``code``, then by ``id``; drive it by status.
+
+    The delivery is audited (``webhook.received``) in the same transaction that applies it."""
+    context = Context(actor_type="WEBHOOK", actor_id="airtm", correlation_id=message_id)
+    with UnitOfWork(engine, settings=settings, context=context) as uow:
         message = airtm_db.lock_webhook(uow.conn, message_id)
         if message is None or message.status != "PENDING":
             return []
         event_type, data = parse_webhook(message.body)
         kind = event_type.split(".", 1)[0]
         code, object_id = str(data.get("code") or ""), str(data.get("id") or "")
+        resource_type, resource_id, user_id, moved = "Webhook", None, None, False
         if kind == "payin":
+            resource_type = "TopUp"
             found = topups_db.get(uow.conn, code) if code.startswith("topup_") else None
-            topup_id = found.id if found else (topups_db.id_for_payin(uow.conn, object_id) if object_id else None)
-            if topup_id is None:
-                outcome, status = "unknown pay-in", "IGNORED"
-            else:
-                moved = topups.apply_payin(uow, topup_id, data, checkout_base=settings.airtm_checkout_base_url)
-                outcome, status = f"{topup_id} {'moved' if moved else 'unchanged'}", "PROCESSED"
+            resource_id = found.id if found else (topups_db.id_for_payin(uow.conn, object_id) if object_id else None)
+            if resource_id is not None:
+                user_id = (found or topups_db.get(uow.conn, resource_id)).user_id  # type: ignore[union-attr]
+                moved = topups.apply_payin(uow, resource_id, data, checkout_base=settings.airtm_checkout_base_url)
         elif kind == "payout":
+            resource_type = "Withdrawal"
             found_w = withdrawals_db.get(uow.conn, code) if code.startswith("wd_") else None
-            withdrawal_id = found_w.id if found_w else (
+            resource_id = found_w.id if found_w else (
                 airtm_db.withdrawal_for_payout(uow.conn, object_id) if object_id else None)
-            if withdrawal_id is None:
-                outcome, status = "unknown payout", "IGNORED"
-            else:
-                moved = airtm_withdrawals.apply_payout(uow, withdrawal_id, data)
-                outcome, status = f"{withdrawal_id} {'moved' if moved else 'unchanged'}", "PROCESSED"
+            if resource_id is not None:
+                user_id = (found_w or withdrawals_db.get(uow.conn, resource_id)).user_id  # type: ignore[union-attr]
+                moved = airtm_withdrawals.apply_payout(uow, resource_id, data)
+        if resource_id is None:
+            outcome, status = f"unknown resource for {event_type!r} (code {code!r}, id {object_id!r})", "IGNORED"
         else:
-            outcome, status = f"unknown event type {event_type!r}", "IGNORED"
+            outcome, status = f"{resource_id} {'moved' if moved else 'unchanged'}", "PROCESSED"
+        audit.webhook_received(uow.conn, provider="airtm", delivery_id=message_id, event_type=event_type,
+                               resource_type=resource_type, resource_id=resource_id, user_id=user_id,
+                               body=message.body, result="SUCCESS" if resource_id else "FAILURE",
+                               error=None if resource_id else {"code": "UNKNOWN_RESOURCE", "message": outcome})
+        uow.after_commit(Message("relay_outbox"))  # the relay chains the audit entry
         airtm_db.finish_webhook(uow.conn, message_id, status=status, outcome=outcome)
         uow.commit()
         return list(uow.messages)

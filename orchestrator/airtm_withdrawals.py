@@ -99,7 +99,9 @@ def apply_payout(uow: UnitOfWork, withdrawal_id: str, payout: dict[str, Any], *,
         return False
     if RANK[target] == RANK[current] and target not in (W.PENDING, W.PENDING_USER_ACTION):
         return False
-    values: dict[str, Any] = {"committed": target != W.CREATED}
+    # committed once AirTM committed it; a payout canceled or refused before its commit never was
+    values: dict[str, Any] = {"committed": withdrawal.committed or target in (W.COMMITTED, W.PENDING,
+                                                                               W.PENDING_USER_ACTION, W.COMPLETED)}
     fee = _fee(payout)
     if fee is not None:
         values["fee"] = fee

@@ -24,7 +24,8 @@ from orchestrator.db import audit as audit_db
 MASK = "***REDACTED***"
 ACTOR_TYPES = ("USER", "SYSTEM", "WEBHOOK", "SUPPORT", "MASTER")
 #: Names masked whole (spec api.md §15); compared case-insensitively.
-_EXACT = {"apikey", "secret", "password", "airtmapikey", "hashedkey", "salt", "token", "key"}
+_EXACT = {"apikey", "secret", "password", "airtmapikey", "hashedkey", "salt", "token", "key",
+          "keyhash", "signature", "authorization"}  # the last three: our key rows and webhook headers
 _CONTAINS = ("email", "account", "token", "secret", "password")
 #: Never redacted, even when a rule above would match.
 _NEVER = {"publickey", "idempotencykey", "amount", "status"}

@@ -48,17 +48,19 @@ def _check(settings: Settings, _: argparse.Namespace) -> int:
 
     horizon = Horizon(settings) if settings.payment_provider == "crypto" else None
     engine = create_sync_engine(settings.database_url, pool_size=1)
-    report = check.verify(engine, horizon)
+    report = check.verify(engine, horizon, stuck_after=settings.payout_stuck_after)
     if settings.airtm_enabled:
         _check_treasury(settings, engine, report)
     for problem in report.problems:
         print(f"FAIL {problem}")
+    for stuck in report.stuck:
+        print(f"STUCK {stuck}")
     for difference in report.differences:
         print(f"DIFF {difference.describe()}")
     if horizon is not None:
         print(f"Compared {report.wallets_compared} wallet(s) with the ledger: {len(report.differences)} difference(s)")
     print("OK: the book is consistent" if report.ok
-          else f"{len(report.problems) + len(report.differences)} problem(s)")
+          else f"{len(report.problems) + len(report.differences) + len(report.stuck)} problem(s)")
     return 0 if report.ok else 1
 
 
@@ -122,6 +124,29 @@ def _audit(settings: Settings, args: argparse.Namespace) -> int:
     return 1
 
 
+def _reconcile(settings: Settings, _: argparse.Namespace) -> int:
+    """``reconcile``: compare the book with the ledger (and AirTM), store the report, print every difference."""
+    from orchestrator import reconcile, relay
+    from orchestrator.db import create_sync_engine
+
+    engine = create_sync_engine(settings.database_url, pool_size=1)
+    horizon, trustless = reconcile.providers(settings)
+    report = reconcile.run(engine, settings, horizon=horizon, trustless=trustless, trigger="cli")
+    relay.relay(engine)  # number the event and chain the audit entry now, not at the scheduler's next pass
+    for problem in report.problems:
+        print(f"FAIL {problem}")
+    for item in report.differences:
+        print(f"DIFF {item['kind']}: {item.get('detail')} (book {item.get('book')})")
+    for item in report.pending:
+        print(f"PENDING {item['kind']}: {item.get('detail')} (a ledger step or deposit is still running)")
+    summary = report.summary
+    print(f"Compared {summary.get('walletsCompared') or 0} wallet(s) and {summary.get('escrowsCompared')} escrow(s); "
+          f"AirTM: {summary.get('airtm')}")
+    print(f"Report {report.id}: " + ("OK, no differences" if report.ok else
+                                      f"{len(report.differences)} difference(s), {len(report.problems)} problem(s)"))
+    return 0 if report.ok else 1
+
+
 def _scheduler(settings: Settings, _: argparse.Namespace) -> int:
     from actors import scheduler  # the one permitted upward import: the process entrypoint
 
@@ -137,7 +162,8 @@ def _monitor(settings: Settings, _: argparse.Namespace) -> int:
 
 
 COMMANDS = {"migrate": _migrate, "bootstrap": _bootstrap, "check": _check, "scheduler": _scheduler,
-            "monitor": _monitor, "wallets": _wallets, "audit": _audit}
+            "monitor": _monitor, "wallets": _wallets, "audit": _audit,
+            "reconcile": _reconcile}
 #: Commands that take an action word, and the actions each accepts.
 ACTIONS = {"wallets": ["rotate-key"], "audit": ["verify"]}
 HELP = {"migrate": "upgrade the database to the latest migration",
@@ -146,7 +172,8 @@ HELP = {"migrate": "upgrade the database to the latest migration",
         "scheduler": "run the scheduler process (relay backstop, sweeps, pruning)",
         "monitor": "run the deposit monitor process (Horizon's payment stream)",
         "wallets": "wallet secrets: rotate-key re-seals them under WALLET_ENCRYPTION_KEY",
-        "audit": "the audit hash chain: verify names the first entry changed, removed or reordered"}
+        "audit": "the audit hash chain: verify names the first entry changed, removed or reordered",
+        "reconcile": "compare the book with the ledger (and AirTM), store the report, print every difference"}
 
 
 class Parser(argparse.ArgumentParser):

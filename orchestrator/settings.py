@@ -90,7 +90,17 @@ class Settings:
     sandbox_ledger_mode: str = "instant"
     command_wait_seconds: float = 30.0
     command_sweep_seconds: float = 10.0
+    #: An open chain step untouched this long (past its retry time) has lost its message: the scheduler
+    #: sends it again.
+    chain_stall_seconds: float = 60.0
+    #: A payout step failing after an earlier one landed is retried without end (the money is in the
+    #: contract); after this many failures in a row the payout is reported stuck to operators.
+    payout_stuck_after: int = 5
+    #: Platform-held accounts that sign escrow deploys in turn, so deploys do not queue on the platform
+    #: account's sequence numbers (the platform wallet stays the dispute resolver and fee receiver).
+    deployer_accounts: int = 0
     event_retention_days: int = 30
+    reconcile_interval_hours: float = 24.0  # the scheduler's reconciliation report (0: off)
     sse_heartbeat_seconds: float = 15.0
     rate_limit_per_minute: int = 100
     admin_balance_operations: bool = True
@@ -206,6 +216,9 @@ class _Reader:
             "sandbox_ledger_mode": self.choice("SANDBOX_LEDGER_MODE", "instant", ("instant", "interval")),
             "command_wait_seconds": self.coerce("COMMAND_WAIT_SECONDS", 30.0, float),
             "command_sweep_seconds": self.coerce("COMMAND_SWEEP_SECONDS", 10.0, float),
+            "chain_stall_seconds": self.coerce("CHAIN_STALL_SECONDS", 60.0, float),
+            "payout_stuck_after": self.coerce("PAYOUT_STUCK_AFTER", 5, int),
+            "deployer_accounts": self.coerce("DEPLOYER_ACCOUNTS", 0 if network == "mainnet" else 8, int),
             "event_retention_days": self.coerce("EVENT_RETENTION_DAYS", 30, int),
             "sse_heartbeat_seconds": self.coerce("SSE_HEARTBEAT_SECONDS", 15.0, float),
             "rate_limit_per_minute": self.coerce("RATE_LIMIT_PER_MINUTE", 100, int),
@@ -225,6 +238,7 @@ class _Reader:
             "wallet_starting_xlm": self.raw("WALLET_STARTING_XLM", "5") or "5",
             "trustless_platform_fee_percent": self.coerce("TRUSTLESS_PLATFORM_FEE_PERCENT", Decimal(0), Decimal),
             "trustless_requests_per_minute": self.coerce("TRUSTLESS_REQUESTS_PER_MINUTE", 45, int),
+            "reconcile_interval_hours": self.coerce("RECONCILE_INTERVAL_HOURS", 24.0, float),
             "stellar_max_fee_stroops": self.coerce("STELLAR_MAX_FEE_STROOPS", 10_000, int),
             "trustless_api_key": self.raw("TRUSTLESS_API_KEY"),
             "trustless_webhook_secret": self.raw("TRUSTLESS_WEBHOOK_SECRET"),
@@ -301,6 +315,8 @@ class _Reader:
             self.problems.append("EVENT_RETENTION_DAYS must be at least 1")
         if not 0 <= values["trustless_platform_fee_percent"] <= 99:
             self.problems.append("TRUSTLESS_PLATFORM_FEE_PERCENT is a percent from 0 to 99")
+        if values["reconcile_interval_hours"] < 0:
+            self.problems.append("RECONCILE_INTERVAL_HOURS must be >= 0 (0 turns the scheduled report off)")
         if not 1_000 <= values["airtm_timeout_ms"] <= 120_000 or values["airtm_refresh_seconds"] <= 0:
             self.problems.append("AIRTM_TIMEOUT_MS must be 1000-120000 and AIRTM_REFRESH_SECONDS > 0")
         if min(values["health_command_age_seconds"], values["health_chain_step_age_seconds"],

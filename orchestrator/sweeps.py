@@ -71,4 +71,6 @@ def stale_webhooks(engine: Any, *, older_than_seconds: float) -> list[str]:
     """Recorded AirTM webhook messages not processed yet: their actor message may have been lost."""
     cutoff = datetime.now(UTC) - timedelta(seconds=older_than_seconds)
     with session.transaction(engine) as conn:
-        return airtm_db.pending_webhooks(conn, older_than=cutoff)
+        ids = airtm_db.pending_webhooks(conn, older_than=cutoff)
+        conn.commit()
+    return ids

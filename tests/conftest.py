@@ -42,6 +42,8 @@ os.environ.update({
     "RATE_LIMIT_PER_MINUTE": "0",
     "COMMAND_WAIT_SECONDS": "15",
     "COMMAND_SWEEP_SECONDS": "2",
+    # no scheduled reconciliation report in the scheduler tests (tests/e2e/test_reconcile.py runs its own)
+    "RECONCILE_INTERVAL_HOURS": "0",
     "LOG_LEVEL": "WARNING",
 })
 

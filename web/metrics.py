@@ -74,10 +74,19 @@ class Snapshot:
 
 
 async def snapshot(app: web.Application) -> Snapshot:
-    """The database's backlogs, then the monitor's lag from its stored cursor (one Horizon read)."""
-    async with app[ENGINE].connect() as conn:
-        backlog = operations.Backlog.from_row((await conn.execute(operations.backlog_statement())).one())
-        stored = (await conn.execute(operations.figures_statement())).first()
+    """The database's backlogs (raises when the database does not answer within ``PROBE_TIMEOUT``), then
+    the monitor's lag from its stored cursor (one Horizon read; its failure is part of the answer)."""
+
+    async def read() -> tuple[Any, Any]:
+        async with app[ENGINE].connect() as conn:
+            backlog = (await conn.execute(operations.backlog_statement())).one()
+            return backlog, (await conn.execute(operations.figures_statement())).first()
+
+    row, stored = await asyncio.wait_for(read(), PROBE_TIMEOUT)
+    backlog = operations.Backlog.from_row(row)
+    if app[SETTINGS].payment_provider != "crypto":
+        return Snapshot(backlog, operations.MonitorLag(None, 0, "AirTM mode has no monitor"),
+                        operations.stored_reconciliation(stored))
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=PROBE_TIMEOUT)) as http:
         lag = await operations.monitor_lag(http, app[SETTINGS].horizon_url, backlog.monitor_cursor)
     return Snapshot(backlog, lag, operations.stored_reconciliation(stored))

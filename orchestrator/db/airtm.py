@@ -86,10 +86,16 @@ def finish_webhook(conn: Connection, message_id: str, *, status: str, outcome: s
 
 
 def pending_webhooks(conn: Connection, *, older_than: datetime, limit: int = 500) -> list[str]:
-    """Recorded but unprocessed messages whose actor message may have been lost."""
-    return list(conn.execute(select(airtm_webhooks.c.message_id).where(
-        airtm_webhooks.c.status == "PENDING", airtm_webhooks.c.received_at < older_than)
+    """Recorded but unprocessed messages whose actor message may have been lost; each is marked (in
+    ``processed_at``, still PENDING) so the next sweep waits another period before sending it again."""
+    last_try = func.coalesce(airtm_webhooks.c.processed_at, airtm_webhooks.c.received_at)
+    ids = list(conn.execute(select(airtm_webhooks.c.message_id).where(
+        airtm_webhooks.c.status == "PENDING", last_try < older_than)
         .order_by(airtm_webhooks.c.received_at).limit(limit)).scalars())
+    if ids:
+        conn.execute(update(airtm_webhooks).where(airtm_webhooks.c.message_id.in_(ids))
+                     .values(processed_at=func.now()))
+    return ids
 
 
 def claims_query() -> Select:

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Insert, Select, and_, bindparam, func, or_, select, tuple_, update
+from sqlalchemy import Connection, Insert, Select, and_, func, or_, select, text, tuple_, update
 
 from orchestrator.db.tables import audit_log, relay_state
 
@@ -56,11 +56,13 @@ def unchained(conn: Connection, batch: int) -> Sequence[Any]:
 
 
 def stamp(conn: Connection, stamps: list[dict[str, Any]]) -> None:
-    conn.execute(update(audit_log).where(audit_log.c.id == bindparam("b_id"))
-                 .values(position=bindparam("b_position"), prev_hash=bindparam("b_prev"),
-                         entry_hash=bindparam("b_hash"), chained_at=func.clock_timestamp()),
-                 [{"b_id": s["id"], "b_position": s["position"], "b_prev": s["prev_hash"],
-                   "b_hash": s["entry_hash"]} for s in stamps])
+    """The one-time chain stamp of a batch, in one statement (the only UPDATE the trigger allows)."""
+    conn.execute(text(
+        "UPDATE audit_log SET position = v.position, prev_hash = v.prev, entry_hash = v.hash, "
+        "chained_at = clock_timestamp() FROM unnest(CAST(:ids AS text[]), CAST(:positions AS bigint[]), "
+        "CAST(:prevs AS text[]), CAST(:hashes AS text[])) AS v(id, position, prev, hash) WHERE audit_log.id = v.id"),
+        {"ids": [s["id"] for s in stamps], "positions": [s["position"] for s in stamps],
+         "prevs": [s["prev_hash"] for s in stamps], "hashes": [s["entry_hash"] for s in stamps]})
 
 
 def unchained_count(conn: Connection) -> int:

@@ -240,6 +240,8 @@ chain_steps = Table(
     Timestamp("created_at"),
     Timestamp("updated_at"),
     Timestamp("confirmed_at", nullable=True, default_now=False),
+    # a step retrying failed work runs no earlier than this (migration 0010)
+    Timestamp("not_before", nullable=True, default_now=False),
     Index("ix_chain_steps_subject", "subject_type", "subject_id"),
     Index("ix_chain_steps_open", "updated_at", postgresql_where=text("status IN ('PENDING', 'SIGNED')")),
 )

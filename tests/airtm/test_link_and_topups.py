@@ -20,7 +20,8 @@ async def test_linking_checks_the_account_at_airtm_and_stores_it_once(
     assert (reply.data["userId"], reply.data["eligible"], reply.data["email"]) == (user["id"], True, email)
     assert reply.data["airtmUserId"]
     assert reply.data["airtmLinkedAt"]
-    again = await airtm_api.post(f"/users/{user['id']}/airtm/link", {"email": email})
+    airtm.user(email=email, status="inactive")  # an existing link is returned as it is, without asking AirTM
+    again = await airtm_api.post(f"/users/{user['id']}/airtm/link", {"email": email.upper()})
     assert (again.status, again.data["airtmUserId"]) == (200, reply.data["airtmUserId"])
     other = await airtm_api.post(f"/users/{user['id']}/airtm/link", {"email": airtm.user()})
     assert (other.status, other.error["code"]) == (409, "AIRTM_USER_ALREADY_LINKED")
@@ -108,11 +109,16 @@ async def test_topups_need_a_linked_user_and_airtm_mode(airtm_api: Api, api: Api
     unlinked = await airtm_api.user()
     reply = await airtm_api.post("/topups", {"userId": unlinked["id"], "amount": "10.00"})
     assert (reply.status, reply.error["code"]) == (422, "AIRTM_USER_NOT_LINKED")
+    bad = await airtm_api.post("/topups", {"user_id": unlinked["id"], "amount": "0.50",
+                                           "return_url": "http://shop.example/ok", "cancelUrl": "ftp://x"})
+    assert bad.status == 400, bad.body
+    assert sorted(f["field"] for f in bad.error["details"]["fields"]) == ["cancelUrl", "returnUrl"]
+    small = await airtm_api.post("/topups", {"userId": unlinked["id"], "amount": "0.50"})
+    assert small.error["details"]["fields"][0]["code"] == "AMOUNT_OUT_OF_RANGE"
     missing = await airtm_api.get("/topups/topup_doesnotexist")
     assert (missing.status, missing.error["code"]) == (404, "TOPUP_NOT_FOUND")
     crypto_user = await api.user()
-    crypto = await api.post("/topups", {"userId": crypto_user["id"], "amount": "10.00",
-                                        "returnUrl": "https://shop.example/ok", "cancelUrl": "https://shop.example/no"})
+    crypto = await api.post("/topups", {"userId": crypto_user["id"], "amount": "10.00"})
     assert (crypto.status, crypto.error["code"]) == (422, "PROVIDER_NOT_ENABLED")
     link = await api.post(f"/users/{crypto_user['id']}/airtm/link", {"email": "x@example.com"})
     assert (link.status, link.error["code"]) == (422, "PROVIDER_NOT_ENABLED")
@@ -125,3 +131,43 @@ async def test_escrow_is_refused_in_airtm_mode_until_treasury_backed_escrow_exis
     order = await new_order(airtm_api, buyer["id"], seller["id"], "10.00")
     reply = await airtm_api.post(f"/orders/{order['id']}/escrow")
     assert (reply.status, reply.error["code"]) == (422, "PROVIDER_NOT_ENABLED")
+
+
+async def test_a_cancel_airtm_does_not_confirm_answers_502_and_keeps_the_topup(
+        airtm_api: Api, airtm: AirtmControl, airtm_instance: AirtmInstance) -> None:
+    user, email = await linked_user(airtm_api, airtm)
+    topup = (await airtm_api.post("/topups", {"userId": user["id"], "amount": "10.00"})).data
+    airtm.sandbox.add_fault(service="airtm", method="DELETE", path="/payins/*", action="status",
+                            params={"status": 500})
+    refused = await airtm_api.post(f"/topups/{topup['id']}/cancel")
+    assert (refused.status, refused.error["code"]) == (502, "PROVIDER_ERROR")  # DESIGN decision 3
+    assert (await airtm_api.get(f"/topups/{topup['id']}")).data["status"] == "TOPUP_AWAITING_USER_CONFIRMATION"
+    assert airtm.payins_with_code(topup["id"])[0]["status"] == "CREATED"
+    airtm.payin(topup["airtmPayinId"], "confirm", email=email)  # the buyer still pays: it is credited
+    await status_of(airtm_api, f"/topups/{topup['id']}", "TOPUP_SUCCEEDED")
+    assert credits_for(airtm_instance.engine, topup["id"]) == 1
+
+
+async def test_an_airtm_error_before_the_create_applies_is_retried_into_one_payin(
+        airtm_api: Api, airtm: AirtmControl) -> None:
+    user, _ = await linked_user(airtm_api, airtm)
+    airtm.sandbox.add_fault(service="airtm", method="POST", path="/payins", action="status", params={"status": 503})
+    reply = await airtm_api.post("/topups", {"userId": user["id"], "amount": "10.00"})
+    assert (reply.status, reply.data["status"]) == (201, "TOPUP_AWAITING_USER_CONFIRMATION")
+    assert [r["action"] for r in airtm.sandbox.fault_log()][-1] == "status"
+    assert len(airtm.payins_with_code(reply.data["id"])) == 1
+
+
+async def test_while_airtm_keeps_failing_the_request_gets_502_and_the_topup_is_created_once_later(
+        airtm_api: Api, airtm: AirtmControl) -> None:
+    user, _ = await linked_user(airtm_api, airtm)
+    airtm.sandbox.add_fault(service="airtm", method="POST", path="/payins", action="status",
+                            params={"status": 503}, times=50)
+    reply = await airtm_api.post("/topups", {"userId": user["id"], "amount": "10.00"})
+    assert (reply.status, reply.error["code"]) == (502, "PROVIDER_ERROR"), reply.body
+    topup_id = reply.error["details"]["topupId"]
+    assert (await airtm_api.get(f"/topups/{topup_id}")).data["status"] == "TOPUP_CREATED"  # not failed on a guess
+    airtm.sandbox.clear_faults()
+    settled = await status_of(airtm_api, f"/topups/{topup_id}", "TOPUP_AWAITING_USER_CONFIRMATION", seconds=40)
+    assert len(airtm.payins_with_code(topup_id)) == 1
+    assert settled["airtmPayinId"] == airtm.payins_with_code(topup_id)[0]["id"]

@@ -113,3 +113,24 @@ async def test_the_original_body_shape_is_accepted_too(
         airtm.config(webhookFormat="svix")
     assert (await airtm_api.balance(user["id"]))["available"] == "14.00"
     assert credits_for(airtm_instance.engine, topup["id"]) == 1
+
+
+async def test_a_recorded_message_whose_actor_message_was_lost_is_processed_by_the_sweep(
+        airtm_api: Api, airtm: AirtmControl, airtm_instance: AirtmInstance) -> None:
+    # As if the web process died between recording the delivery and publishing its actor message.
+    user, _ = await linked_user(airtm_api, airtm)
+    topup = (await airtm_api.post("/topups", {"userId": user["id"], "amount": "10.00"})).data
+    body = {"type": "payin.canceled", "data": {"id": topup["airtmPayinId"], "code": topup["id"],
+                                               "status": "CANCELED"}}
+    message_id = f"msg_lost_{time.monotonic_ns()}"
+    with airtm_instance.engine.begin() as conn:
+        conn.execute(text("INSERT INTO airtm_webhooks (message_id, event_type, body) VALUES (:m, :t, :b)"),
+                     {"m": message_id, "t": "payin.canceled", "b": json.dumps(body)})
+    await status_of(airtm_api, f"/topups/{topup['id']}", "TOPUP_CANCELED")
+    with airtm_instance.engine.connect() as conn:
+        row = conn.execute(text("SELECT status, outcome FROM airtm_webhooks WHERE message_id = :m"),
+                           {"m": message_id}).one()
+        audited = conn.execute(text("SELECT count(*) FROM audit_log WHERE action = 'webhook.received' "
+                                    "AND correlation_id = :m"), {"m": message_id}).scalar()
+    assert (row.status, row.outcome) == ("PROCESSED", f"{topup['id']} moved")
+    assert audited == 1

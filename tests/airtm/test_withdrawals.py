@@ -6,7 +6,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from tests.airtm.helpers import credits_for, events_of, funded_user, journal_count, linked_user, status_of
+from tests.airtm.helpers import credits_for, events_of, funded_user, journal_count, linked_user, status_of, until
 from tests.api import Api
 from tests.fixtures.airtm import AirtmControl, AirtmInstance
 
@@ -65,7 +65,8 @@ async def test_an_uncommitted_withdrawal_can_be_canceled_and_returns_its_amount_
     before = enterprise(airtm)
     withdrawal = await withdraw(airtm_api, user["id"], "25.00")
     canceled = await airtm_api.delete(f"/withdrawals/{withdrawal['id']}")
-    assert (canceled.status, canceled.data["status"]) == (200, "WITHDRAWAL_CANCELED")
+    assert (canceled.status, canceled.data["status"], canceled.data["committed"]) == (
+        200, "WITHDRAWAL_CANCELED", False)
     assert airtm.payouts_with_code(withdrawal["id"])[0]["status"] == "CANCELED"
     assert enterprise(airtm) == before
     again = await airtm_api.delete(f"/withdrawals/{withdrawal['id']}")
@@ -153,3 +154,25 @@ async def test_airtm_withdrawals_need_a_link_and_funds(airtm_api: Api, airtm: Ai
     crypto = await airtm_api.post("/withdrawals", {"userId": user["id"], "amount": "10.00",
                                                    "destinationType": "crypto", "destinationRef": "G"})
     assert (crypto.status, crypto.error["code"]) == (422, "PROVIDER_NOT_ENABLED")
+
+
+async def test_a_payout_in_error_holds_the_money_until_airtm_settles_it(
+        airtm_api: Api, airtm: AirtmControl, airtm_instance: AirtmInstance) -> None:
+    user, _ = await funded_user(airtm_api, airtm, "30.00")
+    withdrawal = await withdraw(airtm_api, user["id"], "10.00")
+    airtm.call("POST", "/airtm/payout-scripts", json={"outcome": "error", "code": withdrawal["id"],
+                                                        "reasonDescription": "contact support"})
+    await airtm_api.post(f"/withdrawals/{withdrawal['id']}/commit")
+
+    async def errored() -> bool:
+        return airtm.payouts_with_code(withdrawal["id"])[0]["status"] == "ERROR"
+
+    await until(errored, "the payout to reach ERROR at AirTM")
+    held = (await airtm_api.post(f"/withdrawals/{withdrawal['id']}/refresh")).data
+    assert held["status"] == "WITHDRAWAL_COMMITTED"  # ERROR moves nothing and returns nothing (§3.6)
+    assert "contact support" in held["failureReason"]
+    assert (await airtm_api.balance(user["id"]))["available"] == "20.00"
+    airtm.payout(withdrawal["airtmPayoutId"], "fail", reasonDescription="given up")
+    await status_of(airtm_api, f"/withdrawals/{withdrawal['id']}", "WITHDRAWAL_FAILED")
+    assert (await airtm_api.balance(user["id"]))["available"] == "30.00"
+    assert credits_for(airtm_instance.engine, withdrawal["id"]) == 1

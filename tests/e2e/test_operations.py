@@ -129,10 +129,11 @@ def test_every_log_line_is_json_and_carries_the_request_and_command_ids(
         command_id = conn.execute(text("SELECT id FROM commands WHERE request_id = :r"), {"r": request_id}).scalar()
     assert command_id
     # the web process: every line is JSON; the request's access line names its request and command
-    web_lines = system.web_log.read_text().splitlines()
+    web_lines = system.web_log.read_text().splitlines() + system.second_web_log.read_text().splitlines()
     assert web_lines
     assert all(line.startswith("{") for line in web_lines), web_lines[:3]
-    access = [line for line in json_lines(system.web_log) if line.get("request_id") == request_id]
+    access = [line for log in (system.web_log, system.second_web_log) for line in json_lines(log)
+              if line.get("request_id") == request_id]
     assert access, "the request logged a line"
     assert all(line["command_id"] == command_id for line in access)
     assert {"timestamp", "level", "logger", "event"} <= set(access[-1])
@@ -216,8 +217,13 @@ def test_the_scheduler_reconciles_wallets_and_web_exposes_the_differences(
                                    "WHERE name = 'reconciliation'")).scalar()
         return at is not None and float(at) >= started - 1
 
-    with processes.process("-m", "orchestrator", "scheduler", **{**system.env, "RECONCILE_SECONDS": "3600"}):
-        wait_until(reconciled, seconds=60, what="the scheduler's reconciliation")
+    log = LOG_DIR / f"ops-scheduler-{time.monotonic_ns()}.log"
+    # one Horizon read per wallet of the whole run: a busy machine with many wallets takes a while
+    with processes.process("-m", "orchestrator", "scheduler", log=log, **{**system.env, "RECONCILE_SECONDS": "2"}):
+        try:
+            wait_until(reconciled, seconds=240, what="the scheduler's reconciliation")
+        except AssertionError:
+            raise AssertionError(log.read_text(errors="replace")[-3000:]) from None
     samples = scrape(system.web_url + "/metrics")
     assert value(samples, "offerhub_reconciliation_wallets_compared") >= 1
     assert ("offerhub_reconciliation_differences", ()) in samples
@@ -237,11 +243,12 @@ def test_health_degrades_while_a_command_waits_past_its_threshold(
     time.sleep(2.5)
     body = requests.get(system.web_url + "/api/v1/health/detailed", timeout=30)
     data = body.json()["data"]
-    # Then the detailed health is degraded (still 200) and says why
-    assert body.status_code == 200
-    assert data["status"] == "degraded"
+    # Then the detailed health is degraded (200 unless a dependency is down too) and says why
+    down = {name for name, check in data["dependencies"].items() if check["status"] == "unhealthy"}
+    assert (body.status_code, data["status"]) == ((503, "unhealthy") if down else (200, "degraded")), data
     oldest = data["operations"]["oldestPendingCommand"]
-    assert oldest["status"] == "degraded"
+    assert oldest["status"] == "degraded", data
+    assert "ageSeconds" in oldest, data
     assert oldest["ageSeconds"] > 2
     assert oldest["count"] >= 1
     assert oldest["thresholdSeconds"] == 2

@@ -227,3 +227,20 @@ def test_the_audit_command_needs_its_action() -> None:
                           text=True, timeout=60, check=False)
     assert done.returncode == 2
     assert "verify" in done.stderr
+
+
+def test_a_webhook_receipt_is_one_redacted_entry_by_the_webhook_actor(engine: Engine) -> None:
+    body = {"eventType": "payin.succeeded", "data": {"id": "pi_1", "code": "topup_abc", "email": "pay.er@x.io",
+                                                     "amount": "10.00"}}
+    with UnitOfWork(engine, Context()) as uow:
+        entry_id = audit.webhook_received(uow.conn, provider="airtm", delivery_id="msg_2x",
+                                          event_type="payin.succeeded", resource_type="TopUp",
+                                          resource_id="topup_abc", body=body)
+        uow.commit()
+    with engine.connect() as conn:
+        row = conn.execute(text("SELECT * FROM audit_log WHERE id = :i"), {"i": entry_id}).mappings().one()
+    assert (row["action"], row["actor_type"], row["actor_id"], row["correlation_id"]) == (
+        "webhook.received", "WEBHOOK", "airtm", "msg_2x")
+    assert (row["resource_type"], row["resource_id"], row["result"]) == ("TopUp", "topup_abc", "SUCCESS")
+    assert row["payload_after"]["body"]["data"] == {"id": "pi_1", "code": "topup_abc", "email": "p***@x.io",
+                                                    "amount": "10.00"}

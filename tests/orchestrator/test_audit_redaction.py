@@ -96,3 +96,8 @@ def test_the_input_is_not_modified() -> None:
     payload = {"password": "p", "nested": {"token": "t"}}
     redact(payload)
     assert payload == {"password": "p", "nested": {"token": "t"}}
+
+
+@pytest.mark.parametrize("name", ["keyHash", "signature", "Authorization"])
+def test_our_own_key_hashes_and_webhook_signatures_are_masked_too(name: str) -> None:
+    assert redact({name: "v1,abc"}) == {name: MASK}

@@ -22,6 +22,7 @@ from orchestrator.db import airtm as airtm_db
 from orchestrator.db import topups as topups_db
 from orchestrator.errors import (
     BusinessRuleViolation,
+    Conflict,
     InvalidStateTransition,
     NotFound,
     ProviderFailure,
@@ -29,6 +30,7 @@ from orchestrator.errors import (
     ValidationFailed,
 )
 from orchestrator.providers.airtm import AirtmClient, AirtmFailure
+from orchestrator.results import Result
 from schemas.airtm import TOPUP_OUT, CreateTopUp, LinkAirtm
 from schemas.base import NoBody, load
 from schemas.common import check_enums, page_limit, reject_unknown
@@ -61,6 +63,12 @@ async def link_account(request: web.Request) -> web.Response:
     airtm.require_enabled(request)
     user = await render.user_from_path(request)
     email = body["email"]
+    link = airtm_db.to_link(await render.fetch_one(request, airtm_db.link_of(user.id)))
+    if link.airtm_user_id is not None and (link.email or "").lower() == email.lower():
+        return envelope(request, await render.airtm_link(request, Result(200, "airtm_link", user.id)))
+    if link.airtm_user_id is not None:
+        raise Conflict("The user is already linked to another AirTM account", code="AIRTM_USER_ALREADY_LINKED",
+                       details={"airtmUserId": link.airtm_user_id})
     account = airtm_links.check_eligible(await airtm.call(request, lambda client: client.user(email)))
     state = await enqueue.run(request, Kind.LINK_AIRTM, {"userId": user.id, "email": email,
                                                          "airtmUserId": str(account["id"])})
@@ -82,6 +90,7 @@ async def eligible_link(request: web.Request, user_id: str) -> airtm_db.Link:
 @requires("write")
 async def create_topup(request: web.Request) -> web.Response:
     body = load(CreateTopUp(), request[BODY])
+    airtm.require_enabled(request)
     settings = request.app[SETTINGS]
     limits = settings.limits["topup"]
     if not limits.min <= body["amount"] <= limits.max:
@@ -92,7 +101,6 @@ async def create_topup(request: web.Request) -> web.Response:
     for name in ("returnUrl", "cancelUrl"):
         if not body[name]:
             raise ValidationFailed.field(name, "MISSING_REQUIRED_FIELD", "required: this instance has no default")
-    airtm.require_enabled(request)
     await render.load_user(request, body["userId"])
     await eligible_link(request, body["userId"])
     await airtm.limit_per_user(request, "topups", body["userId"], TOPUPS_PER_USER_PER_MINUTE)
@@ -133,8 +141,9 @@ async def _read_payin(request: web.Request, topup: topups_db.TopUp) -> dict[str,
     return await airtm.call(request, read)
 
 
-async def _apply(request: web.Request, resource: str, resource_id: str, record: dict[str, Any],
-                 canceled_by: str = "system") -> web.Response:
+async def apply_reported(request: web.Request, resource: str, resource_id: str, record: dict[str, Any],
+                         canceled_by: str = "system") -> web.Response:
+    """Apply what AirTM reported (a command, forward only) and answer with the resource."""
     state = await enqueue.run(request, Kind.APPLY_AIRTM, {"resource": resource, "id": resource_id,
                                                           "record": record, "canceledBy": canceled_by})
     return await enqueue.respond(request, state)
@@ -151,7 +160,7 @@ async def refresh_topup(request: web.Request) -> web.Response:
     payin = await _read_payin(request, topup)
     if payin is None:
         return envelope(request, TOPUP_OUT.dump(topup))
-    return await _apply(request, "topup", topup.id, payin)
+    return await apply_reported(request, "topup", topup.id, payin)
 
 
 @requires("write")
@@ -177,9 +186,10 @@ async def cancel_topup(request: web.Request) -> web.Response:
     record, problem = await airtm.call(request, cancel)
     reported = topups.PAYIN_STATUS.get(str((record or {}).get("status", "")).upper())
     if reported == topups.Status.CANCELED:
-        return await _apply(request, "topup", topup.id, record or {}, canceled_by="user")
+        return await apply_reported(request, "topup", topup.id, record or {}, canceled_by="user")
     if record is not None and reported is not None and reported != topups.Status.AWAITING:
-        await _apply(request, "topup", topup.id, record)  # it moved on meanwhile: record that, refuse the cancel
+        # it moved on meanwhile: record that, refuse the cancel
+        await apply_reported(request, "topup", topup.id, record)
         raise InvalidStateTransition(resource="topup", id=topup.id, current=reported, action="cancel",
                                      allowed=allowed)
     raise ProviderFailure(f"AirTM did not confirm the cancel: {problem or 'the pay-in is still open'}",

@@ -133,7 +133,7 @@ async def commit_withdrawal(request: web.Request) -> web.Response:
         raise ProviderFailure("The AirTM payout of this withdrawal is not created yet; retry shortly",
                               details={"provider": "airtm", "withdrawalId": withdrawal.id})
     payout = await airtm.call(request, lambda client: client.commit_payout(payout_id))
-    return await airtm_routes._apply(request, "withdrawal", withdrawal.id, payout)
+    return await airtm_routes.apply_reported(request, "withdrawal", withdrawal.id, payout)
 
 
 @requires("read")
@@ -153,7 +153,7 @@ async def refresh_withdrawal(request: web.Request) -> web.Response:
     payout = await airtm.call(request, read)
     if payout is None:
         return envelope(request, WITHDRAWAL_OUT.dump(withdrawal))
-    return await airtm_routes._apply(request, "withdrawal", withdrawal.id, payout)
+    return await airtm_routes.apply_reported(request, "withdrawal", withdrawal.id, payout)
 
 
 @requires("write")
@@ -180,9 +180,9 @@ async def cancel_withdrawal(request: web.Request) -> web.Response:
     record, problem = await airtm.call(request, cancel)
     reported = PAYOUT_STATUS.get(str((record or {}).get("status", "")).upper())
     if reported == Status.CANCELED:
-        return await airtm_routes._apply(request, "withdrawal", withdrawal.id, record or {}, canceled_by="user")
+        return await airtm_routes.apply_reported(request, "withdrawal", withdrawal.id, record or {}, canceled_by="user")
     if record is not None and reported is not None and reported != Status.CREATED:
-        await airtm_routes._apply(request, "withdrawal", withdrawal.id, record)
+        await airtm_routes.apply_reported(request, "withdrawal", withdrawal.id, record)
         raise InvalidStateTransition(resource="withdrawal", id=withdrawal.id, current=reported, action="cancel",
                                      allowed=allowed)
     raise ProviderFailure(f"AirTM did not confirm the cancel: {problem or 'the payout is still open'}",
