@@ -131,7 +131,8 @@ def _reconcile(settings: Settings, _: argparse.Namespace) -> int:
 
     engine = create_sync_engine(settings.database_url, pool_size=1)
     horizon, trustless = reconcile.providers(settings)
-    report = reconcile.run(engine, settings, horizon=horizon, trustless=trustless, trigger="cli")
+    airtm = reconcile.airtm_client(settings)
+    report = reconcile.run(engine, settings, horizon=horizon, trustless=trustless, airtm=airtm, trigger="cli")
     relay.relay(engine)  # number the event and chain the audit entry now, not at the scheduler's next pass
     for problem in report.problems:
         print(f"FAIL {problem}")
@@ -140,8 +141,12 @@ def _reconcile(settings: Settings, _: argparse.Namespace) -> int:
     for item in report.pending:
         print(f"PENDING {item['kind']}: {item.get('detail')} (a ledger step or deposit is still running)")
     summary = report.summary
+    airtm_summary = summary.get("airtm")
+    if isinstance(airtm_summary, dict):
+        airtm_summary = (f"enterprise available {airtm_summary['enterpriseAvailable']} vs users' balances "
+                         f"{airtm_summary['userBalances']}, {airtm_summary['itemsCompared']} item(s) compared")
     print(f"Compared {summary.get('walletsCompared') or 0} wallet(s) and {summary.get('escrowsCompared')} escrow(s); "
-          f"AirTM: {summary.get('airtm')}")
+          f"AirTM: {airtm_summary}")
     print(f"Report {report.id}: " + ("OK, no differences" if report.ok else
                                       f"{len(report.differences)} difference(s), {len(report.problems)} problem(s)"))
     return 0 if report.ok else 1
