@@ -195,25 +195,32 @@ class Transport:
         if (preference := prefer(wait, respond_async)) is not None:
             extra["Prefer"] = preference
         timeout = max(self.config.timeout, (wait or 0) + TIMEOUT_MARGIN_SECONDS)
-        attempts = (self.config.retries if retries is None else retries) + 1
-        for attempt in range(attempts):
-            last = attempt == attempts - 1
+        allowed = self.config.retries if retries is None else retries
+        # a twin still executing answers within the server's wait: waiting it out costs no retry until then
+        patience = asyncio.get_running_loop().time() + timeout
+        attempt = 0
+        while True:
             try:
                 response = await self._send(method, path, json_body, params, self._headers(extra), timeout, key)
             except NetworkError:
-                if last:
+                if attempt >= allowed:
                     raise
                 await asyncio.sleep(self._backoff(attempt))
+                attempt += 1
                 continue
             if response.status < 400 or (response.status in accept and isinstance(response.body, dict)
                                           and "data" in response.body):
                 return response
             error = from_response(response.status, response.body, response.headers)
             delay = self._retry_delay(error, attempt)
-            if delay is None or last:
+            if (error.code == "IDEMPOTENCY_KEY_IN_PROGRESS" and allowed > 0
+                    and asyncio.get_running_loop().time() < patience):
+                await asyncio.sleep(delay or IN_PROGRESS_WAIT)
+                continue
+            if delay is None or attempt >= allowed:
                 raise error
             await asyncio.sleep(delay)
-        raise AssertionError("unreachable")  # pragma: no cover - the loop always returns or raises
+            attempt += 1
 
     async def _send(self, method: str, path: str, json_body: Any, params: Mapping[str, Any] | None,
                     headers: dict[str, str], seconds: float, key: str | None) -> Response:
@@ -246,7 +253,7 @@ class Transport:
     def _retry_delay(self, error: OfferHubError, attempt: int) -> float | None:
         """How long to wait before retrying ``error``; ``None``: do not retry (errors.md §4)."""
         if error.code == "IDEMPOTENCY_KEY_IN_PROGRESS":
-            return IN_PROGRESS_WAIT * max(self.config.backoff, 0.05)
+            return IN_PROGRESS_WAIT * min(1.0, max(self.config.backoff, 0.1))
         if error.code == "BALANCE_CONCURRENCY_CONFLICT":
             return 0.05
         if error.status_code not in RETRY_STATUSES:
