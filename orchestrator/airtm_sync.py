@@ -210,7 +210,7 @@ def process_webhook(engine: Any, settings: Settings, message_id: str) -> list[Me
             outcome, status = f"{resource_id} {'moved' if moved else 'unchanged'}", "PROCESSED"
         audit.webhook_received(uow.conn, provider="airtm", delivery_id=message_id, event_type=event_type,
                                resource_type=resource_type, resource_id=resource_id, user_id=user_id,
-                               body=message.body, result="SUCCESS" if resource_id else "FAILURE",
+                               body=message.body, outcome=outcome, result="SUCCESS" if resource_id else "FAILURE",
                                error=None if resource_id else {"code": "UNKNOWN_RESOURCE", "message": outcome})
         uow.after_commit(Message("relay_outbox"))  # the relay chains the audit entry
         airtm_db.finish_webhook(uow.conn, message_id, status=status, outcome=outcome)
