@@ -131,12 +131,14 @@ def of(enterprise: dict[str, Decimal], claims: Any, wallet: PlatformWallet | Non
                     Decimal(claims.unsent), Decimal(claims.book), Decimal(claims.fees), wallet)
 
 
-def read(engine: Any, client: AirtmClient, settings: Settings, horizon: Any) -> Treasury:
-    """Read at AirTM and on the ledger first: no database connection stays open across an HTTP call
-    (the platform wallet's key is read before them, on a connection of its own)."""
-    with engine.connect() as conn:
-        wallet = platform_key(conn, settings)
-    if wallet.public_key is not None:
+def read(engine: Any, client: AirtmClient, settings: Settings | None = None, horizon: Any = None) -> Treasury:
+    """Read at AirTM and (with ``settings`` and ``horizon``) the platform wallet on the ledger first: no
+    database connection stays open across an HTTP call (the wallet's key is read on a connection of its own)."""
+    wallet = None
+    if settings is not None and horizon is not None:
+        with engine.connect() as conn:
+            wallet = platform_key(conn, settings)
+    if wallet is not None and wallet.public_key is not None:
         try:
             wallet = on_ledger(wallet, horizon.account(wallet.public_key))
         except Exception as error:  # any failure of the ledger read is reported, not raised
