@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Insert, Select, func, select, update
+from sqlalchemy import Connection, Insert, Select, func, literal_column, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from orchestrator.db.tables import (
@@ -122,9 +122,10 @@ def claims_query() -> Select:
     unsent = (select(func.coalesce(func.sum(withdrawals.c.amount), 0))
               .where(*open_airtm, withdrawals.c.airtm_payout_id.is_(None)).scalar_subquery())
 
-    def minus_sum(account: str) -> Any:  # the partial index ix_journal_entries_airtm answers these
+    def minus_sum(account: str) -> Any:  # the partial index ix_journal_entries_airtm answers these (a
+        # literal, our own constant, so the planner can match the index's predicate)
         return (select(-func.coalesce(func.sum(journal_entries.c.amount), 0))
-                .where(journal_entries.c.account == account).scalar_subquery())
+                .where(journal_entries.c.account == literal_column(f"'{account}'")).scalar_subquery())
 
     return select(owed.label("owed"), flight.label("flight"), unsent.label("unsent"),
                   minus_sum(WORLD_AIRTM).label("book"), minus_sum(AIRTM_FEES).label("fees"))
