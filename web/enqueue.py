@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import re
 from collections.abc import Awaitable, Callable
@@ -19,7 +20,7 @@ from aiohttp import web
 
 from actors.commands import execute_command
 from orchestrator import errors, ids, logs
-from orchestrator.commands import Status
+from orchestrator.commands import Status, pending_subject
 from orchestrator.db import commands as commands_db
 from orchestrator.db import idempotency as idempotency_db
 from orchestrator.results import Result
@@ -41,6 +42,8 @@ class CommandState:
     error: dict[str, Any] | None
     flow_status: str | None = None
     flow_error: dict[str, Any] | None = None
+    #: What the command acts on (``commands.pending_subject``), shown as it stands while it is pending.
+    subject: Result | None = None
 
     @property
     def finished(self) -> bool:
@@ -61,6 +64,7 @@ def wait_seconds(request: web.Request) -> tuple[float, str | None]:
 
 async def run(request: web.Request, kind: str, payload: dict[str, Any]) -> CommandState:
     """Record, publish and wait for one command; returns its state when done or when the wait ends."""
+    subject = pending_subject(kind, payload)
     app, credential = request.app, request_credential(request)
     command_id = ids.new_id("command")
     idempotency = request.get(IDEMPOTENCY)
@@ -80,7 +84,7 @@ async def run(request: web.Request, kind: str, payload: dict[str, Any]) -> Comma
         timeout, applied = wait_seconds(request)
         if applied:
             request[PREFERENCE] = applied
-        return await wait(app, command_id, timeout)
+        return dataclasses.replace(await wait(app, command_id, timeout), subject=subject)
     finally:
         listener.forget(command_id)
 
@@ -119,7 +123,12 @@ async def read(app: web.Application, command_id: str) -> CommandState:
 async def respond(request: web.Request, state: CommandState, *,
                   current: Callable[[], Awaitable[Any]] | None = None,
                   extra: dict[str, Any] | None = None) -> web.Response:
-    """200/201 with the resource, the stored error, or 202 with the resource as it stands."""
+    """200/201 with the resource, the stored error, or 202 with the resource as it stands.
+
+    A command not run yet shows its subject as it stands (``current`` overrides that read); a create
+    has none (null) until it ran. ``extra`` (a secret shown once, like an API key's plaintext) is never
+    dropped: with no resource to add it to, it is the data, or the client could never learn it.
+    """
     if state.status == Status.FAILED:
         raise errors.from_dict(state.error or {})
     if state.flow_status == "FAILED":
@@ -133,7 +142,24 @@ async def respond(request: web.Request, state: CommandState, *,
         if extra and isinstance(data, dict):
             data = {**data, **extra}
         return envelope(request, data, status=result.status)
-    data = await current() if current else None
+    data = await current() if current else await as_it_stands(request, state.subject)
     if extra and isinstance(data, dict):
         data = {**data, **extra}
+    elif extra and data is None:
+        data = dict(extra)
     return envelope(request, data, status=202, commandId=state.id, pending=True)
+
+
+async def as_it_stands(request: web.Request, subject: Result | None) -> Any:
+    """The resource a pending command acts on, read now with its finished answer's renderer; None when
+    it does not exist yet (a create) or cannot be read: a 202 never becomes an error (the command is
+    recorded and will run; the client follows it by events or ``GET``)."""
+    if subject is None:
+        return None
+    try:
+        return await render.render(request, subject)
+    except errors.NotFound:
+        return None
+    except Exception:
+        log.warning("Reading %s %s for a 202 failed; answering null", subject.resource, subject.id, exc_info=True)
+        return None

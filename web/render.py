@@ -80,6 +80,8 @@ async def balance(request: web.Request, result: Result) -> Any:
 
 async def api_key(request: web.Request, result: Result) -> Any:
     row = await fetch_one(request, keys_db.by_id(result.id))
+    if row is None:  # a key whose create has not run yet (a 202)
+        raise NotFound(f"API key {result.id} not found", code="API_KEY_NOT_FOUND")
     return KEY_OUT.dump(keys_db.to_key(row))
 
 
@@ -135,17 +137,26 @@ async def order(request: web.Request, result: Result) -> Any:
 
 
 async def milestone(request: web.Request, result: Result) -> Any:
-    row = await fetch_one(request, orders_db.milestone_by_id(result.id))
+    """By id, or (a pending command names no milestone id) by its order's id and ``milestoneRef``."""
+    ref = result.data.get("milestoneRef")
+    row = await fetch_one(request, orders_db.milestone_of(result.id, ref) if ref is not None
+                          else orders_db.milestone_by_id(result.id))
+    if row is None:
+        raise NotFound(f"Milestone {ref or result.id} not found", code="MILESTONE_NOT_FOUND")
     return MILESTONE_OUT.dump(orders_db.to_milestone(row))
 
 
 async def withdrawal(request: web.Request, result: Result) -> Any:
     row = await fetch_one(request, withdrawals_db.by_id(result.id))
+    if row is None:
+        raise NotFound(f"Withdrawal {result.id} not found", code="WITHDRAWAL_NOT_FOUND")
     return WITHDRAWAL_OUT.dump(withdrawals_db.to_withdrawal(row))
 
 
 async def topup(request: web.Request, result: Result) -> Any:
     row = await fetch_one(request, topups_db.by_id(result.id))
+    if row is None:
+        raise NotFound(f"Top-up {result.id} not found", code="TOPUP_NOT_FOUND")
     return TOPUP_OUT.dump(topups_db.to_topup(row))
 
 
