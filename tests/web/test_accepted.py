@@ -13,6 +13,7 @@ import contextlib
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
+import pytest
 from sqlalchemy import Engine, text
 
 from tests.api import Api, Reply, unique
@@ -32,10 +33,10 @@ def held(engine: Engine, table: str, row_id: str) -> Iterator[None]:
         yield
 
 
-def accepted(reply: Reply) -> Any:
+def accepted(reply: Reply, preference: str = "respond-async") -> Any:
     """The data of a 202 whose command has not run."""
     assert reply.status == 202, reply.body
-    assert reply.headers["Preference-Applied"] == "respond-async"
+    assert reply.headers["Preference-Applied"] == preference
     assert reply.body["meta"]["pending"] is True
     assert reply.body["meta"]["commandId"].startswith("cmd_")
     return reply.data
@@ -65,11 +66,15 @@ async def new_order(api: Api, buyer: dict[str, Any], seller: dict[str, Any], amo
     return dict(reply.data)
 
 
-async def test_a_reserve_answers_the_order_as_it_stands_then_reserves_it(api: Api, engine: Engine) -> None:
+@pytest.mark.parametrize("preference", ["respond-async", "wait=1"])
+async def test_a_reserve_answers_the_order_as_it_stands_then_reserves_it(api: Api, engine: Engine,
+                                                                        preference: str) -> None:
+    """Under ``respond-async`` at once; under ``wait=1`` when the wait runs out."""
     buyer, seller = await api.funded_user("25.00"), await api.user()
     order = await new_order(api, buyer, seller)
     with held(engine, "orders", order["id"]):
-        data = accepted(await api.post(f"/orders/{order['id']}/reserve", headers=ASYNC))
+        reply = await api.post(f"/orders/{order['id']}/reserve", headers={"Prefer": preference})
+        data = accepted(reply, preference)
     assert (data["id"], data["status"], data["escrow"], data["milestones"]) == (order["id"], "ORDER_CREATED",
                                                                                  None, [])
     await order_in(api, order["id"], "FUNDS_RESERVED")
