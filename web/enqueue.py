@@ -42,8 +42,9 @@ class CommandState:
     error: dict[str, Any] | None
     flow_status: str | None = None
     flow_error: dict[str, Any] | None = None
-    #: What the command acts on (``commands.pending_subject``), shown as it stands while it is pending.
-    subject: Result | None = None
+    #: The command itself (set by ``run``): what it acts on is shown as it stands while it is pending.
+    kind: str | None = None
+    payload: dict[str, Any] | None = None
 
     @property
     def finished(self) -> bool:
@@ -64,7 +65,6 @@ def wait_seconds(request: web.Request) -> tuple[float, str | None]:
 
 async def run(request: web.Request, kind: str, payload: dict[str, Any]) -> CommandState:
     """Record, publish and wait for one command; returns its state when done or when the wait ends."""
-    subject = pending_subject(kind, payload)
     app, credential = request.app, request_credential(request)
     command_id = ids.new_id("command")
     idempotency = request.get(IDEMPOTENCY)
@@ -84,7 +84,7 @@ async def run(request: web.Request, kind: str, payload: dict[str, Any]) -> Comma
         timeout, applied = wait_seconds(request)
         if applied:
             request[PREFERENCE] = applied
-        return dataclasses.replace(await wait(app, command_id, timeout), subject=subject)
+        return dataclasses.replace(await wait(app, command_id, timeout), kind=kind, payload=payload)
     finally:
         listener.forget(command_id)
 
@@ -142,7 +142,7 @@ async def respond(request: web.Request, state: CommandState, *,
         if extra and isinstance(data, dict):
             data = {**data, **extra}
         return envelope(request, data, status=result.status)
-    data = await current() if current else await as_it_stands(request, state.subject)
+    data = await current() if current else await as_it_stands(request, state)
     if extra and isinstance(data, dict):
         data = {**data, **extra}
     elif extra and data is None:
@@ -150,16 +150,17 @@ async def respond(request: web.Request, state: CommandState, *,
     return envelope(request, data, status=202, commandId=state.id, pending=True)
 
 
-async def as_it_stands(request: web.Request, subject: Result | None) -> Any:
-    """The resource a pending command acts on, read now with its finished answer's renderer; None when
-    it does not exist yet (a create) or cannot be read: a 202 never becomes an error (the command is
-    recorded and will run; the client follows it by events or ``GET``)."""
-    if subject is None:
+async def as_it_stands(request: web.Request, state: CommandState) -> Any:
+    """The resource a pending command acts on (``commands.pending_subject``), read now with its
+    finished answer's renderer; None when it does not exist yet (a create) or cannot be read: a 202
+    never becomes an error (the command is recorded and will run; events and ``GET`` follow it)."""
+    if state.kind is None:
         return None
     try:
-        return await render.render(request, subject)
+        subject = pending_subject(state.kind, state.payload or {})
+        return None if subject is None else await render.render(request, subject)
     except errors.NotFound:
         return None
     except Exception:
-        log.warning("Reading %s %s for a 202 failed; answering null", subject.resource, subject.id, exc_info=True)
+        log.warning("Reading what command %s acts on for its 202 failed; answering null", state.id, exc_info=True)
         return None
