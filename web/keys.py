@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from orchestrator.settings import Settings
 from web.auth import KeyCache
+from web.feed import EventFeed
 from web.listener import Listener
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -20,5 +21,7 @@ TX_ENGINE = web.AppKey("tx_engine", AsyncEngine)
 REDIS = web.AppKey("redis", Redis)
 EXECUTOR = web.AppKey("executor", ThreadPoolExecutor)
 LISTENER = web.AppKey("listener", Listener)
+#: The newest outbox events, read once per wake-up for every SSE stream of the process.
+FEED = web.AppKey("feed", EventFeed)
 KEY_CACHE = web.AppKey("key_cache", KeyCache)
 MAINTENANCE = web.AppKey("maintenance", object)
