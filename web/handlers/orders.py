@@ -77,7 +77,7 @@ async def list_orders(request: web.Request) -> web.Response:
     async with request.app[ENGINE].connect() as conn:
         rows = (await conn.execute(orders_db.page(filters=filters, after=after, limit=limit))).all()
     found = [orders_db.to_order(r) for r in rows]
-    views = [await render.order_view(request, o.id, order=o) for o in found]
+    views = await render.order_views(request, found)
     return page(request, views, limit=limit, ids=[o.id for o in found])
 
 
