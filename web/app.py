@@ -20,7 +20,19 @@ from orchestrator.settings import Settings
 from web import metrics
 from web.auth import KeyCache
 from web.feed import EventFeed
-from web.keys import ENGINE, EXECUTOR, FEED, KEY_CACHE, LISTENER, MAINTENANCE, REDIS, SETTINGS, TX_ENGINE
+from web.horizon_reads import HorizonReads
+from web.keys import (
+    ENGINE,
+    EXECUTOR,
+    FEED,
+    HORIZON_READS,
+    KEY_CACHE,
+    LISTENER,
+    MAINTENANCE,
+    REDIS,
+    SETTINGS,
+    TX_ENGINE,
+)
 from web.listener import Listener
 from web.middlewares import MAX_BODY, MaintenanceSwitch, setup_middlewares
 from web.routes import setup_routes
@@ -65,6 +77,7 @@ async def _listener(app: web.Application) -> AsyncIterator[None]:
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY)
     app[SETTINGS] = settings
+    app[HORIZON_READS] = HorizonReads(settings.horizon_read_cache_seconds)
     app.cleanup_ctx.extend([_engine, _redis, _executor, _listener])
     setup_middlewares(app)
     setup_routes(app)
