@@ -104,15 +104,15 @@ async def order_view(request: web.Request, order_id: str, *, order: orders_db.Or
     return _order_out(order, rows, escrow, dispute)
 
 
-async def order_views(request: web.Request, found: list[orders_db.Order]) -> list[Any]:
-    """A page of orders as ``order_view`` renders each, with one query per related table for the page."""
+async def order_views(conn: Any, found: list[orders_db.Order]) -> list[Any]:
+    """A page of orders as ``order_view`` renders each, with one query per related table for the page
+    (on the caller's connection, the one that read the page)."""
     if not found:
         return []
     order_ids = [o.id for o in found]
-    async with request.app[ENGINE].connect() as conn:
-        milestone_rows = (await conn.execute(orders_db.milestones_of_orders(order_ids))).all()
-        escrow_rows = (await conn.execute(escrows_db.of_orders(order_ids))).all()
-        dispute_rows = (await conn.execute(disputes_db.of_orders(order_ids))).all()
+    milestone_rows = (await conn.execute(orders_db.milestones_of_orders(order_ids))).all()
+    escrow_rows = (await conn.execute(escrows_db.of_orders(order_ids))).all()
+    dispute_rows = (await conn.execute(disputes_db.of_orders(order_ids))).all()
     milestones: dict[str, list[Any]] = {}
     for row in milestone_rows:  # ordered by order, then position
         milestones.setdefault(row._mapping["order_id"], []).append(row)

@@ -76,8 +76,8 @@ async def list_orders(request: web.Request) -> web.Response:
     limit, after = page_limit(query), await render.page_after(request, orders_db.cursor_of)
     async with request.app[ENGINE].connect() as conn:
         rows = (await conn.execute(orders_db.page(filters=filters, after=after, limit=limit))).all()
-    found = [orders_db.to_order(r) for r in rows]
-    views = await render.order_views(request, found)
+        found = [orders_db.to_order(r) for r in rows]
+        views = await render.order_views(conn, found)
     return page(request, views, limit=limit, ids=[o.id for o in found])
 
 
