@@ -144,6 +144,38 @@ async def test_types_filter_with_wildcards_and_named_events(api: Api, client: Te
     assert named == ["user.created", "balance.credited"]
 
 
+async def test_streams_joining_at_different_moments_all_get_every_event_once_in_order(
+        api: Api, client: TestClient, master_key: str, engine: Engine) -> None:
+    """Replaying from the database and then following the shared feed loses and repeats nothing."""
+    users = [await api.user() for _ in range(3)]
+    ours = {u["id"] for u in users}
+    keep = {"keep": lambda e: e["aggregateId"] in ours}
+
+    async def writer(user_id: str) -> None:
+        for _ in range(8):
+            assert (await api.post(f"/users/{user_id}/balance/credit", {"amount": "1.00"})).status == 200
+
+    async def late_listener(delay: float, last_id: str | None) -> list[dict[str, Any]]:
+        await asyncio.sleep(delay)
+        return await read_events(client, master_key, query="?resourceTypes=Balance", last_id=last_id,
+                                 want=24, seconds=40, **keep)
+
+    # Given streams that join before, during and after concurrent writers (all from position 0 but one)
+    live = asyncio.create_task(late_listener(0, None))
+    await asyncio.sleep(0.3)
+    joining = [asyncio.create_task(late_listener(delay, "0")) for delay in (0, 0.2, 0.5, 1.0)]
+    await asyncio.gather(*(writer(u["id"]) for u in users))
+    seen = await asyncio.gather(live, *joining)
+    # Then each has every balance event of these users exactly once, in stream order
+    with engine.connect() as conn:
+        expected = conn.execute(text(
+            "SELECT event_id FROM outbox WHERE aggregate_type = 'Balance' AND aggregate_id = ANY(:ids) "
+            "ORDER BY position"), {"ids": list(ours)}).scalars().all()
+    assert len(expected) == 24
+    for events in seen:
+        assert [e["eventId"] for e in events] == expected
+
+
 async def test_many_streams_share_one_outbox_read_per_event_and_each_gets_it(
         api: Api, client: TestClient) -> None:
     """Fan-out costs one query per web process per wake-up, not one per open stream."""
