@@ -36,7 +36,8 @@ def _reconcile() -> None:
         try:
             if reconcile.due(engine(), settings):
                 horizon, trustless = reconcile.providers(settings)
-                report = reconcile.run(engine(), settings, horizon=horizon, trustless=trustless, trigger="scheduler")
+                report = reconcile.run(engine(), settings, horizon=horizon, trustless=trustless,
+                                       airtm=reconcile.airtm_client(settings), trigger="scheduler")
                 log.info("Reconciliation report %s: %s", report.id, report.status)
         except Exception:
             log.exception("The reconciliation report failed; the next check retries")

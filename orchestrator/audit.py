@@ -116,16 +116,18 @@ def record(conn: Any, *, action: str, resource_type: str, resource_id: str | Non
 
 def webhook_received(conn: Any, *, provider: str, delivery_id: str | None, event_type: str | None,
                      resource_type: str, resource_id: str | None, user_id: str | None = None,
-                     body: Mapping[str, Any] | None = None, result: str = "SUCCESS",
-                     error: Mapping[str, Any] | None = None) -> str:
+                     body: Mapping[str, Any] | None = None, outcome: str | None = None,
+                     result: str = "SUCCESS", error: Mapping[str, Any] | None = None) -> str:
     """The ``webhook.received`` entry (api.md §15) for one provider delivery, in the caller's transaction.
 
     Call it in the transaction that records the delivery (AirTM: where the ``svix-id`` is deduplicated),
     with the provider's event type and the resource it concerns (``TopUp``/``Withdrawal``/``User``).
     ``body`` is redacted like every payload; ``delivery_id`` (the ``svix-id``) is the correlation id.
-    ``result="FAILURE"`` with ``error`` records a delivery that was refused (bad signature, unknown code).
+    ``outcome`` says what processing did; ``result="FAILURE"`` with ``error`` records a delivery that was
+    refused or ignored (unknown code, unknown event type).
     """
-    after = {"provider": provider, "eventType": event_type, "deliveryId": delivery_id, "body": dict(body or {})}
+    after = {"provider": provider, "eventType": event_type, "deliveryId": delivery_id, "outcome": outcome,
+             "body": dict(body or {})}
     return record(conn, action="webhook.received", resource_type=resource_type, resource_id=resource_id,
                   user_id=user_id, actor_type="WEBHOOK", actor_id=provider, after=after, result=result,
                   error=error, correlation_id=delivery_id)
@@ -143,19 +145,22 @@ def content_hash(row: Mapping[str, Any], *, position: int, prev_hash: str) -> st
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def chain_committed(conn: Any, *, batch: int = 5000) -> int:
-    """Stamp every committed, unchained entry with the next position and its hashes; returns how many.
+def chain_committed(conn: Any, *, batch: int = 5000, limit: int = 20000) -> int:
+    """Stamp committed, unchained entries (up to ``limit`` per pass) with the next position and their
+    hashes; returns how many.
 
     Called by the relay while it holds the relay lock, so one chainer runs at a time and each pass sees
-    everything committed before it began: positions follow commit order, ``seq`` breaks ties.
+    everything committed before it began: positions follow commit order, ``seq`` breaks ties. The limit
+    keeps a large backlog (the first pass after the migration on a big table) from holding the relay
+    lock, and so the event stream, for long; the next passes take the rest.
     """
+    rows = audit_db.unchained(conn, batch)
+    if not rows:
+        return 0  # the common pass: one indexed read, no head row lock
     position, prev_hash = audit_db.head_for_update(conn)
     prev_hash = prev_hash or GENESIS
     stamped = 0
-    while True:
-        rows = audit_db.unchained(conn, batch)
-        if not rows:
-            break
+    while rows and stamped < limit:
         stamps = []
         for row in rows:
             position += 1
@@ -164,6 +169,7 @@ def chain_committed(conn: Any, *, batch: int = 5000) -> int:
             prev_hash = entry_hash
         audit_db.stamp(conn, stamps)
         stamped += len(stamps)
+        rows = audit_db.unchained(conn, batch) if stamped < limit else []
     if stamped:
         audit_db.set_head(conn, position)
     return stamped

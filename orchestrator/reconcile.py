@@ -7,7 +7,10 @@ Compared, each with the amounts on both sides:
 - each live escrow: its ``escrow:<order>`` account against the escrow's amount (FUNDED and DISPUTED hold
   it, every other state holds nothing) and, for FUNDED/DISPUTED, against the contract's balance (T11);
 - the Trustless Work fee account against the fees recorded on settled orders;
-- AirTM: not compared yet (``orchestrator/providers/airtm.py`` had not landed); the summary says so.
+- AirTM mode: the enterprise balance against the users' balances (``airtm_treasury``), and each top-up
+  and AirTM withdrawal changed since the previous report (at most ``AIRTM_ITEMS``) against the
+  pay-in's or payout's status at AirTM: a final status in the book that AirTM does not show is a
+  difference; AirTM ahead of an open one is pending (the refresh sweep moves it).
 
 A wallet or escrow with a ledger step running (or a deposit not yet credited) may legitimately be ahead
 of the book for a moment: it is listed under ``pending``, not as a difference. Differences raise
@@ -32,6 +35,8 @@ from orchestrator.unit_of_work import Context, UnitOfWork
 log = logging.getLogger(__name__)
 #: Escrow states in which the contract holds the escrow's amount.
 HOLDING = frozenset({"FUNDED", "DISPUTED"})
+#: AirTM records read per report at most (one request each).
+AIRTM_ITEMS = 200
 
 
 @dataclass
@@ -54,6 +59,15 @@ class Report:
 
 def _show(value: Decimal | None) -> str | None:
     return None if value is None else money.format_balance(value)
+
+
+def airtm_client(settings: Any) -> Any:
+    """The AirTM client a reconciliation reads in AirTM mode (None when AirTM is not configured)."""
+    if not settings.airtm_enabled:
+        return None
+    from orchestrator.providers.airtm import AirtmClient
+
+    return AirtmClient(settings)
 
 
 def providers(settings: Any) -> tuple[Any, Any]:
@@ -82,8 +96,12 @@ def due(engine: Any, settings: Any) -> bool:
     return last is None or (now() - last).total_seconds() >= settings.reconcile_interval_hours * 3600
 
 
-def run(engine: Any, settings: Any, *, horizon: Any = None, trustless: Any = None, trigger: str = "cli") -> Report:
-    """Compare, store the report, and raise the event when anything differs; returns the report."""
+def run(engine: Any, settings: Any, *, horizon: Any = None, trustless: Any = None, airtm: Any = None,
+        trigger: str = "cli") -> Report:
+    """Compare, store the report, and raise the event when anything differs; returns the report.
+
+    ``airtm`` is an ``AirtmClient`` (AirTM mode); without one in AirTM mode the summary says AirTM was
+    not compared."""
     report = Report(ids.new_id("reconciliation"), trigger)
     book = check.verify(engine, horizon)
     report.problems.extend(book.problems)
@@ -94,6 +112,8 @@ def run(engine: Any, settings: Any, *, horizon: Any = None, trustless: Any = Non
         tw_fees = reconciliation_db.account_total(conn, TRUSTLESS_FEES)
         settled_tw, settled_platform = reconciliation_db.settled_fees(conn)
         adjustments = reconciliation_db.account_total(conn, ADJUSTMENT)
+        since = reconciliation_db.latest_report_at(conn)
+        items = reconciliation_db.airtm_items(conn, since, AIRTM_ITEMS) if airtm is not None else []
     _wallets(report, book, lagging, horizon)
     _escrows(report, escrows, orphans, trustless)
     if tw_fees != settled_tw:
@@ -104,12 +124,49 @@ def run(engine: Any, settings: Any, *, horizon: Any = None, trustless: Any = Non
         "paymentProvider": settings.payment_provider,
         "feeAccounts": {"trustlessFees": _show(tw_fees), "platformFeesCredited": _show(settled_platform)},
         "adjustmentAccount": _show(adjustments),
-        "airtm": ("not compared: the AirTM provider client (orchestrator/providers/airtm.py) is not available "
-                  "in this build") if settings.payment_provider == "airtm" else "not used",
-        "differences": len(report.differences), "pending": len(report.pending), "problems": len(report.problems),
+        "airtm": ("not compared: AirTM is not configured (AIRTM_API_KEY, AIRTM_API_SECRET)"
+                  if settings.payment_provider == "airtm" else "not used"),
     })
+    if airtm is not None:
+        _airtm(report, engine, airtm, items)
+    report.summary.update(differences=len(report.differences), pending=len(report.pending),
+                          problems=len(report.problems))
     _store(engine, report)
     return report
+
+
+def _airtm(report: Report, engine: Any, client: Any, items: list[tuple[str, str, str, str]]) -> None:
+    """The enterprise balance against the users' balances, then each recent item against AirTM's record."""
+    from orchestrator import airtm_treasury, airtm_withdrawals, topups
+
+    try:
+        treasury = airtm_treasury.read(engine, client)
+    except Exception as error:  # an unreadable provider is a problem to report, not a crash mid-report
+        report.problems.append(f"the AirTM enterprise balance could not be read ({type(error).__name__})")
+        report.summary["airtm"] = "not compared: AirTM could not be read"
+        return
+    report.summary["airtm"] = {**treasury.as_json(), "itemsCompared": len(items)}
+    if not treasury.covered:
+        report.differences.append({"kind": "airtm_treasury", **treasury.as_json(),
+                                   "difference": _show(treasury.platform_owned),
+                                   "detail": treasury.describe()})
+    for kind, item_id, status, ref in items:
+        mapping, final = ((topups.PAYIN_STATUS, topups.TERMINAL) if kind == "topup"
+                          else (airtm_withdrawals.PAYOUT_STATUS, airtm_withdrawals.TERMINAL))
+        try:
+            record = client.payin(ref) if kind == "topup" else client.payout(ref)
+        except Exception as error:
+            report.problems.append(f"{kind} {item_id}: AirTM could not be read ({type(error).__name__})")
+            continue
+        at_airtm = str((record or {}).get("status", "")).upper()
+        mapped = mapping.get(at_airtm)
+        entry = {"kind": f"airtm_{kind}", "id": item_id, "airtmId": ref, "book": status, "airtm": at_airtm or None}
+        if record is None:
+            report.differences.append({**entry, "detail": f"AirTM does not know {kind} {item_id}'s record {ref}"})
+        elif mapped != status and status in final:
+            report.differences.append({**entry, "detail": f"the book says {status}, AirTM says {at_airtm}"})
+        elif mapped != status and mapped in final:
+            report.pending.append({**entry, "detail": f"AirTM says {at_airtm}; the refresh sweep will apply it"})
 
 
 def _wallets(report: Report, book: check.Report, lagging: set[str], horizon: Any) -> None:

@@ -8,7 +8,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, Numeric, Select, func, select
+from sqlalchemy import Connection, Numeric, Select, Text, func, literal, select
 
 from orchestrator.db.tables import (
     balances,
@@ -18,7 +18,9 @@ from orchestrator.db.tables import (
     journal_entries,
     orders,
     reconciliation_reports,
+    topups,
     wallets,
+    withdrawals,
 )
 
 
@@ -124,3 +126,19 @@ def latest_report_at(conn: Connection) -> datetime | None:
 
 def report(report_id: str) -> Select:
     return select(reconciliation_reports).where(reconciliation_reports.c.id == report_id)
+
+
+def airtm_items(conn: Connection, since: datetime | None, limit: int) -> list[tuple[str, str, str, str]]:
+    """(kind, id, status, AirTM id) of the top-ups and AirTM withdrawals with an AirTM record, changed since
+    ``since`` (all when None), newest first, at most ``limit``."""
+    tops = select(literal("topup", Text).label("kind"), topups.c.id, topups.c.status,
+                  topups.c.airtm_payin_id.label("ref"), topups.c.updated_at).where(topups.c.airtm_payin_id.is_not(None))
+    outs = select(literal("withdrawal", Text).label("kind"), withdrawals.c.id, withdrawals.c.status,
+                  withdrawals.c.airtm_payout_id.label("ref"), withdrawals.c.updated_at).where(
+        withdrawals.c.airtm_payout_id.is_not(None))
+    if since is not None:
+        tops, outs = tops.where(topups.c.updated_at >= since), outs.where(withdrawals.c.updated_at >= since)
+    both = tops.union_all(outs).subquery()
+    rows = conn.execute(select(both.c.kind, both.c.id, both.c.status, both.c.ref)
+                        .order_by(both.c.updated_at.desc()).limit(limit)).all()
+    return [(str(k), str(i), str(s), str(r)) for k, i, s, r in rows]

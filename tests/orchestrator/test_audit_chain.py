@@ -244,3 +244,27 @@ def test_a_webhook_receipt_is_one_redacted_entry_by_the_webhook_actor(engine: En
     assert (row["resource_type"], row["resource_id"], row["result"]) == ("TopUp", "topup_abc", "SUCCESS")
     assert row["payload_after"]["body"]["data"] == {"id": "pi_1", "code": "topup_abc", "email": "p***@x.io",
                                                     "amount": "10.00"}
+
+
+def test_a_large_backlog_is_chained_over_several_passes_in_order(engine: Engine) -> None:
+    from orchestrator.db import session
+    from orchestrator.db.outbox import RELAY_LOCK
+
+    with UnitOfWork(engine, Context()) as uow:
+        backlog = [uow.audit("test.backlog", "Test", f"res_{n}") for n in range(7)]
+        uow.commit()
+    passes = []
+    while True:
+        with session.transaction(engine) as conn:
+            session.advisory_xact_lock(conn, RELAY_LOCK)  # as the relay holds it
+            stamped = audit.chain_committed(conn, batch=2, limit=3)
+            conn.commit()
+        if not stamped:
+            break
+        passes.append(stamped)
+    assert sum(passes) >= 7
+    assert max(passes) <= 4  # at most one batch past the limit
+    with engine.connect() as conn:
+        found = positions(conn, backlog)
+        assert [found[e] for e in backlog] == sorted(found[e] for e in backlog)
+        assert audit.verify(conn).ok

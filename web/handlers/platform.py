@@ -16,6 +16,7 @@ from orchestrator import airtm_treasury
 from orchestrator.commands import Kind
 from orchestrator.db import airtm as airtm_db
 from orchestrator.events import iso, now
+from orchestrator.providers.horizon_reads import HorizonReader
 from schemas.base import NoBody, load
 from schemas.maintenance import EnableMaintenance
 from web import airtm, enqueue, metrics, render
@@ -79,18 +80,35 @@ async def health_detailed(request: web.Request) -> web.Response:
 
 
 async def _treasury(request: web.Request, found: dict[str, Any]) -> dict[str, Any]:
-    """AirTM mode: the enterprise balance and whether it covers the users' balances (providers.md §3.1)."""
+    """AirTM mode: the enterprise balance and whether it covers the users' balances (providers.md §3.1),
+    beside the platform's treasury on the ledger."""
+    settings = request.app[SETTINGS]
     try:
-        enterprise = await asyncio.wait_for(airtm.call(request, lambda client: client.balance()), CHECK_TIMEOUT)
+        async with request.app[ENGINE].connect() as conn:
+            wallet = await conn.run_sync(lambda sync: airtm_treasury.platform_key(sync, settings))
+        enterprise, wallet = await asyncio.gather(
+            asyncio.wait_for(airtm.call(request, lambda client: client.balance()), CHECK_TIMEOUT),
+            _platform_wallet(settings, wallet))
         async with request.app[ENGINE].connect() as conn:
             claims = (await conn.execute(airtm_db.claims_query())).one()
     except Exception as error:
         return {**found, "status": "unhealthy", "error": f"enterprise balance unreadable ({type(error).__name__})"}
-    treasury = airtm_treasury.of(enterprise, claims)
+    treasury = airtm_treasury.of(enterprise, claims, wallet)
     out = {**found, "treasury": treasury.as_json()}
     if not treasury.covered:
         out |= {"status": "degraded", "error": "the enterprise balance does not cover the users' balances"}
     return out
+
+
+async def _platform_wallet(settings: Any, wallet: airtm_treasury.PlatformWallet) -> airtm_treasury.PlatformWallet:
+    """The platform's treasury on the ledger (its wallet's XLM and USDC); a failed read is reported in it."""
+    if wallet.public_key is None:
+        return wallet
+    try:
+        async with HorizonReader(settings, timeout=CHECK_TIMEOUT) as horizon:
+            return airtm_treasury.on_ledger(wallet, await horizon.account(wallet.public_key))
+    except Exception as error:
+        return airtm_treasury.unreadable(wallet, error)
 
 
 async def _snapshot(app: web.Application) -> metrics.Snapshot | str:
