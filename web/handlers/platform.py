@@ -21,7 +21,7 @@ from schemas.base import NoBody, load
 from schemas.maintenance import EnableMaintenance
 from web import airtm, enqueue, metrics, render
 from web.auth import public, requires
-from web.keys import ENGINE, EXECUTOR, REDIS, SETTINGS
+from web.keys import ENGINE, EXECUTOR, HORIZON_READS, REDIS, SETTINGS
 from web.request_state import BODY
 from web.responses import envelope
 
@@ -48,9 +48,17 @@ async def health_detailed(request: web.Request) -> web.Response:
                  "trustlessWork": (settings.trustless_api_url, settings.trustless_configured),
                  "airtm": (settings.airtm_api_url, settings.airtm_configured)}
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=CHECK_TIMEOUT)) as session:
+
+        async def probe(name: str, url: str, configured: bool) -> dict[str, Any]:
+            if name != "horizon":
+                return await _provider(session, url, configured)
+            # public Horizon's hourly budget (DESIGN decision 12): probed at most every few seconds
+            found, measured_at = await app[HORIZON_READS].probe.get(lambda: _provider(session, url, configured))
+            return {**found, "measuredAt": iso(measured_at)}
+
         gathered = await asyncio.gather(
             asyncio.gather(*(_timed(c) for c in checks.values())),
-            asyncio.gather(*(_provider(session, url, ok) for url, ok in providers.values())),
+            asyncio.gather(*(probe(name, url, ok) for name, (url, ok) in providers.items())),
             _snapshot(app))
     results = dict(zip(checks, gathered[0], strict=True))
     results.update(dict(zip(providers, gathered[1], strict=True)))
@@ -126,6 +134,8 @@ def _operations(taken: metrics.Snapshot | str, settings: Any) -> dict[str, dict[
     else:
         monitor.update(status=_past(lag.seconds, settings.health_monitor_lag_seconds),
                        lagSeconds=round(lag.seconds, 3))
+    if settings.payment_provider == "crypto" and taken.monitor_measured_at is not None:
+        monitor["measuredAt"] = iso(taken.monitor_measured_at)  # read from Horizon at most every few seconds
     return {"monitor": monitor,
             "oldestPendingCommand": _age_check(b.commands_pending, b.oldest_command_seconds,
                                                settings.health_command_age_seconds),
