@@ -44,7 +44,7 @@ def create_payin(engine: Any, settings: Settings, topup_id: str, flow: str = "")
     if topup is None:
         return []
     if topup.status != topups.Status.CREATED or topup.airtm_payin_id is not None:
-        return _finish(engine, settings, flow)
+        return _finish(engine, settings, flow, topup.id)
     try:
         with AirtmClient(settings) as client:
             payin = client.ensure_payin(code=topup.id, amount=topup.amount,
@@ -56,12 +56,12 @@ def create_payin(engine: Any, settings: Settings, topup_id: str, flow: str = "")
             raise  # the actor retries; the sweep re-drives it later; lookup by code prevents a twin
         with UnitOfWork(engine, settings=settings) as uow:
             topups.fail_creation(uow, topup.id, reason=failure.message, error_code=failure.reason_code)
-            topups.finish_flow(uow, flow, failed=failure.public().as_dict())
+            topups.finish_flow(uow, flow, failed=failure.public().as_dict(), resource_id=topup.id)
             uow.commit()
             return list(uow.messages)
     with UnitOfWork(engine, settings=settings) as uow:
         topups.apply_payin(uow, topup.id, payin, checkout_base=settings.airtm_checkout_base_url)
-        topups.finish_flow(uow, flow)
+        topups.finish_flow(uow, flow, resource_id=topup.id)
         uow.commit()
         return list(uow.messages)
 
@@ -91,7 +91,8 @@ def create_payout(engine: Any, settings: Settings, withdrawal_id: str, flow: str
                     airtm_withdrawals.fail_creation(uow, withdrawal.id, reason=failure.message,
                                                     error_code=failure.reason_code)
                     topups.finish_flow(uow, flow, failed=failure.public().as_dict() | {
-                        "details": {**failure.public().details, "withdrawalId": withdrawal.id}})
+                        "details": {**failure.public().details, "withdrawalId": withdrawal.id}},
+                        resource_id=withdrawal.id)
                     uow.commit()
                     return list(uow.messages)
             messages += _apply_payout(engine, settings, withdrawal.id, payout)
@@ -100,7 +101,7 @@ def create_payout(engine: Any, settings: Settings, withdrawal_id: str, flow: str
                 and withdrawal.airtm_payout_id is not None):
             messages += _apply_payout(engine, settings, withdrawal.id,
                                       client.commit_payout(withdrawal.airtm_payout_id))
-    return messages + _finish(engine, settings, flow)
+    return messages + _finish(engine, settings, flow, withdrawal_id)
 
 
 def _unclear(engine: Any, settings: Settings, flow: str, failure: AirtmFailure, ids: dict[str, str]) -> None:
@@ -123,11 +124,10 @@ def _apply_payout(engine: Any, settings: Settings, withdrawal_id: str, payout: d
         return list(uow.messages)
 
 
-def _finish(engine: Any, settings: Settings, flow: str) -> list[Message]:
-    if not flow:
-        return []
+def _finish(engine: Any, settings: Settings, flow: str, resource_id: str) -> list[Message]:
+    """End the creating request's flow: the actor knows it; the periodic refresh finds it by the record."""
     with UnitOfWork(engine, settings=settings) as uow:
-        topups.finish_flow(uow, flow)
+        topups.finish_flow(uow, flow, resource_id=resource_id)
         uow.commit()
         return list(uow.messages)
 

@@ -13,7 +13,7 @@ import logging
 from decimal import Decimal
 from typing import Any
 
-from orchestrator import balances, ids, ledger, money
+from orchestrator import balances, ids, ledger, money, topups
 from orchestrator.db import airtm as airtm_db
 from orchestrator.db import commands as commands_db
 from orchestrator.db import users as users_db
@@ -74,7 +74,7 @@ def create(uow: UnitOfWork, payload: dict[str, Any]) -> Result:
 
 
 def apply_payout(uow: UnitOfWork, withdrawal_id: str, payout: dict[str, Any], *,
-                 canceled_by: str = "system") -> bool:
+                 canceled_by: str = "system", answers_request: bool = True) -> bool:
     """Move the withdrawal to what the payout's status says, if that is forward; True when it moved."""
     withdrawal = withdrawals_db.get(uow.conn, withdrawal_id, for_update=True)
     if withdrawal is None:
@@ -113,6 +113,8 @@ def apply_payout(uow: UnitOfWork, withdrawal_id: str, payout: dict[str, Any], *,
         return False
     _emit(uow, withdrawal, target, payout_id, payout, reason=reason, canceled_by=canceled_by,
           completed_at=values.get("completed_at"))
+    if answers_request:  # past creation: the creating request is answered (a refused create fails it instead)
+        topups.finish_flow(uow, "", resource_id=withdrawal.id)
     return True
 
 
@@ -165,4 +167,4 @@ def fail_creation(uow: UnitOfWork, withdrawal_id: str, *, reason: str, error_cod
     if withdrawal is None or withdrawal.status != W.CREATED or withdrawal.airtm_payout_id is not None:
         return False
     return apply_payout(uow, withdrawal_id, {"status": "FAILED", "reasonDescription": reason,
-                                             "reasonCode": error_code})
+                                             "reasonCode": error_code}, answers_request=False)

@@ -65,17 +65,22 @@ def _check(settings: Settings, _: argparse.Namespace) -> int:
 
 
 def _check_treasury(settings: Settings, engine: Any, report: Any) -> None:
-    """AirTM mode: the enterprise balance must cover what the book owes the users."""
+    """AirTM mode: the enterprise balance must cover what the book owes the users; the platform's treasury
+    on the ledger (its wallet's XLM and USDC) is reported beside it."""
     from orchestrator import airtm_treasury
     from orchestrator.providers.airtm import AirtmClient, AirtmFailure
+    from orchestrator.providers.horizon import Horizon
 
     try:
         with AirtmClient(settings) as client:
-            treasury = airtm_treasury.read(engine, client)
+            treasury = airtm_treasury.read(engine, client, settings, Horizon(settings, timeout=10.0))
     except AirtmFailure as failure:
         report.problems.append(f"the AirTM enterprise balance could not be read: {failure.message}")
         return
     print(treasury.describe())
+    wallet = treasury.platform_wallet
+    if wallet is not None and wallet.public_key is not None and wallet.error:
+        report.problems.append(f"the platform wallet could not be read on the ledger: {wallet.error}")
     if not treasury.covered:
         report.problems.append(f"the AirTM enterprise balance does not cover the users' balances: "
                                f"{treasury.describe()}")
@@ -204,7 +209,8 @@ def build_parser(prog: str = "offerhub") -> argparse.ArgumentParser:
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     sub = parser.add_subparsers(dest="command", metavar="<command>", parser_class=Parser)
     for name, command in COMMANDS.items():
-        operator = sub.add_parser(name, help=HELP[name], description=HELP[name])
+        text = HELP.get(name) or (command.__doc__ or name).strip().splitlines()[0]  # a new command needs no HELP
+        operator = sub.add_parser(name, help=text, description=text)
         operator.set_defaults(operator=command)
         if name in ACTIONS:
             operator.add_argument("action", choices=ACTIONS[name], help=", ".join(ACTIONS[name]))

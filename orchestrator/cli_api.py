@@ -267,6 +267,7 @@ def describe(event: dict[str, Any]) -> str:
 
 
 def _events_tail(client: Client, args: argparse.Namespace) -> int:
+    client.api_keys.me()  # a server that is down or a refused key fails here, clearly, instead of retrying forever
     if not args.json:
         filters = f" types={args.types}" if args.types else ""
         filters += f" resourceTypes={args.resource_types}" if args.resource_types else ""

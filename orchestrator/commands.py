@@ -141,9 +141,43 @@ def _attempt(engine: Any, command_id: str, settings: Any, attempts: int) -> Outc
         return Outcome(Status.DONE, list(uow.messages), command.kind, _age(command))
 
 
-#: Payload fields that name what a command acts on, most specific first, with the audit resource type.
-_SUBJECTS = (("withdrawalId", "Withdrawal"), ("disputeId", "Dispute"), ("orderId", "Order"),
-             ("keyId", "ApiKey"), ("userId", "User"), ("buyerId", "Order"))
+#: Payload fields that name what a command acts on, most specific first: the audit resource type, and
+#: the renderer (``web/render.py``) that shows that resource as it stands (None: the field names no
+#: resource the command answers with, e.g. an order's buyer).
+_SUBJECTS = (("withdrawalId", "Withdrawal", "withdrawal"), ("disputeId", "Dispute", "dispute"),
+             ("orderId", "Order", "order"), ("keyId", "ApiKey", "api_key"), ("userId", "User", "user"),
+             ("buyerId", "Order", None))
+#: Commands that make what they answer with: before they run there is nothing to show. Their id is
+#: drawn inside the command (a user, order, dispute, top-up, withdrawal; a link is the user's AirTM
+#: fields, filled by the command), except an API key's, drawn by the web tier: its row exists only once
+#: the command ran, which ``pending_subject`` leaves the reader to find out.
+CREATES = frozenset({Kind.CREATE_USER, Kind.CREATE_ORDER, Kind.OPEN_DISPUTE, Kind.CREATE_WITHDRAWAL,
+                     Kind.CREATE_TOPUP, Kind.LINK_AIRTM})
+
+
+def pending_subject(kind: str, payload: dict[str, Any]) -> Result | None:
+    """What a command that has not finished yet answers with (api.md §1.12's 202): the resource it
+    acts on, named as its finished ``Result`` would name it, for the web tier to read as it stands.
+
+    None for a command that creates its resource (``CREATES``). The same resource and view as the
+    finished answer, so a 202 and the later 200 have one shape.
+    """
+    if kind in CREATES:
+        return None
+    if kind in (Kind.ENABLE_MAINTENANCE, Kind.DISABLE_MAINTENANCE):
+        return Result(202, "maintenance", "1")
+    if kind == Kind.APPLY_AIRTM:  # what AirTM reported about a top-up or a withdrawal
+        return Result(202, str(payload["resource"]), str(payload["id"]))
+    if kind == Kind.CREATE_API_KEY:
+        return Result(202, "api_key", str(payload["id"]))
+    if kind == Kind.ADJUST_BALANCE:
+        return Result(202, "balance", str(payload["userId"]), {"operation": payload["operation"]})
+    if kind == Kind.COMPLETE_MILESTONE:  # the milestone by its order and reference (its id is not sent)
+        return Result(202, "milestone", str(payload["orderId"]), {"milestoneRef": payload["milestoneRef"]})
+    for name, _, resource in _SUBJECTS:
+        if resource is not None and isinstance(payload.get(name), str):
+            return Result(202, resource, payload[name])
+    return None
 
 
 def _subject(kind: str, payload: dict[str, Any]) -> tuple[str, str | None, str | None]:
@@ -151,7 +185,7 @@ def _subject(kind: str, payload: dict[str, Any]) -> tuple[str, str | None, str |
     user_id = payload.get("userId") or payload.get("buyerId")
     if kind in (Kind.ENABLE_MAINTENANCE, Kind.DISABLE_MAINTENANCE):
         return "Maintenance", None, None
-    for name, resource_type in _SUBJECTS:
+    for name, resource_type, _ in _SUBJECTS:
         if isinstance(payload.get(name), str):
             resource_id = None if name == "buyerId" else payload[name]
             return resource_type, resource_id, user_id

@@ -21,6 +21,9 @@ from orchestrator.unit_of_work import UnitOfWork
 AVAILABLE, RESERVED = "available", "reserved"
 #: The counter-account of administrative operations (spec api.md §6.4, DESIGN decision 7).
 ADJUSTMENT = "platform:adjustment"
+#: The platform's expense for AirTM's pay-in fees: a top-up credits its user ``amount`` while the
+#: enterprise account receives ``amount - airtmFee`` (providers.md §3.4), so the platform bears the fee.
+AIRTM_FEES = "platform:airtm_fees"
 
 #: Balance moves of spec states.md §1.1 as data: operation -> (source bucket, destination bucket).
 #: A bucket is a user's ``available``/``reserved`` or an outside account kind.
@@ -35,6 +38,7 @@ MOVES: dict[str, tuple[str, str]] = {
     "withdrawal_failed": ("world", AVAILABLE),
     "withdrawal_canceled": ("world", AVAILABLE),
     "topup": ("world", AVAILABLE),
+    "airtm_fee": ("airtm_fees", "world"),
     "admin_credit": ("adjustment", AVAILABLE),
     "admin_debit": (AVAILABLE, "adjustment"),
     "admin_reserve": (AVAILABLE, RESERVED),

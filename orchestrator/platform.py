@@ -39,7 +39,7 @@ def public_key(conn: Any, settings: Settings) -> str:
 
 
 def bootstrap(engine: Any, settings: Settings) -> tuple[str, bool, list[Any]]:
-    """Create the platform user (and, in crypto mode, its wallet) unless it exists.
+    """Create the platform user and its wallet (in AirTM mode too: the treasury on the ledger) unless they exist.
 
     Returns the user id, whether it was created now, and the after-commit messages (the wallet's
     activation steps) for the caller to send.
@@ -54,6 +54,12 @@ def bootstrap(engine: Any, settings: Settings) -> tuple[str, bool, list[Any]]:
         if settings.payment_provider == "crypto":
             for external_id in deployer_external_ids(settings):  # created once; known ones are found
                 users.create(uow, {"externalUserId": external_id, "type": "BOTH"})
+        elif settings.wallet_encryption_key and (existing is None or existing.wallet is None):
+            # AirTM mode gives users no wallets, but the platform keeps its treasury on the ledger (issue 7),
+            # reported beside the enterprise balance by /health/detailed and `check`
+            from orchestrator import wallets
+
+            wallets.create_for_user(uow, user_id, is_platform=True)
         uow.commit()
     return user_id, created, list(uow.messages)
 

@@ -148,7 +148,7 @@ def _airtm(report: Report, engine: Any, client: Any, items: list[tuple[str, str,
     report.summary["airtm"] = {**treasury.as_json(), "itemsCompared": len(items)}
     if not treasury.covered:
         report.differences.append({"kind": "airtm_treasury", **treasury.as_json(),
-                                   "difference": _show(treasury.enterprise_available - treasury.user_claims),
+                                   "difference": _show(treasury.platform_owned),
                                    "detail": treasury.describe()})
     for kind, item_id, status, ref in items:
         mapping, final = ((topups.PAYIN_STATUS, topups.TERMINAL) if kind == "topup"

@@ -19,6 +19,7 @@ from orchestrator.db import commands as commands_db
 from orchestrator.db import topups as topups_db
 from orchestrator.errors import NotFound
 from orchestrator.ledger import AVAILABLE, user_account
+from orchestrator.providers.airtm import amount_of
 from orchestrator.results import Result
 from orchestrator.unit_of_work import Message, UnitOfWork
 
@@ -76,6 +77,13 @@ def apply_payin(uow: UnitOfWork, topup_id: str, payin: dict[str, Any], *, checko
     if topup.airtm_payin_id is None and payin_id:
         topups_db.update_fields(uow.conn, topup.id, airtm_payin_id=str(payin_id),
                                 confirmation_uri=f"{checkout_base}{payin_id}")
+    fee = topup.airtm_fee
+    if fee is None:
+        fee = reported_fee(payin)
+        if fee is not None:
+            topups_db.update_fields(uow.conn, topup.id, airtm_fee=fee)
+            if topup.status == T.SUCCEEDED:  # credited by a report that did not carry the fee
+                journal_fee(uow, topup, fee)
     raw = str(payin.get("status", "")).upper()
     target = PAYIN_STATUS.get(raw)
     if target is None:
@@ -90,7 +98,38 @@ def apply_payin(uow: UnitOfWork, topup_id: str, payin: dict[str, Any], *, checko
         return False
     _emit(uow, topup, target, str(payin_id or topup.airtm_payin_id or ""), checkout_base, reason=reason,
           error_code=payin.get("reasonCode"), canceled_by=canceled_by)
+    finish_flow(uow, "", resource_id=topup.id)  # AirTM has the pay-in: the creating request is answered
+    if target == T.SUCCEEDED and fee is not None:
+        journal_fee(uow, topup, fee)
     return True
+
+
+def reported_fee(payin: dict[str, Any]) -> Decimal | None:
+    """AirTM's fee on the pay-in (``airtmFee``, else ``amount - netAmount``); ``None`` when the report
+    does not say (the original's webhook shape carries no fee)."""
+    try:
+        if payin.get("airtmFee") is not None:
+            fee = amount_of(payin["airtmFee"])
+        elif payin.get("netAmount") is not None and payin.get("amount") is not None:
+            fee = amount_of(payin["amount"]) - amount_of(payin["netAmount"])
+        else:
+            return None
+    except (ArithmeticError, ValueError, TypeError):
+        log.warning("Pay-in %s: unreadable fee in %r", payin.get("id"), payin)
+        return None
+    if fee < 0:
+        log.warning("Pay-in %s: negative fee %s ignored", payin.get("id"), fee)
+        return None
+    return money.quantize(fee)
+
+
+def journal_fee(uow: UnitOfWork, topup: topups_db.TopUp, fee: Decimal) -> None:
+    """The platform's expense for AirTM's fee (once: when the top-up has succeeded and its fee is known):
+    the user was credited ``amount`` but the enterprise account received ``amount - fee``, so the
+    book's claim on AirTM (``world:airtm``) shrinks by the fee, charged to the platform."""
+    if fee > 0:
+        ledger.transfer(uow, kind="airtm_fee", amount=fee, reference=topup.id, source=ledger.AIRTM_FEES,
+                        destination=WORLD_AIRTM, description=f"AirTM fee on top-up {topup.id}")
 
 
 def _emit(uow: UnitOfWork, topup: topups_db.TopUp, target: Status, payin_id: str, checkout_base: str, *,
@@ -132,8 +171,15 @@ def fail_creation(uow: UnitOfWork, topup_id: str, *, reason: str, error_code: st
     return True
 
 
-def finish_flow(uow: UnitOfWork, command_id: str, failed: dict[str, Any] | None = None) -> None:
-    """End the flow of the request that created the record, and wake it."""
-    if command_id:
-        commands_db.finish_flow(uow.conn, command_id, failed=failed)
-        uow.notify(commands_db.DONE_CHANNEL, command_id)
+def finish_flow(uow: UnitOfWork, command_id: str, failed: dict[str, Any] | None = None, *,
+                resource_id: str | None = None) -> None:
+    """End the flow of the request that created the record, and wake it.
+
+    Without ``command_id`` (the periodic refresh or a webhook settled a record whose create message was
+    lost or gave up without an outcome), the flow is found by the record its command created, so the
+    request never stays ``RUNNING`` (answering 202 to every replay) once the record is settled."""
+    flows = [command_id] if command_id else (
+        commands_db.running_flows(uow.conn, resource_id) if resource_id else [])
+    for flow in flows:
+        commands_db.finish_flow(uow.conn, flow, failed=failed)
+        uow.notify(commands_db.DONE_CHANNEL, flow)

@@ -61,6 +61,11 @@ def instant(name: str, value: str, *, end: bool = False) -> datetime:
         if day >= _LAST.date():
             raise ValidationFailed.field(name, "INVALID_FORMAT", _RANGE)
         return datetime.combine(day + timedelta(days=1 if end else 0), time(), UTC)
+    return strict_instant(name, value)
+
+
+def strict_instant(name: str, value: str) -> datetime:
+    """An ISO 8601 instant that carries its offset; anything else (a bare date too): 400."""
     try:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:

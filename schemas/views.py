@@ -31,6 +31,7 @@ class DependencyHealth(BaseSchema):
     status = fields.String(required=True, metadata={"enum": ["healthy", "degraded", "unhealthy"]})
     latency = fields.Float(metadata={"description": "milliseconds"})
     error = fields.String()
+    measuredAt = Time(metadata={"description": "when it was read (Horizon is probed at most every few seconds)"})
     treasury = fields.Dict(metadata={"description": "AirTM mode: the enterprise balance against the users' "
                                                     "balances (providers.md §3.1)"})
 
@@ -46,6 +47,7 @@ class OperationHealth(BaseSchema):
     count = fields.Integer()
     ageSeconds = fields.Float()
     error = fields.String(allow_none=True)
+    measuredAt = Time(metadata={"description": "when the monitor's lag was read"})
 
 
 class Backlog(BaseSchema):
@@ -113,6 +115,12 @@ class MaintenanceStatus(BaseSchema):
 
 class CreatedKey(KeyOut):
     key = fields.String(metadata={"description": "the secret, shown only in this response"})
+
+
+class PendingKey(BaseSchema):
+    """A key creation answered 202 before it ran: the secret alone, so it is never lost (api.md §1.12)."""
+
+    key = fields.String(required=True)
 
 
 class Me(BaseSchema):

@@ -31,6 +31,7 @@ class Doc:
     route's own codes from errors.md (the common ones of api.md §1.14 are added by the generator);
     ``headers`` the request headers it reads; ``alternatives`` other media types of the success answer
     (chosen with ``Accept``); ``id_patterns=False`` for a route that takes any string as its path id.
+    ``accepted`` the shapes a 202's ``data`` may take besides the response's and null.
     ``response=None`` with ``envelope=False`` is an answer without a body.
     """
 
@@ -52,6 +53,7 @@ class Doc:
     headers: Mapping[str, str] = field(default_factory=dict)
     alternatives: Mapping[str, Shape] = field(default_factory=dict)
     id_patterns: bool = True
+    accepted: tuple[Shape, ...] = ()
 
 
 def doc(summary: str, **details: Any) -> Callable[[Handler], Handler]:

@@ -19,7 +19,20 @@ from orchestrator.maintenance import CHANGED_CHANNEL
 from orchestrator.settings import Settings
 from web import metrics
 from web.auth import KeyCache
-from web.keys import ENGINE, EXECUTOR, KEY_CACHE, LISTENER, MAINTENANCE, REDIS, SETTINGS, TX_ENGINE
+from web.feed import EventFeed
+from web.horizon_reads import HorizonReads
+from web.keys import (
+    ENGINE,
+    EXECUTOR,
+    FEED,
+    HORIZON_READS,
+    KEY_CACHE,
+    LISTENER,
+    MAINTENANCE,
+    REDIS,
+    SETTINGS,
+    TX_ENGINE,
+)
 from web.listener import Listener
 from web.middlewares import MAX_BODY, MaintenanceSwitch, setup_middlewares
 from web.routes import setup_routes
@@ -50,16 +63,21 @@ async def _executor(app: web.Application) -> AsyncIterator[None]:
 async def _listener(app: web.Application) -> AsyncIterator[None]:
     app[KEY_CACHE] = KeyCache()
     app[MAINTENANCE] = MaintenanceSwitch()
+    app[FEED] = EventFeed(app[ENGINE])
     app[LISTENER] = Listener(libpq_url(app[SETTINGS].database_url), {
-        REVOKED_CHANNEL: app[KEY_CACHE].evict, CHANGED_CHANNEL: app[MAINTENANCE].forget})
+        REVOKED_CHANNEL: app[KEY_CACHE].evict, CHANGED_CHANNEL: app[MAINTENANCE].forget},
+        on_events=app[FEED].wake)
+    app[FEED].start()
     app[LISTENER].start()
     yield
     await app[LISTENER].stop()
+    await app[FEED].stop()
 
 
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY)
     app[SETTINGS] = settings
+    app[HORIZON_READS] = HorizonReads(settings.horizon_read_cache_seconds)
     app.cleanup_ctx.extend([_engine, _redis, _executor, _listener])
     setup_middlewares(app)
     setup_routes(app)

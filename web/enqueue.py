@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import re
 from collections.abc import Awaitable, Callable
@@ -19,7 +20,7 @@ from aiohttp import web
 
 from actors.commands import execute_command
 from orchestrator import errors, ids, logs
-from orchestrator.commands import Status
+from orchestrator.commands import Status, pending_subject
 from orchestrator.db import commands as commands_db
 from orchestrator.db import idempotency as idempotency_db
 from orchestrator.results import Result
@@ -42,6 +43,9 @@ class CommandState:
     error: dict[str, Any] | None
     flow_status: str | None = None
     flow_error: dict[str, Any] | None = None
+    #: The command itself (set by ``run``): what it acts on is shown as it stands while it is pending.
+    kind: str | None = None
+    payload: dict[str, Any] | None = None
 
     @property
     def finished(self) -> bool:
@@ -82,7 +86,7 @@ async def run(request: web.Request, kind: str, payload: dict[str, Any]) -> Comma
         timeout, applied = wait_seconds(request)
         if applied:
             request[PREFERENCE] = applied
-        return await wait(app, command_id, timeout)
+        return dataclasses.replace(await wait(app, command_id, timeout), kind=kind, payload=payload)
     finally:
         listener.forget(command_id)
 
@@ -121,7 +125,12 @@ async def read(app: web.Application, command_id: str) -> CommandState:
 async def respond(request: web.Request, state: CommandState, *,
                   current: Callable[[], Awaitable[Any]] | None = None,
                   extra: dict[str, Any] | None = None) -> web.Response:
-    """200/201 with the resource, the stored error, or 202 with the resource as it stands."""
+    """200/201 with the resource, the stored error, or 202 with the resource as it stands.
+
+    A command not run yet shows its subject as it stands (``current`` overrides that read); a create
+    has none (null) until it ran. ``extra`` (a secret shown once, like an API key's plaintext) is never
+    dropped: with no resource to add it to, it is the data, or the client could never learn it.
+    """
     if state.status == Status.FAILED:
         raise errors.from_dict(state.error or {})
     if state.flow_status == "FAILED":
@@ -135,7 +144,25 @@ async def respond(request: web.Request, state: CommandState, *,
         if extra and isinstance(data, dict):
             data = {**data, **extra}
         return envelope(request, data, status=result.status)
-    data = await current() if current else None
+    data = await current() if current else await as_it_stands(request, state)
     if extra and isinstance(data, dict):
         data = {**data, **extra}
+    elif extra and data is None:
+        data = dict(extra)
     return envelope(request, data, status=202, commandId=state.id, pending=True)
+
+
+async def as_it_stands(request: web.Request, state: CommandState) -> Any:
+    """The resource a pending command acts on (``commands.pending_subject``), read now with its
+    finished answer's renderer; None when it does not exist yet (a create) or cannot be read: a 202
+    never becomes an error (the command is recorded and will run; events and ``GET`` follow it)."""
+    if state.kind is None:
+        return None
+    try:
+        subject = pending_subject(state.kind, state.payload or {})
+        return None if subject is None else await render.render(request, subject)
+    except errors.NotFound:
+        return None
+    except Exception:
+        log.warning("Reading what command %s acts on for its 202 failed; answering null", state.id, exc_info=True)
+        return None

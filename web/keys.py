@@ -10,6 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from orchestrator.settings import Settings
 from web.auth import KeyCache
+from web.feed import EventFeed
+from web.horizon_reads import HorizonReads
 from web.listener import Listener
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -20,5 +22,9 @@ TX_ENGINE = web.AppKey("tx_engine", AsyncEngine)
 REDIS = web.AppKey("redis", Redis)
 EXECUTOR = web.AppKey("executor", ThreadPoolExecutor)
 LISTENER = web.AppKey("listener", Listener)
+#: The newest outbox events, read once per wake-up for every SSE stream of the process.
+FEED = web.AppKey("feed", EventFeed)
+#: Horizon figures of the public health and metrics routes, read at most every few seconds.
+HORIZON_READS = web.AppKey("horizon_reads", HorizonReads)
 KEY_CACHE = web.AppKey("key_cache", KeyCache)
 MAINTENANCE = web.AppKey("maintenance", object)

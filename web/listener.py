@@ -1,4 +1,4 @@
-"""One ``LISTEN`` connection per web process: wakes waiting requests, SSE streams and the caches."""
+"""One ``LISTEN`` connection per web process: wakes waiting requests, the SSE feed and the caches."""
 
 from __future__ import annotations
 
@@ -17,11 +17,13 @@ log = logging.getLogger(__name__)
 class Listener:
     """Dispatches notifications; reconnects forever, and wakes everyone after a reconnect (they re-read)."""
 
-    def __init__(self, dsn: str, callbacks: dict[str, Callable[[str], None]]) -> None:
+    def __init__(self, dsn: str, callbacks: dict[str, Callable[[str], None]],
+                 on_events: Callable[[int], None] | None = None) -> None:
         self.dsn = dsn
         self.callbacks = callbacks
+        #: Told of each newly numbered position (the SSE feed reads them once for every stream).
+        self.on_events = on_events
         self.waiters: dict[str, asyncio.Future[None]] = {}
-        self.subscribers: set[asyncio.Queue[int]] = set()
         self.connected = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
 
@@ -44,19 +46,9 @@ class Listener:
     def forget(self, command_id: str) -> None:
         self.waiters.pop(command_id, None)
 
-    def subscribe(self) -> asyncio.Queue[int]:
-        queue: asyncio.Queue[int] = asyncio.Queue(maxsize=1)
-        self.subscribers.add(queue)
-        return queue
-
-    def unsubscribe(self, queue: asyncio.Queue[int]) -> None:
-        self.subscribers.discard(queue)
-
     def _wake_streams(self, position: int) -> None:
-        for queue in self.subscribers:
-            if queue.full():
-                continue  # a wake-up is already pending; the stream reads everything new from the DB
-            queue.put_nowait(position)
+        if self.on_events is not None:
+            self.on_events(position)
 
     def _wake_all(self) -> None:
         for callback in self.callbacks.values():

@@ -19,6 +19,7 @@ import asyncio
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import aiohttp
@@ -37,10 +38,11 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from orchestrator import operations
+from orchestrator.events import now
 from web import shared_metrics
 from web.apidoc import doc
 from web.auth import public
-from web.keys import ENGINE, EXECUTOR, SETTINGS
+from web.keys import ENGINE, EXECUTOR, HORIZON_READS, SETTINGS
 
 REQUESTS = Counter("offerhub_http_requests_total", "HTTP requests answered, by route and status.",
                    ["method", "route", "status"])
@@ -72,11 +74,14 @@ class Snapshot:
     backlog: operations.Backlog
     monitor: operations.MonitorLag
     reconciliation: tuple[operations.Reconciliation, float] | None
+    #: When ``monitor`` was read from Horizon (a cached reading is up to ``HORIZON_READ_CACHE_SECONDS`` old).
+    monitor_measured_at: datetime | None = None
 
 
 async def snapshot(app: web.Application) -> Snapshot:
     """The database's backlogs (raises when the database does not answer within ``PROBE_TIMEOUT``), then
-    the monitor's lag from its stored cursor (one Horizon read; its failure is part of the answer)."""
+    the monitor's lag from its stored cursor (one Horizon read, at most every ``HORIZON_READ_CACHE_SECONDS``
+    per process: ``web.horizon_reads``; its failure is part of the answer)."""
 
     async def read() -> tuple[Any, Any]:
         async with app[ENGINE].connect() as conn:
@@ -88,9 +93,16 @@ async def snapshot(app: web.Application) -> Snapshot:
     if app[SETTINGS].payment_provider != "crypto":
         return Snapshot(backlog, operations.MonitorLag(None, 0, "AirTM mode has no monitor"),
                         operations.stored_reconciliation(stored))
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=PROBE_TIMEOUT)) as http:
-        lag = await operations.monitor_lag(http, app[SETTINGS].horizon_url, backlog.monitor_cursor)
-    return Snapshot(backlog, lag, operations.stored_reconciliation(stored))
+
+    async def read_lag() -> operations.MonitorLag:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=PROBE_TIMEOUT)) as http:
+            return await operations.monitor_lag(http, app[SETTINGS].horizon_url, backlog.monitor_cursor)
+
+    if backlog.monitor_cursor is None:  # no cursor yet: nothing is read on Horizon
+        lag, measured_at = await read_lag(), now()
+    else:
+        lag, measured_at = await app[HORIZON_READS].monitor_lag.get(read_lag)
+    return Snapshot(backlog, lag, operations.stored_reconciliation(stored), measured_at)
 
 
 def queue_depths(rabbitmq_url: str, prefix: str) -> dict[str, int]:
@@ -150,6 +162,10 @@ class _Figures(Collector):
                      math.nan if lag.seconds is None else lag.seconds)
         yield _gauge("offerhub_monitor_unseen_payments", "Ledger payments after the monitor's cursor (at most 200).",
                      lag.unseen)
+        if self.taken.monitor_measured_at is not None:
+            yield _gauge("offerhub_monitor_lag_measured_timestamp_seconds",
+                         "When the monitor's lag was read from Horizon (Unix time; cached a few seconds).",
+                         self.taken.monitor_measured_at.timestamp())
         if self.taken.reconciliation is not None:
             figures, age = self.taken.reconciliation
             yield _gauge("offerhub_reconciliation_wallets_compared", "Wallets the last reconciliation compared.",

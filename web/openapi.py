@@ -248,11 +248,12 @@ class Builder:
                                                             "required": True, "schema": {"type": "string"}}}
             responses[str(status)] = entry
         if spec.command:
-            data = self._data(spec)
-            responses["202"] = {"description": "Accepted; still executing (api.md §1.12)", "headers": headers,
+            shapes = [self._data(spec), *(self.ref(shape) for shape in spec.accepted), {"type": "null"}]
+            responses["202"] = {"description": "Accepted; still executing (api.md §1.12): the resource as it "
+                                               "stands, null for a create not run yet", "headers": headers,
                                 "content": {"application/json": {"schema": {
                                     "type": "object", "required": ["data", "meta"],
-                                    "properties": {"data": {"anyOf": [data, {"type": "null"}]},
+                                    "properties": {"data": {"anyOf": shapes},
                                                    "meta": {"$ref": "#/components/schemas/AcceptedMeta"}}}}}}
         by_status: dict[int, list[str]] = {}
         for code in self._error_codes(spec, method, path, public=public):

@@ -80,6 +80,8 @@ async def balance(request: web.Request, result: Result) -> Any:
 
 async def api_key(request: web.Request, result: Result) -> Any:
     row = await fetch_one(request, keys_db.by_id(result.id))
+    if row is None:  # a key whose create has not run yet (a 202)
+        raise NotFound(f"API key {result.id} not found", code="API_KEY_NOT_FOUND")
     return KEY_OUT.dump(keys_db.to_key(row))
 
 
@@ -91,7 +93,7 @@ async def maintenance_status(request: web.Request, result: Result | None = None)
 
 
 async def order_view(request: web.Request, order_id: str, *, order: orders_db.Order | None = None) -> Any:
-    """An order with its milestones (escrow and dispute arrive with the escrow flows)."""
+    """An order with its milestones, escrow and dispute summary."""
     async with request.app[ENGINE].connect() as conn:
         if order is None:
             row = (await conn.execute(orders_db.by_id(order_id))).first()
@@ -101,12 +103,34 @@ async def order_view(request: web.Request, order_id: str, *, order: orders_db.Or
         rows = (await conn.execute(orders_db.milestones_of(order_id))).all()
         escrow = (await conn.execute(escrows_db.of_order(order_id))).first()
         dispute = (await conn.execute(disputes_db.of_order(order_id))).first()
+    return _order_out(order, rows, escrow, dispute)
+
+
+async def order_views(conn: Any, found: list[orders_db.Order]) -> list[Any]:
+    """A page of orders as ``order_view`` renders each, with one query per related table for the page
+    (on the caller's connection, the one that read the page)."""
+    if not found:
+        return []
+    order_ids = [o.id for o in found]
+    milestone_rows = (await conn.execute(orders_db.milestones_of_orders(order_ids))).all()
+    escrow_rows = (await conn.execute(escrows_db.of_orders(order_ids))).all()
+    dispute_rows = (await conn.execute(disputes_db.of_orders(order_ids))).all()
+    milestones: dict[str, list[Any]] = {}
+    for row in milestone_rows:  # ordered by order, then position
+        milestones.setdefault(row._mapping["order_id"], []).append(row)
+    escrows = {row._mapping["order_id"]: row for row in escrow_rows}
+    disputes = {row._mapping["order_id"]: row for row in dispute_rows}
+    return [_order_out(o, milestones.get(o.id, []), escrows.get(o.id), disputes.get(o.id)) for o in found]
+
+
+def _order_out(order: orders_db.Order, milestone_rows: list[Any], escrow: Any, dispute: Any) -> Any:
     summary = None
     if dispute is not None:
         d = disputes_db.to_dispute(dispute)
         summary = {"id": d.id, "status": d.status, "openedBy": d.opened_by, "reason": d.reason,
                    "resolutionDecision": d.resolution_decision}
-    return {**ORDER_OUT.dump(order), "milestones": [MILESTONE_OUT.dump(orders_db.to_milestone(r)) for r in rows],
+    return {**ORDER_OUT.dump(order),
+            "milestones": [MILESTONE_OUT.dump(orders_db.to_milestone(r)) for r in milestone_rows],
             "escrow": ESCROW_OUT.dump(escrows_db.to_escrow(escrow)) if escrow else None, "dispute": summary}
 
 
@@ -135,17 +159,26 @@ async def order(request: web.Request, result: Result) -> Any:
 
 
 async def milestone(request: web.Request, result: Result) -> Any:
-    row = await fetch_one(request, orders_db.milestone_by_id(result.id))
+    """By id, or (a pending command names no milestone id) by its order's id and ``milestoneRef``."""
+    ref = result.data.get("milestoneRef")
+    row = await fetch_one(request, orders_db.milestone_of(result.id, ref) if ref is not None
+                          else orders_db.milestone_by_id(result.id))
+    if row is None:
+        raise NotFound(f"Milestone {ref or result.id} not found", code="MILESTONE_NOT_FOUND")
     return MILESTONE_OUT.dump(orders_db.to_milestone(row))
 
 
 async def withdrawal(request: web.Request, result: Result) -> Any:
     row = await fetch_one(request, withdrawals_db.by_id(result.id))
+    if row is None:
+        raise NotFound(f"Withdrawal {result.id} not found", code="WITHDRAWAL_NOT_FOUND")
     return WITHDRAWAL_OUT.dump(withdrawals_db.to_withdrawal(row))
 
 
 async def topup(request: web.Request, result: Result) -> Any:
     row = await fetch_one(request, topups_db.by_id(result.id))
+    if row is None:
+        raise NotFound(f"Top-up {result.id} not found", code="TOPUP_NOT_FOUND")
     return TOPUP_OUT.dump(topups_db.to_topup(row))
 
 

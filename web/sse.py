@@ -1,8 +1,9 @@
 """``GET /api/v1/events``: replay from a cursor, then live events, with heartbeats (spec events.md §2).
 
 Positions are gap-free and assigned in commit order, so a stream that remembers the last position it
-sent and reads ``position > last`` from the database can never skip or repeat an event. The
-``LISTEN`` wake-up only says "read again"; the database is the source of every event sent.
+sent and reads ``position > last`` can never skip or repeat an event. Live events come from the
+process's shared feed (``web/feed.py``: one outbox read per wake-up for all streams); a stream the
+feed's buffer does not reach (a replay from an old cursor) reads the database itself until it does.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from orchestrator.events import AGGREGATE_TYPES, Event, iso, now
 from schemas import queries
 from web.apidoc import doc
 from web.auth import request_credential, requires
-from web.keys import ENGINE, LISTENER, REDIS, SETTINGS
+from web.feed import EventFeed, Item, item
+from web.keys import ENGINE, FEED, REDIS, SETTINGS
 from web.request_state import REQUEST_ID
 
 log = logging.getLogger(__name__)
@@ -97,8 +99,8 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
     event_filter = parse_filter(request)
     cursor = request.headers.get("Last-Event-ID") or request.query.get("since")
     named = request.query.get("eventNames") == "true"
-    listener = request.app[LISTENER]
-    wake = listener.subscribe()  # before the replay query: nothing committed meanwhile is missed
+    feed = request.app[FEED]
+    wake = feed.subscribe()  # before the replay query: nothing committed meanwhile is missed
     slot = await _acquire_slot(request, credential.key_id)
     try:
         position, unknown_cursor = await resolve_cursor(request, cursor)
@@ -112,7 +114,7 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
     except (ConnectionResetError, asyncio.CancelledError):
         pass
     finally:
-        listener.unsubscribe(wake)
+        feed.unsubscribe(wake)
         await _release_slot(request, credential.key_id, slot)
     return response
 
@@ -144,20 +146,29 @@ async def _pump(request: web.Request, response: web.StreamResponse, wake: asynci
 
 async def _send_after(request: web.Request, response: web.StreamResponse, position: int,
                       event_filter: Filter, named: bool) -> int:
-    """Send every retained event after ``position``; returns the last position read."""
+    """Send every retained event after ``position``; returns the last position read.
+
+    From the shared feed when it holds everything after ``position`` (no query), else from the
+    database, a batch at a time, until the stream reaches the feed or the newest event.
+    """
+    feed: EventFeed = request.app[FEED]
     while True:
-        async with request.app[ENGINE].connect() as conn:
-            rows = (await conn.execute(outbox_db.after_position(position, BATCH))).all()
+        items: list[Item] | None = feed.after(position)
+        shared = items is not None
+        if items is None:
+            async with request.app[ENGINE].connect() as conn:
+                rows = (await conn.execute(outbox_db.after_position(position, BATCH))).all()
+            items = [item(outbox_db.row_to_event(row)) for row in rows]
         chunks = []
-        for row in rows:
-            event = outbox_db.row_to_event(row)
+        for entry in items:
+            event = entry.event
             position = event.position or position
             if event_filter.accepts(event):
                 name = f"event: {event.event_type}\n" if named else ""
-                chunks.append(f"id: {event.position}\n{name}data: {json.dumps(event.envelope())}\n\n")
+                chunks.append(f"id: {event.position}\n{name}data: {entry.data}\n\n")
         if chunks:
             await response.write("".join(chunks).encode())
-        if len(rows) < BATCH:
+        if shared or len(items) < BATCH:
             return position
 
 

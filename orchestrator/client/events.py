@@ -12,11 +12,9 @@ import asyncio
 import json
 import logging
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
-
-import aiohttp
 
 from orchestrator.client.errors import NetworkError, OfferHubError, RateLimitError
 from orchestrator.client.transport import Transport, query
@@ -43,8 +41,8 @@ class Event(dict[str, Any]):
     position: str | None = None
 
 
-async def messages(content: aiohttp.StreamReader) -> AsyncIterator[Message]:
-    """Parse ``text/event-stream`` (the WHATWG rules the server's format needs)."""
+async def messages(content: AsyncIterable[bytes]) -> AsyncIterator[Message]:
+    """Parse ``text/event-stream`` lines (aiohttp's ``response.content`` yields lines) by the WHATWG rules."""
     current, data = Message(), list[str]()
     async for raw in content:
         line = raw.decode("utf-8", errors="replace").rstrip("\r\n")

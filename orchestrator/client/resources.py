@@ -79,6 +79,10 @@ class Users(Resource):
     def iterate(self, **filters: Any) -> AsyncIterator[dict[str, Any]]:
         return self._iterate("/users", filters)
 
+    async def statement(self, user_id: str, *, from_: str | None = None, to: str | None = None) -> Result:
+        """Opening balance, every movement and its cause, closing balance, for ``from_``..``to`` (ISO times)."""
+        return await self._call("GET", f"/users/{seg(user_id)}/statement", params=query(**{"from": from_, "to": to}))
+
     async def link_airtm(self, user_id: str, *, email: str, idempotency_key: str | None = None) -> Result:
         return await self._call("POST", f"/users/{seg(user_id)}/airtm/link", body(email=email),
                                 idempotency_key=idempotency_key)

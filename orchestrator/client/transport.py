@@ -15,7 +15,7 @@ import json
 import os
 import random
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -93,7 +93,7 @@ class Page:
     next_cursor: str | None
     request_id: str | None = None
 
-    def __iter__(self) -> Any:
+    def __iter__(self) -> Iterator[dict[str, Any]]:
         return iter(self.items)
 
     def __len__(self) -> int:
@@ -185,8 +185,9 @@ class Transport:
                       retries: int | None = None, accept: frozenset[int] = frozenset()) -> Response:
         """Send with retries; a success returns the response, an error answer raises its exception."""
         method = method.upper()
-        # one request id per logical call: the server's logs show its retries as one story
-        extra = {"X-Request-ID": str(uuid.uuid4()), **self.config.headers, **(headers or {})}
+        extra = dict(headers or {})
+        if not any(name.lower() == "x-request-id" for name in (*self.config.headers, *extra)):
+            extra["X-Request-ID"] = str(uuid.uuid4())  # one per logical call: its retries are one story in the logs
         key = None
         if method in MUTATING:
             key = idempotency_key or str(uuid.uuid4())  # once per logical call, reused on every retry
@@ -194,25 +195,32 @@ class Transport:
         if (preference := prefer(wait, respond_async)) is not None:
             extra["Prefer"] = preference
         timeout = max(self.config.timeout, (wait or 0) + TIMEOUT_MARGIN_SECONDS)
-        attempts = (self.config.retries if retries is None else retries) + 1
-        for attempt in range(attempts):
-            last = attempt == attempts - 1
+        allowed = self.config.retries if retries is None else retries
+        # a twin still executing answers within the server's wait: waiting it out costs no retry until then
+        patience = asyncio.get_running_loop().time() + timeout
+        attempt = 0
+        while True:
             try:
                 response = await self._send(method, path, json_body, params, self._headers(extra), timeout, key)
             except NetworkError:
-                if last:
+                if attempt >= allowed:
                     raise
                 await asyncio.sleep(self._backoff(attempt))
+                attempt += 1
                 continue
             if response.status < 400 or (response.status in accept and isinstance(response.body, dict)
                                           and "data" in response.body):
                 return response
             error = from_response(response.status, response.body, response.headers)
             delay = self._retry_delay(error, attempt)
-            if delay is None or last:
+            if (error.code == "IDEMPOTENCY_KEY_IN_PROGRESS" and allowed > 0
+                    and asyncio.get_running_loop().time() < patience):
+                await asyncio.sleep(delay or IN_PROGRESS_WAIT)
+                continue
+            if delay is None or attempt >= allowed:
                 raise error
             await asyncio.sleep(delay)
-        raise AssertionError("unreachable")  # pragma: no cover - the loop always returns or raises
+            attempt += 1
 
     async def _send(self, method: str, path: str, json_body: Any, params: Mapping[str, Any] | None,
                     headers: dict[str, str], seconds: float, key: str | None) -> Response:
@@ -245,7 +253,7 @@ class Transport:
     def _retry_delay(self, error: OfferHubError, attempt: int) -> float | None:
         """How long to wait before retrying ``error``; ``None``: do not retry (errors.md §4)."""
         if error.code == "IDEMPOTENCY_KEY_IN_PROGRESS":
-            return IN_PROGRESS_WAIT * max(self.config.backoff, 0.05)
+            return IN_PROGRESS_WAIT * min(1.0, max(self.config.backoff, 0.1))
         if error.code == "BALANCE_CONCURRENCY_CONFLICT":
             return 0.05
         if error.status_code not in RETRY_STATUSES:

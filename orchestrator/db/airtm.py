@@ -6,10 +6,21 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Insert, Select, func, select, update
+from sqlalchemy import Connection, Insert, Select, func, literal_column, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-from orchestrator.db.tables import OPEN_WITHDRAWAL_STATUSES, airtm_webhooks, balances, users, withdrawals
+from orchestrator.db.tables import (
+    OPEN_WITHDRAWAL_STATUSES,
+    airtm_webhooks,
+    balances,
+    journal_entries,
+    users,
+    withdrawals,
+)
+
+#: The journal's AirTM accounts (orchestrator/topups.py, orchestrator/ledger.py; literal here: the db
+#: layer imports nothing above it).
+WORLD_AIRTM, AIRTM_FEES = "world:airtm", "platform:airtm_fees"
 
 
 @dataclass(frozen=True)
@@ -99,9 +110,22 @@ def pending_webhooks(conn: Connection, *, older_than: datetime, limit: int = 500
 
 
 def claims_query() -> Select:
-    """Users' ``available + reserved`` (``owed``), and the open AirTM withdrawals' amounts (``flight``)."""
+    """What the book says about the enterprise account, in one statement (one snapshot):
+
+    ``owed``: users' ``available + reserved``; ``flight``: open AirTM withdrawals' amounts;
+    ``unsent``: those of them whose payout AirTM has not created yet (debited here, still in the
+    enterprise's ``available`` there); ``book``: what the journal says the flows through AirTM left in
+    the enterprise account (minus ``world:airtm``); ``fees``: AirTM fees the platform has paid."""
     owed = select(func.coalesce(func.sum(balances.c.available + balances.c.reserved), 0)).scalar_subquery()
-    flight = (select(func.coalesce(func.sum(withdrawals.c.amount), 0))
-              .where(withdrawals.c.destination_type != "crypto", withdrawals.c.status.in_(OPEN_WITHDRAWAL_STATUSES))
-              .scalar_subquery())
-    return select(owed.label("owed"), flight.label("flight"))
+    open_airtm = (withdrawals.c.destination_type != "crypto", withdrawals.c.status.in_(OPEN_WITHDRAWAL_STATUSES))
+    flight = select(func.coalesce(func.sum(withdrawals.c.amount), 0)).where(*open_airtm).scalar_subquery()
+    unsent = (select(func.coalesce(func.sum(withdrawals.c.amount), 0))
+              .where(*open_airtm, withdrawals.c.airtm_payout_id.is_(None)).scalar_subquery())
+
+    def minus_sum(account: str) -> Any:  # the partial index ix_journal_entries_airtm answers these (a
+        # literal, our own constant, so the planner can match the index's predicate)
+        return (select(-func.coalesce(func.sum(journal_entries.c.amount), 0))
+                .where(journal_entries.c.account == literal_column(f"'{account}'")).scalar_subquery())
+
+    return select(owed.label("owed"), flight.label("flight"), unsent.label("unsent"),
+                  minus_sum(WORLD_AIRTM).label("book"), minus_sum(AIRTM_FEES).label("fees"))

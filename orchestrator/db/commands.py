@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Insert, Select, func, select, update
+from sqlalchemy import Connection, Insert, Select, func, literal_column, select, update
 
 from orchestrator.db.tables import commands
 
@@ -61,6 +61,14 @@ def start_flow(conn: Connection, command_id: str) -> None:
 def finish_flow(conn: Connection, command_id: str, *, failed: dict[str, Any] | None = None) -> None:
     conn.execute(update(commands).where(commands.c.id == command_id, commands.c.flow_status == "RUNNING")
                  .values(flow_status="FAILED" if failed else "DONE", flow_error=failed))
+
+
+def running_flows(conn: Connection, resource_id: str) -> list[str]:
+    """Commands whose result is ``resource_id`` and whose flow still runs (index ix_commands_running_flow)."""
+    # literals, not parameters, where the partial index's predicate and expression must be matched
+    return list(conn.execute(select(commands.c.id).where(
+        commands.c.flow_status == literal_column("'RUNNING'"),
+        commands.c.result.op("->>")(literal_column("'id'")) == resource_id)).scalars())
 
 
 def lock(conn: Connection, command_id: str) -> Command | None:

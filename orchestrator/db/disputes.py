@@ -45,6 +45,11 @@ def of_order(order_id: str) -> Select:
     return select(disputes).where(disputes.c.order_id == order_id)
 
 
+def of_orders(order_ids: list[str]) -> Select:
+    """The disputes of a page of orders in one query (at most one per order)."""
+    return select(disputes).where(disputes.c.order_id.in_(order_ids))
+
+
 def get(conn: Connection, dispute_id: str, *, for_update: bool = False) -> Dispute | None:
     stmt = by_id(dispute_id)
     row = conn.execute(stmt.with_for_update() if for_update else stmt).first()

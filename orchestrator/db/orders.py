@@ -96,8 +96,18 @@ def milestones_of(order_id: str) -> Select:
             .order_by(milestones.c.position))
 
 
+def milestones_of_orders(order_ids: list[str]) -> Select:
+    """The milestones of a page of orders in one query, each order's in creation order."""
+    return (select(milestones).where(milestones.c.order_id.in_(order_ids))
+            .order_by(milestones.c.order_id, milestones.c.position))
+
+
+def milestone_of(order_id: str, ref: str) -> Select:
+    return select(milestones).where(milestones.c.order_id == order_id, milestones.c.milestone_ref == ref)
+
+
 def milestone(conn: Connection, order_id: str, ref: str, *, for_update: bool = False) -> Milestone | None:
-    stmt = select(milestones).where(milestones.c.order_id == order_id, milestones.c.milestone_ref == ref)
+    stmt = milestone_of(order_id, ref)
     row = conn.execute(stmt.with_for_update() if for_update else stmt).first()
     return to_milestone(row) if row else None
 

@@ -446,3 +446,11 @@ operation_figures = Table(
     Column("figures", JSONB, nullable=False),
     Column("measured_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
+
+# --- AirTM fees and settled flows (issue 7 follow-up, migration 0012) ---
+
+#: The fee AirTM reported for the pay-in; NULL until reported (the platform's expense, journaled once).
+topups.append_column(Column("airtm_fee", Numeric(20, PLACES, asdecimal=True)))
+Index("ix_journal_entries_airtm", journal_entries.c.account, postgresql_include=["amount"],
+      postgresql_where=text("account IN ('world:airtm', 'platform:airtm_fees')"))
+Index("ix_commands_running_flow", commands.c.result["id"].astext, postgresql_where=text("flow_status = 'RUNNING'"))

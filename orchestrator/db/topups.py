@@ -29,6 +29,7 @@ class TopUp:
     metadata: dict[str, Any] | None
     created_at: datetime
     updated_at: datetime
+    airtm_fee: Decimal | None = None
 
 
 def to_topup(row: Any) -> TopUp:

@@ -65,10 +65,16 @@ def test_the_console_script_is_installed_and_prints_help(offerhub: Run) -> None:
         assert "--help" in bogus.stderr
 
 
-def test_operator_commands_still_run_from_the_settings(offerhub: Run, home: Path) -> None:
+def test_operator_commands_still_run_from_the_settings(offerhub: Run, home: Path, platform_user: str) -> None:
     done = offerhub("migrate")
     assert done.returncode == 0, done.stderr
     assert "latest migration" in done.stdout
+    again = offerhub("bootstrap")  # a second run finds the platform user and prints its id
+    assert again.returncode == 0, again.stderr
+    assert f"PLATFORM_USER_ID={platform_user}" in again.stdout
+    rotated = offerhub("wallets", "rotate-key")
+    assert rotated.returncode == 0, rotated.stderr
+    assert "already current" in rotated.stdout
     module = subprocess.run([sys.executable, "-m", "orchestrator", "migrate"], cwd=ROOT, capture_output=True,
                             text=True, timeout=60, check=False)
     assert module.returncode == 0, module.stderr
@@ -126,10 +132,11 @@ def test_missing_configuration_refused_scope_and_a_server_that_is_down(offerhub:
     assert denied.returncode == 1
     assert "permission denied: this needs the 'support' scope and the key holds read" in denied.stderr
 
-    down = offerhub("--url", f"http://127.0.0.1:{free_port()}", "maintenance", "status")
-    assert down.returncode == 1
-    assert "cannot reach the orchestrator" in down.stderr
-    assert "Is it running?" in down.stderr
+    for command in (("maintenance", "status"), ("events", "tail")):
+        down = offerhub("--url", f"http://127.0.0.1:{free_port()}", *command, timeout=30)
+        assert down.returncode == 1
+        assert "cannot reach the orchestrator" in down.stderr
+        assert "Is it running?" in down.stderr
 
 
 def test_maintenance_enable_status_disable(offerhub: Run) -> None:

@@ -17,7 +17,7 @@ def test_the_demo_runs_the_seed_flows_and_ends_with_book_equal_to_ledger(
     done = subprocess.run([str(OFFERHUB), "demo", "--sandbox-url", sandbox_url, "--deposit", "250.00"],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600, check=False)
     out = done.stdout
-    print(out)  # the narration, for whoever reads the test log
+    print(out, done.stderr)  # the narration, for whoever reads the test log
     assert done.returncode == 0, f"{out}\n{done.stderr}"
     for step in ("1. Two marketplace users", "2. A real deposit", "3. Release", "4. Refund", "5. Dispute",
                  "6. Balances"):

@@ -104,13 +104,27 @@ async def test_an_admin_credit_does_not_hide_an_uncredited_deposit(
     assert difference.amount == Decimal("-2.00")
 
 
-def test_a_wallet_whose_account_is_missing_on_the_ledger_is_reported(
+def test_a_wallet_still_being_created_with_a_zero_book_is_no_difference(
         engine: Engine, settings: Settings, horizon: Horizon) -> None:
-    # Given a wallet the product created but whose activation never ran (its messages were not sent)
+    # Given a wallet the product created whose activation has not landed yet (its messages were not sent)
     user_id = builders.user(engine, settings=settings)
+    # When the book is compared with the ledger
+    report = check.verify(engine, horizon, user_ids=[user_id])
+    # Then it was compared and, owing nothing, is no difference (wallets being created are not false alarms)
+    assert report.wallets_compared == 1
+    assert report.differences == []
+    assert report.ok
+
+
+def test_a_wallet_still_being_created_whose_book_holds_money_is_a_difference(
+        engine: Engine, settings: Settings, horizon: Horizon) -> None:
+    # Given a wallet not yet on the ledger whose book nevertheless holds 5.00 (an administrative credit)
+    user_id = builders.user(engine, settings=settings)
+    assert not isinstance(builders.adjust(engine, "credit", user_id, Decimal("5.00")), Exception)
     # When the book is compared with the ledger
     report = check.verify(engine, horizon, user_ids=[user_id])
     # Then the wallet is reported as missing on the ledger
     [difference] = report.differences
     assert (difference.user_id, difference.ledger, difference.wallet_status) == (user_id, None, "CREATED")
+    assert difference.book == Decimal("5.00")
     assert "missing on the ledger" in difference.describe()

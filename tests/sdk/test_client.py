@@ -26,6 +26,7 @@ from orchestrator.client import (
     ValidationError,
 )
 from tests.api import unique
+from tests.fixtures.sandbox import SandboxControl
 from tests.fixtures.server import free_port
 from tests.sdk.proxy import FaultyProxy, faulty_proxy
 
@@ -207,7 +208,8 @@ def test_a_server_that_is_down_is_a_network_error() -> None:
     assert down.value.status_code == 0
 
 
-def test_prefer_respond_async_answers_202_with_the_command(client: Client) -> None:
+def reserved_order(client: Client) -> dict:
+    """An order in FUNDS_RESERVED between two users whose wallets are active (ready for its escrow)."""
     buyer = client.users.create(external_user_id=unique("buyer"))
     seller = client.users.create(external_user_id=unique("seller"))
     for user in (buyer, seller):
@@ -222,6 +224,32 @@ def test_prefer_respond_async_answers_202_with_the_command(client: Client) -> No
     client.balance.credit(buyer["id"], amount="30.00")
     order = client.orders.create(buyer_id=buyer["id"], seller_id=seller["id"], amount="30.00", title="Async")
     assert client.orders.reserve(order["id"])["status"] == "FUNDS_RESERVED"
+    return {**order, "buyer": buyer}
+
+
+def test_prefer_wait_bounds_the_servers_wait_and_answers_202_while_the_ledger_works(
+        client: Client, ledger: SandboxControl) -> None:
+    order = reserved_order(client)
+    ledger.add_fault(service="horizon", method="POST", path="/transactions", action="delay", params={"ms": 4000},
+                     times=1)
+    try:
+        started = time.monotonic()
+        accepted = client.orders.create_escrow(order["id"], wait=1)
+        assert time.monotonic() - started < 3.5  # the server answered after about a second, not after the ledger
+        assert accepted.status_code == 202
+        assert accepted.pending
+        assert accepted.command_id
+        deadline = time.monotonic() + 30
+        while (client.orders.get(order["id"])["escrow"] or {}).get("status") != "CREATED":
+            assert time.monotonic() < deadline, "escrow never deployed"
+            time.sleep(0.3)
+    finally:
+        ledger.clear_faults()
+
+
+def test_prefer_respond_async_answers_202_with_the_command(client: Client) -> None:
+    order = reserved_order(client)
+    buyer = order["buyer"]
     accepted = client.orders.create_escrow(order["id"], respond_async=True)
     assert accepted.status_code == 202
     assert accepted.pending

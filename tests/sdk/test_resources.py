@@ -79,3 +79,8 @@ def test_audit_logs_api_keys_and_system(server_url: str, master_key: str) -> Non
         assert client.system.config()["currencies"] == ["USD"]
         assert client.system.health_detailed()["dependencies"]["database"]["status"] == "healthy"
         assert client.system.maintenance_status()["enabled"] is False
+
+        user = client.users.create(external_user_id=unique("statement"))
+        client.balance.credit(user["id"], amount="4.00")
+        statement = client.users.statement(user["id"])
+        assert statement["closingBalance"]["available"] == "4.00"

@@ -7,12 +7,14 @@ import asyncio
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, text
+from aiohttp.test_utils import TestClient
+from sqlalchemy import Engine, event, text
 
 from orchestrator import check
 from tests.api import Api, idempotency_key, unique
 from tests.web.test_errors import assert_error, field_errors
 from tests.web.test_users import ISO_MS
+from web.keys import TX_ENGINE
 
 ORDER_FIELDS = {"id", "clientOrderRef", "buyerId", "sellerId", "amount", "currency", "status", "finalStatus",
                 "title", "description", "metadata", "escrow", "milestones", "dispute", "createdAt", "updatedAt",
@@ -412,6 +414,40 @@ async def test_the_list_pages_newest_first_with_a_cursor(api: Api) -> None:
             break
     assert pages == [(2, True), (2, True), (1, False)]
     assert seen == created[::-1]
+
+
+async def test_a_list_page_reads_each_related_table_once_and_shows_each_order_as_read_alone(
+        api: Api, client: TestClient) -> None:
+    # Given five orders of one buyer: with several milestones, with one, with none, and a cancelled one
+    buyer, seller = await parties(api)
+    created = []
+    for count in (3, 1, 0, 2, 0):
+        milestones = [{"milestoneRef": f"m{i}", "title": f"M{i}", "amount": "10.00"} for i in range(count)]
+        created.append(await new_order(api, buyer, seller, f"{max(count, 1) * 10}.00",
+                                       **({"milestones": milestones} if milestones else {})))
+    assert (await api.post(f"/orders/{created[3]['id']}/cancel", {})).status == 200
+    statements: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    engine = client.server.app[TX_ENGINE].sync_engine
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        # When the buyer's orders are listed
+        reply = await api.get("/orders", params={"buyerId": buyer})
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert reply.status == 200, reply.body
+    # Then milestones, escrows and disputes were each read once for the whole page
+    for table in ("milestones", "escrows", "disputes"):
+        assert sum(f"FROM {table}" in s for s in statements) == 1, (table, statements)
+    # And each listed order is exactly what reading it alone answers
+    assert [o["id"] for o in reply.data] == [o["id"] for o in created[::-1]]
+    for listed in reply.data:
+        alone = await api.get(f"/orders/{listed['id']}")
+        assert listed == alone.data
+    assert [len(o["milestones"]) for o in reply.data] == [0, 2, 0, 1, 3]
 
 
 async def test_milestones_are_listed_in_creation_order(api: Api) -> None:

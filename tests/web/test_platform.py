@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal
 from typing import Any
 
 import pytest
+from sqlalchemy import Engine, text
 
+from orchestrator.deposits import STREAM_CURSOR
 from orchestrator.settings import AmountLimits, Settings
 from tests.api import Api, unique
+from tests.fixtures.sandbox import SandboxControl
 from tests.web.test_errors import assert_error, field_errors, new_key
 from tests.web.test_users import ISO_MS
 from web.app import create_app
@@ -65,6 +69,71 @@ async def test_detailed_health_checks_the_infrastructure(api: Api) -> None:
     assert isinstance(data["backlog"]["outboxUnrelayed"], int)
     assert isinstance(data["backlog"]["commandsPending"], int)
     assert data["backlog"]["outboxUnrelayed"] >= 0
+
+
+@contextlib.contextmanager
+def monitor_cursor(engine: Engine, value: str) -> Iterator[None]:
+    """The monitor's stream cursor set to ``value`` for a while, then put back as it was."""
+    with engine.begin() as conn:
+        before = conn.execute(text("SELECT value FROM cursors WHERE name = :n"), {"n": STREAM_CURSOR}).scalar()
+        conn.execute(text("INSERT INTO cursors (name, value) VALUES (:n, :v) ON CONFLICT (name) DO UPDATE "
+                          "SET value = excluded.value"), {"n": STREAM_CURSOR, "v": value})
+    try:
+        yield
+    finally:
+        with engine.begin() as conn:
+            if before is None:
+                conn.execute(text("DELETE FROM cursors WHERE name = :n"), {"n": STREAM_CURSOR})
+            else:
+                conn.execute(text("UPDATE cursors SET value = :v WHERE name = :n"), {"n": STREAM_CURSOR, "v": before})
+
+
+async def test_scrapes_in_a_row_read_horizon_once_per_figure(api: Api, engine: Engine,
+                                                             ledger: SandboxControl) -> None:
+    """Public Horizon allows 3,600 requests an hour (DESIGN decision 12): public scrapes must not spend it."""
+    counted = {"service": "horizon", "method": "GET", "action": "delay", "params": {"ms": 0}, "times": 0}
+    with monitor_cursor(engine, "now"):
+        # Given counters on Horizon's payments read (the monitor's lag) and its root (the health probe)
+        lag_reads = ledger.add_fault(path="/payments", **counted)["id"]
+        probes = ledger.add_fault(path="/", **counted)["id"]
+        try:
+            # When /health/detailed, /metrics and /health/detailed again are scraped in a row
+            async with api.client.get("/api/v1/health/detailed") as resp:
+                first = (await resp.json())["data"]
+            async with api.client.get("/metrics") as resp:
+                assert resp.status == 200
+                exposition = await resp.text()
+            async with api.client.get("/api/v1/health/detailed") as resp:
+                second = (await resp.json())["data"]
+            fired = {rule["id"]: rule["fired"] for rule in ledger.faults()}
+        finally:
+            ledger.clear_faults()
+    # Then Horizon was read once for the lag and once for the probe
+    assert (fired[lag_reads], fired[probes]) == (1, 1)
+    # And both answers show the same readings, measured once
+    assert first["operations"]["monitor"]["lagSeconds"] == 0
+    assert second["operations"]["monitor"] == first["operations"]["monitor"]
+    assert ISO_MS.fullmatch(first["operations"]["monitor"]["measuredAt"])
+    assert second["dependencies"]["horizon"] == first["dependencies"]["horizon"]
+    assert ISO_MS.fullmatch(first["dependencies"]["horizon"]["measuredAt"])
+    assert "offerhub_monitor_lag_measured_timestamp_seconds" in exposition
+
+
+async def test_with_no_horizon_cache_each_scrape_reads_horizon(aiohttp_client: Any, settings: Settings,
+                                                               master_key: str, engine: Engine,
+                                                               ledger: SandboxControl) -> None:
+    uncached = await app_with(aiohttp_client, settings, master_key, horizon_read_cache_seconds=0)
+    counted = {"service": "horizon", "method": "GET", "action": "delay", "params": {"ms": 0}, "times": 0}
+    with monitor_cursor(engine, "now"):
+        lag_reads = ledger.add_fault(path="/payments", **counted)["id"]
+        try:
+            for _ in range(2):
+                async with uncached.client.get("/api/v1/health/detailed") as resp:
+                    assert resp.status in (200, 503)
+            fired = {rule["id"]: rule["fired"] for rule in ledger.faults()}
+        finally:
+            ledger.clear_faults()
+    assert fired[lag_reads] == 2
 
 
 async def test_an_unconfigured_provider_is_degraded(api: Api, aiohttp_client: Any, settings: Settings) -> None:

@@ -9,9 +9,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp.test_utils import TestClient
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, event, text
 
 from tests.api import Api
+from web.keys import TX_ENGINE
 
 
 async def read_events(client: TestClient, key: str, *, query: str = "", last_id: str | None = None,
@@ -141,3 +142,79 @@ async def test_types_filter_with_wildcards_and_named_events(api: Api, client: Te
             if len(named) == 2:
                 break
     assert named == ["user.created", "balance.credited"]
+
+
+async def test_streams_joining_at_different_moments_all_get_every_event_once_in_order(
+        api: Api, client: TestClient, master_key: str, engine: Engine) -> None:
+    """Replaying from the database and then following the shared feed loses and repeats nothing."""
+    users = [await api.user() for _ in range(3)]
+    ours = {u["id"] for u in users}
+    keep = {"keep": lambda e: e["aggregateId"] in ours}
+
+    async def writer(user_id: str) -> None:
+        for _ in range(8):
+            assert (await api.post(f"/users/{user_id}/balance/credit", {"amount": "1.00"})).status == 200
+
+    async def late_listener(delay: float, last_id: str | None) -> list[dict[str, Any]]:
+        await asyncio.sleep(delay)
+        return await read_events(client, master_key, query="?resourceTypes=Balance", last_id=last_id,
+                                 want=24, seconds=40, **keep)
+
+    # Given streams that join before, during and after concurrent writers (all from position 0 but one)
+    live = asyncio.create_task(late_listener(0, None))
+    await asyncio.sleep(0.3)
+    joining = [asyncio.create_task(late_listener(delay, "0")) for delay in (0, 0.2, 0.5, 1.0)]
+    await asyncio.gather(*(writer(u["id"]) for u in users))
+    seen = await asyncio.gather(live, *joining)
+    # Then each has every balance event of these users exactly once, in stream order
+    with engine.connect() as conn:
+        expected = conn.execute(text(
+            "SELECT event_id FROM outbox WHERE aggregate_type = 'Balance' AND aggregate_id = ANY(:ids) "
+            "ORDER BY position"), {"ids": list(ours)}).scalars().all()
+    assert len(expected) == 24
+    for events in seen:
+        assert [e["eventId"] for e in events] == expected
+
+
+async def test_many_streams_share_one_outbox_read_per_event_and_each_gets_it(
+        api: Api, client: TestClient) -> None:
+    """Fan-out costs one query per web process per wake-up, not one per open stream."""
+    streams_count = 15
+    user = await api.user()
+    keys = [await api.key("read") for _ in range(streams_count // 5)]
+    streams = [await client.get("/api/v1/events?resourceTypes=Balance",
+                                headers={"Authorization": f"Bearer {keys[i // 5]}"}) for i in range(streams_count)]
+    readers = [aiter(messages(s.content)) for s in streams]
+
+    async def next_credit(reader: AsyncIterator[dict[str, str]]) -> dict[str, Any]:
+        while True:
+            message = await reader.__anext__()
+            if "data" in message and json.loads(message["data"]).get("aggregateId") == user["id"]:
+                return {"id": message["id"], **json.loads(message["data"])}
+
+    async def everyone_gets(amount: str) -> list[dict[str, Any]]:
+        assert (await api.post(f"/users/{user['id']}/balance/credit", {"amount": amount})).status == 200
+        return await asyncio.wait_for(asyncio.gather(*(next_credit(r) for r in readers)), 20)
+
+    outbox_reads: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if "FROM outbox" in statement and "outbox.position >" in statement:
+            outbox_reads.append(statement)
+
+    engine = client.server.app[TX_ENGINE].sync_engine
+    try:
+        # Given 15 open streams that are all live (each already received a first credit)
+        await everyone_gets("1.00")
+        event.listen(engine, "before_cursor_execute", count)
+        # When one more credit is made
+        received = await everyone_gets("2.00")
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+        for stream in streams:
+            stream.close()
+    # Then every stream got the same event, at the same position
+    assert {(e["id"], e["eventId"], e["payload"]["amount"]) for e in received} == {
+        (received[0]["id"], received[0]["eventId"], "2.00")}
+    # And the outbox was read once per wake-up for all of them, not once per stream
+    assert 1 <= len(outbox_reads) <= 3, len(outbox_reads)

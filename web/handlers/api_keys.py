@@ -24,7 +24,8 @@ from web.responses import envelope, page
 
 
 @doc("Create an API key; its secret (`key`) is shown only here", body=CreateKey, response=views.CreatedKey,
-     status=201, command=True, example={"name": "My Marketplace", "scopes": ["read", "write"]})
+     status=201, command=True, accepted=(views.PendingKey,),
+     example={"name": "My Marketplace", "scopes": ["read", "write"]})
 @requires(None)
 async def create_key(request: web.Request) -> web.Response:
     credential = request_credential(request)

@@ -16,7 +16,7 @@ from orchestrator.errors import BusinessRuleViolation, NotFound, ValidationFaile
 from orchestrator.providers.horizon_reads import HorizonReader
 from schemas import queries, views
 from schemas.base import NoBody, load
-from schemas.common import check_enums, page_limit, reject_unknown
+from schemas.common import check_enums, page_limit, reject_unknown, strict_instant
 from schemas.orders import (
     MILESTONE_OUT,
     ORDER_STATUSES,
@@ -80,15 +80,15 @@ async def list_orders(request: web.Request) -> web.Response:
     # Times are compared at the API's millisecond precision (api.md §1.5), both ends inclusive: the
     # rows keep microseconds, so an order's own ``createdAt`` as ``createdBefore`` must still include it.
     if "createdAfter" in query:
-        filters["createdAfter"] = _millisecond(_instant("createdAfter", query["createdAfter"]))
+        filters["createdAfter"] = _millisecond(strict_instant("createdAfter", query["createdAfter"]))
     if "createdBefore" in query:
-        filters["createdBefore"] = (_millisecond(_instant("createdBefore", query["createdBefore"]))
+        filters["createdBefore"] = (_millisecond(strict_instant("createdBefore", query["createdBefore"]))
                                     + timedelta(microseconds=999))
     limit, after = page_limit(query), await render.page_after(request, orders_db.cursor_of)
     async with request.app[ENGINE].connect() as conn:
         rows = (await conn.execute(orders_db.page(filters=filters, after=after, limit=limit))).all()
-    found = [orders_db.to_order(r) for r in rows]
-    views = [await render.order_view(request, o.id, order=o) for o in found]
+        found = [orders_db.to_order(r) for r in rows]
+        views = await render.order_views(conn, found)
     return page(request, views, limit=limit, ids=[o.id for o in found])
 
 
@@ -217,11 +217,3 @@ def _millisecond(moment: datetime) -> datetime:
     return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
 
 
-def _instant(name: str, value: str) -> datetime:
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise ValidationFailed.field(name, "INVALID_FORMAT", "must be an ISO 8601 instant") from None
-    if moment.tzinfo is None:
-        raise ValidationFailed.field(name, "INVALID_FORMAT", "must carry an offset (e.g. Z)")
-    return moment

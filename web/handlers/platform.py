@@ -16,13 +16,14 @@ from orchestrator import airtm_treasury
 from orchestrator.commands import Kind
 from orchestrator.db import airtm as airtm_db
 from orchestrator.events import iso, now
+from orchestrator.providers.horizon_reads import HorizonReader
 from schemas import views
 from schemas.base import NoBody, load
 from schemas.maintenance import EnableMaintenance
 from web import airtm, enqueue, metrics, render
 from web.apidoc import doc
 from web.auth import public, requires
-from web.keys import ENGINE, EXECUTOR, REDIS, SETTINGS
+from web.keys import ENGINE, EXECUTOR, HORIZON_READS, REDIS, SETTINGS
 from web.request_state import BODY
 from web.responses import envelope
 
@@ -51,9 +52,17 @@ async def health_detailed(request: web.Request) -> web.Response:
                  "trustlessWork": (settings.trustless_api_url, settings.trustless_configured),
                  "airtm": (settings.airtm_api_url, settings.airtm_configured)}
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=CHECK_TIMEOUT)) as session:
+
+        async def probe(name: str, url: str, configured: bool) -> dict[str, Any]:
+            if name != "horizon":
+                return await _provider(session, url, configured)
+            # public Horizon's hourly budget (DESIGN decision 12): probed at most every few seconds
+            found, measured_at = await app[HORIZON_READS].probe.get(lambda: _provider(session, url, configured))
+            return {**found, "measuredAt": iso(measured_at)}
+
         gathered = await asyncio.gather(
             asyncio.gather(*(_timed(c) for c in checks.values())),
-            asyncio.gather(*(_provider(session, url, ok) for url, ok in providers.values())),
+            asyncio.gather(*(probe(name, url, ok) for name, (url, ok) in providers.items())),
             _snapshot(app))
     results = dict(zip(checks, gathered[0], strict=True))
     results.update(dict(zip(providers, gathered[1], strict=True)))
@@ -75,18 +84,35 @@ async def health_detailed(request: web.Request) -> web.Response:
 
 
 async def _treasury(request: web.Request, found: dict[str, Any]) -> dict[str, Any]:
-    """AirTM mode: the enterprise balance and whether it covers the users' balances (providers.md §3.1)."""
+    """AirTM mode: the enterprise balance and whether it covers the users' balances (providers.md §3.1),
+    beside the platform's treasury on the ledger."""
+    settings = request.app[SETTINGS]
     try:
-        enterprise = await asyncio.wait_for(airtm.call(request, lambda client: client.balance()), CHECK_TIMEOUT)
+        async with request.app[ENGINE].connect() as conn:
+            wallet = await conn.run_sync(lambda sync: airtm_treasury.platform_key(sync, settings))
+        enterprise, wallet = await asyncio.gather(
+            asyncio.wait_for(airtm.call(request, lambda client: client.balance()), CHECK_TIMEOUT),
+            _platform_wallet(settings, wallet))
         async with request.app[ENGINE].connect() as conn:
             claims = (await conn.execute(airtm_db.claims_query())).one()
     except Exception as error:
         return {**found, "status": "unhealthy", "error": f"enterprise balance unreadable ({type(error).__name__})"}
-    treasury = airtm_treasury.of(enterprise, claims)
+    treasury = airtm_treasury.of(enterprise, claims, wallet)
     out = {**found, "treasury": treasury.as_json()}
     if not treasury.covered:
         out |= {"status": "degraded", "error": "the enterprise balance does not cover the users' balances"}
     return out
+
+
+async def _platform_wallet(settings: Any, wallet: airtm_treasury.PlatformWallet) -> airtm_treasury.PlatformWallet:
+    """The platform's treasury on the ledger (its wallet's XLM and USDC); a failed read is reported in it."""
+    if wallet.public_key is None:
+        return wallet
+    try:
+        async with HorizonReader(settings, timeout=CHECK_TIMEOUT) as horizon:
+            return airtm_treasury.on_ledger(wallet, await horizon.account(wallet.public_key))
+    except Exception as error:
+        return airtm_treasury.unreadable(wallet, error)
 
 
 async def _snapshot(app: web.Application) -> metrics.Snapshot | str:
@@ -112,6 +138,8 @@ def _operations(taken: metrics.Snapshot | str, settings: Any) -> dict[str, dict[
     else:
         monitor.update(status=_past(lag.seconds, settings.health_monitor_lag_seconds),
                        lagSeconds=round(lag.seconds, 3))
+    if settings.payment_provider == "crypto" and taken.monitor_measured_at is not None:
+        monitor["measuredAt"] = iso(taken.monitor_measured_at)  # read from Horizon at most every few seconds
     return {"monitor": monitor,
             "oldestPendingCommand": _age_check(b.commands_pending, b.oldest_command_seconds,
                                                settings.health_command_age_seconds),

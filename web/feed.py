@@ -1,0 +1,127 @@
+"""The newest outbox events, read once per web process per wake-up and shared by every SSE stream.
+
+Without it each open stream ran its own ``position > last`` query when an event arrived: a thousand
+listeners made a thousand queries per event against a pool of twenty. Here one task reads the new rows
+when the ``LISTEN`` connection says "read again", keeps the last ``keep`` of them in memory (with their
+JSON already encoded), and then wakes the streams; each stream takes the events after its own position
+from this buffer and applies its own filters. Positions are gap-free and assigned in commit order, so
+the buffer is a contiguous run ``low..top``: a stream whose position is inside it is served without a
+query, and a stream that fell behind it (a replay from an old cursor, a slow client) reads the database
+itself, as before, until it reaches the buffer. The database stays the source of every event sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+from orchestrator.db import outbox as outbox_db
+from orchestrator.events import Event
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Item:
+    """An event and its envelope as JSON, encoded once for every stream."""
+
+    event: Event
+    data: str
+
+    @property
+    def position(self) -> int:
+        return self.event.position or 0
+
+
+def item(event: Event) -> Item:
+    return Item(event, json.dumps(event.envelope()))
+
+
+class EventFeed:
+    """The shared tail of the outbox for the streams of one web process."""
+
+    def __init__(self, engine: Any, *, keep: int = 2000, batch: int = 500) -> None:
+        self.engine = engine
+        self.keep = keep
+        self.batch = batch
+        self.items: deque[Item] = deque()
+        #: Every event up to ``top`` has been read (None until the first read).
+        self.top: int | None = None
+        self.subscribers: set[asyncio.Queue[int]] = set()
+        self._dirty = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self.task = asyncio.create_task(self._run(), name="sse-feed")
+
+    async def stop(self) -> None:
+        if self.task:
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
+
+    def subscribe(self) -> asyncio.Queue[int]:
+        queue: asyncio.Queue[int] = asyncio.Queue(maxsize=1)
+        self.subscribers.add(queue)
+        return queue
+
+    def unsubscribe(self, queue: asyncio.Queue[int]) -> None:
+        self.subscribers.discard(queue)
+
+    def wake(self, position: int = 0) -> None:
+        """New events were numbered (or the ``LISTEN`` connection came back): read once, then wake streams."""
+        self._dirty.set()
+
+    def after(self, position: int) -> list[Item] | None:
+        """The events after ``position`` in stream order, or None when the buffer does not hold them all."""
+        if self.top is None:
+            return None
+        if position >= self.top:
+            return []  # nothing newer read yet; the next read wakes the stream
+        low = self.items[0].position if self.items else self.top + 1
+        if position < low - 1:
+            return None
+        start = position - low + 1
+        return [self.items[i] for i in range(start, len(self.items))]
+
+    def _wake_streams(self) -> None:
+        for queue in self.subscribers:
+            if not queue.full():  # else a wake-up is already pending
+                queue.put_nowait(self.top or 0)
+
+    async def _run(self) -> None:
+        while True:
+            await self._dirty.wait()
+            self._dirty.clear()  # a wake-up during the read below makes the loop read once more
+            try:
+                await self._read()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("Reading new outbox events failed; retrying in 1 s")
+                await asyncio.sleep(1)
+                self._dirty.set()
+
+    async def _read(self) -> None:
+        async with self.engine.connect() as conn:
+            if self.top is None:
+                self.top = int((await conn.execute(outbox_db.bounds())).first()[1] or 0)
+            while True:
+                rows = (await conn.execute(outbox_db.after_position(self.top, self.batch))).all()
+                for row in rows:
+                    event = outbox_db.row_to_event(row)
+                    position = event.position or 0
+                    if position != self.top + 1:
+                        self.items.clear()  # not contiguous (pruned past us): start the buffer again here
+                    self.items.append(item(event))
+                    self.top = position
+                while len(self.items) > self.keep:
+                    self.items.popleft()
+                if rows:
+                    self._wake_streams()
+                if len(rows) < self.batch:
+                    break
+        self._wake_streams()  # also after a reconnect with nothing new: streams look again
