@@ -1,7 +1,7 @@
 """schemathesis against the live server: requests generated from the OpenAPI document, valid and invalid,
 sent with a real key holding every scope; no answer may be a 5xx or differ from the document.
 
-Half the generated cases address real resources (a funded buyer, a seller, an order with milestones),
+Half the generated cases address real resources (a funded buyer, an order with milestones, an API key),
 so the success answers are checked too, not only the 404s of random ids.
 """
 
@@ -49,7 +49,9 @@ async def real_resources(api: Api) -> dict[str, str]:
     reply = await api.post("/orders", {"buyerId": buyer["id"], "sellerId": seller["id"], "amount": "100.00",
                                        "title": "Logo", "clientOrderRef": unique("ref"), "milestones": milestones})
     assert reply.status == 201, reply.body
-    return {"userId": buyer["id"], "orderId": reply.data["id"], "milestoneRef": "design"}
+    spare = await api.post("/auth/api-keys", {"name": unique("spare"), "scopes": ["read"]})  # fuzzed: may be revoked
+    assert spare.status == 201, spare.body
+    return {"userId": buyer["id"], "orderId": reply.data["id"], "milestoneRef": "design", "keyId": spare.data["id"]}
 
 
 class Fuzzer:
