@@ -24,7 +24,7 @@ from typing import Any
 
 from stellar_sdk import Keypair, TransactionEnvelope
 
-from orchestrator import crypto
+from orchestrator import crypto, logs
 from orchestrator.db import chain_steps as steps_db
 from orchestrator.db import commands as commands_db
 from orchestrator.db import session
@@ -129,6 +129,7 @@ def run(ctx: ChainContext, step_id: str) -> list[Message]:
         step = steps_db.get(conn, step_id)
     if step is None or step.status not in OPEN:
         return []
+    logs.bind(step_id=step.id, step_kind=step.kind, command_id=step.params.get("flow"))
     if step.not_before is not None and (wait := step.not_before - datetime.now(UTC)) > timedelta(0):
         return [Message(RUN_ACTOR, (step_id,), int(wait.total_seconds() * 1000) + 1)]  # sent early: not yet
     kind = kinds()[step.kind]
