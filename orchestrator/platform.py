@@ -31,10 +31,19 @@ def find(conn: Any, settings: Settings) -> Platform | None:
     return Platform(user_id, wallets_db.of_user_now(conn, user_id))
 
 
+#: The platform wallet's public key per database: it never changes once bootstrap made it, and every
+#: payout step asks for it (three queries each time otherwise).
+_KEYS: dict[tuple[str, str | None], str] = {}
+
+
 def public_key(conn: Any, settings: Settings) -> str:
+    cached = _KEYS.get((settings.database_url, settings.platform_user_id))
+    if cached is not None:
+        return cached
     found = find(conn, settings)
     if found is None or found.wallet is None:
         raise ConfigError(["the platform user or its wallet is missing: run `python -m orchestrator bootstrap`"])
+    _KEYS[(settings.database_url, settings.platform_user_id)] = found.wallet.public_key
     return found.wallet.public_key
 
 
