@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import weakref
 from collections.abc import Iterator, Mapping
+from http import HTTPStatus
 from typing import Any
 
 from aiohttp import web
@@ -47,10 +48,10 @@ DESCRIPTION = """The OFFER-HUB Orchestrator's HTTP contract (`spec/api.md`).
 
 Send `Authorization: Bearer <credential>` (the master key, an `ohk_test_…`/`ohk_live_…` API key or an
 `ohk_tok_…` token); each operation names the scope it needs. Successes use the envelope
-`{data, meta}`, errors `{error: {code, message, statusCode, details}}`; every `POST`/`DELETE`
-accepts an `Idempotency-Key` (UUID v4). Writes that involve ledger transactions wait up to the
-server's limit and otherwise answer `202` with `meta.commandId`; `Prefer: respond-async` asks for the
-`202` at once and `Prefer: wait=N` sets the wait."""
+`{data, meta}`, errors `{error: {code, message, statusCode, details}}`; every authenticated
+`POST`/`DELETE` accepts an `Idempotency-Key` (UUID v4). Writes that involve ledger transactions wait
+up to the server's limit and otherwise answer `202` with `meta.commandId`; `Prefer: respond-async`
+asks for the `202` at once and `Prefer: wait=N` sets the wait."""
 
 
 def document(app: web.Application) -> dict[str, Any]:
@@ -341,7 +342,6 @@ def _closure(schemas: dict[str, Any], roots: set[str]) -> set[str]:
 
 
 def _reason(status: int) -> str:
-    from http import HTTPStatus
     return HTTPStatus(status).phrase
 
 
