@@ -28,7 +28,7 @@ def run() -> None:
             if asyncio.run(_lead(holder)):
                 return
         finally:
-            holder.close()
+            leader.step_down(holder)
 
 
 async def _lead(holder: object) -> bool:

@@ -58,7 +58,7 @@ def run(stop: Callable[[], bool] = lambda: False) -> None:
         try:
             _lead(holder, stop)
         finally:
-            holder.close()
+            leader.step_down(holder)
 
 
 def _sweep() -> None:

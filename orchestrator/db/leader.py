@@ -26,3 +26,13 @@ def still_leading(conn: Connection) -> bool:
     except Exception:
         return False
     return True
+
+
+def step_down(conn: Connection) -> None:
+    """Give up the lead. The lock belongs to the database session, and a closed pooled connection keeps
+    its session, so unlock first (or discard the connection when it is already broken)."""
+    try:
+        conn.execute(text("SELECT pg_advisory_unlock_all()"))
+    except Exception:
+        conn.invalidate()
+    conn.close()

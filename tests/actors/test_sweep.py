@@ -13,6 +13,7 @@ from actors import scheduler
 from orchestrator import ids
 from orchestrator.commands import Kind
 from orchestrator.db import commands as commands_db
+from orchestrator.db import leader
 from tests.api import Api
 
 
@@ -43,3 +44,8 @@ async def test_the_scheduler_republishes_a_command_whose_message_was_lost(
     # Then the command ran, once
     assert status == "DONE"
     assert (await api.balance(user["id"]))["available"] == "7.00"
+    # and the stopped scheduler gave up the lead: its pooled connection does not keep the session lock
+    assert not thread.is_alive()
+    successor = leader.try_lead(engine, leader.SCHEDULER_LOCK)
+    assert successor is not None, "a stopped scheduler still holds the leader lock"
+    leader.step_down(successor)
