@@ -26,6 +26,8 @@ from typing import Any
 
 import aiohttp
 
+from scripts.chaos_rig import say
+
 KINDS = ("release", "refund", "dispute_full_release", "dispute_full_refund", "dispute_split", "withdrawal", "deposit")
 DEFAULT_MIX = {"release": 25, "refund": 15, "dispute_full_release": 10, "dispute_full_refund": 10,
                "dispute_split": 10, "withdrawal": 15, "deposit": 15}
@@ -218,6 +220,8 @@ class Driver:
             life.outcome = f"{type(error).__name__}: {error}"[:300]
         except Exception as error:  # a driver bug must not stop the other lanes; it is reported
             life.outcome = f"driver error {type(error).__name__}: {error}"[:300]
+        if life.outcome != "done":
+            say(f"lifecycle #{life.index} ({life.kind}, {life.order_id or 'no order'}) gave up: {life.outcome}")
         life.finished = time.monotonic()
 
     async def order(self, lane: Lane, life: Lifecycle) -> None:
