@@ -37,6 +37,8 @@ DECISION = {"dispute_full_release": "FULL_RELEASE", "dispute_full_refund": "FULL
 CENT = Decimal("0.01")
 WITHDRAWAL_MIN = Decimal("10.00")  # LIMIT_WITHDRAWAL_MIN's default
 WAIT = {"Prefer": "wait=5"}
+#: After acting on a state, the driver polls this long for it to change before it asks again.
+REPOST_AFTER = 30.0
 
 
 def parse_mix(text: str) -> dict[str, int]:
@@ -237,6 +239,7 @@ class Driver:
         life.order_id = payload["data"]["id"]
         deadline = time.monotonic() + self.step_timeout * 4
         refusals: Counter[str] = Counter()
+        acted_on, acted_at = "", 0.0
         last_state = ""
         state_since = time.monotonic()
         while time.monotonic() < deadline:
@@ -251,17 +254,22 @@ class Driver:
                     raise Unavailable(f"order {life.order_id} closed {order.get('finalStatus')}, "
                                       f"expected {FINAL_STATUS[life.kind]}")
                 return
+            if state == acted_on and time.monotonic() - acted_at < REPOST_AFTER:
+                await asyncio.sleep(0.3)  # asked already: give the system time before asking again
+                continue
             answer = await self.next_step(lane, life, order, amount)
             if answer is None:
                 await asyncio.sleep(0.3)
                 continue
             life.steps += 1
             status, payload = answer
+            acted_on, acted_at = state, time.monotonic()
             if 400 <= status < 500:
                 code = (payload.get("error") or {}).get("code") if isinstance(payload, dict) else None
                 refusals[f"{order['status']} {status} {code}"] += 1
                 if code == "INSUFFICIENT_FUNDS":
                     await self.deposit(lane, amount - await self.available(lane.buyer))
+                    acted_on = ""
                 if max(refusals.values()) >= 10:
                     raise Unavailable(f"order {life.order_id}: refused again and again: {dict(refusals)}")
                 await asyncio.sleep(0.3)

@@ -98,9 +98,15 @@ class Monkey:
         await asyncio.to_thread(self.revive)
 
     def revive(self) -> None:
-        for name in self.rig.revive():
+        try:
+            revived = self.rig.revive()
+        except Exception as error:  # a service that does not come back is tried again next time
+            say(f"could not start a service again: {type(error).__name__} {error}")
+            return
+        for name in revived:
             self.died_on_their_own[name] += 1
-            say(f"{name} had exited on its own; started it again:\n{self.rig.processes[name].tail(15)}")
+            child = self.rig.processes.get(name)
+            say(f"{name} was not running; started it again" + (f":\n{child.tail(15)}" if child else ""))
 
     async def act(self, name: str, session: aiohttp.ClientSession) -> str:
         if name.startswith("kill_"):

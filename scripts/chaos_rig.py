@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import os
+import random
 import re
 import secrets
 import shlex
@@ -27,13 +28,35 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from scripts.bench_common import ROOT, clean_environ, create_database, drop_database, free_port
+from scripts.bench_common import ROOT, clean_environ, create_database, drop_database
 
 RABBITMQ_SERVER = Path("/usr/lib/rabbitmq/bin/rabbitmq-server")
 
 
 def say(message: str) -> None:
     print(f"[chaos] {message}", file=sys.stderr, flush=True)
+
+
+def fixed_port() -> int:
+    """A free port below the kernel's ephemeral range, for a service that is restarted on the same port.
+
+    A port inside the range can be taken while its server is down, by a client's outgoing connection
+    (even a client connecting to that very port: Linux's TCP self-connect), and the restarted server
+    then cannot bind it.
+    """
+    low = 32768
+    with contextlib.suppress(OSError, ValueError):
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    rng = random.SystemRandom()
+    for _ in range(200):
+        port = rng.randrange(max(1024, low - 12000), low)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port below the ephemeral range")
 
 
 def port_open(port: int) -> bool:
@@ -113,7 +136,7 @@ class Redis:
 
     @classmethod
     def create(cls, directory: Path) -> Redis:
-        port = free_port()
+        port = fixed_port()
         argv = [shutil.which("redis-server") or "redis-server", "--port", str(port), "--bind", "127.0.0.1",
                 "--save", "", "--appendonly", "no", "--dir", str(directory), "--protected-mode", "no"]
         return cls(port, Supervised("redis", argv, dict(os.environ), directory / "redis.log"))
@@ -149,7 +172,7 @@ class RabbitMQ:
         if not RABBITMQ_SERVER.exists():
             raise RuntimeError(f"{RABBITMQ_SERVER} not found: apt-get install rabbitmq-server")
         directory.mkdir(parents=True, exist_ok=True)
-        port, dist, epmd_port = free_port(), free_port(), free_port()
+        port, dist, epmd_port = fixed_port(), fixed_port(), fixed_port()
         (directory / "rabbitmq.conf").write_text(f"listeners.tcp.1 = 127.0.0.1:{port}\nloopback_users = none\n")
         (directory / "enabled_plugins").write_text("[].\n")
         (directory / "rabbitmq-env.conf").write_text("")
@@ -284,10 +307,17 @@ class Rig:
         child.start()
 
     def revive(self) -> list[str]:
-        """Start again any product process that died on its own (its death is reported, not hidden)."""
+        """Start again any process that died on its own, or a service whose restart failed (each is
+        reported, not hidden)."""
         died = [name for name, child in self.processes.items() if not child.alive]
         for name in died:
             self.processes[name].start()
+        if not self.redis.child.alive:
+            died.append("redis")
+            self.redis.start()
+        if not self.rabbitmq.node.alive:
+            died.append("rabbitmq")
+            self.rabbitmq.start()
         return died
 
 
@@ -349,7 +379,7 @@ def rig(*, keep_logs: bool = False, procfile: Path = ROOT / "Procfile",
         started.append(proxy.child)
         env = {
             **base_env, "DATABASE_URL": f"postgresql://postgres@127.0.0.1:{proxy.port}/{database}",
-            "REDIS_URL": redis.url, "RABBITMQ_URL": rabbitmq.url, "PORT": str(free_port()),
+            "REDIS_URL": redis.url, "RABBITMQ_URL": rabbitmq.url, "PORT": str(fixed_port()),
             "OFFERHUB_MASTER_KEY": f"chaos-master-{secrets.token_hex(16)}", "STELLAR_NETWORK": "sandbox",
             "SANDBOX_URL": sandbox_url, "SANDBOX_SEED": seed, "SANDBOX_LEDGER_MODE": "instant",
             "WALLET_ENCRYPTION_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),
