@@ -12,6 +12,7 @@ import dramatiq
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from sqlalchemy import Engine
 
+from actors.metrics import metrics
 from actors.middleware import ProcessContext
 from orchestrator.db import create_sync_engine
 from orchestrator.settings import Settings
@@ -31,5 +32,6 @@ def engine() -> Engine:
 
 #: ``confirm_delivery``: a send returns only once RabbitMQ holds the message (DESIGN, write path).
 broker = RabbitmqBroker(url=settings.rabbitmq_url, confirm_delivery=True)
-broker.add_middleware(ProcessContext(engine))
+broker.add_middleware(ProcessContext(engine, settings.log_level))
+broker.add_middleware(metrics)
 dramatiq.set_broker(broker)

@@ -1,4 +1,4 @@
-"""Cross-cutting concerns for every actor: log context and connection clean-up."""
+"""Cross-cutting concerns for every actor: JSON logs with the message's context, connection clean-up."""
 
 from __future__ import annotations
 
@@ -10,15 +10,32 @@ from dramatiq import Broker, Middleware, Worker
 from dramatiq.broker import MessageProxy
 from sqlalchemy import Engine
 
+from orchestrator import logs
+
+#: Actors whose single argument is the id of the row they work on, and the log field it fills.
+_SUBJECT = {"execute_command": "command_id", "run_chain_step": "step_id"}
+
 
 class ProcessContext(Middleware):
-    """Binds the message id and actor to every log line; disposes of the pool when the worker stops."""
+    """Binds the message id, the actor and the command (or step) id to every log line of the message
+    (the core adds the command's request id once it has read the row); disposes of the pool when the
+    worker stops."""
 
-    def __init__(self, engine: Callable[[], Engine]) -> None:
+    def __init__(self, engine: Callable[[], Engine], log_level: str = "INFO") -> None:
         self.engine = engine
+        self.log_level = log_level
+
+    def after_process_boot(self, broker: Broker) -> None:
+        """A worker process of the Dramatiq CLI: its lines become JSON (the in-process test worker
+        never boots, so the test run's own logging stays as it is)."""
+        logs.configure_logging(self.log_level)
 
     def before_process_message(self, broker: Broker, message: MessageProxy) -> None:
-        structlog.contextvars.bind_contextvars(message_id=message.message_id, actor=message.actor_name)
+        structlog.contextvars.clear_contextvars()
+        subject = _SUBJECT.get(message.actor_name)
+        arg = message.args[0] if subject and message.args else None
+        logs.bind(message_id=message.message_id, actor=message.actor_name,
+                  **({subject: arg} if subject and isinstance(arg, str) else {}))
 
     def after_process_message(self, broker: Broker, message: MessageProxy, *, result: Any = None,
                               exception: BaseException | None = None) -> None:

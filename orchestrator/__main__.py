@@ -4,4 +4,4 @@ import sys
 
 from orchestrator.cli import main
 
-sys.exit(main())
+sys.exit(main(prog="python -m orchestrator"))

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from orchestrator import audit
 from orchestrator.db import api_keys as keys_db
 from orchestrator.errors import InvalidStateTransition, NotFound
 from orchestrator.results import Result
@@ -91,7 +90,8 @@ def create(uow: UnitOfWork, payload: dict[str, Any]) -> Result:
     keys_db.create(uow.conn, id=payload["id"], name=payload["name"], scopes=payload["scopes"],
                    owner_label=payload.get("userId"), salt=payload["salt"], key_hash=payload["keyHash"],
                    masked_key=payload["maskedKey"])
-    _audit(uow, "api_key.created", payload["id"], {"name": payload["name"], "scopes": payload["scopes"]})
+    _audit(uow, "api_key.created", payload["id"], {"name": payload["name"], "scopes": payload["scopes"],
+                                                    "userId": payload.get("userId"), "status": "ACTIVE"})
     return Result(201, "api_key", payload["id"])
 
 
@@ -103,7 +103,8 @@ def revoke(uow: UnitOfWork, payload: dict[str, Any]) -> Result:
     if key.status == KeyStatus.ACTIVE:
         keys_db.revoke(uow.conn, key.id)
         uow.notify(REVOKED_CHANNEL, key.id)
-        _audit(uow, "api_key.revoked", key.id, {"name": key.name})
+        _audit(uow, "api_key.revoked", key.id, {"name": key.name, "status": "REVOKED"},
+               before={"name": key.name, "status": key.status})
     return Result(200, "api_key", key.id)
 
 
@@ -117,10 +118,9 @@ def ensure_active(key: keys_db.ApiKey | None, key_id: str) -> keys_db.ApiKey:
     return key
 
 
-def _audit(uow: UnitOfWork, action: str, key_id: str, after: dict[str, Any]) -> None:
-    audit.record(uow.conn, action=action, resource_type="ApiKey", resource_id=key_id, user_id=None,
-                 actor_type=uow.context.actor_type, actor_id=uow.context.actor_id, after=after,
-                 idempotency_key=uow.context.idempotency_key, correlation_id=uow.context.correlation_id)
+def _audit(uow: UnitOfWork, action: str, key_id: str, after: dict[str, Any],
+           before: dict[str, Any] | None = None) -> None:
+    uow.audit(action, "ApiKey", key_id, after=after, before=before)
 
 
 def _b64(raw: bytes) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from orchestrator import audit, ledger, money
+from orchestrator import ledger, money
 from orchestrator.ledger import ADJUSTMENT, AVAILABLE, RESERVED, Change, user_account
 from orchestrator.results import Result
 from orchestrator.unit_of_work import UnitOfWork
@@ -81,12 +81,13 @@ def admin_operation(uow: UnitOfWork, payload: dict[str, Any]) -> Result:
     changes = ledger.post(uow, kind=kind, legs=legs, reference=reference, description=payload.get("description"))
     _emit_admin(uow, operation, changes, amount, user_id=user_id, seller_id=seller_id, reference=reference)
     shown = changes[seller_id]
-    audit_id = audit.record(
-        uow.conn, action=f"balance.{operation}", resource_type="Balance", resource_id=shown.user_id,
-        user_id=user_id, actor_type=uow.context.actor_type, actor_id=uow.context.actor_id,
+    audit_id = uow.audit(
+        f"balance.{operation}", "Balance", shown.user_id, user_id=user_id,
+        before={"available": money.format_balance(shown.available_before),
+                "reserved": money.format_balance(shown.reserved_before)},
         after={"operation": operation, "amount": money.format_balance(amount), "reference": reference,
-               "description": payload.get("description"), "sellerId": payload.get("sellerId")},
-        idempotency_key=uow.context.idempotency_key, correlation_id=uow.context.correlation_id)
+               "description": payload.get("description"), "sellerId": payload.get("sellerId"),
+               "available": money.format_balance(shown.available), "reserved": money.format_balance(shown.reserved)})
     fmt = money.format_balance
     return Result(200, "balance", shown.user_id, {
         "operation": operation, "amount": money.format_amount(amount), "auditLogId": audit_id,

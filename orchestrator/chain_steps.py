@@ -24,7 +24,7 @@ from typing import Any
 
 from stellar_sdk import Keypair, TransactionEnvelope
 
-from orchestrator import crypto
+from orchestrator import crypto, logs
 from orchestrator.db import chain_steps as steps_db
 from orchestrator.db import commands as commands_db
 from orchestrator.db import session
@@ -103,9 +103,11 @@ def kinds() -> dict[str, StepKind]:
 def create(uow: UnitOfWork, *, step_id: str, kind: str, subject_type: str, subject_id: str, source: str,
            signers: list[str], params: dict[str, Any] | None = None, delay_ms: int = 0) -> None:
     """Record a step in the caller's transaction and have it run once that transaction commits
-    (``delay_ms`` later, for a step that retries work that just failed)."""
+    (``delay_ms`` later, for a step that retries work that just failed: it runs no earlier than that,
+    whoever sends it)."""
+    not_before = datetime.now(UTC) + timedelta(milliseconds=delay_ms) if delay_ms else None
     steps_db.create(uow.conn, id=step_id, kind=kind, subject_type=subject_type, subject_id=subject_id,
-                    source_account=source, signers=signers, params=params or {})
+                    source_account=source, signers=signers, params=params or {}, not_before=not_before)
     uow.after_commit(Message(RUN_ACTOR, (step_id,), delay_ms))
 
 
@@ -127,10 +129,13 @@ def run(ctx: ChainContext, step_id: str) -> list[Message]:
         step = steps_db.get(conn, step_id)
     if step is None or step.status not in OPEN:
         return []
+    logs.bind(step_id=step.id, step_kind=step.kind, command_id=step.params.get("flow"))
+    if step.not_before is not None and (wait := step.not_before - datetime.now(UTC)) > timedelta(0):
+        return [Message(RUN_ACTOR, (step_id,), int(wait.total_seconds() * 1000) + 1)]  # sent early: not yet
     kind = kinds()[step.kind]
-    if step.attempts >= MAX_ATTEMPTS:
-        return _fail(ctx, step, kind, f"gave up after {step.attempts} attempts: {step.last_error}")
     if kind.build is None:
+        if step.attempts >= MAX_ATTEMPTS:
+            return _fail(ctx, step, kind, f"gave up after {step.attempts} attempts: {step.last_error}")
         return _act(ctx, step, kind)
     with source_lock(ctx.lock_engine or ctx.engine, step.source_account):
         with session.transaction(ctx.engine) as conn:
@@ -139,8 +144,14 @@ def run(ctx: ChainContext, step_id: str) -> list[Message]:
             return []
         submission = _resolve_signed(ctx, step) if step.status == Status.SIGNED else None
         if submission is None:
+            if step.attempts >= MAX_ATTEMPTS:  # never while a signed envelope of it may still land
+                return _fail(ctx, step, kind, f"gave up after {step.attempts} attempts: {step.last_error}")
             submission = _build_sign_submit(ctx, step, kind)
-        return _settle(ctx, step, kind, submission)
+        if submission.outcome != "applied":
+            return _settle(ctx, step, kind, submission)
+    # applied: its sequence number is spent, so the account's next step need not wait for the book to
+    # follow (confirming is idempotent under the step's row lock)
+    return _confirm(ctx, step, kind, submission.record)
 
 
 @contextmanager

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from orchestrator.db import chain_steps as steps_db
 from orchestrator.db import ledger as ledger_db
 from orchestrator.db import reconciliation as reconciliation_db
 from orchestrator.db import session
@@ -62,17 +63,24 @@ class Report:
     problems: list[str] = field(default_factory=list)
     differences: list[Difference] = field(default_factory=list)
     wallets_compared: int = 0
+    #: Payouts failing again and again after one of their transactions landed (still being retried).
+    stuck: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return not self.problems and not self.differences
+        return not self.problems and not self.differences and not self.stuck
 
 
-def verify(engine: Any, horizon: Horizon | None = None, *, user_ids: Collection[str] | None = None) -> Report:
-    """The book's own invariants; with ``horizon``, also each wallet (of ``user_ids``, or all) against the ledger."""
+def verify(engine: Any, horizon: Horizon | None = None, *, user_ids: Collection[str] | None = None,
+           stuck_after: int = 5) -> Report:
+    """The book's own invariants; with ``horizon``, also each wallet (of ``user_ids``, or all) against the ledger;
+    and every payout stuck after ``stuck_after`` failures in a row."""
     report = Report()
     with session.transaction(engine) as conn:
         _verify_book(conn, report)
+        report.stuck = [f"order {s.order_id}: {s.kind} failed {s.retries} times in a row, retrying (step {s.id} "
+                        f"waiting since {s.since:%Y-%m-%d %H:%M:%S}): {s.last_error or ''}"
+                        for s in steps_db.stuck(conn, min_retries=stuck_after)]
         books = (reconciliation_db.wallet_books(conn, adjustment_account=ADJUSTMENT, user_ids=user_ids)
                  if horizon is not None else [])
     # the ledger is read after the transaction: no database transaction stays open across HTTP calls

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from orchestrator.errors import ConfigError
-from orchestrator.logs import configure_logging
-from orchestrator.settings import Settings
+if TYPE_CHECKING:  # the settings pull in stellar_sdk (seconds to import): only operator commands load them
+    from orchestrator.settings import Settings
 
 
 def _migrate(settings: Settings, _: argparse.Namespace) -> int:
@@ -47,16 +47,38 @@ def _check(settings: Settings, _: argparse.Namespace) -> int:
     from orchestrator.providers.horizon import Horizon
 
     horizon = Horizon(settings) if settings.payment_provider == "crypto" else None
-    report = check.verify(create_sync_engine(settings.database_url, pool_size=1), horizon)
+    engine = create_sync_engine(settings.database_url, pool_size=1)
+    report = check.verify(engine, horizon, stuck_after=settings.payout_stuck_after)
+    if settings.airtm_enabled:
+        _check_treasury(settings, engine, report)
     for problem in report.problems:
         print(f"FAIL {problem}")
+    for stuck in report.stuck:
+        print(f"STUCK {stuck}")
     for difference in report.differences:
         print(f"DIFF {difference.describe()}")
     if horizon is not None:
         print(f"Compared {report.wallets_compared} wallet(s) with the ledger: {len(report.differences)} difference(s)")
     print("OK: the book is consistent" if report.ok
-          else f"{len(report.problems) + len(report.differences)} problem(s)")
+          else f"{len(report.problems) + len(report.differences) + len(report.stuck)} problem(s)")
     return 0 if report.ok else 1
+
+
+def _check_treasury(settings: Settings, engine: Any, report: Any) -> None:
+    """AirTM mode: the enterprise balance must cover what the book owes the users."""
+    from orchestrator import airtm_treasury
+    from orchestrator.providers.airtm import AirtmClient, AirtmFailure
+
+    try:
+        with AirtmClient(settings) as client:
+            treasury = airtm_treasury.read(engine, client)
+    except AirtmFailure as failure:
+        report.problems.append(f"the AirTM enterprise balance could not be read: {failure.message}")
+        return
+    print(treasury.describe())
+    if not treasury.covered:
+        report.problems.append(f"the AirTM enterprise balance does not cover the users' balances: "
+                               f"{treasury.describe()}")
 
 
 def _wallets(settings: Settings, args: argparse.Namespace) -> int:
@@ -78,6 +100,53 @@ def _wallets(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _audit(settings: Settings, args: argparse.Namespace) -> int:
+    """``audit verify``: walk the audit hash chain and name the first entry changed, removed or reordered."""
+    from orchestrator import audit, relay
+    from orchestrator.db import create_sync_engine, session
+
+    engine = create_sync_engine(settings.database_url, pool_size=1)
+    relay.relay(engine)  # chain what has committed so far, so the walk covers it
+    with session.transaction(engine) as conn:
+        conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        found = audit.verify(conn)
+    if found.ok:
+        print(f"OK: {found.checked} audit entries chained, none changed, removed or out of order")
+        if found.head_hash:
+            print(f"Head: position {found.head}, hash {found.head_hash} (record it elsewhere to detect a rewrite)")
+        if found.unchained:
+            print(f"{found.unchained} entry(ies) not chained yet (in transactions still open)")
+        return 0
+    print(f"FAIL: {found.problem}")
+    if found.entry_id:
+        print(f"Entry: {found.entry_id}")
+    print(f"Checked {found.checked} entries before it.")
+    return 1
+
+
+def _reconcile(settings: Settings, _: argparse.Namespace) -> int:
+    """``reconcile``: compare the book with the ledger (and AirTM), store the report, print every difference."""
+    from orchestrator import reconcile, relay
+    from orchestrator.db import create_sync_engine
+
+    engine = create_sync_engine(settings.database_url, pool_size=1)
+    horizon, trustless = reconcile.providers(settings)
+    report = reconcile.run(engine, settings, horizon=horizon, trustless=trustless, trigger="cli")
+    relay.relay(engine)  # number the event and chain the audit entry now, not at the scheduler's next pass
+    for problem in report.problems:
+        print(f"FAIL {problem}")
+    for item in report.differences:
+        print(f"DIFF {item['kind']}: {item.get('detail')} (book {item.get('book')})")
+    for item in report.pending:
+        print(f"PENDING {item['kind']}: {item.get('detail')} (a ledger step or deposit is still running)")
+    summary = report.summary
+    print(f"Compared {summary.get('walletsCompared') or 0} wallet(s) and {summary.get('escrowsCompared')} escrow(s); "
+          f"AirTM: {summary.get('airtm')}")
+    print(f"Report {report.id}: " + ("OK, no differences" if report.ok else
+                                      f"{len(report.differences)} difference(s), {len(report.problems)} problem(s)"))
+    return 0 if report.ok else 1
+
+
 def _scheduler(settings: Settings, _: argparse.Namespace) -> int:
     from actors import scheduler  # the one permitted upward import: the process entrypoint
 
@@ -93,27 +162,85 @@ def _monitor(settings: Settings, _: argparse.Namespace) -> int:
 
 
 COMMANDS = {"migrate": _migrate, "bootstrap": _bootstrap, "check": _check, "scheduler": _scheduler,
-            "monitor": _monitor, "wallets": _wallets}
+            "monitor": _monitor, "wallets": _wallets, "audit": _audit,
+            "reconcile": _reconcile}
+#: Commands that take an action word, and the actions each accepts.
+ACTIONS = {"wallets": ["rotate-key"], "audit": ["verify"]}
+HELP = {"migrate": "upgrade the database to the latest migration",
+        "bootstrap": "schema, then the platform user and its wallet; prints PLATFORM_USER_ID",
+        "check": "verify the book's invariants and each wallet's ledger USDC against the book",
+        "scheduler": "run the scheduler process (relay backstop, sweeps, pruning)",
+        "monitor": "run the deposit monitor process (Horizon's payment stream)",
+        "wallets": "wallet secrets: rotate-key re-seals them under WALLET_ENCRYPTION_KEY",
+        "audit": "the audit hash chain: verify names the first entry changed, removed or reordered",
+        "reconcile": "compare the book with the ledger (and AirTM), store the report, print every difference"}
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m orchestrator", description="Orchestrator operator commands")
-    parser.add_argument("command", choices=sorted(COMMANDS))
-    parser.add_argument("action", nargs="?", choices=["rotate-key"], help="wallets: rotate-key")
-    parser.add_argument("--batch-size", type=int, default=100, help="wallets rotate-key: wallets per transaction")
+class Parser(argparse.ArgumentParser):
+    """An unknown command is "Invalid command" with a hint and exit 1 (cli-sdk.md §2.2); other usage errors 2."""
+
+    def error(self, message: str) -> NoReturn:
+        if "invalid choice" in message:
+            self.print_usage(sys.stderr)
+            print(f"Invalid command: {message.split(': ', 1)[-1]}\nRun '{self.prog} --help' to see the commands.",
+                  file=sys.stderr)
+            raise SystemExit(1)
+        super().error(message)
+
+
+def build_parser(prog: str = "offerhub") -> argparse.ArgumentParser:
+    """Operator commands (``operator=``: read the server's settings and database, DESIGN decision 9) and the
+    HTTP commands of ``orchestrator/cli_api.py`` (``http=``: through the SDK, OFFERHUB_API_URL/KEY)."""
+    from orchestrator import cli_api
+
+    parser = Parser(prog=prog, description="OFFER-HUB Orchestrator: operator and API commands")
+    parser.add_argument("--url", help="API base URL (default: OFFERHUB_API_URL, .env, ~/.offerhub/config.json)")
+    parser.add_argument("--key", help="API key or master key (default: OFFERHUB_API_KEY, .env, config file)")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    sub = parser.add_subparsers(dest="command", metavar="<command>", parser_class=Parser)
+    for name, command in COMMANDS.items():
+        operator = sub.add_parser(name, help=HELP[name], description=HELP[name])
+        operator.set_defaults(operator=command)
+        if name in ACTIONS:
+            operator.add_argument("action", choices=ACTIONS[name], help=", ".join(ACTIONS[name]))
+        if name == "wallets":
+            operator.add_argument("--batch-size", type=_positive, default=100, help="wallets per transaction")
+    cli_api.add_commands(sub)
+    return parser
+
+
+def _positive(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return number
+
+
+def main(argv: list[str] | None = None, prog: str = "offerhub") -> int:
+    from orchestrator import cli_api
+
+    parser = build_parser(prog)
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv:
+        parser.print_help()
+        return 0
     args = parser.parse_args(argv)
-    if (args.command == "wallets") != (args.action is not None):
-        parser.error("'wallets' takes an action (rotate-key); the other commands take none")
-    if args.batch_size < 1:
-        parser.error("--batch-size must be at least 1")
+    if getattr(args, "operator", None) is None:
+        if getattr(args, "http", None) is None and getattr(args, "local", None) is None:
+            parser.parse_args([*argv, "--help"])
+        return cli_api.run(args)
+    from orchestrator.errors import ConfigError
+    from orchestrator.logs import configure_logging
+    from orchestrator.settings import Settings
+
     try:
         settings = Settings.from_env()
     except ConfigError as error:
         print(error.message, file=sys.stderr)
         return 2
     configure_logging(settings.log_level)
-    return COMMANDS[args.command](settings, args)
+    return int(args.operator(settings, args))
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(prog="python -m orchestrator.cli"))

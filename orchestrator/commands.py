@@ -9,10 +9,24 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from orchestrator import api_keys, balances, disputes, escrows, maintenance, orders, users, withdrawals
+from orchestrator import (
+    airtm_links,
+    airtm_sync,
+    api_keys,
+    balances,
+    disputes,
+    escrows,
+    logs,
+    maintenance,
+    orders,
+    topups,
+    users,
+    withdrawals,
+)
 from orchestrator.db import commands as commands_db
 from orchestrator.db import session
 from orchestrator.errors import InternalError, OrchestratorError
@@ -43,6 +57,9 @@ class Kind(StrEnum):
     ASSIGN_DISPUTE = "assign_dispute"
     RESOLVE_DISPUTE = "resolve_dispute"
     CREATE_WITHDRAWAL = "create_withdrawal"
+    LINK_AIRTM = "link_airtm"
+    CREATE_TOPUP = "create_topup"
+    APPLY_AIRTM = "apply_airtm"
 
 
 class Status(StrEnum):
@@ -72,6 +89,9 @@ HANDLERS: dict[str, Handler] = {
     Kind.ASSIGN_DISPUTE: disputes.assign,
     Kind.RESOLVE_DISPUTE: disputes.resolve,
     Kind.CREATE_WITHDRAWAL: withdrawals.create,
+    Kind.LINK_AIRTM: airtm_links.link,
+    Kind.CREATE_TOPUP: topups.create,
+    Kind.APPLY_AIRTM: airtm_sync.apply_reported,
 }
 
 
@@ -81,6 +101,9 @@ class Outcome:
 
     status: str
     messages: list[Message]
+    kind: str | None = None
+    #: Seconds from the command's creation to its end (its age when it finished), for the metrics.
+    age_seconds: float | None = None
 
 
 def count_attempt(engine: Any, command_id: str) -> int:
@@ -115,17 +138,43 @@ def _attempt(engine: Any, command_id: str, settings: Any, attempts: int) -> Outc
         commands_db.finish(uow.conn, command.id, status=Status.DONE, result=result.as_dict())
         uow.notify(DONE_CHANNEL, command_id)
         uow.commit()
-        return Outcome(Status.DONE, list(uow.messages))
+        return Outcome(Status.DONE, list(uow.messages), command.kind, _age(command))
+
+
+#: Payload fields that name what a command acts on, most specific first, with the audit resource type.
+_SUBJECTS = (("withdrawalId", "Withdrawal"), ("disputeId", "Dispute"), ("orderId", "Order"),
+             ("keyId", "ApiKey"), ("userId", "User"), ("buyerId", "Order"))
+
+
+def _subject(kind: str, payload: dict[str, Any]) -> tuple[str, str | None, str | None]:
+    """(resource type, resource id, user id) a failed command's audit entry names."""
+    user_id = payload.get("userId") or payload.get("buyerId")
+    if kind in (Kind.ENABLE_MAINTENANCE, Kind.DISABLE_MAINTENANCE):
+        return "Maintenance", None, None
+    for name, resource_type in _SUBJECTS:
+        if isinstance(payload.get(name), str):
+            resource_id = None if name == "buyerId" else payload[name]
+            return resource_type, resource_id, user_id
+    return kind.split("_", 1)[-1].title().replace("_", ""), None, user_id
 
 
 def _record_failure(engine: Any, command_id: str, settings: Any, error: OrchestratorError) -> Outcome:
+    """Mark the command failed, with its audit entry (result FAILURE, the request and the error)."""
     with UnitOfWork(engine, settings=settings) as uow:
-        if _claim(uow, command_id) is None:
+        command = _claim(uow, command_id)
+        if command is None:
             return Outcome("FINISHED", [])
         commands_db.finish(uow.conn, command_id, status=Status.FAILED, error=error.as_dict())
+        resource_type, resource_id, user_id = _subject(command.kind, command.payload)
+        uow.audit(f"command.{command.kind}", resource_type, resource_id, user_id=user_id,
+                  after={"request": command.payload}, result="FAILURE", error=error.as_dict())
         uow.notify(DONE_CHANNEL, command_id)
         uow.commit()
-        return Outcome(Status.FAILED, [])
+        return Outcome(Status.FAILED, list(uow.messages), command.kind, _age(command))
+
+
+def _age(command: commands_db.Command) -> float:
+    return max(0.0, (datetime.now(UTC) - command.created_at).total_seconds())
 
 
 def _claim(uow: UnitOfWork, command_id: str) -> commands_db.Command | None:
@@ -133,7 +182,8 @@ def _claim(uow: UnitOfWork, command_id: str) -> commands_db.Command | None:
     command = commands_db.lock(uow.conn, command_id)
     if command is None or command.status != Status.PENDING:
         return None
+    logs.bind(command_id=command.id, request_id=command.request_id, command_kind=command.kind)
     uow.context = Context(correlation_id=command.request_id, actor_type=command.actor_type,
                           actor_id=command.actor_id, command_id=command.id,
-                          idempotency_key=command.idempotency_key)
+                          idempotency_key=command.idempotency_key, request_id=command.request_id)
     return command

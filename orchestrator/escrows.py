@@ -9,6 +9,8 @@ resolves disputes and receives the platform fee.
 
 from __future__ import annotations
 
+import logging
+import random
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
@@ -61,6 +63,7 @@ DISCARDED = "DISCARDED"
 #: The journal account holding an order's money while its contract holds the USDC.
 ESCROW_ACCOUNT = "escrow:{order_id}"
 _S = orders.Status
+log = logging.getLogger(__name__)
 
 
 def create(uow: UnitOfWork, payload: dict[str, Any]) -> Result:
@@ -71,12 +74,15 @@ def create(uow: UnitOfWork, payload: dict[str, Any]) -> Result:
                        details={"orderId": order.id})
     orders.guard(order, "create_escrow")
     platform_key = _ready_wallets(uow, order)
+    # the deploy's signer only pays its fee: any platform-held account will do, and spreading deploys
+    # over several keeps them from queueing on one sequence number; the roles stay the platform's
+    deployer = random.choice(platform.deployer_keys(uow.conn, uow.settings) or [platform_key])
     escrow_id = ids.new_id("escrow")
     escrows_db.create(uow.conn, id=escrow_id, order_id=order.id, status=E.CREATING, amount=order.amount)
     orders.move(uow, order, "create_escrow")
     uow.emit("order.escrow_creating", order.id, {"orderId": order.id, "escrowId": escrow_id,
                                                  "amount": money.format_amount(order.amount)}, user_id=order.buyer_id)
-    _start(uow, kind="tw_deploy", escrow_id=escrow_id, source=platform_key, order_id=order.id)
+    _start(uow, kind="tw_deploy", escrow_id=escrow_id, source=deployer, order_id=order.id)
     return Result(200, "order", order.id, {"flow": True})
 
 
@@ -157,12 +163,13 @@ def _build_deploy(ctx: ChainContext, step: Step, account: AccountState | None) -
         order = orders_db.get(conn, step.params["orderId"])
         buyer = wallets_db.of_user_now(conn, order.buyer_id) if order else None
         seller = wallets_db.of_user_now(conn, order.seller_id) if order else None
+        platform_key = platform.public_key(conn, ctx.settings)
     assert order is not None
     assert buyer is not None
     assert seller is not None
     roles = EscrowRoles(approver=buyer.public_key, service_provider=seller.public_key,
-                        platform_address=step.source_account, release_signer=buyer.public_key,
-                        dispute_resolver=step.source_account, receiver=seller.public_key)
+                        platform_address=platform_key, release_signer=buyer.public_key,
+                        dispute_resolver=platform_key, receiver=seller.public_key)
     xdr = ctx.trustless.deploy(signer=step.source_account, engagement_id=order.id, title=order.title,
                                description=order.description or order.title, roles=roles, amount=order.amount,
                                platform_fee_percent=ctx.settings.trustless_platform_fee_percent)
@@ -284,9 +291,15 @@ PAYOUTS: dict[str, tuple[tuple[str, str], ...]] = {
 }
 #: The outside journal account the Trustless Work fee goes to.
 TRUSTLESS_FEES = "world:trustless_fee"
-#: A payout step failing after an earlier one landed is tried again this many times (backing off
-#: from 2 s to 5 min) before the flow is reported stuck for an operator.
-MAX_PAYOUT_RETRIES = 10
+#: A payout step failing after an earlier one landed is tried again without end, backing off from 1 s
+#: to this (the money is in the contract and can only go to the parties); ``PAYOUT_STUCK_AFTER``
+#: failures in a row report it stuck (an event, the operator's ``check``, an error in the log).
+MAX_PAYOUT_BACKOFF_MS = 300_000
+
+
+def payout_backoff_ms(retries: int) -> int:
+    """The wait before retry number ``retries`` (1, 2, 3 …): 1 s, 2 s, 4 s … at most 5 minutes."""
+    return min(1000 * 2 ** min(retries - 1, 20), MAX_PAYOUT_BACKOFF_MS)
 
 
 def release(uow: UnitOfWork, payload: dict[str, Any]) -> Result:
@@ -368,7 +381,7 @@ def _next_payout_step(uow: UnitOfWork, escrow_id: str, params: dict[str, Any], *
 
 def _payout_step_done(uow: UnitOfWork, step: Step, record: dict[str, Any] | None) -> None:
     _next_payout_step(uow, step.subject_id, {**step.params, "index": step.params["index"] + 1, "retries": 0,
-                                             "lastHash": (record or {}).get("hash")})
+                                             "lastFailure": None, "lastHash": (record or {}).get("hash")})
 
 
 def _payout_step_failed(uow: UnitOfWork, step: Step, reason: str) -> None:
@@ -380,17 +393,17 @@ def _payout_step_failed(uow: UnitOfWork, step: Step, reason: str) -> None:
     assert order is not None
     plan = step.params["plan"]
     operation = "dispute_resolution" if plan == "dispute" else plan
-    if step.params["index"] > 0:
+    if step.params["index"] > 0:  # money already moved on the ledger: never roll back, try again later
         retries = int(step.params.get("retries", 0)) + 1
-        retrying = retries <= MAX_PAYOUT_RETRIES
-        _operation_failed(uow, order, operation, reason, status=order.status, retrying=retrying)
-        if retrying:  # money already moved on the ledger: never roll back, try the step again later
-            _next_payout_step(uow, escrow.id, {**step.params, "retries": retries},
-                              delay_ms=min(1000 * 2 ** retries, 300_000))
-        else:  # visible, and left for an operator: the order stays in its *_REQUESTED state
-            chain_steps.finish_flow(uow, step, failed={
-                "code": "PROVIDER_ERROR", "message": f"The {operation} is stuck: {reason}",
-                "details": {"provider": "trustless_work", "reason": reason}})
+        stuck_after = uow.settings.payout_stuck_after
+        if retries in (1, stuck_after):  # the first failure, and once more when it is stuck
+            stuck = f"stuck after {retries} failed attempts, still retrying: " if retries == stuck_after else ""
+            _operation_failed(uow, order, operation, stuck + reason, status=order.status, retrying=True)
+        if retries >= stuck_after:
+            log.error("The %s of order %s is stuck (%d failures in a row, step %s): %s", operation, order.id,
+                      retries, step.kind, reason)
+        _next_payout_step(uow, escrow.id, {**step.params, "retries": retries, "lastFailure": reason[:500]},
+                          delay_ms=payout_backoff_ms(retries))
         return
     back = _S.DISPUTED if plan == "dispute" else _S.IN_PROGRESS
     if plan != "dispute":

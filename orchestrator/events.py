@@ -18,6 +18,7 @@ AGGREGATES = {
     "escrow": "Escrow",
     "dispute": "Dispute",
     "withdrawal": "Withdrawal",
+    "reconciliation": "Reconciliation",  # reconciliation.differences_found (issue 10)
 }
 AGGREGATE_TYPES = frozenset(AGGREGATES.values())
 

@@ -21,6 +21,7 @@ PREFIXES: dict[str, str] = {
     "command": "cmd_",
     "milestone": "ms_",
     "step": "stp_",
+    "reconciliation": "rec_",
 }
 
 _ALNUM = string.ascii_letters + string.digits

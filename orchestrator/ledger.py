@@ -33,6 +33,8 @@ MOVES: dict[str, tuple[str, str]] = {
     "buyer_credited": ("escrow", AVAILABLE),
     "withdrawal_created": (AVAILABLE, "world"),
     "withdrawal_failed": ("world", AVAILABLE),
+    "withdrawal_canceled": ("world", AVAILABLE),
+    "topup": ("world", AVAILABLE),
     "admin_credit": ("adjustment", AVAILABLE),
     "admin_debit": (AVAILABLE, "adjustment"),
     "admin_reserve": (AVAILABLE, RESERVED),

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from orchestrator import audit
 from orchestrator.db import maintenance as maintenance_db
 from orchestrator.results import Result
 from orchestrator.unit_of_work import UnitOfWork
@@ -16,20 +15,25 @@ CHANGED_CHANNEL = "maintenance"
 
 def enable(uow: UnitOfWork, payload: dict[str, Any]) -> Result:
     message = payload.get("message") or DEFAULT_MESSAGE
+    before = _state(uow)
     maintenance_db.set_enabled(uow.conn, message=message, enabled_by=uow.context.actor_id or "master")
     uow.notify(CHANGED_CHANNEL, "enabled")
-    _audit(uow, "maintenance.enabled", {"message": message})
+    _audit(uow, "maintenance.enabled", before, {"enabled": True, "message": message})
     return Result(200, "maintenance", "1")
 
 
 def disable(uow: UnitOfWork, payload: dict[str, Any]) -> Result:
+    before = _state(uow)
     if maintenance_db.set_disabled(uow.conn):
-        _audit(uow, "maintenance.disabled", {})
+        _audit(uow, "maintenance.disabled", before, {"enabled": False, "message": None})
         uow.notify(CHANGED_CHANNEL, "disabled")
     return Result(200, "maintenance", "1")
 
 
-def _audit(uow: UnitOfWork, action: str, after: dict[str, Any]) -> None:
-    audit.record(uow.conn, action=action, resource_type="Maintenance", resource_id=None, user_id=None,
-                 actor_type=uow.context.actor_type, actor_id=uow.context.actor_id, after=after or None,
-                 idempotency_key=uow.context.idempotency_key, correlation_id=uow.context.correlation_id)
+def _state(uow: UnitOfWork) -> dict[str, Any]:
+    row = uow.conn.execute(maintenance_db.current()).one()
+    return {"enabled": row.enabled, "message": row.message}
+
+
+def _audit(uow: UnitOfWork, action: str, before: dict[str, Any], after: dict[str, Any]) -> None:
+    uow.audit(action, "Maintenance", None, before=before, after=after)

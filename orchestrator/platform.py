@@ -12,6 +12,9 @@ from orchestrator.settings import Settings
 
 #: The platform user's ``externalUserId`` (cli-sdk.md §2.4).
 EXTERNAL_ID = "offerhub-platform"
+#: The platform's deployer accounts: internal users whose wallets only sign escrow deploys (they hold
+#: XLM for fees and no role in any contract), so deploys spread over several sequence numbers.
+DEPLOYER_EXTERNAL_ID = "offerhub-deployer-{n}"
 
 
 @dataclass(frozen=True)
@@ -46,8 +49,20 @@ def bootstrap(engine: Any, settings: Settings) -> tuple[str, bool, list[Any]]:
 
     with UnitOfWork(engine, Context(actor_type="SYSTEM", actor_id="bootstrap"), settings=settings) as uow:
         existing = find(uow.conn, settings)
-        if existing is not None:
-            return existing.user_id, False, []
-        result = users.create(uow, {"externalUserId": EXTERNAL_ID, "type": "BOTH"})
+        user_id, created = (existing.user_id, False) if existing is not None else (
+            users.create(uow, {"externalUserId": EXTERNAL_ID, "type": "BOTH"}).id, True)
+        if settings.payment_provider == "crypto":
+            for external_id in deployer_external_ids(settings):  # created once; known ones are found
+                users.create(uow, {"externalUserId": external_id, "type": "BOTH"})
         uow.commit()
-    return result.id, True, list(uow.messages)
+    return user_id, created, list(uow.messages)
+
+
+def deployer_external_ids(settings: Settings) -> list[str]:
+    """The ``externalUserId`` of each deployer account (``DEPLOYER_ACCOUNTS`` of them)."""
+    return [DEPLOYER_EXTERNAL_ID.format(n=n) for n in range(1, settings.deployer_accounts + 1)]
+
+
+def deployer_keys(conn: Any, settings: Settings) -> list[str]:
+    """The deployer accounts ready to sign (wallet ACTIVE on the ledger)."""
+    return wallets_db.active_keys_of_users(conn, users_db.ids_for_externals(conn, deployer_external_ids(settings)))

@@ -70,6 +70,12 @@ class Settings:
     airtm_api_key: str | None = None
     airtm_api_secret: str | None = None
     airtm_webhook_secret: str | None = None
+    airtm_checkout_base_url: str = "https://app.airtm.com/payin/"
+    airtm_timeout_ms: int = 30_000
+    airtm_refresh_seconds: float = 60.0
+    public_base_url: str = "http://localhost:4000"
+    topup_success_redirect_url: str | None = None
+    topup_cancel_redirect_url: str | None = None
     trustless_webhook_secret: str | None = None
     wallet_encryption_key: str | None = None
     wallet_encryption_key_previous: str | None = None
@@ -84,13 +90,28 @@ class Settings:
     sandbox_ledger_mode: str = "instant"
     command_wait_seconds: float = 30.0
     command_sweep_seconds: float = 10.0
+    #: An open chain step untouched this long (past its retry time) has lost its message: the scheduler
+    #: sends it again.
+    chain_stall_seconds: float = 60.0
+    #: A payout step failing after an earlier one landed is retried without end (the money is in the
+    #: contract); after this many failures in a row the payout is reported stuck to operators.
+    payout_stuck_after: int = 5
+    #: Platform-held accounts that sign escrow deploys in turn, so deploys do not queue on the platform
+    #: account's sequence numbers (the platform wallet stays the dispute resolver and fee receiver).
+    deployer_accounts: int = 0
     event_retention_days: int = 30
+    reconcile_interval_hours: float = 24.0  # the scheduler's reconciliation report (0: off)
     sse_heartbeat_seconds: float = 15.0
     rate_limit_per_minute: int = 100
     admin_balance_operations: bool = True
     queue_prefix: str = ""
     redis_prefix: str = "offerhub:"
     log_level: str = "INFO"
+    web_metrics_dir: str = ""
+    health_command_age_seconds: float = 60.0
+    health_chain_step_age_seconds: float = 300.0
+    health_monitor_lag_seconds: float = 60.0
+    reconcile_seconds: float = 300.0
     limits: Mapping[str, AmountLimits] = field(default_factory=dict)
 
     @property
@@ -104,6 +125,11 @@ class Settings:
     @property
     def airtm_configured(self) -> bool:
         return bool(self.airtm_api_key and self.airtm_api_secret and self.airtm_api_url)
+
+    @property
+    def airtm_enabled(self) -> bool:
+        """AirTM mode with credentials: top-ups, AirTM withdrawals and links are served (api.md §8)."""
+        return self.payment_provider == "airtm" and self.airtm_configured
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -190,6 +216,9 @@ class _Reader:
             "sandbox_ledger_mode": self.choice("SANDBOX_LEDGER_MODE", "instant", ("instant", "interval")),
             "command_wait_seconds": self.coerce("COMMAND_WAIT_SECONDS", 30.0, float),
             "command_sweep_seconds": self.coerce("COMMAND_SWEEP_SECONDS", 10.0, float),
+            "chain_stall_seconds": self.coerce("CHAIN_STALL_SECONDS", 60.0, float),
+            "payout_stuck_after": self.coerce("PAYOUT_STUCK_AFTER", 5, int),
+            "deployer_accounts": self.coerce("DEPLOYER_ACCOUNTS", 0 if network == "mainnet" else 8, int),
             "event_retention_days": self.coerce("EVENT_RETENTION_DAYS", 30, int),
             "sse_heartbeat_seconds": self.coerce("SSE_HEARTBEAT_SECONDS", 15.0, float),
             "rate_limit_per_minute": self.coerce("RATE_LIMIT_PER_MINUTE", 100, int),
@@ -198,18 +227,30 @@ class _Reader:
             "queue_prefix": self.raw("QUEUE_PREFIX", "") or "",
             "redis_prefix": self.raw("REDIS_PREFIX", "offerhub:") or "",
             "log_level": (self.raw("LOG_LEVEL", "INFO") or "INFO").upper(),
+            "web_metrics_dir": self.raw("WEB_METRICS_DIR", "") or "",
+            "health_command_age_seconds": self.coerce("HEALTH_COMMAND_AGE_SECONDS", 60.0, float),
+            "health_chain_step_age_seconds": self.coerce("HEALTH_CHAIN_STEP_AGE_SECONDS", 300.0, float),
+            "health_monitor_lag_seconds": self.coerce("HEALTH_MONITOR_LAG_SECONDS", 60.0, float),
+            "reconcile_seconds": self.coerce("RECONCILE_SECONDS", 300.0, float),
             "wallet_encryption_key": self.raw("WALLET_ENCRYPTION_KEY"),
             "wallet_encryption_key_previous": self.raw("WALLET_ENCRYPTION_KEY_PREVIOUS"),
             "platform_user_id": self.raw("PLATFORM_USER_ID"),
             "wallet_starting_xlm": self.raw("WALLET_STARTING_XLM", "5") or "5",
             "trustless_platform_fee_percent": self.coerce("TRUSTLESS_PLATFORM_FEE_PERCENT", Decimal(0), Decimal),
             "trustless_requests_per_minute": self.coerce("TRUSTLESS_REQUESTS_PER_MINUTE", 45, int),
+            "reconcile_interval_hours": self.coerce("RECONCILE_INTERVAL_HOURS", 24.0, float),
             "stellar_max_fee_stroops": self.coerce("STELLAR_MAX_FEE_STROOPS", 10_000, int),
             "trustless_api_key": self.raw("TRUSTLESS_API_KEY"),
             "trustless_webhook_secret": self.raw("TRUSTLESS_WEBHOOK_SECRET"),
             "airtm_api_key": self.raw("AIRTM_API_KEY"),
             "airtm_api_secret": self.raw("AIRTM_API_SECRET"),
             "airtm_webhook_secret": self.raw("AIRTM_WEBHOOK_SECRET"),
+            "airtm_timeout_ms": self.coerce("AIRTM_TIMEOUT_MS", 30_000, int),
+            "airtm_refresh_seconds": self.coerce("AIRTM_REFRESH_SECONDS", 60.0, float),
+            "public_base_url": (self.raw("PUBLIC_BASE_URL")
+                                or f"http://localhost:{self.coerce('PORT', 4000, int)}").rstrip("/"),
+            "topup_success_redirect_url": self.raw("TOPUP_SUCCESS_REDIRECT_URL"),
+            "topup_cancel_redirect_url": self.raw("TOPUP_CANCEL_REDIRECT_URL"),
             "limits": self.limits(),
         }
         values.update(self.endpoints(network, sandbox_url, seed))
@@ -225,18 +266,21 @@ class _Reader:
         if network == "sandbox":
             horizon, friendbot = f"{sandbox_url}/horizon", f"{sandbox_url}/friendbot"
             trustless, airtm = f"{sandbox_url}/trustless", f"{sandbox_url}/airtm/v2"
+            checkout = f"{sandbox_url}/airtm/checkout/payin/"
             issuer = sandbox_usdc_issuer(seed)
         else:
             horizon, trustless = HORIZON_URLS[network], TRUSTLESS_URLS[network]
             friendbot = "https://friendbot.stellar.org" if network == "testnet" else None
             airtm_env = self.choice("AIRTM_ENV", "sandbox", ("sandbox", "production", "prod"))
             airtm = AIRTM_URLS["sandbox" if airtm_env == "sandbox" else "production"]
+            checkout = "https://app.airtm.com/payin/"
             issuer = USDC_ISSUERS[network]
         out: dict[str, Any] = {
             "horizon_url": (self.raw("STELLAR_HORIZON_URL") or horizon).rstrip("/"),
             "friendbot_url": self.raw("STELLAR_FRIENDBOT_URL") or friendbot,
             "trustless_api_url": (self.raw("TRUSTLESS_API_URL") or trustless).rstrip("/"),
             "airtm_api_url": (self.raw("AIRTM_API_URL") or airtm).rstrip("/"),
+            "airtm_checkout_base_url": self.raw("AIRTM_CHECKOUT_BASE_URL") or checkout,
             "usdc_issuer": self.raw("STELLAR_USDC_ISSUER") or issuer,
         }
         if not _is_account_id(out["usdc_issuer"]):
@@ -271,6 +315,13 @@ class _Reader:
             self.problems.append("EVENT_RETENTION_DAYS must be at least 1")
         if not 0 <= values["trustless_platform_fee_percent"] <= 99:
             self.problems.append("TRUSTLESS_PLATFORM_FEE_PERCENT is a percent from 0 to 99")
+        if values["reconcile_interval_hours"] < 0:
+            self.problems.append("RECONCILE_INTERVAL_HOURS must be >= 0 (0 turns the scheduled report off)")
+        if not 1_000 <= values["airtm_timeout_ms"] <= 120_000 or values["airtm_refresh_seconds"] <= 0:
+            self.problems.append("AIRTM_TIMEOUT_MS must be 1000-120000 and AIRTM_REFRESH_SECONDS > 0")
+        if min(values["health_command_age_seconds"], values["health_chain_step_age_seconds"],
+               values["health_monitor_lag_seconds"], values["reconcile_seconds"]) <= 0:
+            self.problems.append("HEALTH_*_SECONDS and RECONCILE_SECONDS must be > 0")
         if values["rate_limit_per_minute"] < 0:
             self.problems.append("RATE_LIMIT_PER_MINUTE must be >= 0 (0 turns limiting off)")
 

@@ -29,6 +29,7 @@ class Context:
     actor_id: str | None = None
     idempotency_key: str | None = None
     command_id: str | None = None
+    request_id: str | None = None  # the X-Request-ID of the request behind the change, if any
 
 
 @dataclass
@@ -60,13 +61,24 @@ class UnitOfWork:
         event = events.build(event_type, aggregate_id, payload, user_id=user_id,
                              correlation_id=self.context.correlation_id, actor_type=self.context.actor_type)
         outbox_db.insert(self.conn, event)
-        audit.record(self.conn, action=event_type, resource_type=event.aggregate_type,
-                     resource_id=aggregate_id, user_id=user_id, after=payload,
-                     actor_type=self.context.actor_type, actor_id=self.context.actor_id,
-                     idempotency_key=self.context.idempotency_key,
-                     correlation_id=self.context.correlation_id)
-        self.after_commit(Message("relay_outbox"))
+        failed = event_type.endswith("failed")  # order.operation_failed, withdrawal.failed, topup.failed
+        error = payload.get("error") if failed and isinstance(payload.get("error"), dict) else None
+        self.audit(event_type, event.aggregate_type, aggregate_id, user_id=user_id, after=payload,
+                   result="FAILURE" if failed else "SUCCESS", error=error)
         return event.event_id
+
+    def audit(self, action: str, resource_type: str, resource_id: str | None, *, user_id: str | None = None,
+              after: dict[str, Any] | None = None, before: dict[str, Any] | None = None,
+              result: str = "SUCCESS", error: dict[str, Any] | None = None) -> str:
+        """One audit entry in this transaction, with this context's actor and ids; the relay chains it
+        after the commit. Returns the entry's ``aud_`` id."""
+        ctx = self.context
+        entry_id = audit.record(self.conn, action=action, resource_type=resource_type, resource_id=resource_id,
+                                user_id=user_id, actor_type=ctx.actor_type, actor_id=ctx.actor_id, after=after,
+                                before=before, result=result, error=error, idempotency_key=ctx.idempotency_key,
+                                correlation_id=ctx.correlation_id, request_id=ctx.request_id)
+        self.after_commit(Message("relay_outbox"))
+        return entry_id
 
     def after_commit(self, message: Message) -> None:
         if message not in self.messages:

@@ -61,6 +61,10 @@ TIMEOUT_SECONDS = 60
 
 def create(uow: UnitOfWork, payload: dict[str, Any]) -> Result:
     """Debit ``available``, commit the crypto withdrawal and start its payment from the user's wallet."""
+    if payload["destinationType"] != "crypto":
+        from orchestrator import airtm_withdrawals  # AirTM's path (it imports this module's states)
+
+        return airtm_withdrawals.create(uow, payload)
     user_id, amount = payload["userId"], Decimal(payload["amount"])
     wallet = wallets_db.of_user_now(uow.conn, user_id)
     if wallet is None or wallet.status != "ACTIVE":

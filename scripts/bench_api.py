@@ -80,6 +80,7 @@ from scripts.bench_common import (  # noqa: E402  (standard library only; safe b
     delete_redis_keys,
     drop_database,
     free_port,
+    record,
     reexec_in_venv,
     run_pgbench,
     say,
@@ -408,7 +409,9 @@ def scratch_environment(args: argparse.Namespace, log_dir: Path) -> Iterator[Scr
             web_child = scratch.processes.start("web", [python, "-m", "web"], scratch.env)
             worker_child = scratch.processes.start("worker", [
                 python, "-m", "dramatiq", "actors", "--processes", str(args.workers), "--threads", str(args.threads),
-                "--queues", f"{queue_prefix}commands", f"{queue_prefix}events"], scratch.env)
+                "--queues", f"{queue_prefix}commands", f"{queue_prefix}events"],
+                {**scratch.env, "dramatiq_prom_port": str(free_port()), "dramatiq_prom_host": "127.0.0.1",
+                 "dramatiq_prom_db": str(log_dir / "metrics-worker")})
             scheduler = scratch.processes.start("scheduler", [python, "-m", "orchestrator.cli", "scheduler"],
                                                 scratch.env)
             scratch.web_pid, scratch.worker_pid = web_child.process.pid, worker_child.process.pid
@@ -511,6 +514,11 @@ def print_report(report: Report) -> None:
     if report.book_check:
         print(report.book_check)
     print("Targets:")
+    for p in report.phases:
+        if not p.name.startswith(BASE_PHASE):
+            record(f"API {p.name} (c={p.concurrency})", p.rate, "req/s")
+            record(f"API {p.name} p99 (c={p.concurrency})", p.percentile(99), "ms", kind="latency")
+    record("API POST credit (async, completed)", report.async_completed_rate, "credits/s")
     get, base = report.phase(GET_PHASE), report.phase(BASE_PHASE)
     opened = [p for p in report.phases if p.name.startswith(GET_PHASE + " @")]
     base_opened = [p for p in report.phases if p.name.startswith(BASE_PHASE + " @")]

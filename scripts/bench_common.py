@@ -55,6 +55,18 @@ def say(message: str) -> None:
     print(f"[bench] {message}", file=sys.stderr, flush=True)
 
 
+def record(name: str, value: float | None, unit: str, *, kind: str = "rate") -> None:
+    """Hand one figure to ``scripts/bench.py`` (a JSON line in ``$BENCH_FIGURES``; nothing otherwise).
+
+    ``kind`` is ``rate`` (more is better; compared with a throughput ceiling) or ``latency`` (ms).
+    """
+    target = os.environ.get("BENCH_FIGURES")
+    if not target or value is None or (isinstance(value, float) and math.isnan(value)):
+        return
+    with open(target, "a", encoding="utf-8") as out:
+        out.write(json.dumps({"name": name, "value": value, "unit": unit, "kind": kind}) + "\n")
+
+
 def percentile(values: Iterable[float], p: float) -> float:
     """Nearest-rank percentile (``nan`` when empty)."""
     ordered = sorted(values)
@@ -316,8 +328,11 @@ def start_system(rig: Rig, seed: str, args: argparse.Namespace) -> None:
         "monitor": [python, "-m", "orchestrator", "monitor"],
         "scheduler": [python, "-m", "orchestrator", "scheduler"],
     }
+    # each dramatiq command serves its Prometheus figures on a port and from a directory of its own
+    metrics = {name: {"dramatiq_prom_port": str(free_port()), "dramatiq_prom_host": "127.0.0.1",
+                      "dramatiq_prom_db": str(rig.log_dir / f"metrics-{name}")} for name in ("workers", "chain")}
     for name, command in commands.items():
-        child = rig.processes.start(name, command, rig.env)
+        child = rig.processes.start(name, command, {**rig.env, **metrics.get(name, {})})
         rig.groups[child.process.pid], rig.pids[name] = name, child.process.pid
 
 

@@ -69,6 +69,7 @@ from scripts.bench_common import (  # noqa: E402  (standard library only; safe b
     call,
     create_users,
     percentile,
+    record,
     reexec_in_venv,
     run_on_rig,
     say,
@@ -430,6 +431,11 @@ def print_report(args: argparse.Namespace, raw: RunResult, runs: list[RunResult]
     print("Targets:")
     latency = next((r for r in runs if r.name.startswith("latency")), None)
     throughput = next((r for r in runs if r.name.startswith("throughput")), None)
+    if latency is not None:
+        record("deposit -> balance.credited on SSE, p50", percentile(latency.latencies_ms, 50), "ms", kind="latency")
+        record("deposit -> balance.credited on SSE, p99", percentile(latency.latencies_ms, 99), "ms", kind="latency")
+    if throughput is not None:
+        record("deposits credited", throughput.credited_rate, "deposits/s")
     if latency is not None:
         p50, p99 = percentile(latency.latencies_ms, 50), percentile(latency.latencies_ms, 99)
         complete = latency.credited == len(latency.ok) and latency.ok

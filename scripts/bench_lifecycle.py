@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Benchmark full escrow lifecycles: create -> reserve -> escrow -> fund -> release (a share refunded).
+"""Benchmark full escrow lifecycles: create -> reserve -> escrow -> fund -> release (a share refunded),
+with crypto withdrawals alongside them, then top-ups and AirTM withdrawals on an AirTM-mode instance.
 
 Run it from the repository (it re-executes itself under ``.venv/bin/python`` when needed)::
 
@@ -32,6 +33,16 @@ one. It prints lifecycles/s (completed lifecycles over the run's wall time), led
 (``chain_steps`` CONFIRMED with a tx hash whose ``confirmed_at`` falls in the run, per kind), p50/p90/p99
 of each step and of the whole lifecycle, the CPU cores each process group used (``/proc``) and the
 database transactions per lifecycle (``pg_stat_database``).
+
+Money in and out (``scripts/bench_airtm.py``): ``--withdrawals`` extra users, funded in the set-up like the
+buyers, each withdraw ``--withdrawal-amount`` to one external account while the lifecycles run
+(``--money-concurrency`` in flight; 201 once the ledger payment landed). After the lifecycles, a second
+instance with ``PAYMENT_PROVIDER=airtm`` (DESIGN decision 5: its own database and queues, the Procfile's web,
+worker and scheduler) takes ``--topups`` top-ups (POST, the buyer confirms on the sandbox's AirTM, the
+webhook credits) and then ``--airtm-withdrawals`` AirTM withdrawals with ``commit: true``. Each kind's rate and
+its latency (the request's answer, and until the final state) are printed; checks: the destination
+received exactly the crypto withdrawals, the AirTM enterprise balance moved by exactly top-ups less payouts,
+each AirTM user's balance is its top-up less its withdrawal, ``offerhub check`` passes on the AirTM instance.
 
 Then, in the same run, the machine's PostgreSQL ceiling: ``pgbench -c 16 -j 2`` of one
 ``BEGIN; UPDATE; INSERT; END`` for ``--pgbench-seconds`` against scratch tables of the same database,
@@ -76,6 +87,7 @@ from scripts.bench_common import (  # noqa: E402  (standard library only; safe b
     Rig,
     create_users,
     percentile,
+    record,
     reexec_in_venv,
     run_on_rig,
     run_pgbench,
@@ -91,6 +103,8 @@ reexec_in_venv(__file__)
 
 import aiohttp  # noqa: E402  (after the re-exec into the virtualenv)
 import psycopg  # noqa: E402
+
+from scripts.bench_airtm import Flow, MoneyResult, airtm_mix, crypto_withdrawal, start_airtm, stop_airtm  # noqa: E402
 
 RATE_TARGET = 100.0
 TW_FEE = Decimal("0.003")  # Trustless Work keeps 0.3 % of what the contract pays out (decision 1)
@@ -234,6 +248,8 @@ class RunResult:
     cpu: dict[str, float] = field(default_factory=dict)
     db_xacts: int = 0
     ledger_by_kind: Counter[str] = field(default_factory=Counter)
+    withdrawals: list[Flow] = field(default_factory=list)  # crypto withdrawals run alongside the lifecycles
+    money: MoneyResult = field(default_factory=MoneyResult)  # top-ups and AirTM withdrawals (second instance)
 
     @property
     def done(self) -> list[Lifecycle]:
@@ -245,7 +261,8 @@ class RunResult:
 
     @property
     def ledger_txs(self) -> int:
-        return sum(self.ledger_by_kind.values())
+        """The lifecycles' ledger transactions (the withdrawals' payments are counted apart)."""
+        return sum(n for kind, n in self.ledger_by_kind.items() if kind != "withdrawal_payment")
 
 
 async def db_now(conn: psycopg.AsyncConnection[Any]) -> Any:
@@ -256,12 +273,12 @@ async def db_now(conn: psycopg.AsyncConnection[Any]) -> Any:
 
 
 async def measured_run(session: aiohttp.ClientSession, rig: Rig, args: argparse.Namespace, buyers: list[str],
-                       sellers: list[str]) -> RunResult:
+                       sellers: list[str], withdrawers: list[str], destination: str) -> RunResult:
     share = args.refund_share
     lives = [Lifecycle(i, buyers[i % args.concurrency % len(buyers)], sellers[i],
                        math.floor((i + 1) * share) > math.floor(i * share)) for i in range(args.lifecycles)]
     client = Client(session, rig)
-    result = RunResult(lives)
+    result = RunResult(lives, withdrawals=[Flow("crypto withdrawal") for _ in withdrawers])
     say(f"run: {len(lives)} lifecycles ({sum(life.refund for life in lives)} refunded), "
         f"{args.concurrency} in flight, {len(buyers)} buyers, {len(sellers)} sellers")
     async with await psycopg.AsyncConnection.connect(rig.database_url, autocommit=True) as conn:
@@ -280,8 +297,15 @@ async def measured_run(session: aiohttp.ClientSession, rig: Rig, args: argparse.
                     rig.processes.check_alive()
                     await asyncio.sleep(0.5)
 
+            async def withdrawal_lane(w: int) -> None:
+                for i in range(w, len(withdrawers), args.money_concurrency):
+                    await crypto_withdrawal(session, rig, withdrawers[i], destination, args.withdrawal_amount,
+                                            result.withdrawals[i], args.step_timeout)
+
             async def all_lanes() -> None:
-                await asyncio.gather(*(lane(w) for w in range(args.concurrency)))
+                await asyncio.gather(*(lane(w) for w in range(args.concurrency)),
+                                     *(withdrawal_lane(w) for w in range(min(args.money_concurrency,
+                                                                              len(withdrawers)))))
 
             guard = asyncio.create_task(watchdog())
             lanes = asyncio.create_task(all_lanes())
@@ -327,8 +351,17 @@ async def ledger_usdc(session: aiohttp.ClientSession, rig: Rig, account: str) ->
 
 
 async def verify(session: aiohttp.ClientSession, rig: Rig, run: RunResult, sellers: list[str],
-                 seller_wallets: list[str], amount: Decimal) -> Checks:
+                 seller_wallets: list[str], amount: Decimal, destination: str, withdrawal_amount: Decimal) -> Checks:
     checks = Checks()
+    if run.withdrawals:
+        completed = [f for f in run.withdrawals if not f.error]
+        failed_w = Counter(f.error[:80] for f in run.withdrawals if f.error)
+        received = await ledger_usdc(session, rig, destination)
+        expected_usdc = withdrawal_amount * len(completed)
+        checks.add(not failed_w and received == expected_usdc,
+                   f"Crypto withdrawals: {len(completed)} of {len(run.withdrawals)} completed; the destination holds "
+                   f"{received} USDC = {expected_usdc}" + (f"; failures: {dict(failed_w.most_common(3))}"
+                                                           if failed_w else ""))
     lives = run.lifecycles
     failed = Counter(life.error.split(":")[0] + ": " + life.error.split(":", 1)[-1].strip()[:60]
                      for life in lives if not life.ok)
@@ -430,12 +463,40 @@ def print_report(args: argparse.Namespace, setup: str, run: RunResult, pg: Pgben
     print(f"{'measured run':<34}" + "".join(f"{run.cpu.get(g, 0.0):>11.2f}" for g in groups)
           + f"{sum(run.cpu.get(g, 0.0) for g in groups):>8.2f}{xacts:>20.1f}")
     print(line)
+    print_money(run)
+    print(line)
     for text in checks.lines:
         print(text)
     print("Target:")
+    record("escrow lifecycles (create .. release/refund)", run.rate, "lifecycles/s")
+    record("ledger transactions during lifecycles", run.ledger_txs / run.seconds if run.seconds else None, "tx/s")
     met = run.rate >= RATE_TARGET and len(done) == len(run.lifecycles) and checks.ok
     print(f"  >= {RATE_TARGET:.0f} complete lifecycles/s with the Procfile's pools: {run.rate:.1f}/s -> "
           f"{'met' if met else 'NOT MET'}")
+
+
+def print_money(run: RunResult) -> None:
+    """Withdrawals and top-ups: rate and latency (request answered, and until the final state)."""
+    rows: list[tuple[str, list[Flow], float, str]] = []
+    if run.withdrawals:
+        rows.append(("crypto withdrawal", run.withdrawals, run.seconds, "201 COMPLETED (waits for the ledger)"))
+    for kind, final in (("top-up", "TOPUP_SUCCEEDED (webhook)"), ("AirTM withdrawal", "WITHDRAWAL_COMPLETED")):
+        if run.money.of(kind):
+            rows.append((kind, run.money.of(kind), run.money.seconds.get(kind, 0.0), final))
+    if not rows:
+        return
+    print(f"{'money in/out (ms)':<22}{'done':>6}{'failed':>8}{'per s':>8}{'req p50':>9}{'req p90':>9}"
+          f"{'final p50':>11}{'final p90':>11}{'final p99':>11}  final state")
+    for kind, flows, seconds, final in rows:
+        ok = [f for f in flows if not f.error]
+        req = [f.request_ms for f in ok]
+        total = [f.total_ms for f in ok]
+        rate = len(ok) / seconds if seconds > 0 else 0.0
+        print(f"{kind:<22}{len(ok):>6}{len(flows) - len(ok):>8}{rate:>8.1f}{fmt(percentile(req, 50)):>9}"
+              f"{fmt(percentile(req, 90)):>9}{fmt(percentile(total, 50)):>11}{fmt(percentile(total, 90)):>11}"
+              f"{fmt(percentile(total, 99)):>11}  {final}")
+    print("  crypto withdrawals run alongside the lifecycles (their rate is over the whole run); top-ups, then AirTM "
+          "withdrawals, run after it on the second (AirTM-mode) instance, each phase timed on its own")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -449,28 +510,51 @@ async def bench(args: argparse.Namespace, rig: Rig) -> tuple[str, RunResult, Pgb
         start_system(rig, rig.env["SANDBOX_SEED"], args)
         await wait_healthy(session, rig, 60)
         buyers_n = args.buyers or args.concurrency
-        say(f"system up at {rig.api}; creating {buyers_n} buyers and {args.lifecycles} sellers, waiting for "
-            f"their wallets")
+        total = buyers_n + args.lifecycles + args.withdrawals
+        say(f"system up at {rig.api}; creating {buyers_n} buyers, {args.lifecycles} sellers and "
+            f"{args.withdrawals} withdrawers, waiting for their wallets")
         started = time.perf_counter()
         users: list[str] = []
         wallets: list[str] = []
-        for first in range(0, buyers_n + args.lifecycles, args.setup_batch):
-            batch = await create_users(session, rig, min(args.setup_batch, buyers_n + args.lifecycles - first),
-                                       first)
+        for first in range(0, total, args.setup_batch):
+            batch = await create_users(session, rig, min(args.setup_batch, total - first), first)
             wallets += await wait_wallets_active(rig, batch, args.activation_timeout)
             users += batch
         activated = time.perf_counter() - started
-        buyers, sellers = users[:buyers_n], users[buyers_n:]
-        amount = Decimal(args.amount)
+        buyers, sellers = users[:buyers_n], users[buyers_n:buyers_n + args.lifecycles]
+        withdrawers = users[buyers_n + args.lifecycles:]
+        amount, withdrawal_amount = Decimal(args.amount), Decimal(args.withdrawal_amount)
         uses = Counter(i % args.concurrency % buyers_n for i in range(args.lifecycles))
-        needs = [amount * uses[b] for b in range(buyers_n)]
-        say(f"depositing {sum(needs)} USDC into {buyers_n} buyer wallets through the sandbox")
-        credited = await fund_buyers(session, rig, buyers, wallets[:buyers_n], needs, args.activation_timeout)
+        needs = [amount * uses[b] for b in range(buyers_n)] + [withdrawal_amount] * len(withdrawers)
+        funded = buyers + withdrawers
+        say(f"depositing {sum(needs)} USDC into {len(funded)} buyer and withdrawer wallets through the sandbox")
+        credited = await fund_buyers(session, rig, funded, wallets[:buyers_n] + wallets[buyers_n + args.lifecycles:],
+                                     needs, args.activation_timeout)
+        async with session.post(f"{rig.sandbox_url}/_sandbox/stellar/accounts",
+                                json={"xlm": "100", "usdcTrustline": True, "usdc": "0"}) as reply:
+            destination = (await reply.json())["publicKey"]
         setup = (f"Set-up: {len(users)} users' wallets ACTIVE in {activated:.1f} s; {sum(needs)} USDC deposited "
                  f"on the ledger and credited by the monitor in {credited:.1f} s; sandbox {rig.sandbox_url}")
-        run = await measured_run(session, rig, args, buyers, sellers)
+        run = await measured_run(session, rig, args, buyers, sellers, withdrawers, destination)
         say(f"run done: {len(run.done)} lifecycles in {run.seconds:.1f} s; checking")
-        checks = await verify(session, rig, run, sellers, wallets[buyers_n:], amount)
+        checks = await verify(session, rig, run, sellers, wallets[buyers_n:buyers_n + args.lifecycles], amount,
+                              destination, withdrawal_amount)
+        if args.topups > 0:
+            say(f"AirTM instance: {args.topups} top-ups, then {min(args.airtm_withdrawals, args.topups)} AirTM "
+                f"withdrawals")
+            instance = await start_airtm(session, rig, args.threads)
+            try:
+                run.money = await airtm_mix(session, rig, instance, topups=args.topups,
+                                            payouts=min(args.airtm_withdrawals, args.topups),
+                                            concurrency=args.money_concurrency, amount=args.withdrawal_amount,
+                                            wait_seconds=args.step_timeout)
+            finally:
+                stop_airtm(rig, instance)
+            failed_money = [f.error for f in run.money.flows if f.error]
+            checks.add(not failed_money, f"Top-ups and AirTM withdrawals: {len(run.money.flows) - len(failed_money)}"
+                       f" of {len(run.money.flows)} finished" + (f"; {failed_money[:2]}" if failed_money else ""))
+            for ok, text in run.money.checks:
+                checks.add(ok, text)
     if not checks.ok:  # the rig removes its log directory on the way out: keep a copy to read
         kept = Path(tempfile.mkdtemp(prefix=f"offerhub-bench-lifecycle-logs-{rig.run}-"))
         for log in rig.log_dir.glob("*.log"):
@@ -492,6 +576,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="buyers (default: one per lifecycle in flight, so no two in flight share a wallet)")
     parser.add_argument("--refund-share", type=float, default=0.2, help="share refunded instead of released (0.2)")
     parser.add_argument("--amount", default="10.00", help="USDC per order (default 10.00)")
+    parser.add_argument("--withdrawals", type=int, default=48,
+                        help="crypto withdrawals run alongside the lifecycles, one per extra funded user (48)")
+    parser.add_argument("--topups", type=int, default=48,
+                        help="top-ups on a second, AirTM-mode instance after the lifecycles; 0 skips AirTM (48)")
+    parser.add_argument("--airtm-withdrawals", type=int, default=48,
+                        help="AirTM withdrawals (commit: true) after the top-ups, at most one per top-up (48)")
+    parser.add_argument("--money-concurrency", type=int, default=8,
+                        help="withdrawals / top-ups in flight (default 8)")
+    parser.add_argument("--withdrawal-amount", default="10.00",
+                        help="USD per withdrawal and top-up (default 10.00, the withdrawal minimum)")
     parser.add_argument("--workers", type=int, default=2, help="dramatiq worker processes (default 2, as the Procfile)")
     parser.add_argument("--threads", type=int, default=8, help="threads per worker process (default 8)")
     parser.add_argument("--setup-batch", type=int, default=12,
@@ -504,6 +598,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--profile", metavar="DIR", help="py-spy chain, workers, web and sandbox during the "
                                                          "measured run (raw stacks in DIR)")
     args = parser.parse_args(argv)
+    if min(args.withdrawals, args.topups, args.airtm_withdrawals) < 0 or args.money_concurrency < 1:
+        parser.error("--withdrawals, --topups and --airtm-withdrawals must not be negative")
     if args.lifecycles < 1 or args.concurrency < 1 or args.buyers < 0:
         parser.error("--lifecycles and --concurrency must be positive, --buyers not negative")
     if not 0 <= args.refund_share <= 1:

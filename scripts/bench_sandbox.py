@@ -15,10 +15,16 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import aiohttp
 import requests
 from stellar_sdk import Account, Asset, Keypair, TransactionBuilder
+
+if str(Path(__file__).resolve().parent.parent) not in sys.path:
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from scripts.bench_common import record
 
 PASSPHRASE = "OFFER-HUB Sandbox Network ; 2026"
 
@@ -138,6 +144,8 @@ def main() -> None:
         f"({len(latencies)} samples)"
     )
     print(f"conservation balanced: {balanced}")
+    record("sandbox ledger: applied payments", applied / elapsed, "tx/s")
+    record("sandbox ledger: payment stream latency p99", p99 * 1000, "ms", kind="latency")
 
 
 if __name__ == "__main__":

@@ -41,6 +41,14 @@ PY
         "$PY" -m pip install -q -r "$VENV/requirements.txt"
         rm -f "$VENV"/.installed-* && touch "$stamp"
     fi
+    # the project itself, editable, so the `offerhub` console script exists (setup.cfg entry_points)
+    if [ ! -x "$VENV/bin/offerhub" ] || [ ! -f "$VENV/.editable-$(sha256sum setup.cfg | cut -c1-16)" ]; then
+        log "Installing the project (editable) for the offerhub command"
+        if ! "$PY" -m pip install -q --no-deps -e . > "$VENV/editable.log" 2>&1 || [ ! -x "$VENV/bin/offerhub" ]; then
+            cat "$VENV/editable.log" >&2; echo "pip install -e . failed" >&2; return 1
+        fi
+        rm -f "$VENV"/.editable-* && touch "$VENV/.editable-$(sha256sum setup.cfg | cut -c1-16)"
+    fi
 }
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }

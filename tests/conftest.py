@@ -42,6 +42,8 @@ os.environ.update({
     "RATE_LIMIT_PER_MINUTE": "0",
     "COMMAND_WAIT_SECONDS": "15",
     "COMMAND_SWEEP_SECONDS": "2",
+    # no scheduled reconciliation report in the scheduler tests (tests/e2e/test_reconcile.py runs its own)
+    "RECONCILE_INTERVAL_HOURS": "0",
     "LOG_LEVEL": "WARNING",
 })
 
@@ -53,4 +55,6 @@ pytest_plugins = (
     "tests.fixtures.sandbox",
     "tests.fixtures.logs",
     "tests.fixtures.processes",
+    "tests.fixtures.airtm",
+    "tests.fixtures.server",
 )

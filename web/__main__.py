@@ -1,5 +1,9 @@
-"""``python -m web`` runs the API process."""
+"""``python -m web`` runs the API process (its metrics shared with the host's other web processes)."""
 
-from web.app import main
+from web.shared_metrics import share
+
+share()  # before anything imports prometheus_client
+
+from web.app import main  # noqa: E402
 
 main()

@@ -17,6 +17,7 @@ from orchestrator.errors import ConfigError
 from orchestrator.logs import configure_logging
 from orchestrator.maintenance import CHANGED_CHANNEL
 from orchestrator.settings import Settings
+from web import metrics
 from web.auth import KeyCache
 from web.keys import ENGINE, EXECUTOR, KEY_CACHE, LISTENER, MAINTENANCE, REDIS, SETTINGS, TX_ENGINE
 from web.listener import Listener
@@ -62,6 +63,8 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.extend([_engine, _redis, _executor, _listener])
     setup_middlewares(app)
     setup_routes(app)
+    # --- operations (issue 9): Prometheus scrapes the root path, outside the versioned API ---
+    app.router.add_get("/metrics", metrics.serve)
     return app
 
 

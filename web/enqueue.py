@@ -18,7 +18,7 @@ from typing import Any
 from aiohttp import web
 
 from actors.commands import execute_command
-from orchestrator import errors, ids
+from orchestrator import errors, ids, logs
 from orchestrator.commands import Status
 from orchestrator.db import commands as commands_db
 from orchestrator.db import idempotency as idempotency_db
@@ -72,6 +72,7 @@ async def run(request: web.Request, kind: str, payload: dict[str, Any]) -> Comma
         if idempotency:
             await conn.execute(idempotency_db.attach_command(*idempotency, command_id))
     request[COMMAND_ID] = command_id
+    logs.bind(command_id=command_id)
     listener = app[LISTENER]
     listener.expect(command_id)  # before publishing: the notification cannot come first
     try:

@@ -9,8 +9,10 @@ import time
 import uuid
 from typing import Any
 
+import structlog
 from aiohttp import web
 
+from orchestrator import logs
 from orchestrator.db import api_keys as keys_db
 from orchestrator.db import maintenance as maintenance_db
 from orchestrator.errors import (
@@ -21,7 +23,7 @@ from orchestrator.errors import (
     ValidationFailed,
 )
 from orchestrator.events import iso, now
-from web import ratelimit
+from web import metrics, ratelimit
 from web.auth import Handler, authenticate, check_scope
 from web.errors import MethodNotAllowed, PayloadTooLarge, UnsupportedMediaType, error_response
 from web.idempotency import idempotency
@@ -29,6 +31,7 @@ from web.keys import ENGINE, KEY_CACHE, MAINTENANCE, REDIS, SETTINGS
 from web.request_state import BODY, CREDENTIAL, PREFERENCE, RATE_HEADERS, REQUEST_ID
 
 log = logging.getLogger(__name__)
+access_log = logging.getLogger("web.access")
 _REQUEST_ID = re.compile(r"[\x21-\x7e]{1,128}")
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 MAX_BODY = 1024 * 1024
@@ -41,23 +44,45 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     """Outermost: request id on every response, and every failure rendered as the error envelope."""
     given = request.headers.get("X-Request-ID", "")
     request[REQUEST_ID] = given if _REQUEST_ID.fullmatch(given) else str(uuid.uuid4())
+    # A connection's requests share one task: its context is cleared before and after each request.
+    structlog.contextvars.clear_contextvars()
+    logs.bind(request_id=request[REQUEST_ID])
+    started = time.monotonic()
     try:
-        response = await handler(request)
+        response = await _handled(request, handler)
+        if not response.prepared:
+            response.headers["X-Request-ID"] = request[REQUEST_ID]
+            response.headers.update(request.get(RATE_HEADERS, {}))
+            if request.get(PREFERENCE):
+                response.headers["Preference-Applied"] = request[PREFERENCE]
+        elapsed = time.monotonic() - started
+        metrics.observe(request, response, elapsed)
+        _access(request, response, elapsed)
+        return response
+    finally:
+        structlog.contextvars.clear_contextvars()
+
+
+def _access(request: web.Request, response: web.StreamResponse, seconds: float) -> None:
+    """One line per request, with the request (and command) id the context carries."""
+    if access_log.isEnabledFor(logging.INFO):
+        access_log.info("%s %s %s", request.method, request.path, response.status,
+                        extra={"method": request.method, "path": request.path, "status": response.status,
+                               "duration_ms": round(seconds * 1000, 2)})
+
+
+async def _handled(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
     except OrchestratorError as error:
-        response = error_response(error, headers=_retry_after(error))
+        return error_response(error, headers=_retry_after(error))
     except web.HTTPException as http:
         allow = getattr(http, "allowed_methods", None)
-        response = error_response(_from_http(http), headers={"Allow": ", ".join(sorted(allow))} if allow else None)
+        return error_response(_from_http(http), headers={"Allow": ", ".join(sorted(allow))} if allow else None)
     except Exception:
         log.exception("Unhandled error on %s %s (request %s)", request.method, request.path,
                       request[REQUEST_ID])
-        response = error_response(OrchestratorError())
-    if not response.prepared:
-        response.headers["X-Request-ID"] = request[REQUEST_ID]
-        response.headers.update(request.get(RATE_HEADERS, {}))
-        if request.get(PREFERENCE):
-            response.headers["Preference-Applied"] = request[PREFERENCE]
-    return response
+        return error_response(OrchestratorError())
 
 
 def _retry_after(error: OrchestratorError) -> dict[str, str] | None:
@@ -83,7 +108,8 @@ async def authentication(request: web.Request, handler: Handler) -> web.StreamRe
         raise route_error
     settings, target = request.app[SETTINGS], request.match_info.handler
     if getattr(target, "public", False):
-        await _limit(request, f"ip:{request.remote}")
+        if not getattr(target, "unlimited", False):
+            await _limit(request, f"ip:{request.remote}")
         return await handler(request)
     try:
         credential = await authenticate(request.headers.get("Authorization"), settings=settings,

@@ -8,16 +8,19 @@ from typing import Any
 from aiohttp import web
 
 from orchestrator import ids, money
+from orchestrator.db import airtm as airtm_db
 from orchestrator.db import api_keys as keys_db
 from orchestrator.db import disputes as disputes_db
 from orchestrator.db import escrows as escrows_db
 from orchestrator.db import maintenance as maintenance_db
 from orchestrator.db import orders as orders_db
+from orchestrator.db import topups as topups_db
 from orchestrator.db import users as users_db
 from orchestrator.db import withdrawals as withdrawals_db
 from orchestrator.errors import NotFound, ValidationFailed
 from orchestrator.events import iso
 from orchestrator.results import Result
+from schemas.airtm import TOPUP_OUT
 from schemas.api_keys import KEY_OUT
 from schemas.balances import BALANCE_OUT
 from schemas.disputes import DISPUTE_OUT
@@ -141,9 +144,21 @@ async def withdrawal(request: web.Request, result: Result) -> Any:
     return WITHDRAWAL_OUT.dump(withdrawals_db.to_withdrawal(row))
 
 
+async def topup(request: web.Request, result: Result) -> Any:
+    row = await fetch_one(request, topups_db.by_id(result.id))
+    return TOPUP_OUT.dump(topups_db.to_topup(row))
+
+
+async def airtm_link(request: web.Request, result: Result) -> Any:
+    link = airtm_db.to_link(await fetch_one(request, airtm_db.link_of(result.id)))
+    return {"userId": link.user_id, "airtmUserId": link.airtm_user_id,
+            "airtmLinkedAt": iso(link.linked_at) if link.linked_at else None, "eligible": True, "email": link.email}
+
+
 RENDERERS: dict[str, Renderer] = {
     "user": user, "balance": balance, "api_key": api_key, "maintenance": maintenance_status, "order": order,
     "milestone": milestone, "dispute": dispute_result, "withdrawal": withdrawal,
+    "topup": topup, "airtm_link": airtm_link,
 }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from web import sse
-from web.handlers import api_keys, disputes, orders, platform, users, withdrawals
+from web.handlers import airtm, api_keys, audit, disputes, orders, platform, statements, users, withdrawals
 from web.handlers import wallets as wallet_routes
 
 V1 = "/api/v1"
@@ -55,4 +55,19 @@ def setup_routes(app: web.Application) -> None:
         web.get(f"{V1}/withdrawals", withdrawals.list_withdrawals),
         web.get(f"{V1}/withdrawals/{{withdrawal_id}}", withdrawals.get_withdrawal),
         web.get(f"{V1}/events", sse.stream_events),
+        # AirTM (issue 7): link, top-ups, the AirTM withdrawal steps, the webhook
+        web.post(f"{V1}/users/{{user_id}}/airtm/link", airtm.link_account),
+        web.post(f"{V1}/topups", airtm.create_topup),
+        web.get(f"{V1}/topups", airtm.list_topups),
+        web.get(f"{V1}/topups/{{topup_id}}", airtm.get_topup),
+        web.post(f"{V1}/topups/{{topup_id}}/refresh", airtm.refresh_topup),
+        web.post(f"{V1}/topups/{{topup_id}}/cancel", airtm.cancel_topup),
+        web.get(f"{V1}/topups/{{topup_id}}/callback", airtm.topup_callback),
+        web.post(f"{V1}/withdrawals/{{withdrawal_id}}/commit", withdrawals.commit_withdrawal),
+        web.post(f"{V1}/withdrawals/{{withdrawal_id}}/refresh", withdrawals.refresh_withdrawal),
+        web.delete(f"{V1}/withdrawals/{{withdrawal_id}}", withdrawals.cancel_withdrawal),
+        web.post(f"{V1}/webhooks/airtm", airtm.airtm_webhook),
+        # audit trail and statements (issue 10)
+        web.get(f"{V1}/audit/logs", audit.list_audit_logs),
+        web.get(f"{V1}/users/{{user_id}}/statement", statements.get_statement),
     ])

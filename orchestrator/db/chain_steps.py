@@ -30,13 +30,14 @@ class Step:
     result: dict[str, Any] | None
     created_at: datetime
     updated_at: datetime
+    not_before: datetime | None = None
 
 
 def to_step(row: Any) -> Step:
     r = row._mapping
     return Step(r["id"], r["kind"], r["subject_type"], r["subject_id"], r["source_account"], list(r["signers"]),
                 r["params"], r["status"], r["signed_xdr"], r["tx_hash"], r["sequence"], r["max_time"],
-                r["attempts"], r["last_error"], r["result"], r["created_at"], r["updated_at"])
+                r["attempts"], r["last_error"], r["result"], r["created_at"], r["updated_at"], r["not_before"])
 
 
 def create(conn: Connection, **values: Any) -> None:
@@ -77,10 +78,36 @@ def finish(conn: Connection, step_id: str, *, status: str, result: dict[str, Any
 
 
 def stalled(conn: Connection, *, older_than: datetime, limit: int = 200) -> list[str]:
-    """Open steps that have not moved since ``older_than`` (their message may be lost); touched here."""
+    """Open steps that have not moved since ``older_than`` (their message may be lost); touched here.
+    A step waiting out its retry time (``not_before``) counts from that time, not from its last move."""
+    last_move = func.greatest(chain_steps.c.updated_at, func.coalesce(chain_steps.c.not_before,
+                                                                      chain_steps.c.updated_at))
     ids = conn.execute(select(chain_steps.c.id).where(chain_steps.c.status.in_(("PENDING", "SIGNED")),
-                                                      chain_steps.c.updated_at < older_than)
+                                                      chain_steps.c.updated_at < older_than,
+                                                      last_move < older_than)
                        .order_by(chain_steps.c.updated_at).limit(limit)).scalars().all()
     if ids:
         conn.execute(update(chain_steps).where(chain_steps.c.id.in_(ids)).values(updated_at=func.now()))
     return list(ids)
+
+
+@dataclass(frozen=True)
+class StuckStep:
+    id: str
+    kind: str
+    order_id: str | None
+    retries: int
+    attempts: int
+    last_error: str | None
+    since: datetime
+
+
+def stuck(conn: Connection, *, min_retries: int) -> list[StuckStep]:
+    """Open steps retrying a payout that has failed ``min_retries`` times in a row (an operator's list)."""
+    retries = chain_steps.c.params["retries"].as_integer()
+    failure = func.coalesce(chain_steps.c.last_error, chain_steps.c.params["lastFailure"].as_string())
+    rows = conn.execute(select(chain_steps.c.id, chain_steps.c.kind, chain_steps.c.params["orderId"].as_string(),
+                               retries, chain_steps.c.attempts, failure, chain_steps.c.created_at)
+                        .where(chain_steps.c.status.in_(("PENDING", "SIGNED")), retries >= min_retries)
+                        .order_by(chain_steps.c.created_at)).all()
+    return [StuckStep(*row) for row in rows]

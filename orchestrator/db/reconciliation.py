@@ -4,11 +4,22 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, Numeric, Select, func, select
 
-from orchestrator.db.tables import balances, journal_entries, wallets
+from orchestrator.db.tables import (
+    balances,
+    chain_steps,
+    deposits,
+    escrows,
+    journal_entries,
+    orders,
+    reconciliation_reports,
+    wallets,
+)
 
 
 @dataclass(frozen=True)
@@ -42,3 +53,74 @@ def wallet_books(conn: Connection, *, adjustment_account: str,
     if user_ids is not None:
         stmt = stmt.where(wallets.c.user_id.in_(list(user_ids)))
     return [WalletBook(*row) for row in conn.execute(stmt).all()]
+
+
+# --- the reconciliation report (issue 10) -------------------------------------------------------------
+
+@dataclass(frozen=True)
+class EscrowBook:
+    """One escrow, what the book holds in its ``escrow:<order>`` account, and whether a step is running."""
+
+    escrow_id: str
+    order_id: str
+    contract_id: str | None
+    status: str
+    amount: Decimal
+    book: Decimal
+    in_flight: bool  # a chain step for it is pending or signed: the ledger may be ahead of the book
+
+
+def escrow_books(conn: Connection) -> list[EscrowBook]:
+    held = (select(journal_entries.c.account, func.sum(journal_entries.c.amount).label("total"))
+            .where(journal_entries.c.account.like("escrow:%")).group_by(journal_entries.c.account).subquery())
+    running = (select(chain_steps.c.subject_id).where(chain_steps.c.subject_type == "escrow",
+                                                      chain_steps.c.status.in_(("PENDING", "SIGNED"))))
+    stmt = (select(escrows.c.id, escrows.c.order_id, escrows.c.trustless_contract_id, escrows.c.status,
+                   escrows.c.amount, func.coalesce(held.c.total, 0), escrows.c.id.in_(running))
+            .select_from(escrows.outerjoin(held, held.c.account == func.concat("escrow:", escrows.c.order_id)))
+            .where(escrows.c.status != "DISCARDED").order_by(escrows.c.id))
+    return [EscrowBook(*row) for row in conn.execute(stmt).all()]
+
+
+def orphan_escrow_accounts(conn: Connection) -> list[tuple[str, Decimal]]:
+    """``escrow:<order>`` accounts holding money although the order has no live escrow."""
+    live = select(func.concat("escrow:", escrows.c.order_id)).where(escrows.c.status != "DISCARDED")
+    rows = conn.execute(select(journal_entries.c.account, func.sum(journal_entries.c.amount))
+                        .where(journal_entries.c.account.like("escrow:%"), journal_entries.c.account.not_in(live))
+                        .group_by(journal_entries.c.account)
+                        .having(func.sum(journal_entries.c.amount) != 0)).all()
+    return [(account, total) for account, total in rows]
+
+
+def account_total(conn: Connection, account: str) -> Decimal:
+    return conn.execute(select(func.coalesce(func.sum(journal_entries.c.amount), 0))
+                        .where(journal_entries.c.account == account)).scalar_one()
+
+
+def settled_fees(conn: Connection) -> tuple[Decimal, Decimal]:
+    """Sum of ``trustlessFee`` and ``platformFee`` over every settled order (decision 1)."""
+    fee = orders.c.settlement
+    row = conn.execute(select(func.coalesce(func.sum(fee["trustlessFee"].astext.cast(Numeric)), 0),
+                              func.coalesce(func.sum(fee["platformFee"].astext.cast(Numeric)), 0))
+                       .where(fee.is_not(None))).one()
+    return Decimal(row[0]), Decimal(row[1])
+
+
+def users_in_flight(conn: Connection) -> set[str]:
+    """Users whose wallet has a ledger step running or a deposit not yet credited: their book may lag."""
+    steps = (select(wallets.c.user_id).join(chain_steps, chain_steps.c.source_account == wallets.c.public_key)
+             .where(chain_steps.c.status.in_(("PENDING", "SIGNED"))))
+    pending = select(deposits.c.user_id).where(deposits.c.status == "PENDING")
+    return set(conn.execute(steps.union(pending)).scalars())
+
+
+def insert_report(conn: Connection, **values: Any) -> None:
+    conn.execute(reconciliation_reports.insert().values(**values))
+
+
+def latest_report_at(conn: Connection) -> datetime | None:
+    return conn.execute(select(func.max(reconciliation_reports.c.created_at))).scalar()
+
+
+def report(report_id: str) -> Select:
+    return select(reconciliation_reports).where(reconciliation_reports.c.id == report_id)

@@ -9,6 +9,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     ForeignKey,
+    Identity,
     Index,
     Integer,
     MetaData,
@@ -239,6 +240,8 @@ chain_steps = Table(
     Timestamp("created_at"),
     Timestamp("updated_at"),
     Timestamp("confirmed_at", nullable=True, default_now=False),
+    # a step retrying failed work runs no earlier than this (migration 0010)
+    Timestamp("not_before", nullable=True, default_now=False),
     Index("ix_chain_steps_subject", "subject_type", "subject_id"),
     Index("ix_chain_steps_open", "updated_at", postgresql_where=text("status IN ('PENDING', 'SIGNED')")),
 )
@@ -355,4 +358,91 @@ withdrawals = Table(
     Timestamp("completed_at", nullable=True, default_now=False),
     CheckConstraint("amount > 0", name="amount_positive"),
     Index("ix_withdrawals_created", "created_at", "id"),
+)
+
+# --- AirTM (issue 7): top-ups, webhook messages, and the commit a withdrawal's creator asked for ---
+
+OPEN_TOPUP_STATUSES = ("TOPUP_CREATED", "TOPUP_AWAITING_USER_CONFIRMATION", "TOPUP_PROCESSING")
+OPEN_WITHDRAWAL_STATUSES = ("WITHDRAWAL_CREATED", "WITHDRAWAL_COMMITTED", "WITHDRAWAL_PENDING",
+                            "WITHDRAWAL_PENDING_USER_ACTION")
+
+topups = Table(
+    "topups", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("user_id", String(64), ForeignKey("users.id"), nullable=False, index=True),
+    Money(name="amount"),
+    Column("currency", String(3), nullable=False, server_default="USD"),
+    Column("status", String(40), nullable=False),
+    Column("airtm_payin_id", String(255)),
+    Column("confirmation_uri", String(2000)),
+    Column("return_url", String(2000), nullable=False),
+    Column("cancel_url", String(2000), nullable=False),
+    Timestamp("expires_at", nullable=True, default_now=False),
+    Column("failure_reason", String(500)),
+    Column("description", String(500)),
+    Column("metadata", JSONB),
+    Timestamp("created_at"),
+    Timestamp("updated_at"),
+    CheckConstraint("amount > 0", name="amount_positive"),
+    Index("ix_topups_created", "created_at", "id"),
+    Index("ix_topups_airtm_payin_id", "airtm_payin_id", unique=True),
+    Index("ix_topups_open", "updated_at",
+          postgresql_where=text("status IN ('TOPUP_CREATED', 'TOPUP_AWAITING_USER_CONFIRMATION', "
+                                "'TOPUP_PROCESSING')")),
+)
+
+withdrawals.append_column(Column("commit_requested", Boolean, nullable=False, server_default=text("false")))
+Index("ix_withdrawals_airtm_payout_id", withdrawals.c.airtm_payout_id, unique=True)
+Index("ix_withdrawals_airtm_open", withdrawals.c.updated_at,
+      postgresql_where=text("destination_type <> 'crypto' AND status IN ('WITHDRAWAL_CREATED', "
+                            "'WITHDRAWAL_COMMITTED', 'WITHDRAWAL_PENDING', 'WITHDRAWAL_PENDING_USER_ACTION')"))
+
+airtm_webhooks = Table(
+    "airtm_webhooks", metadata,
+    Column("message_id", String(128), primary_key=True),
+    Column("event_type", String(64), nullable=False),
+    Column("body", JSONB, nullable=False),
+    Column("status", String(16), nullable=False, server_default="PENDING"),
+    Column("outcome", String(200)),
+    Timestamp("received_at"),
+    Timestamp("processed_at", nullable=True, default_now=False),
+    Index("ix_airtm_webhooks_pending", "received_at", postgresql_where=text("status = 'PENDING'")),
+)
+
+# --- audit chain and reconciliation (issue 10; migration 0009) ---------------------------------------
+# The chain columns are appended to ``audit_log`` here so this block stays self-contained.
+for _column in (
+    Column("seq", BigInteger, Identity(), nullable=False),  # insertion order: ties inside one relay pass
+    Column("request_id", String(128)),
+    Column("position", BigInteger, unique=True),  # the relay's commit-ordered chain position
+    Column("prev_hash", String(64)),
+    Column("entry_hash", String(64)),
+    Column("chained_at", DateTime(timezone=True)),
+):
+    audit_log.append_column(_column)
+audit_log.c.result.type = String(32)  # SUCCESS | FAILURE | DISCREPANCY_FOUND (api.md §6.3)
+Index("ix_audit_log_unchained", audit_log.c.seq, postgresql_where=text("position IS NULL"))
+Index("ix_audit_log_resource", audit_log.c.resource_id)
+Index("ix_audit_log_user", audit_log.c.user_id)
+
+reconciliation_reports = Table(
+    "reconciliation_reports", metadata,
+    Column("id", String(64), primary_key=True),
+    Timestamp("created_at"),
+    Column("trigger", String(16), nullable=False),  # cli | scheduler
+    Column("status", String(16), nullable=False),  # OK | DIFFERENCES
+    Column("summary", JSONB, nullable=False),
+    Column("differences", JSONB, nullable=False),
+    Column("problems", JSONB, nullable=False),
+    Index("ix_reconciliation_reports_created", "created_at"),
+)
+
+# --- operations (issue 9): figures the scheduler measures for /metrics and /health/detailed ---
+
+#: One row per figure (e.g. ``reconciliation``): the latest measurement and when it was taken.
+operation_figures = Table(
+    "operation_figures", metadata,
+    Column("name", String(64), primary_key=True),
+    Column("figures", JSONB, nullable=False),
+    Column("measured_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )

@@ -79,3 +79,7 @@ def create(conn: Connection, *, id: str, external_user_id: str, email: str | Non
 
 def id_for_external(conn: Connection, external_user_id: str) -> str | None:
     return conn.execute(select(users.c.id).where(users.c.external_user_id == external_user_id)).scalar()
+
+
+def ids_for_externals(conn: Connection, external_user_ids: list[str]) -> list[str]:
+    return list(conn.execute(select(users.c.id).where(users.c.external_user_id.in_(external_user_ids))).scalars())

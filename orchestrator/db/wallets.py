@@ -101,3 +101,12 @@ def watched(conn: Connection) -> dict[str, tuple[str, str]]:
     """Every wallet the monitor watches: public key -> (wallet id, user id)."""
     rows = conn.execute(select(wallets.c.public_key, wallets.c.id, wallets.c.user_id)).all()
     return {r.public_key: (r.id, r.user_id) for r in rows}
+
+
+def active_keys_of_users(conn: Connection, user_ids: list[str]) -> list[str]:
+    """The public keys of those users' ACTIVE wallets."""
+    if not user_ids:
+        return []
+    return list(conn.execute(select(wallets.c.public_key).where(wallets.c.user_id.in_(user_ids),
+                                                                wallets.c.status == "ACTIVE")
+                             .order_by(wallets.c.public_key)).scalars())

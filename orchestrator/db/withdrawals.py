@@ -30,6 +30,7 @@ class Withdrawal:
     created_at: datetime
     updated_at: datetime
     completed_at: datetime | None
+    commit_requested: bool = False
 
 
 def to_withdrawal(row: Any) -> Withdrawal:

@@ -237,6 +237,18 @@ class TrustlessClient:
         params = {"role": role, "roleAddress": address} | ({"engagementId": engagement_id} if engagement_id else {})
         return self._read("/helper/get-escrows-by-role", params)
 
+    def escrow_balances(self, contract_ids: Sequence[str]) -> dict[str, Decimal]:
+        """T11: each known contract's USDC balance (reconciliation only: TW's unit is unverified, so the
+        figure is compared, never used to move money)."""
+        if not contract_ids:
+            return {}
+        payload = self._call("GET", "/helper/get-multiple-escrow-balance", params={"addresses": list(contract_ids)})
+        if not isinstance(payload, list):
+            raise ProviderFailure("Trustless Work answered a balance read with something other than a list",
+                                  details={"provider": PROVIDER, "path": "/helper/get-multiple-escrow-balance"})
+        return {str(item["address"]): Decimal(str(item["balance"])) for item in payload
+                if isinstance(item, dict) and "address" in item and "balance" in item}
+
     # plumbing
 
     def _build(self, path: str, body: dict[str, Any]) -> str:
@@ -255,7 +267,7 @@ class TrustlessClient:
         return [EscrowState.from_json(item) for item in payload if isinstance(item, dict)]
 
     def _call(self, method: str, path: str, *, body: dict[str, Any] | None = None,
-              params: dict[str, str] | None = None) -> Any:
+              params: dict[str, Any] | None = None) -> Any:
         try:
             response = self._send(method, path, body=body, params=params)
         except requests.Timeout as error:
@@ -270,7 +282,7 @@ class TrustlessClient:
         raise self._error(response, path, message)
 
     def _send(self, method: str, path: str, *, body: dict[str, Any] | None = None,
-              params: dict[str, str] | None = None) -> requests.Response:
+              params: dict[str, Any] | None = None) -> requests.Response:
         if self.budget is not None:
             self.budget.take()
         data = _json(body) if body is not None else None

@@ -62,8 +62,7 @@ def create_app(config: SandboxConfig) -> web.Application:
     control.setup(app)
     trustless.setup(app, config)
     _setup_airtm(app, config, clock, faults)
-    if config.ledger_mode == "interval":
-        app.cleanup_ctx.append(_ledger_closer)
+    app.cleanup_ctx.append(_ledger_closer)  # idle in instant mode; the mode can change at run time
     return app
 
 

@@ -27,6 +27,7 @@ def setup(app: web.Application) -> None:
     app.router.add_post("/_sandbox/reset", reset)
     app.router.add_get("/_sandbox/state", state)
     app.router.add_post("/_sandbox/clock", advance_clock)
+    app.router.add_post("/_sandbox/ledger", ledger_mode)
     app.router.add_post("/_sandbox/stellar/accounts", create_account)
     app.router.add_post("/_sandbox/stellar/pay", pay)
     app.router.add_get("/_sandbox/faults", list_faults)
@@ -92,6 +93,19 @@ async def advance_clock(request: web.Request) -> web.Response:
         return _error(400, str(exc))
     clock = request.app[CLOCK]
     return web.json_response({"now": clock.now().isoformat(), "offsetSeconds": clock.offset})
+
+
+async def ledger_mode(request: web.Request) -> web.Response:
+    """`{mode: instant|interval, intervalSeconds?}`: how ledgers close from now on (SANDBOX_LEDGER_MODE at
+    run time, so one running sandbox can serve both kinds of test)."""
+    node = request.app[NODE]
+    try:
+        body = await _json(request)
+        await node.set_ledger_mode(str(body.get("mode")), body.get("intervalSeconds"))
+    except (ValueError, TypeError) as exc:
+        return _error(400, str(exc))
+    return web.json_response({"mode": node.config.ledger_mode,
+                              "intervalSeconds": node.config.ledger_interval_seconds})
 
 
 def _stroops(value: Any) -> int:

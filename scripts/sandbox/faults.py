@@ -165,6 +165,10 @@ class Faults:
         """Live rules of one action, without consuming them."""
         return [r for r in self._rules if r.service == service and r.action == action and not r.exhausted]
 
+    def rules_of(self, service: str) -> list[FaultRule]:
+        """The live rules of one service."""
+        return [r for r in self._rules if r.service == service and not r.exhausted]
+
     def rules_for(self, service: str, action: str) -> list[FaultRule]:
         """Every rule of one action, spent or not (for standing conditions such as `indexer_lag`)."""
         return [r for r in self._rules if r.service == service and r.action == action]

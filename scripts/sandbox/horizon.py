@@ -139,7 +139,7 @@ async def submit(request: web.Request) -> web.StreamResponse:
     envelope = form.get("tx")
     if not isinstance(envelope, str) or not envelope:
         return problem(400, "The tx parameter is required.", extras={"invalid_field": "tx"})
-    rule, early = await _generic(request, "horizon", SUBMIT_ACTIONS)
+    rule, early = await _generic(request, "horizon", SUBMIT_ACTIONS, _submitted(request, envelope))
     if early is not None:
         return early
     try:
@@ -166,7 +166,7 @@ async def submit_async(request: web.Request) -> web.StreamResponse:
     envelope = form.get("tx")
     if not isinstance(envelope, str) or not envelope:
         return problem(400, "The tx parameter is required.", extras={"invalid_field": "tx"})
-    rule, early = await _generic(request, "horizon", SUBMIT_ACTIONS)
+    rule, early = await _generic(request, "horizon", SUBMIT_ACTIONS, _submitted(request, envelope))
     if early is not None:
         return early
     node = request.app[NODE]
@@ -193,6 +193,30 @@ async def submit_async(request: web.Request) -> web.StreamResponse:
         if late is not None:
             return late
     return web.json_response({"tx_status": "PENDING", "hash": outcome.hash}, status=201)
+
+
+def _submitted(request: web.Request, envelope: str) -> dict[str, Any] | None:
+    """What a fault's `when` can name on a submission: `source` (the transaction's source account),
+    `operation` (its first operation's type, e.g. `payment`, `change_trust`, `invoke_host_function`),
+    `function` (the contract function it calls, e.g. `fund_escrow`) and `hash`. Decoded only while a
+    horizon rule exists, so the fault-free path costs nothing."""
+    if not request.app[FAULTS].rules_of("horizon"):
+        return None
+    from scripts.sandbox.transactions import decode
+
+    try:
+        decoded = decode(envelope, request.app[NODE].network_id)
+    except MalformedError:
+        return None
+    fields: dict[str, Any] = {"source": decoded.source, "hash": decoded.hash_hex}
+    operations = decoded.tx.operations
+    if operations:
+        body = operations[0].body
+        fields["operation"] = body.type.name.lower()
+        call = body.invoke_host_function_op.host_function.invoke_contract if body.invoke_host_function_op else None
+        if call is not None:
+            fields["function"] = call.function_name.sc_symbol.decode()
+    return fields
 
 
 def _tx(request: web.Request) -> TxRecord | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from stellar_sdk import Account, Asset, Keypair, StrKey, TransactionBuilder
@@ -155,11 +155,26 @@ class Node:
                     self.engine.close_ledger()
 
     async def close_loop(self) -> None:
-        """Interval mode: close a ledger every `ledger_interval_seconds`."""
+        """Interval mode: close a ledger every `ledger_interval_seconds` (idle while the mode is instant:
+        the control plane can switch modes at run time)."""
         while True:
-            await asyncio.sleep(self.config.ledger_interval_seconds)
-            async with self.ledger.lock:
+            interval = self.config.ledger_mode == "interval"
+            await asyncio.sleep(self.config.ledger_interval_seconds if interval else 0.25)
+            if self.config.ledger_mode == "interval":
+                async with self.ledger.lock:
+                    self._close_interval()
+
+    async def set_ledger_mode(self, mode: str, interval_seconds: float | None = None) -> None:
+        """Switch between instant and interval closes; what waits for a close is applied on the way to instant."""
+        if mode not in ("instant", "interval"):
+            raise ValueError("mode must be instant or interval")
+        seconds = self.config.ledger_interval_seconds if interval_seconds is None else float(interval_seconds)
+        if not 0 < seconds <= 60:
+            raise ValueError("intervalSeconds must be in (0, 60]")
+        async with self.ledger.lock:
+            if mode == "instant" and self._queue:
                 self._close_interval()
+            self.config = replace(self.config, ledger_mode=mode, ledger_interval_seconds=seconds)
 
     def _close_interval(self) -> None:
         queue, self._queue = self._queue, []

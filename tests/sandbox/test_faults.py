@@ -104,6 +104,22 @@ def test_apply_then_error_applies_and_answers_500(sandbox: SandboxControl, serve
     assert balances(server, bob)["USDC"] == "1.0000000"
 
 
+def test_a_submission_rule_can_name_the_source_and_operation_of_the_transaction(
+        sandbox: SandboxControl, server: Server) -> None:
+    envelope, alice, bob = _payment(sandbox, server)
+    other, _, _ = _payment(sandbox, server)
+    sandbox.add_fault(service="horizon", path="/transactions", when={"source": alice.public_key,
+                      "operation": "payment"}, action="status", params={"status": 503})
+    sandbox.add_fault(service="horizon", path="/transactions", when={"operation": "change_trust"},
+                      action="status", params={"status": 503})
+    assert server.submit_transaction(other)["successful"]  # another source: untouched
+    assert _post(sandbox, envelope).status_code == 503
+    fired = _fired(sandbox, "status")
+    assert [entry["request"]["body"]["hash"] for entry in fired] == [envelope.hash_hex()]
+    assert fired[0]["request"]["body"]["source"] == alice.public_key
+    assert balances(server, bob)["USDC"] == "0.0000000"
+
+
 def test_bad_seq_as_if_another_transaction_landed(sandbox: SandboxControl, server: Server) -> None:
     envelope, alice, bob = _payment(sandbox, server)
     sequence = server.load_account(alice.public_key).sequence

@@ -52,7 +52,12 @@ async def test_detailed_health_checks_the_infrastructure(api: Api) -> None:
         assert dependencies[name]["status"] in STATUSES
         if dependencies[name]["status"] != "healthy":
             assert isinstance(dependencies[name]["error"], str)
-    statuses = {d["status"] for d in dependencies.values()}
+    waiting = data["operations"]
+    assert set(waiting) == {"monitor", "oldestPendingCommand", "oldestOpenChainStep"}
+    for check in waiting.values():
+        assert check["status"] in ("healthy", "degraded")
+        assert check["thresholdSeconds"] > 0
+    statuses = {d["status"] for d in (*dependencies.values(), *waiting.values())}
     expected = "unhealthy" if "unhealthy" in statuses else "degraded" if "degraded" in statuses else "healthy"
     assert data["status"] == expected
     assert resp.status == (503 if expected == "unhealthy" else 200)

@@ -14,7 +14,7 @@ from tests.fixtures.logs import subprocess_logs
 
 #: Every table a secret could be copied into by mistake, as text.
 TABLES = ("commands", "outbox", "audit_log", "idempotency_keys", "chain_steps", "deposits", "journal_transactions",
-          "api_keys", "users", "cursors")
+          "api_keys", "users", "cursors", "reconciliation_reports")
 
 
 def secrets_of_every_wallet(engine: Engine, settings: Settings) -> list[str]:

@@ -14,7 +14,7 @@ from orchestrator.events import iso
 from schemas.api_keys import KEY_OUT, CreateKey, MintToken
 from schemas.base import BaseSchema, load
 from schemas.common import check_enums, page_limit, reject_unknown
-from web import enqueue, render
+from web import audit, enqueue, render
 from web.auth import Credential, check_scope, request_credential, requires
 from web.keys import ENGINE, SETTINGS
 from web.request_state import BODY
@@ -74,6 +74,8 @@ async def mint_token(request: web.Request) -> web.Response:
                         details={"requiredScope": lacking[0], "currentScopes": list(key.scopes)})
     token, expires = api_keys.mint_token(request.app[SETTINGS].jwt_secret, key_id=key.id, scopes=scopes,
                                          ttl=body["ttl"])
+    await audit.record(request, "api_key.token_minted", "ApiKey", key.id,
+                       after={"scopes": list(scopes), "ttl": body["ttl"], "expiresAt": iso(_from_unix(expires))})
     return envelope(request, {"token": token, "keyId": key.id, "scopes": scopes,
                               "expiresAt": iso(_from_unix(expires))}, status=201)
 

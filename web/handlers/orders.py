@@ -98,6 +98,10 @@ async def cancel_order(request: web.Request) -> web.Response:
 @requires("write")
 async def create_escrow(request: web.Request) -> web.Response:
     load(NoBody(), request[BODY])
+    if request.app[SETTINGS].payment_provider != "crypto":  # DESIGN decision 5
+        raise BusinessRuleViolation("Escrow needs on-chain wallets: not available in AirTM mode until "
+                                    "treasury-backed escrow is designed", code="PROVIDER_NOT_ENABLED",
+                                    details={"provider": request.app[SETTINGS].payment_provider})
     state = await enqueue.run(request, Kind.CREATE_ESCROW, {"orderId": order_id_of(request)})
     return await enqueue.respond(request, state)
 

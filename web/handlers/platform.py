@@ -12,13 +12,13 @@ import pika
 from aiohttp import web
 from sqlalchemy import text
 
+from orchestrator import airtm_treasury
 from orchestrator.commands import Kind
-from orchestrator.db import commands as commands_db
-from orchestrator.db import outbox as outbox_db
+from orchestrator.db import airtm as airtm_db
 from orchestrator.events import iso, now
 from schemas.base import NoBody, load
 from schemas.maintenance import EnableMaintenance
-from web import enqueue, render
+from web import airtm, enqueue, metrics, render
 from web.auth import public, requires
 from web.keys import ENGINE, EXECUTOR, REDIS, SETTINGS
 from web.request_state import BODY
@@ -35,27 +35,93 @@ async def health(request: web.Request) -> web.Response:
 
 @public
 async def health_detailed(request: web.Request) -> web.Response:
-    """Each dependency checked in parallel with a 5 s timeout; 503 when any is unhealthy."""
+    """Each dependency checked in parallel with a 5 s timeout; 503 when any is unhealthy. The work waiting
+    behind them (oldest pending command and chain step, the monitor's lag behind the ledger) turns the
+    status ``degraded`` past its threshold (``HEALTH_*_SECONDS``)."""
     app, settings = request.app, request.app[SETTINGS]
     checks: dict[str, Callable[[], Awaitable[None]]] = {
         "database": lambda: _database(app), "redis": app[REDIS].ping,
         "rabbitmq": lambda: _rabbitmq(app),
     }
-    results = dict(zip(checks, await asyncio.gather(*(_timed(c) for c in checks.values())), strict=True))
     providers = {"horizon": (settings.horizon_url + "/", True),
                  "trustlessWork": (settings.trustless_api_url, settings.trustless_configured),
                  "airtm": (settings.airtm_api_url, settings.airtm_configured)}
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=CHECK_TIMEOUT)) as session:
-        answers = await asyncio.gather(*(_provider(session, url, ok) for url, ok in providers.values()))
-    results.update(dict(zip(providers, answers, strict=True)))
-    statuses = {r["status"] for r in results.values()}
+        gathered = await asyncio.gather(
+            asyncio.gather(*(_timed(c) for c in checks.values())),
+            asyncio.gather(*(_provider(session, url, ok) for url, ok in providers.values())),
+            _snapshot(app))
+    results = dict(zip(checks, gathered[0], strict=True))
+    results.update(dict(zip(providers, gathered[1], strict=True)))
+    if settings.airtm_enabled and results["airtm"]["status"] == "healthy":
+        results["airtm"] = await _treasury(request, results["airtm"])
+    taken = gathered[2]
+    waiting = _operations(taken, settings)
+    statuses = {r["status"] for r in (*results.values(), *waiting.values())}
     overall = "unhealthy" if "unhealthy" in statuses else "degraded" if "degraded" in statuses else "healthy"
-    async with app[ENGINE].connect() as conn:
-        backlog = {"outboxUnrelayed": (await conn.execute(outbox_db.unrelayed_count())).scalar_one(),
-                   "commandsPending": (await conn.execute(commands_db.pending_count())).scalar_one()}
+    backlog: dict[str, Any] = {}
+    if not isinstance(taken, str):
+        b = taken.backlog
+        backlog = {"outboxUnrelayed": b.outbox_unrelayed, "outboxLagSeconds": round(b.outbox_lag_seconds, 3),
+                   "commandsPending": b.commands_pending, "chainStepsOpen": b.chain_steps_open,
+                   "depositsPending": b.deposits_pending}
     return envelope(request, {"status": overall, "version": VERSION, "timestamp": iso(now()),
-                              "dependencies": results, "backlog": backlog},
+                              "dependencies": results, "operations": waiting, "backlog": backlog},
                     status=503 if overall == "unhealthy" else 200)
+
+
+async def _treasury(request: web.Request, found: dict[str, Any]) -> dict[str, Any]:
+    """AirTM mode: the enterprise balance and whether it covers the users' balances (providers.md §3.1)."""
+    try:
+        enterprise = await asyncio.wait_for(airtm.call(request, lambda client: client.balance()), CHECK_TIMEOUT)
+        async with request.app[ENGINE].connect() as conn:
+            claims = (await conn.execute(airtm_db.claims_query())).one()
+    except Exception as error:
+        return {**found, "status": "unhealthy", "error": f"enterprise balance unreadable ({type(error).__name__})"}
+    treasury = airtm_treasury.of(enterprise, claims)
+    out = {**found, "treasury": treasury.as_json()}
+    if not treasury.covered:
+        out |= {"status": "degraded", "error": "the enterprise balance does not cover the users' balances"}
+    return out
+
+
+async def _snapshot(app: web.Application) -> metrics.Snapshot | str:
+    """The figures, or why they could not be read (the database check says more)."""
+    try:
+        return await metrics.snapshot(app)
+    except Exception as error:
+        return f"the backlog could not be read ({type(error).__name__})"
+
+
+def _operations(taken: metrics.Snapshot | str, settings: Any) -> dict[str, dict[str, Any]]:
+    """The monitor's lag and the oldest pending command and open chain step against their thresholds."""
+    if isinstance(taken, str):
+        unknown = {"status": "degraded", "error": taken}
+        return {"monitor": unknown, "oldestPendingCommand": unknown, "oldestOpenChainStep": unknown}
+    b, lag = taken.backlog, taken.monitor
+    monitor: dict[str, Any] = {"thresholdSeconds": settings.health_monitor_lag_seconds,
+                               "unseenPayments": lag.unseen}
+    if settings.payment_provider != "crypto":  # AirTM mode watches no ledger
+        monitor = {"status": "healthy", "enabled": False}
+    elif lag.seconds is None:
+        monitor.update(status="degraded", lagSeconds=None, error=lag.error)
+    else:
+        monitor.update(status=_past(lag.seconds, settings.health_monitor_lag_seconds),
+                       lagSeconds=round(lag.seconds, 3))
+    return {"monitor": monitor,
+            "oldestPendingCommand": _age_check(b.commands_pending, b.oldest_command_seconds,
+                                               settings.health_command_age_seconds),
+            "oldestOpenChainStep": _age_check(b.chain_steps_open, b.oldest_chain_step_seconds,
+                                              settings.health_chain_step_age_seconds)}
+
+
+def _age_check(count: int, age: float, threshold: float) -> dict[str, Any]:
+    return {"status": _past(age, threshold), "count": count, "ageSeconds": round(age, 3),
+            "thresholdSeconds": threshold}
+
+
+def _past(value: float, threshold: float) -> str:
+    return "degraded" if value > threshold else "healthy"
 
 
 async def _timed(check: Callable[[], Awaitable[Any]]) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from orchestrator.providers.horizon_reads import HorizonReader
 from schemas.balances import BalanceOut
 from schemas.common import page_limit, reject_unknown
 from schemas.wallets import AIRTM_DEPOSIT, CryptoDepositOut, WalletOut, WalletTransactionOut, transaction_view
-from web import render
+from web import audit, render
 from web.auth import requires
 from web.keys import ENGINE, SETTINGS
 from web.responses import envelope
@@ -80,8 +80,12 @@ async def verify_balance(request: web.Request) -> web.Response:
 @requires("write")
 async def sync_balance(request: web.Request) -> web.Response:
     """A reconciliation check that never moves money: it only reports and flags (spec api.md §6.3)."""
-    check = await _compare(request, await render.user_from_path(request))
+    user = await render.user_from_path(request)
+    check = await _compare(request, user)
     figures = check.figures()
+    # api.md §6.3: the check itself is audited, SUCCESS or DISCREPANCY_FOUND
+    await audit.record(request, "balance.sync", "Balance", user.id, user_id=user.id, after=figures,
+                       result="DISCREPANCY_FOUND" if check.discrepancy else "SUCCESS")
     return envelope(request, {
         "synced": check.difference is not None, "localBalance": figures["localBalance"],
         "providerBalance": figures["providerBalance"], "discrepancy": figures["difference"],

@@ -2,19 +2,32 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 from stellar_sdk import StrKey
 
+from orchestrator.airtm_withdrawals import PAYOUT_STATUS, TERMINAL
 from orchestrator.commands import Kind
 from orchestrator.db import withdrawals as withdrawals_db
-from orchestrator.errors import BusinessRuleViolation, NotFound, RateLimited, ValidationFailed
+from orchestrator.errors import (
+    BusinessRuleViolation,
+    Conflict,
+    InvalidStateTransition,
+    NotFound,
+    ProviderFailure,
+    RateLimited,
+    ValidationFailed,
+)
+from orchestrator.providers.airtm import AirtmClient, AirtmFailure
 from orchestrator.providers.horizon_reads import HorizonReader
-from orchestrator.withdrawals import TRANSITIONS
-from schemas.base import load
+from orchestrator.withdrawals import TRANSITIONS, Status
+from schemas.base import NoBody, load
 from schemas.common import check_enums, page_limit, reject_unknown
 from schemas.withdrawals import DESTINATION_TYPES, WITHDRAWAL_OUT, CreateWithdrawal
-from web import enqueue, ratelimit, render
+from web import airtm, enqueue, ratelimit, render
 from web.auth import requires
+from web.handlers import airtm as airtm_routes
 from web.keys import ENGINE, REDIS, SETTINGS
 from web.request_state import BODY
 from web.responses import envelope, jsonable, page
@@ -34,9 +47,13 @@ async def create_withdrawal(request: web.Request) -> web.Response:
                                      min=f"{limits.min:.2f}", max=f"{limits.max:.2f}")
     await render.load_user(request, body["userId"])
     if body["destinationType"] != "crypto":
-        raise BusinessRuleViolation("AirTM withdrawals are not enabled on this instance", code="PROVIDER_NOT_ENABLED",
-                                    details={"provider": "airtm"})
-    await _check_destination(request, body["destinationRef"])
+        airtm.require_enabled(request)
+        await airtm_routes.eligible_link(request, body["userId"])
+    elif settings.payment_provider != "crypto":
+        raise BusinessRuleViolation("Crypto withdrawals are not enabled on this instance",
+                                    code="PROVIDER_NOT_ENABLED", details={"provider": "crypto"})
+    else:
+        await _check_destination(request, body["destinationRef"])
     await _limit_per_user(request, body["userId"])
     state = await enqueue.run(request, Kind.CREATE_WITHDRAWAL, jsonable(body))
     return await enqueue.respond(request, state)
@@ -96,3 +113,77 @@ async def _load(request: web.Request) -> withdrawals_db.Withdrawal:
     if row is None or (owner is not None and row.user_id != owner):
         raise NotFound(f"Withdrawal {withdrawal_id} not found", code="WITHDRAWAL_NOT_FOUND")
     return withdrawals_db.to_withdrawal(row)
+
+
+def _airtm_only(withdrawal: withdrawals_db.Withdrawal) -> bool:
+    return withdrawal.destination_type != "crypto"
+
+
+@requires("write")
+async def commit_withdrawal(request: web.Request) -> web.Response:
+    """The second step of an AirTM withdrawal (api.md §12.4): commit the payout, apply its status."""
+    load(NoBody(), request[BODY])
+    withdrawal = await _load(request)
+    if not _airtm_only(withdrawal) or withdrawal.status != Status.CREATED:
+        raise Conflict(f"Withdrawal {withdrawal.id} cannot be committed in state {withdrawal.status}",
+                       code="WITHDRAWAL_NOT_COMMITTABLE", details={"currentState": withdrawal.status})
+    airtm.require_enabled(request)
+    payout_id = withdrawal.airtm_payout_id
+    if payout_id is None:
+        raise ProviderFailure("The AirTM payout of this withdrawal is not created yet; retry shortly",
+                              details={"provider": "airtm", "withdrawalId": withdrawal.id})
+    payout = await airtm.call(request, lambda client: client.commit_payout(payout_id))
+    return await airtm_routes.apply_reported(request, "withdrawal", withdrawal.id, payout)
+
+
+@requires("read")
+async def refresh_withdrawal(request: web.Request) -> web.Response:
+    """Re-read an AirTM payout (api.md §12.5); crypto and terminal withdrawals are returned unchanged."""
+    load(NoBody(), request[BODY])
+    withdrawal = await _load(request)
+    if not _airtm_only(withdrawal) or withdrawal.status in TERMINAL:
+        return envelope(request, WITHDRAWAL_OUT.dump(withdrawal))
+    airtm.require_enabled(request)
+
+    def read(client: AirtmClient) -> dict[str, Any] | None:
+        if withdrawal.airtm_payout_id:
+            return client.payout(withdrawal.airtm_payout_id)
+        return client.payout_by_code(withdrawal.id)
+
+    payout = await airtm.call(request, read)
+    if payout is None:
+        return envelope(request, WITHDRAWAL_OUT.dump(withdrawal))
+    return await airtm_routes.apply_reported(request, "withdrawal", withdrawal.id, payout)
+
+
+@requires("write")
+async def cancel_withdrawal(request: web.Request) -> web.Response:
+    """Cancel an uncommitted AirTM withdrawal (api.md §12.6): only once AirTM confirms; amount returned once."""
+    withdrawal = await _load(request)
+    allowed = [Status.CREATED]
+    if not _airtm_only(withdrawal) or withdrawal.status != Status.CREATED:
+        raise InvalidStateTransition(resource="withdrawal", id=withdrawal.id, current=withdrawal.status,
+                                     action="cancel", allowed=allowed)
+    airtm.require_enabled(request)
+    payout_id = withdrawal.airtm_payout_id
+    if payout_id is None:
+        raise ProviderFailure("The AirTM payout of this withdrawal is not created yet; retry shortly",
+                              details={"provider": "airtm", "withdrawalId": withdrawal.id})
+
+    def cancel(client: AirtmClient) -> tuple[dict[str, Any] | None, str | None]:
+        try:
+            answer = client.cancel_payout(payout_id)
+        except AirtmFailure as failure:
+            return client.payout(payout_id), failure.message
+        return (answer if isinstance(answer, dict) and answer.get("status") else client.payout(payout_id)), None
+
+    record, problem = await airtm.call(request, cancel)
+    reported = PAYOUT_STATUS.get(str((record or {}).get("status", "")).upper())
+    if reported == Status.CANCELED:
+        return await airtm_routes.apply_reported(request, "withdrawal", withdrawal.id, record or {}, canceled_by="user")
+    if record is not None and reported is not None and reported != Status.CREATED:
+        await airtm_routes.apply_reported(request, "withdrawal", withdrawal.id, record)
+        raise InvalidStateTransition(resource="withdrawal", id=withdrawal.id, current=reported, action="cancel",
+                                     allowed=allowed)
+    raise ProviderFailure(f"AirTM did not confirm the cancel: {problem or 'the payout is still open'}",
+                          details={"provider": "airtm"})

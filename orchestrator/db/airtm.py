@@ -1,0 +1,107 @@
+"""AirTM links on user rows, AirTM withdrawals' work list, and the webhook messages received."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Insert, Select, func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+from orchestrator.db.tables import OPEN_WITHDRAWAL_STATUSES, airtm_webhooks, balances, users, withdrawals
+
+
+@dataclass(frozen=True)
+class Link:
+    user_id: str
+    airtm_user_id: str | None
+    email: str | None
+    linked_at: datetime | None
+
+
+def link_of(user_id: str) -> Select:
+    return select(users.c.id, users.c.airtm_user_id, users.c.airtm_email, users.c.airtm_linked_at).where(
+        users.c.id == user_id)
+
+
+def to_link(row: Any) -> Link:
+    return Link(row.id, row.airtm_user_id, row.airtm_email, row.airtm_linked_at)
+
+
+def lock_link(conn: Connection, user_id: str) -> Link | None:
+    row = conn.execute(link_of(user_id).with_for_update()).first()
+    return to_link(row) if row else None
+
+
+def store_link(conn: Connection, user_id: str, *, airtm_user_id: str, email: str, linked_at: datetime) -> None:
+    conn.execute(update(users).where(users.c.id == user_id).values(
+        airtm_user_id=airtm_user_id, airtm_email=email, airtm_linked_at=linked_at, updated_at=func.now()))
+
+
+def open_withdrawals(conn: Connection, *, period: timedelta, limit: int = 200) -> list[str]:
+    """Open AirTM withdrawals not updated for ``period`` (or a tenth of their age if longer): the
+    periodic refresh's work list."""
+    quiet = func.greatest(period, (func.now() - withdrawals.c.created_at) / 10)
+    return list(conn.execute(select(withdrawals.c.id).where(
+        withdrawals.c.destination_type != "crypto", withdrawals.c.status.in_(OPEN_WITHDRAWAL_STATUSES),
+        withdrawals.c.updated_at < func.now() - quiet).order_by(withdrawals.c.updated_at).limit(limit)).scalars())
+
+
+def touch_withdrawals(conn: Connection, ids: list[str]) -> None:
+    if ids:
+        conn.execute(update(withdrawals).where(withdrawals.c.id.in_(ids)).values(updated_at=func.now()))
+
+
+def withdrawal_for_payout(conn: Connection, payout_id: str) -> str | None:
+    return conn.execute(select(withdrawals.c.id).where(withdrawals.c.airtm_payout_id == payout_id)).scalar()
+
+
+# Webhook messages (providers.md §3.8): recorded once per svix-id, processed by an actor.
+
+def record_webhook(message_id: str, event_type: str, body: dict[str, Any]) -> Insert:
+    """Insert the message unless its ``svix-id`` is known; ``RETURNING`` tells a new one from a duplicate."""
+    return (pg_insert(airtm_webhooks).values(message_id=message_id, event_type=event_type, body=body)
+            .on_conflict_do_nothing(index_elements=[airtm_webhooks.c.message_id])
+            .returning(airtm_webhooks.c.message_id))
+
+
+@dataclass(frozen=True)
+class WebhookMessage:
+    message_id: str
+    event_type: str
+    body: dict[str, Any]
+    status: str
+
+
+def lock_webhook(conn: Connection, message_id: str) -> WebhookMessage | None:
+    row = conn.execute(select(airtm_webhooks).where(airtm_webhooks.c.message_id == message_id)
+                       .with_for_update()).first()
+    return WebhookMessage(row.message_id, row.event_type, row.body, row.status) if row else None
+
+
+def finish_webhook(conn: Connection, message_id: str, *, status: str, outcome: str) -> None:
+    conn.execute(update(airtm_webhooks).where(airtm_webhooks.c.message_id == message_id).values(
+        status=status, outcome=outcome[:200], processed_at=func.now()))
+
+
+def pending_webhooks(conn: Connection, *, older_than: datetime, limit: int = 500) -> list[str]:
+    """Recorded but unprocessed messages whose actor message may have been lost; each is marked (in
+    ``processed_at``, still PENDING) so the next sweep waits another period before sending it again."""
+    last_try = func.coalesce(airtm_webhooks.c.processed_at, airtm_webhooks.c.received_at)
+    ids = list(conn.execute(select(airtm_webhooks.c.message_id).where(
+        airtm_webhooks.c.status == "PENDING", last_try < older_than)
+        .order_by(airtm_webhooks.c.received_at).limit(limit)).scalars())
+    if ids:
+        conn.execute(update(airtm_webhooks).where(airtm_webhooks.c.message_id.in_(ids))
+                     .values(processed_at=func.now()))
+    return ids
+
+
+def claims_query() -> Select:
+    """Users' ``available + reserved`` (``owed``), and the open AirTM withdrawals' amounts (``flight``)."""
+    owed = select(func.coalesce(func.sum(balances.c.available + balances.c.reserved), 0)).scalar_subquery()
+    flight = (select(func.coalesce(func.sum(withdrawals.c.amount), 0))
+              .where(withdrawals.c.destination_type != "crypto", withdrawals.c.status.in_(OPEN_WITHDRAWAL_STATUSES))
+              .scalar_subquery())
+    return select(owed.label("owed"), flight.label("flight"))

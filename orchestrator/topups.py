@@ -1,0 +1,139 @@
+"""Top-ups (spec api.md §8, states.md §6, events.md §3.4): money in through an AirTM pay-in.
+
+A top-up is recorded ``TOPUP_CREATED`` before AirTM is called, with its id as the pay-in's ``code``,
+so a lost answer is found again by code and never makes a second pay-in. Every later change comes
+from AirTM's status (a create's answer, a webhook, a read) through ``apply_payin``: states only move
+forward by rank (providers.md §3.6, DESIGN decision 4), and ``TOPUP_SUCCEEDED`` credits
+``available`` in the same transaction as the status change, so the credit happens exactly once.
+"""
+
+from __future__ import annotations
+
+import logging
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+from orchestrator import balances, ids, ledger, money
+from orchestrator.db import commands as commands_db
+from orchestrator.db import topups as topups_db
+from orchestrator.errors import NotFound
+from orchestrator.ledger import AVAILABLE, user_account
+from orchestrator.results import Result
+from orchestrator.unit_of_work import Message, UnitOfWork
+
+log = logging.getLogger(__name__)
+
+
+class Status(StrEnum):
+    CREATED = "TOPUP_CREATED"
+    AWAITING = "TOPUP_AWAITING_USER_CONFIRMATION"
+    PROCESSING = "TOPUP_PROCESSING"
+    SUCCEEDED = "TOPUP_SUCCEEDED"
+    FAILED = "TOPUP_FAILED"
+    CANCELED = "TOPUP_CANCELED"
+
+
+T = Status
+TERMINAL = frozenset({T.SUCCEEDED, T.FAILED, T.CANCELED})
+#: providers.md §3.6: a provider-driven change applies only to a higher rank; terminal never changes.
+RANK = {T.CREATED: 0, T.AWAITING: 1, T.PROCESSING: 2, T.SUCCEEDED: 3, T.FAILED: 3, T.CANCELED: 3}
+#: AirTM pay-in status -> top-up status (§3.6), with the original's names as aliases.
+PAYIN_STATUS = {
+    "CREATED": T.AWAITING, "AWAITING_USER_CONFIRMATION": T.AWAITING, "PROCESSING": T.PROCESSING,
+    "CONFIRMED": T.SUCCEEDED, "SUCCEEDED": T.SUCCEEDED, "FAILED": T.FAILED, "BRIDGE_FAILED": T.FAILED,
+    "CANCELED": T.CANCELED, "BRIDGE_CANCELED": T.CANCELED,
+}
+#: The outside account AirTM-mode balances are claims on (providers.md §3.1).
+WORLD_AIRTM = "world:airtm"
+#: The actor that creates the pay-in once the top-up row is committed.
+CREATE_PAYIN = "airtm_create_payin"
+
+
+def create(uow: UnitOfWork, payload: dict[str, Any]) -> Result:
+    """Record the top-up; the pay-in is created by an actor after this commits (``CREATE_PAYIN``)."""
+    topup_id, user_id, amount = ids.new_id("topup"), payload["userId"], Decimal(payload["amount"])
+    topups_db.create(uow.conn, id=topup_id, user_id=user_id, amount=amount, status=T.CREATED,
+                     return_url=payload["returnUrl"], cancel_url=payload["cancelUrl"],
+                     description=payload.get("description"), metadata=payload.get("metadata"))
+    uow.emit("topup.created", topup_id, {"topupId": topup_id, "userId": user_id,
+                                         "amount": money.format_amount(amount), "currency": "USD"},
+             user_id=user_id)
+    flow = uow.context.command_id or ""
+    if flow:
+        commands_db.start_flow(uow.conn, flow)
+    uow.after_commit(Message(CREATE_PAYIN, (topup_id, flow)))
+    return Result(201, "topup", topup_id, {"flow": True})
+
+
+def apply_payin(uow: UnitOfWork, topup_id: str, payin: dict[str, Any], *, checkout_base: str,
+                canceled_by: str = "system") -> bool:
+    """Move the top-up to what the pay-in's status says, if that is forward; True when it moved."""
+    topup = topups_db.get(uow.conn, topup_id, for_update=True)
+    if topup is None:
+        raise NotFound(f"Top-up {topup_id} not found", code="TOPUP_NOT_FOUND")
+    payin_id = payin.get("id")
+    if topup.airtm_payin_id is None and payin_id:
+        topups_db.update_fields(uow.conn, topup.id, airtm_payin_id=str(payin_id),
+                                confirmation_uri=f"{checkout_base}{payin_id}")
+    raw = str(payin.get("status", "")).upper()
+    target = PAYIN_STATUS.get(raw)
+    if target is None:
+        log.warning("Top-up %s: AirTM pay-in status %r is unknown; no transition", topup.id, raw)
+        return False
+    current = Status(topup.status)
+    if current in TERMINAL or RANK[target] <= RANK[current]:
+        return False  # a late, repeated or backward report: acknowledged and ignored
+    reason = payin.get("failureReason") or payin.get("reasonDescription")
+    values: dict[str, Any] = {"failure_reason": str(reason)[:500]} if target == T.FAILED and reason else {}
+    if not topups_db.set_status(uow.conn, topup.id, expected=current, status=target, **values):
+        return False
+    _emit(uow, topup, target, str(payin_id or topup.airtm_payin_id or ""), checkout_base, reason=reason,
+          error_code=payin.get("reasonCode"), canceled_by=canceled_by)
+    return True
+
+
+def _emit(uow: UnitOfWork, topup: topups_db.TopUp, target: Status, payin_id: str, checkout_base: str, *,
+          reason: Any, error_code: Any, canceled_by: str) -> None:
+    base = {"topupId": topup.id, "userId": topup.user_id}
+    amount = money.format_amount(topup.amount)
+    if target == T.AWAITING:
+        uow.emit("topup.confirmation_required", topup.id, {
+            **base, "confirmationUri": f"{checkout_base}{payin_id}", "expiresAt": None}, user_id=topup.user_id)
+    elif target == T.PROCESSING:
+        uow.emit("topup.processing", topup.id, {**base, "airtmPayinId": payin_id}, user_id=topup.user_id)
+    elif target == T.SUCCEEDED:
+        changes = ledger.transfer(uow, kind="topup", amount=topup.amount, reference=topup.id, source=WORLD_AIRTM,
+                                  destination=user_account(topup.user_id, AVAILABLE))
+        change = changes[topup.user_id]
+        shown = money.format_balance(change.available)
+        uow.emit("topup.succeeded", topup.id, {**base, "amount": amount, "currency": "USD", "airtmPayinId": payin_id,
+                                               "newAvailableBalance": shown, "newBalance": shown},
+                 user_id=topup.user_id)
+        balances.emit_credited(uow, change, topup.amount, source="topup", source_id=topup.id)
+    elif target == T.FAILED:
+        uow.emit("topup.failed", topup.id, {**base, "amount": amount, "reason": str(reason or "failed at AirTM"),
+                                            "errorCode": error_code, "airtmPayinId": payin_id or None},
+                 user_id=topup.user_id)
+    elif target == T.CANCELED:
+        uow.emit("topup.canceled", topup.id, {**base, "amount": amount, "canceledBy": canceled_by,
+                                              "reason": reason}, user_id=topup.user_id)
+
+
+def fail_creation(uow: UnitOfWork, topup_id: str, *, reason: str, error_code: str | None) -> bool:
+    """AirTM refused the pay-in (states.md §6.2 ``CREATED -> FAILED``); no money had moved."""
+    topup = topups_db.get(uow.conn, topup_id, for_update=True)
+    if topup is None or topup.status != T.CREATED:
+        return False
+    topups_db.set_status(uow.conn, topup.id, expected=T.CREATED, status=T.FAILED, failure_reason=reason[:500])
+    uow.emit("topup.failed", topup.id, {"topupId": topup.id, "userId": topup.user_id,
+                                        "amount": money.format_amount(topup.amount), "reason": reason,
+                                        "errorCode": error_code, "airtmPayinId": None}, user_id=topup.user_id)
+    return True
+
+
+def finish_flow(uow: UnitOfWork, command_id: str, failed: dict[str, Any] | None = None) -> None:
+    """End the flow of the request that created the record, and wake it."""
+    if command_id:
+        commands_db.finish_flow(uow.conn, command_id, failed=failed)
+        uow.notify(commands_db.DONE_CHANNEL, command_id)
