@@ -14,13 +14,15 @@ prefix of its own.
 
 What it does (``scripts/chaos_driver.py``): ``--lanes`` lanes, each with one buyer, one seller and one
 outside account, run ``--lifecycles`` lifecycles drawn from ``--mix`` (release, refund, a dispute
-decided FULL_RELEASE, FULL_REFUND or SPLIT, a crypto withdrawal, a deposit; every order's buyer is
-topped up by a real ledger deposit first). ``--listeners`` SSE listeners follow ``/events`` all along
+decided FULL_RELEASE, FULL_REFUND or SPLIT, a crypto withdrawal, a deposit, an AirTM top-up; every
+order's buyer is topped up by a real ledger deposit first). ``--listeners`` SSE listeners follow ``/events`` all along
 and reconnect with ``Last-Event-ID``. Meanwhile (``scripts/chaos_faults.py``), every
 ``--fault-interval`` seconds on average, one fault from ``--faults``: SIGKILL and restart of a
 product process, a restart of the private Redis or RabbitMQ, every PostgreSQL connection reset at
-the proxy, or one sandbox fault rule from ``--sandbox-faults``. AirTM top-ups are not driven: this
-branch has no AirTM top-up yet (see the README).
+the proxy, or one sandbox fault rule from ``--sandbox-faults``. AirTM top-ups run on a second
+instance in AirTM mode (DESIGN decision 5: web, worker and scheduler of the same Procfile with
+``PAYMENT_PROVIDER=airtm``, a database of its own, the sandbox's AirTM webhooks pointed at it), whose
+processes are killed too (``kill_airtm``); ``--no-airtm`` leaves it out.
 
 Then (``scripts/chaos_checks.py``) it stops the faults, waits for quiescence and prints each figure:
 orders by state (every one terminal or waiting for the marketplace), no command, flow, chain step or
@@ -74,8 +76,10 @@ class Outcome:
     fault_firings: int = 0
 
     def recheck(self) -> chaos_checks.Report:
+        airtm = bool(self.rig.airtm_env)
         return chaos_checks.check(self.rig.direct_database_url, self.rig.sandbox_url, self.rig.env, self.facts,
-                                  self.listeners)
+                                  self.listeners, self.rig.direct_airtm_database_url if airtm else None,
+                                  self.rig.airtm_env or None)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -96,6 +100,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--step-timeout", type=float, default=240.0,
                         help="longest an order may stay in one state before its lifecycle gives up (240 s)")
     parser.add_argument("--quiet-timeout", type=float, default=300.0, help="longest wait for quiescence (300 s)")
+    parser.add_argument("--no-airtm", action="store_true",
+                        help="no AirTM-mode instance, so no AirTM top-ups (the crypto instance only)")
     parser.add_argument("--keep-logs", action="store_true", help="keep the processes' logs (always kept on failure)")
     args = parser.parse_args(argv)
     if args.seed is None:
@@ -109,23 +115,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                                           chaos_faults.SANDBOX_FAULTS)
     except ValueError as error:
         parser.error(str(error))
+    if args.no_airtm:
+        args.mix_weights["airtm_topup"] = 0
+        args.fault_weights["kill_airtm"] = 0
+    if not any(args.mix_weights.values()):
+        parser.error("the lifecycle mix has no weight left")
     if args.lifecycles < 1 or args.lanes < 1 or args.listeners < 0:
         parser.error("--lifecycles and --lanes must be positive, --listeners not negative")
     return args
 
 
-async def wait_healthy(session: aiohttp.ClientSession, rig: chaos_rig.Rig, seconds: float) -> None:
+async def wait_healthy(session: aiohttp.ClientSession, api: str, seconds: float) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         try:
-            async with session.get(rig.api + "/health") as response:
+            async with session.get(api + "/health") as response:
                 if response.status == 200:
                     return
         except (aiohttp.ClientError, OSError):
             pass
         await asyncio.sleep(0.3)
-    raise RuntimeError(f"{rig.api}/health did not answer 200 within {seconds:.0f} s:\n"
-                       f"{rig.processes['web'].tail()}")
+    raise RuntimeError(f"{api}/health did not answer 200 within {seconds:.0f} s")
 
 
 async def drive(args: argparse.Namespace, rig: chaos_rig.Rig) -> Outcome:
@@ -137,11 +147,16 @@ async def drive(args: argparse.Namespace, rig: chaos_rig.Rig) -> Outcome:
     connector = aiohttp.TCPConnector(limit=args.lanes * 2 + args.listeners + 8)
     async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session, \
             aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as sandbox:
-        await wait_healthy(session, rig, 90)
+        await wait_healthy(session, rig.api, 120)
         api = chaos_driver.Api(session, rig.api, rig.master_key, facts)
+        airtm = chaos_driver.Api(session, rig.airtm_api, rig.master_key, facts) if rig.airtm_env else None
         say(f"system up at {rig.api}; {args.lanes} lanes of users, waiting for their wallets")
         facts.lanes = await chaos_driver.make_lanes(api, sandbox, rig.sandbox_url, rig.direct_database_url,
                                                     args.lanes, args.seed, rig.run, 300)
+        if airtm is not None:
+            await wait_healthy(session, rig.airtm_api, 120)
+            say(f"AirTM-mode instance up at {rig.airtm_api}; linking each lane's AirTM account")
+            await chaos_driver.link_airtm_users(airtm, sandbox, rig.sandbox_url, facts.lanes, rig.run)
         listeners = [chaos_driver.Listener(f"listener {i}", key)
                      for i, key in enumerate(await chaos_driver.make_listener_keys(api, args.listeners))]
         outcome = Outcome(args, rig, facts, monkey, listeners)
@@ -151,7 +166,7 @@ async def drive(args: argparse.Namespace, rig: chaos_rig.Rig) -> Outcome:
                      for i, listener in enumerate(listeners)]
         kinds = chaos_driver.plan(args.lifecycles, args.mix_weights, rng)
         driver = chaos_driver.Driver(api, sandbox, rig.sandbox_url, rig.direct_database_url, facts, rig.run,
-                                     args.step_timeout)
+                                     args.step_timeout, airtm)
         say(f"driving {len(kinds)} lifecycles with faults every ~{args.fault_interval:.1f} s (seed {args.seed})")
         started = time.monotonic()
         stop_at = started + args.duration if args.duration else float("inf")
@@ -167,8 +182,9 @@ async def drive(args: argparse.Namespace, rig: chaos_rig.Rig) -> Outcome:
         await chaos_faults.clear_faults(sandbox, rig.sandbox_url)
         outcome.fault_firings = await chaos_faults.fault_firings(sandbox, rig.sandbox_url)
         say(f"driven in {outcome.seconds:.0f} s; faults off; waiting for quiescence")
+        databases = [rig.direct_database_url] + ([rig.direct_airtm_database_url] if rig.airtm_env else [])
         quiet, outcome.quiet_seconds, counts = await asyncio.to_thread(
-            chaos_checks.wait_quiet, rig.direct_database_url, args.quiet_timeout)
+            chaos_checks.wait_quiet, databases, args.quiet_timeout)
         if not quiet:
             say(f"not quiet after {outcome.quiet_seconds:.0f} s: {counts}")
         await catch_up(rig, listeners)
@@ -244,7 +260,7 @@ def run(argv: list[str] | None = None, after: Callable[[Outcome], Any] | None = 
     """The whole run; ``after(outcome)`` is called while everything is still up (the test uses it)."""
     args = parse_args(argv)
     try:
-        with chaos_rig.rig(keep_logs=args.keep_logs) as rig:
+        with chaos_rig.rig(keep_logs=args.keep_logs, airtm=not args.no_airtm) as rig:
             outcome = asyncio.run(drive(args, rig))
             print_report(outcome)
             if after is not None:

@@ -32,6 +32,9 @@ OPEN_WORK = {
     "open chain steps": "SELECT count(*) FROM chain_steps WHERE status IN ('PENDING', 'SIGNED')",
     "pending deposits": "SELECT count(*) FROM deposits WHERE status = 'PENDING'",
     "unrelayed events": "SELECT count(*) FROM outbox WHERE position IS NULL",
+    "top-ups being created or processed": "SELECT count(*) FROM topups WHERE status IN ('TOPUP_CREATED', "
+                                          "'TOPUP_PROCESSING')",
+    "AirTM webhooks not processed": "SELECT count(*) FROM airtm_webhooks WHERE status = 'PENDING'",
 }
 
 
@@ -78,14 +81,19 @@ def open_work(database_url: str) -> dict[str, int]:
         return {name: int(scalar(conn, sql)) for name, sql in OPEN_WORK.items()}
 
 
-def wait_quiet(database_url: str, seconds: float, settle: float = 3.0) -> tuple[bool, float, dict[str, int]]:
-    """Wait until no work is open for ``settle`` seconds in a row; returns (quiet, seconds waited, last counts)."""
+def wait_quiet(database_urls: list[str], seconds: float,
+               settle: float = 3.0) -> tuple[bool, float, dict[str, int]]:
+    """Wait until no work is open in any of the databases for ``settle`` seconds in a row; returns (quiet,
+    seconds waited, last counts)."""
     started = time.monotonic()
     quiet_since: float | None = None
     counts: dict[str, int] = {}
     while time.monotonic() - started < seconds:
         try:
-            counts = open_work(database_url)
+            counts = {}
+            for url in database_urls:
+                for name, count in open_work(url).items():
+                    counts[name] = counts.get(name, 0) + count
         except psycopg.Error:
             time.sleep(0.5)
             continue
@@ -127,7 +135,8 @@ def usdc_payments_to(sandbox_url: str, account: str) -> list[dict[str, Any]]:
 
 
 def check(database_url: str, sandbox_url: str, env: dict[str, str], facts: Facts,
-          listeners: list[Listener]) -> Report:
+          listeners: list[Listener], airtm_database_url: str | None = None,
+          airtm_env: dict[str, str] | None = None) -> Report:
     report = Report()
     with psycopg.connect(database_url, autocommit=True) as conn:
         check_orders(conn, facts, report)
@@ -136,7 +145,51 @@ def check(database_url: str, sandbox_url: str, env: dict[str, str], facts: Facts
         check_deposits(conn, facts, report)
         check_payments(conn, sandbox_url, facts, report)
         check_listeners(conn, listeners, report)
+    if airtm_database_url and airtm_env:
+        with psycopg.connect(airtm_database_url, autocommit=True) as conn:
+            check_airtm(conn, airtm_database_url, airtm_env, sandbox_url, facts, report)
     return report
+
+
+def check_airtm(conn: psycopg.Connection[Any], database_url: str, env: dict[str, str], sandbox_url: str,
+                facts: Facts, report: Report) -> None:
+    """The AirTM-mode instance: nothing open, its own book consistent, every confirmed top-up credited
+    exactly once with its amount, and one pay-in at AirTM per top-up."""
+    for name, sql in OPEN_WORK.items():
+        count = int(scalar(conn, sql))
+        report.add(f"AirTM instance: {name} after quiescence", count, count == 0)
+    from orchestrator import check as book_check
+    from orchestrator.db import create_sync_engine
+
+    engine = create_sync_engine(database_url, pool_size=1)
+    try:
+        book = book_check.verify(engine)
+    finally:
+        engine.dispose()
+    report.add("AirTM instance: journal unbalanced or projection != journal", len(book.problems), book.ok,
+               book.problems)
+    rows = {r[0]: r for r in conn.execute(
+        "SELECT t.id, t.status, t.amount, (SELECT count(*) FROM journal_transactions j WHERE j.kind = 'topup' "
+        "AND j.reference = t.id) FROM topups t").fetchall()}
+    state = requests.get(f"{sandbox_url}/_sandbox/state", timeout=60).json()
+    payins = Counter(p.get("code") for p in state.get("airtm", state).get("payins", []))
+    problems = []
+    for topup in facts.topups.values():
+        row = rows.get(topup.id)
+        if row is None:
+            problems.append(f"{topup.id}: not in the database")
+            continue
+        credited = row[1] == "TOPUP_SUCCEEDED" and row[3] == 1 and Decimal(row[2]) == topup.amount
+        if topup.confirmed and not credited:
+            problems.append(f"{topup.id}: confirmed at AirTM but {row[1]}, credited {row[3]} time(s)")
+        if row[3] > 1 or (row[3] and row[1] != "TOPUP_SUCCEEDED"):
+            problems.append(f"{topup.id}: {row[1]} credited {row[3]} time(s)")
+        if payins.get(topup.id, 0) != 1:
+            problems.append(f"{topup.id}: {payins.get(topup.id, 0)} pay-in(s) at AirTM")
+    confirmed = sum(t.confirmed for t in facts.topups.values())
+    report.add("AirTM top-ups made / confirmed / credited exactly once",
+               f"{len(facts.topups)} / {confirmed} / {confirmed - len([p for p in problems if 'confirmed' in p])}",
+               not problems, problems)
 
 
 def check_orders(conn: psycopg.Connection[Any], facts: Facts, report: Report) -> None:

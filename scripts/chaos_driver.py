@@ -28,9 +28,10 @@ import aiohttp
 
 from scripts.chaos_rig import say
 
-KINDS = ("release", "refund", "dispute_full_release", "dispute_full_refund", "dispute_split", "withdrawal", "deposit")
+KINDS = ("release", "refund", "dispute_full_release", "dispute_full_refund", "dispute_split", "withdrawal", "deposit",
+         "airtm_topup")
 DEFAULT_MIX = {"release": 25, "refund": 15, "dispute_full_release": 10, "dispute_full_refund": 10,
-               "dispute_split": 10, "withdrawal": 15, "deposit": 15}
+               "dispute_split": 10, "withdrawal": 15, "deposit": 15, "airtm_topup": 10}
 FINAL_STATUS = {"release": "RELEASED", "refund": "REFUNDED", "dispute_full_release": "RELEASED",
                 "dispute_full_refund": "REFUNDED", "dispute_split": "RELEASED"}
 DECISION = {"dispute_full_release": "FULL_RELEASE", "dispute_full_refund": "FULL_REFUND", "dispute_split": "SPLIT"}
@@ -78,6 +79,15 @@ class Withdrawal:
 
 
 @dataclass
+class Topup:
+    id: str
+    user_id: str
+    amount: Decimal
+    payin_id: str = ""
+    confirmed: bool = False
+
+
+@dataclass
 class Lifecycle:
     index: int
     kind: str
@@ -98,6 +108,8 @@ class Lane:
     seller_wallet: str
     outside: str  # an account outside the system: the withdrawals' destination
     random: random.Random
+    airtm_user: str = ""  # the lane's user on the AirTM-mode instance, linked to airtm_email
+    airtm_email: str = ""
 
 
 @dataclass
@@ -107,6 +119,7 @@ class Facts:
     lifecycles: list[Lifecycle] = field(default_factory=list)
     deposits: list[Deposit] = field(default_factory=list)
     withdrawals: dict[str, Withdrawal] = field(default_factory=dict)
+    topups: dict[str, Topup] = field(default_factory=dict)
     lanes: list[Lane] = field(default_factory=list)
     retried_requests: int = 0
     answers: Counter[str] = field(default_factory=Counter)  # status codes seen
@@ -123,11 +136,11 @@ class Api:
         self.session, self.base, self.key, self.facts, self.patience = session, base, key, facts, patience
 
     async def call(self, method: str, path: str, body: dict[str, Any] | None = None,
-                   headers: dict[str, str] | None = None, idempotent: bool = True) -> tuple[int, Any]:
+                   headers: dict[str, str] | None = None, key: str | None = None) -> tuple[int, Any]:
         """One logical request: retried (same ``Idempotency-Key`` for a POST) until it is answered."""
         sent = {"Authorization": f"Bearer {self.key}", "Content-Type": "application/json", **(headers or {})}
-        if method == "POST" and idempotent:
-            sent["Idempotency-Key"] = str(uuid.uuid4())
+        if method == "POST":
+            sent["Idempotency-Key"] = key or str(uuid.uuid4())
         deadline = time.monotonic() + self.patience
         tries = 0
         while True:
@@ -164,8 +177,8 @@ def money(value: Decimal) -> str:
 
 class Driver:
     def __init__(self, api: Api, sandbox: aiohttp.ClientSession, sandbox_url: str, database_url: str,
-                 facts: Facts, run: str, step_timeout: float) -> None:
-        self.api, self.sandbox, self.sandbox_url = api, sandbox, sandbox_url
+                 facts: Facts, run: str, step_timeout: float, airtm: Api | None = None) -> None:
+        self.api, self.sandbox, self.sandbox_url, self.airtm = api, sandbox, sandbox_url, airtm
         self.database_url, self.facts, self.run, self.step_timeout = database_url, facts, run, step_timeout
 
     # ------------------------------------------------------------------------------------------
@@ -215,6 +228,8 @@ class Driver:
                 await self.deposit(lane, Decimal(lane.random.randint(100, 2000)) / 100)
             elif life.kind == "withdrawal":
                 await self.withdrawal(lane, life)
+            elif life.kind == "airtm_topup":
+                await self.topup(lane, life)
             else:
                 await self.order(lane, life)
             life.outcome = "done"
@@ -336,6 +351,55 @@ class Driver:
         await self.until(settled, f"withdrawal {withdrawal_id} settled")
 
 
+    async def topup(self, lane: Lane, life: Lifecycle) -> None:
+        """An AirTM top-up on the AirTM-mode instance: created, confirmed by the buyer on AirTM's page
+        (the sandbox's control plane), credited when AirTM's webhook or the scheduler's refresh says so."""
+        if self.airtm is None or not lane.airtm_user:
+            raise Unavailable("no AirTM-mode instance in this run")
+        airtm = self.airtm
+        amount = Decimal(lane.random.randint(100, 5000)) / 100
+        key = str(uuid.uuid4())
+        body = {"userId": lane.airtm_user, "amount": money(amount), "returnUrl": "https://marketplace.example/ok",
+                "cancelUrl": "https://marketplace.example/no"}
+        topup_id = ""
+        deadline = time.monotonic() + self.step_timeout
+        while not topup_id:  # a 202 without the resource yet: ask again with the same key
+            status, payload = await airtm.call("POST", "/topups", body, headers={"Prefer": "wait=30"}, key=key)
+            data = payload.get("data") if isinstance(payload, dict) else None
+            if status in (200, 201, 202) and isinstance(data, dict) and data.get("id"):
+                topup_id = data["id"]
+            elif status != 202 or time.monotonic() > deadline:
+                raise Unavailable(f"POST /topups answered {status}: {str(payload)[:200]}")
+            else:
+                await asyncio.sleep(1)
+        topup = self.facts.topups[topup_id] = Topup(topup_id, lane.airtm_user, amount)
+        life.order_id = topup_id
+
+        async def awaiting() -> bool:
+            read = await airtm.get(f"/topups/{topup_id}")
+            topup.payin_id = read.get("airtmPayinId") or ""
+            return bool(topup.payin_id) and read["status"] != "TOPUP_CREATED"
+
+        await self.until(awaiting, f"top-up {topup_id} at AirTM")
+        for _ in range(60):
+            async with self.sandbox.post(f"{self.sandbox_url}/_sandbox/airtm/payins/{topup.payin_id}/confirm",
+                                         json={"email": lane.airtm_email}) as reply:
+                if reply.status < 500:
+                    topup.confirmed = reply.status < 300
+                    break
+            await asyncio.sleep(0.5)
+        if not topup.confirmed:
+            raise Unavailable(f"the sandbox would not confirm pay-in {topup.payin_id}")
+
+        async def succeeded() -> bool:
+            read = await airtm.get(f"/topups/{topup_id}")
+            if read["status"] in ("TOPUP_FAILED", "TOPUP_CANCELED", "TOPUP_EXPIRED"):
+                raise Unavailable(f"top-up {topup_id} ended {read['status']}: {read.get('failureReason')}")
+            return bool(read["status"] == "TOPUP_SUCCEEDED")
+
+        await self.until(succeeded, f"top-up {topup_id} succeeded")
+
+
 # ----------------------------------------------------------------------------------------------
 # Set-up: lanes of users with active wallets and an outside account each
 
@@ -367,6 +431,22 @@ async def make_lanes(api: Api, sandbox: aiohttp.ClientSession, sandbox_url: str,
         buyer, seller = users[2 * i], users[2 * i + 1]
         lanes.append(Lane(i, buyer, seller, wallets[buyer], wallets[seller], outside, random.Random(seed * 1000 + i)))
     return lanes
+
+
+async def link_airtm_users(airtm: Api, sandbox: aiohttp.ClientSession, sandbox_url: str, lanes: list[Lane],
+                           run: str) -> None:
+    """Each lane gets a user on the AirTM-mode instance, linked to an AirTM account seeded in the sandbox."""
+    for lane in lanes:
+        email = f"chaos-{run}-{lane.index}@example.com"
+        async with sandbox.post(f"{sandbox_url}/_sandbox/airtm/users", json={"email": email}) as reply:
+            if reply.status >= 400:
+                raise Unavailable(f"the sandbox would not seed AirTM user {email}: {await reply.text()}")
+        _, payload = await airtm.call("POST", "/users", {"externalUserId": f"chaos-{run}-airtm-{lane.index}"})
+        user = payload["data"]["id"]
+        status, payload = await airtm.call("POST", f"/users/{user}/airtm/link", {"email": email})
+        if status != 200:
+            raise Unavailable(f"linking {email} answered {status}: {str(payload)[:200]}")
+        lane.airtm_user, lane.airtm_email = user, email
 
 
 async def run_lanes(driver: Driver, lanes: list[Lane], kinds: list[str], stop_at: float) -> None:

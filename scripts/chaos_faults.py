@@ -19,7 +19,7 @@ from scripts.chaos_rig import Rig, say
 
 PROCESSES = ("web", "worker", "chain", "monitor", "scheduler")
 DEFAULT_FAULTS = {"kill_web": 3, "kill_worker": 3, "kill_chain": 3, "kill_monitor": 2, "kill_scheduler": 2,
-                  "restart_redis": 1, "restart_rabbitmq": 1, "drop_postgres": 2, "sandbox": 4}
+                  "kill_airtm": 2, "restart_redis": 1, "restart_rabbitmq": 1, "drop_postgres": 2, "sandbox": 4}
 SUBMIT = {"service": "horizon", "method": "POST", "path": "/transactions"}
 #: Sandbox fault rules every real client must survive (providers.md §4.5), each armed for a few firings.
 SANDBOX_FAULTS: dict[str, dict[str, Any]] = {
@@ -44,6 +44,11 @@ SANDBOX_FAULTS: dict[str, dict[str, Any]] = {
     "trustless_indexer_lag": {"service": "trustless", "action": "indexer_lag", "params": {"seconds": 1},
                               "times": 3},
     "friendbot_503": {"service": "friendbot", "action": "status", "params": {"status": 503}},
+    "airtm_503": {"service": "airtm", "method": "POST", "action": "status", "params": {"status": 503}},
+    "airtm_apply_then_drop": {"service": "airtm", "method": "POST", "path": "/payins", "action": "apply_then_drop"},
+    "webhook_duplicate": {"service": "webhooks", "action": "webhook_duplicate", "times": 2},
+    "webhook_reorder": {"service": "webhooks", "action": "webhook_reorder", "params": {"after": 1}},
+    "webhook_drop": {"service": "webhooks", "action": "webhook_drop"},
 }
 
 
@@ -111,11 +116,16 @@ class Monkey:
     async def act(self, name: str, session: aiohttp.ClientSession) -> str:
         if name.startswith("kill_"):
             process = name.removeprefix("kill_")
+            if process == "airtm":  # one of the AirTM-mode instance's processes
+                choices = sorted(p for p in self.rig.processes if p.startswith("airtm_"))
+                if not choices:
+                    return "no AirTM-mode instance"
+                process = self.rng.choice(choices)
             pause = self.rng.choice((0.0, 0.0, 0.5, 2.0))
             await asyncio.to_thread(self.rig.processes[process].kill, signal.SIGKILL)
             await asyncio.sleep(pause)
             await asyncio.to_thread(self.rig.processes[process].start)
-            return f"SIGKILLed, restarted after {pause:.1f} s"
+            return f"{process} SIGKILLed, restarted after {pause:.1f} s"
         if name == "restart_redis":
             took = await asyncio.to_thread(self.rig.redis.restart)
             return f"up again in {took:.1f} s"

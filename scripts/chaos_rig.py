@@ -16,7 +16,6 @@ import os
 import random
 import re
 import secrets
-import shlex
 import shutil
 import signal
 import socket
@@ -256,19 +255,16 @@ class PgProxy:
         self.drops += 1
 
 
-def procfile_commands(path: Path, env: dict[str, str]) -> dict[str, list[str]]:
-    """The Procfile's ``name: command`` lines with ``${VAR}`` expanded from ``env``."""
+def procfile_commands(path: Path) -> dict[str, list[str]]:
+    """The Procfile's ``name: command`` lines, each run by ``sh -c`` as honcho does (``${VAR:-default}``
+    and leading ``NAME=value`` assignments are the shell's business); killed as a process group."""
     commands: dict[str, list[str]] = {}
     for raw in path.read_text().splitlines():
         line = raw.strip()
         if not line or line.startswith("#") or ":" not in line:
             continue
         name, command = line.split(":", 1)
-        expanded = re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda m: env.get(m.group(1) or m.group(2), ""), command)
-        argv = shlex.split(expanded)
-        if argv and argv[0] == "python":
-            argv[0] = sys.executable
-        commands[name.strip()] = argv
+        commands[name.strip()] = ["/bin/sh", "-c", command.strip()]
     return commands
 
 
@@ -287,6 +283,19 @@ class Rig:
     env: dict[str, str]
     processes: dict[str, Supervised] = field(default_factory=dict)
     startup_seconds: dict[str, float] = field(default_factory=dict)
+    airtm_env: dict[str, str] = field(default_factory=dict)  # the AirTM-mode instance's, when there is one
+
+    @property
+    def airtm_database(self) -> str:
+        return f"{self.database}_airtm"
+
+    @property
+    def direct_airtm_database_url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:5432/{self.airtm_database}"
+
+    @property
+    def airtm_api(self) -> str:
+        return f"http://127.0.0.1:{self.airtm_env['PORT']}/api/v1"
 
     @property
     def direct_database_url(self) -> str:
@@ -339,18 +348,38 @@ def start_sandbox(directory: Path, seed: str) -> tuple[Supervised, str]:
     raise RuntimeError("the sandbox did not print SANDBOX_READY within 60 s")
 
 
-def prepare_database(rig: Rig) -> None:
-    for what, command in (
-            ("migration", [sys.executable, "-c", "import sys; from orchestrator.db.migrate import upgrade; "
-                                                 "upgrade(sys.argv[1])", rig.direct_database_url]),
-            ("bootstrap", [sys.executable, "-m", "orchestrator", "bootstrap"])):
-        done = subprocess.run(command, cwd=ROOT, env=rig.env, capture_output=True, text=True, check=False)
+def prepare_database(env: dict[str, str]) -> None:
+    """``python -m orchestrator bootstrap`` (schema, platform user and wallet) for one instance."""
+    for what, command in (("bootstrap", [sys.executable, "-m", "orchestrator", "bootstrap"]),):
+        done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             raise RuntimeError(f"{what} failed ({done.returncode}):\n{done.stdout}{done.stderr}")
 
 
+#: The AirTM-mode instance runs these roles of the Procfile (no wallets, so no chain or monitor).
+AIRTM_ROLES = ("web", "worker", "scheduler")
+
+
+def airtm_environment(the_rig: Rig, proxy_port: int) -> dict[str, str]:
+    """The second instance, in AirTM mode (DESIGN decision 5): its own database, queues, Redis keys,
+    port and metrics ports; the same private Redis, RabbitMQ, proxy and sandbox."""
+    import requests
+
+    secret = requests.get(f"{the_rig.sandbox_url}/_sandbox/airtm/config", timeout=30).json()["webhookSecret"]
+    port = fixed_port()
+    return {**the_rig.env, "DATABASE_URL": f"postgresql://postgres@127.0.0.1:{proxy_port}/{the_rig.airtm_database}",
+            "PAYMENT_PROVIDER": "airtm", "AIRTM_API_KEY": "sandbox-airtm-key",
+            "AIRTM_API_SECRET": "sandbox-airtm-secret", "QUEUE_PREFIX": f"chaos{the_rig.run}_airtm_",
+            "REDIS_PREFIX": f"offerhub-chaos-{the_rig.run}-airtm:", "PORT": str(port),
+            "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}", "AIRTM_WEBHOOK_SECRET": secret,
+            "AIRTM_REFRESH_SECONDS": "10", "WORKER_METRICS_PORT": str(fixed_port()),
+            "CHAIN_METRICS_PORT": str(fixed_port()), "WEB_METRICS_DIR": str(the_rig.directory / "airtm-web-metrics"),
+            "TOPUP_SUCCESS_REDIRECT_URL": "https://marketplace.example/topup/done",
+            "TOPUP_CANCEL_REDIRECT_URL": "https://marketplace.example/topup/canceled"}
+
+
 @contextlib.contextmanager
-def rig(*, keep_logs: bool = False, procfile: Path = ROOT / "Procfile",
+def rig(*, keep_logs: bool = False, procfile: Path = ROOT / "Procfile", airtm: bool = True,
         extra_env: dict[str, str] | None = None) -> Iterator[Rig]:
     """Start everything (private services, proxy, sandbox, database, the Procfile); stop and remove it all."""
     run = secrets.token_hex(4)
@@ -358,7 +387,7 @@ def rig(*, keep_logs: bool = False, procfile: Path = ROOT / "Procfile",
     database = f"offerhub_chaos_{run}"
     started: list[Supervised] = []
     rabbitmq: RabbitMQ | None = None
-    database_created = False
+    database_created = airtm_created = False
     failed = False
     the_rig: Rig | None = None
     try:
@@ -385,16 +414,34 @@ def rig(*, keep_logs: bool = False, procfile: Path = ROOT / "Procfile",
             "WALLET_ENCRYPTION_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),
             "RATE_LIMIT_PER_MINUTE": "0", "TRUSTLESS_REQUESTS_PER_MINUTE": "0", "TRUSTLESS_API_KEY": "sandbox-tw-key",
             "QUEUE_PREFIX": f"chaos{run}_", "REDIS_PREFIX": f"offerhub-chaos-{run}:", "LOG_LEVEL": "INFO",
+            "TMPDIR": str(directory), "WEB_METRICS_DIR": str(directory / "web-metrics"),
+            "WORKER_METRICS_PORT": str(fixed_port()), "CHAIN_METRICS_PORT": str(fixed_port()),
             **(extra_env or {}),
         }
         the_rig = Rig(run, directory, database, redis, rabbitmq, proxy, sandbox, sandbox_url, env,
                       startup_seconds={"redis": took_redis, "rabbitmq": took_rabbit})
         say("migrating the run's database and bootstrapping the platform user")
-        prepare_database(the_rig)
-        for name, argv in procfile_commands(procfile, env).items():
+        prepare_database(env)
+        commands = procfile_commands(procfile)
+        for name, argv in commands.items():
             child = Supervised(name, argv, env, directory / f"{name}.log")
             child.start()
             the_rig.processes[name] = child
+        if airtm:
+            create_database(the_rig.airtm_database)
+            airtm_created = True
+            the_rig.airtm_env = airtm_environment(the_rig, proxy.port)
+            say("bootstrapping the AirTM-mode instance")
+            prepare_database(the_rig.airtm_env)
+            for name in AIRTM_ROLES:
+                child = Supervised(f"airtm_{name}", commands[name], the_rig.airtm_env,
+                                   directory / f"airtm_{name}.log")
+                child.start()
+                the_rig.processes[f"airtm_{name}"] = child
+            import requests
+
+            requests.post(f"{sandbox_url}/_sandbox/airtm/config", timeout=30,
+                          json={"webhookUrl": f"{the_rig.airtm_api}/webhooks/airtm"}).raise_for_status()
         yield the_rig
     except BaseException:
         failed = True
@@ -408,11 +455,12 @@ def rig(*, keep_logs: bool = False, procfile: Path = ROOT / "Procfile",
             child.kill(signal.SIGKILL)
         if rabbitmq is not None:
             rabbitmq.stop()
-        if database_created:
-            try:
-                drop_database(database)
-            except Exception as error:  # cleanup goes on
-                say(f"could not drop {database}: {error}")
+        for created, name in ((database_created, database), (airtm_created, f"{database}_airtm")):
+            if created:
+                try:
+                    drop_database(name)
+                except Exception as error:  # cleanup goes on
+                    say(f"could not drop {name}: {error}")
         if keep_logs or failed:
             say(f"logs kept in {directory}")
         else:
