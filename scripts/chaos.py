@@ -161,7 +161,9 @@ async def drive(args: argparse.Namespace, rig: chaos_rig.Rig) -> Outcome:
                      for i, key in enumerate(await chaos_driver.make_listener_keys(api, args.listeners))]
         outcome = Outcome(args, rig, facts, monkey, listeners)
         stop_listening, stop_faults = asyncio.Event(), asyncio.Event()
-        listening = [asyncio.create_task(chaos_driver.listen(session, rig.api, listener, stop_listening,
+        # the listeners' own connections: never queued behind the lanes' requests in one pool
+        streams = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+        listening = [asyncio.create_task(chaos_driver.listen(streams, rig.api, listener, stop_listening,
                                                              random.Random(args.seed + 2 + i)))
                      for i, listener in enumerate(listeners)]
         kinds = chaos_driver.plan(args.lifecycles, args.mix_weights, rng)
@@ -189,6 +191,7 @@ async def drive(args: argparse.Namespace, rig: chaos_rig.Rig) -> Outcome:
             say(f"not quiet after {outcome.quiet_seconds:.0f} s: {counts}")
         await catch_up(rig, listeners)
         await chaos_driver.stop_listeners(listening, stop_listening)
+        await streams.close()
     outcome.report = await asyncio.to_thread(outcome.recheck)
     outcome.report.figures.insert(0, chaos_checks.Figure("quiescence reached (seconds waited)",
                                                          f"{quiet} ({outcome.quiet_seconds:.0f})", quiet))

@@ -320,4 +320,7 @@ def check_listeners(conn: psycopg.Connection[Any], listeners: list[Listener], re
             [f"{listener.gaps} stream.gap notice(s)"] if listener.gaps else [])
         report.add(f"SSE {listener.name}: reconnects with Last-Event-ID / events seen of {top}",
                    f"{listener.reconnects_with_id} / {len(seen)}", not problems and listener.reconnects_with_id > 0,
-                   problems + ([] if listener.reconnects_with_id else ["never reconnected"]))
+                   problems + ([] if listener.reconnects_with_id else ["never reconnected"])
+                   + ([f"{listener.where}, last byte {time.monotonic() - listener.last_byte_at:.0f} s ago, "
+                       f"connects {listener.connects}, last position {listener.last}, refused "
+                       f"{dict(listener.refused)}, errors {dict(listener.errors)}"] if problems else []))

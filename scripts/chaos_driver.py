@@ -487,6 +487,9 @@ class Listener:
     reconnects_with_id: int = 0
     gaps: int = 0
     refused: Counter[int] = field(default_factory=Counter)
+    errors: Counter[str] = field(default_factory=Counter)
+    where: str = ""  # what the listener is doing (for a report on a stuck one)
+    last_byte_at: float = 0.0
 
     @property
     def duplicates(self) -> int:
@@ -505,8 +508,10 @@ async def listen(session: aiohttp.ClientSession, api_base: str, listener: Listen
         # a listener also hangs up by itself now and then, mid-stream
         hang_up = time.monotonic() + rng.uniform(5, 40)
         try:
-            timeout = aiohttp.ClientTimeout(total=None, sock_connect=5, sock_read=45)
+            timeout = aiohttp.ClientTimeout(total=None, connect=10, sock_connect=5, sock_read=45)
+            listener.where = "connecting"
             async with session.get(f"{api_base}/events", headers=headers, timeout=timeout) as response:
+                listener.where = f"connected {response.status}"
                 if response.status != 200:
                     listener.refused[response.status] += 1
                     await asyncio.sleep(1)
@@ -514,6 +519,8 @@ async def listen(session: aiohttp.ClientSession, api_base: str, listener: Listen
                 event_id: int | None = None
                 event_name = ""
                 async for raw in response.content:
+                    listener.last_byte_at = time.monotonic()
+                    listener.where = "reading"
                     line = raw.decode().rstrip("\n")
                     if line.startswith("id:"):
                         event_id = int(line[3:].strip())
@@ -528,7 +535,8 @@ async def listen(session: aiohttp.ClientSession, api_base: str, listener: Listen
                         event_id, event_name = None, ""
                         if stop.is_set() or time.monotonic() > hang_up:
                             break
-        except (TimeoutError, aiohttp.ClientError, OSError, ValueError):
+        except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as error:
+            listener.errors[type(error).__name__] += 1
             await asyncio.sleep(0.5)
 
 
