@@ -173,7 +173,7 @@ async def drive(args: argparse.Namespace, rig: chaos_rig.Rig) -> Outcome:
         started = time.monotonic()
         stop_at = started + args.duration if args.duration else float("inf")
         chaos = asyncio.create_task(monkey.run(stop_faults, sandbox))
-        progress = asyncio.create_task(report_progress(facts, monkey, len(kinds)))
+        progress = asyncio.create_task(report_progress(facts, monkey, len(kinds), listeners))
         try:
             await chaos_driver.run_lanes(driver, facts.lanes, kinds, stop_at)
         finally:
@@ -211,13 +211,14 @@ async def catch_up(rig: chaos_rig.Rig, listeners: list[chaos_driver.Listener], s
         await asyncio.sleep(0.2)
 
 
-async def report_progress(facts: chaos_driver.Facts, monkey: chaos_faults.Monkey, total: int) -> None:
+async def report_progress(facts: chaos_driver.Facts, monkey: chaos_faults.Monkey, total: int,
+                          listeners: list[chaos_driver.Listener]) -> None:
     while True:
         await asyncio.sleep(15)
         outcomes = [life.outcome for life in facts.lifecycles]
         say(f"{sum(o == 'done' for o in outcomes)}/{total} lifecycles done, "
             f"{sum(bool(o) and o != 'done' for o in outcomes)} gave up, {sum(monkey.done.values())} faults "
-            f"({monkey.kills} kills)")
+            f"({monkey.kills} kills); SSE listeners at " + ", ".join(str(listener.last) for listener in listeners))
 
 
 def print_report(outcome: Outcome) -> None:

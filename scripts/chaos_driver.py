@@ -499,45 +499,73 @@ class Listener:
 async def listen(session: aiohttp.ClientSession, api_base: str, listener: Listener, stop: asyncio.Event,
                  rng: random.Random) -> None:
     """Follow ``/events`` from the start; on any disconnect (ours at random, or the server's), resume
-    from the last position received with ``Last-Event-ID``."""
+    from the last position received with ``Last-Event-ID``.
+
+    Each connection runs in a task of its own: aiohttp can leave a timer behind that later cancels the
+    task it guarded, and it must never be this loop. The response is closed by hand, never left through
+    ``async with`` (which, after a killed server, can wait forever for the connection to report closed).
+    """
     while not stop.is_set():
-        headers = {"Authorization": f"Bearer {listener.key}", "Last-Event-ID": str(listener.last)}
-        listener.connects += 1
-        if listener.connects > 1:
-            listener.reconnects_with_id += 1
-        # a listener also hangs up by itself now and then, mid-stream
-        hang_up = time.monotonic() + rng.uniform(5, 40)
+        attempt = asyncio.create_task(stream_once(session, api_base, listener, stop, rng.uniform(5, 40)))
         try:
-            timeout = aiohttp.ClientTimeout(total=None, connect=10, sock_connect=5, sock_read=45)
-            listener.where = "connecting"
-            async with session.get(f"{api_base}/events", headers=headers, timeout=timeout) as response:
-                listener.where = f"connected {response.status}"
-                if response.status != 200:
-                    listener.refused[response.status] += 1
-                    await asyncio.sleep(1)
-                    continue
-                event_id: int | None = None
-                event_name = ""
-                async for raw in response.content:
-                    listener.last_byte_at = time.monotonic()
-                    listener.where = "reading"
-                    line = raw.decode().rstrip("\n")
-                    if line.startswith("id:"):
-                        event_id = int(line[3:].strip())
-                    elif line.startswith("event:"):
-                        event_name = line[6:].strip()
-                    elif line == "":
-                        if event_name == "stream.gap":
-                            listener.gaps += 1
-                        elif event_id is not None:
-                            listener.seen[event_id] += 1
-                            listener.last = max(listener.last, event_id)
-                        event_id, event_name = None, ""
-                        if stop.is_set() or time.monotonic() > hang_up:
-                            break
-        except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as error:
-            listener.errors[type(error).__name__] += 1
+            await attempt
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if stop.is_set() or (task is not None and task.cancelling()):
+                attempt.cancel()
+                raise
+            listener.errors["CancelledError"] += 1  # a stray timer cancelled the attempt: a lost stream
+        if not stop.is_set():
             await asyncio.sleep(0.5)
+
+
+async def stream_once(session: aiohttp.ClientSession, api_base: str, listener: Listener, stop: asyncio.Event,
+                      seconds: float) -> None:
+    """One connection, read until it breaks or ``seconds`` have passed (a listener hangs up by itself too)."""
+    headers = {"Authorization": f"Bearer {listener.key}", "Last-Event-ID": str(listener.last)}
+    listener.connects += 1
+    if listener.connects > 1:
+        listener.reconnects_with_id += 1
+    hang_up = time.monotonic() + seconds
+    response: aiohttp.ClientResponse | None = None
+    try:
+        timeout = aiohttp.ClientTimeout(total=None, connect=10, sock_connect=5, sock_read=45)
+        listener.where = "connecting"
+        response = await session.get(f"{api_base}/events", headers=headers, timeout=timeout)
+        listener.where = f"connected {response.status}"
+        if response.status != 200:
+            listener.refused[response.status] += 1
+            return
+        await read_events(response, listener, stop, hang_up)
+    except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as error:
+        listener.errors[type(error).__name__] += 1
+    finally:
+        if response is not None:
+            response.close()
+        listener.where = "between streams"
+
+
+async def read_events(response: aiohttp.ClientResponse, listener: Listener, stop: asyncio.Event,
+                      hang_up: float) -> None:
+    event_id: int | None = None
+    event_name = ""
+    async for raw in response.content:
+        listener.last_byte_at = time.monotonic()
+        listener.where = "reading"
+        line = raw.decode().rstrip("\n")
+        if line.startswith("id:"):
+            event_id = int(line[3:].strip())
+        elif line.startswith("event:"):
+            event_name = line[6:].strip()
+        elif line == "":
+            if event_name == "stream.gap":
+                listener.gaps += 1
+            elif event_id is not None:
+                listener.seen[event_id] += 1
+                listener.last = max(listener.last, event_id)
+            event_id, event_name = None, ""
+            if stop.is_set() or time.monotonic() > hang_up:
+                return
 
 
 async def make_listener_keys(api: Api, count: int) -> list[str]:
