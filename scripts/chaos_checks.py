@@ -319,8 +319,8 @@ def check_listeners(conn: psycopg.Connection[Any], listeners: list[Listener], re
             [f"positions that are not in the outbox: {extra[:10]}"] if extra else []) + (
             [f"{listener.gaps} stream.gap notice(s)"] if listener.gaps else [])
         report.add(f"SSE {listener.name}: reconnects with Last-Event-ID / events seen of {top}",
-                   f"{listener.reconnects_with_id} / {len(seen)}", not problems and listener.reconnects_with_id > 0,
-                   problems + ([] if listener.reconnects_with_id else ["never reconnected"])
+                   f"{listener.reconnects_with_id} / {len(seen)}", not problems,
+                   problems
                    + ([f"{listener.where}, last byte {time.monotonic() - listener.last_byte_at:.0f} s ago, "
                        f"connects {listener.connects}, last position {listener.last}, refused "
                        f"{dict(listener.refused)}, errors {dict(listener.errors)}"] if problems else []))

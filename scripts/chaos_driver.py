@@ -506,7 +506,7 @@ async def listen(session: aiohttp.ClientSession, api_base: str, listener: Listen
     ``async with`` (which, after a killed server, can wait forever for the connection to report closed).
     """
     while not stop.is_set():
-        attempt = asyncio.create_task(stream_once(session, api_base, listener, stop, rng.uniform(5, 40)))
+        attempt = asyncio.create_task(stream_once(session, api_base, listener, stop, rng.uniform(2, 20)))
         try:
             await attempt
         except asyncio.CancelledError:
