@@ -1,0 +1,68 @@
+"""A short chaos run (about two minutes of lifecycles under kills and faults) must end with every
+invariant holding, and its checker must fire when an invariant is broken on purpose.
+
+The run is ``scripts/chaos.py`` itself, in-process, with its own private Redis, RabbitMQ node,
+PostgreSQL proxy, database, sandbox and Procfile processes (nothing of this test session's own
+world is used). ``after`` is called while the run's system is still up: there the test corrupts
+the run's database and the sandbox-side facts, re-runs the same check function, and expects the
+violations to be reported.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import psycopg
+import pytest
+
+from scripts import chaos
+
+pytestmark = pytest.mark.slow
+
+ARGS = ["--lifecycles", "60", "--duration", "120", "--lanes", "4", "--listeners", "2", "--fault-interval", "2.5",
+        "--seed", "20261201", "--step-timeout", "180", "--quiet-timeout", "240"]
+
+
+def figure(report: Any, starts: str) -> Any:
+    return next(f for f in report.figures if f.name.startswith(starts))
+
+
+def test_a_short_chaos_run_keeps_every_invariant_and_its_checker_fires_on_a_broken_one(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    broken: dict[str, Any] = {}
+
+    def corrupt_then_recheck(outcome: chaos.Outcome) -> None:
+        # Given a run whose checks passed: move one seller's balance without the journal
+        seller = outcome.facts.lanes[0].seller
+        with psycopg.connect(outcome.rig.direct_database_url, autocommit=True) as conn:
+            conn.execute("UPDATE balances SET available = available + 1 WHERE user_id = %s", (seller,))
+        # and let one listener have seen an event twice
+        listener = outcome.listeners[0]
+        listener.seen[next(iter(listener.seen))] += 1
+        broken["report"] = outcome.recheck()
+
+    code = chaos.run(ARGS, after=corrupt_then_recheck)
+    printed = capsys.readouterr().out
+
+    assert code == 0, printed
+    assert "violations: 0" in printed
+    kills = int(re.search(r"kills survived: (\d+)", printed).group(1))
+    assert kills > 0, printed
+    done = re.search(r"lifecycles driven in \d+ s, (\d+) completed", printed)
+    assert done is not None, printed
+    assert int(done.group(1)) >= 10, printed  # about 20 on a busy 2-core machine
+    for name in ("orders neither terminal nor in a waiting state", "pending commands after quiescence",
+                 "open chain steps after quiescence", "journal transactions that do not balance",
+                 "balances where projection != journal", "wallets whose book != ledger USDC",
+                 "deposits paid on the ledger / credited exactly once", "ledger transactions confirmed for two",
+                 "book entries made twice"):
+        assert re.search(rf"{re.escape(name)}.* ok$", printed, re.MULTILINE), (name, printed)
+
+    report = broken["report"]
+    assert not report.ok
+    assert not figure(report, "balances where projection != journal").ok
+    assert not figure(report, "wallets whose book != ledger USDC").ok
+    assert not figure(report, "SSE listener 0").ok
+    assert figure(report, "SSE listener 1").ok
+    assert figure(report, "journal transactions that do not balance").ok
