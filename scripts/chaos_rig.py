@@ -356,8 +356,9 @@ def prepare_database(env: dict[str, str]) -> None:
             raise RuntimeError(f"{what} failed ({done.returncode}):\n{done.stdout}{done.stderr}")
 
 
-#: The AirTM-mode instance runs these roles of the Procfile (no wallets, so no chain or monitor).
-AIRTM_ROLES = ("web", "worker", "scheduler")
+#: The AirTM-mode instance runs these roles of the Procfile: no user wallets, so no monitor, but a chain
+#: process for the platform's treasury wallet (bootstrap creates it in AirTM mode too; chain activates it).
+AIRTM_ROLES = ("web", "worker", "chain", "scheduler")
 
 
 def airtm_environment(the_rig: Rig, proxy_port: int) -> dict[str, str]:
