@@ -13,7 +13,6 @@ itself, as before, until it reaches the buffer. The database stays the source of
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from collections import deque
@@ -45,15 +44,10 @@ def item(event: Event) -> Item:
 class EventFeed:
     """The shared tail of the outbox for the streams of one web process."""
 
-    def __init__(self, engine: Any, *, keep: int = 2000, batch: int = 500, idle_read_seconds: float = 15.0,
-                 read_timeout_seconds: float = 30.0) -> None:
+    def __init__(self, engine: Any, *, keep: int = 2000, batch: int = 500) -> None:
         self.engine = engine
         self.keep = keep
         self.batch = batch
-        #: Read even without a wake-up this often, so a lost notification delays streams, never stalls them.
-        self.idle_read_seconds = idle_read_seconds
-        #: A read that hangs (a connection dropped without a reset) is abandoned and retried.
-        self.read_timeout_seconds = read_timeout_seconds
         self.items: deque[Item] = deque()
         #: Every event up to ``top`` has been read (None until the first read).
         self.top: int | None = None
@@ -100,11 +94,10 @@ class EventFeed:
 
     async def _run(self) -> None:
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._dirty.wait(), self.idle_read_seconds)
+            await self._dirty.wait()
             self._dirty.clear()  # a wake-up during the read below makes the loop read once more
             try:
-                await asyncio.wait_for(self._read(), self.read_timeout_seconds)
+                await self._read()
             except asyncio.CancelledError:
                 raise
             except Exception:
