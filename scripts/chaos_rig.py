@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import os
-import random
 import re
 import secrets
 import shutil
@@ -28,34 +27,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from scripts.bench_common import ROOT, clean_environ, create_database, drop_database
+from scripts.ports import free_port
 
 RABBITMQ_SERVER = Path("/usr/lib/rabbitmq/bin/rabbitmq-server")
 
 
 def say(message: str) -> None:
     print(f"[chaos] {message}", file=sys.stderr, flush=True)
-
-
-def fixed_port() -> int:
-    """A free port below the kernel's ephemeral range, for a service that is restarted on the same port.
-
-    A port inside the range can be taken while its server is down, by a client's outgoing connection
-    (even a client connecting to that very port: Linux's TCP self-connect), and the restarted server
-    then cannot bind it.
-    """
-    low = 32768
-    with contextlib.suppress(OSError, ValueError):
-        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    rng = random.SystemRandom()
-    for _ in range(200):
-        port = rng.randrange(max(1024, low - 12000), low)
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port below the ephemeral range")
 
 
 def port_open(port: int) -> bool:
@@ -135,7 +113,7 @@ class Redis:
 
     @classmethod
     def create(cls, directory: Path) -> Redis:
-        port = fixed_port()
+        port = free_port()
         argv = [shutil.which("redis-server") or "redis-server", "--port", str(port), "--bind", "127.0.0.1",
                 "--save", "", "--appendonly", "no", "--dir", str(directory), "--protected-mode", "no"]
         return cls(port, Supervised("redis", argv, dict(os.environ), directory / "redis.log"))
@@ -171,7 +149,7 @@ class RabbitMQ:
         if not RABBITMQ_SERVER.exists():
             raise RuntimeError(f"{RABBITMQ_SERVER} not found: apt-get install rabbitmq-server")
         directory.mkdir(parents=True, exist_ok=True)
-        port, dist, epmd_port = fixed_port(), fixed_port(), fixed_port()
+        port, dist, epmd_port = free_port(), free_port(), free_port()
         (directory / "rabbitmq.conf").write_text(f"listeners.tcp.1 = 127.0.0.1:{port}\nloopback_users = none\n")
         (directory / "enabled_plugins").write_text("[].\n")
         (directory / "rabbitmq-env.conf").write_text("")
@@ -367,14 +345,14 @@ def airtm_environment(the_rig: Rig, proxy_port: int) -> dict[str, str]:
     import requests
 
     secret = requests.get(f"{the_rig.sandbox_url}/_sandbox/airtm/config", timeout=30).json()["webhookSecret"]
-    port = fixed_port()
+    port = free_port()
     return {**the_rig.env, "DATABASE_URL": f"postgresql://postgres@127.0.0.1:{proxy_port}/{the_rig.airtm_database}",
             "PAYMENT_PROVIDER": "airtm", "AIRTM_API_KEY": "sandbox-airtm-key",
             "AIRTM_API_SECRET": "sandbox-airtm-secret", "QUEUE_PREFIX": f"chaos{the_rig.run}_airtm_",
             "REDIS_PREFIX": f"offerhub-chaos-{the_rig.run}-airtm:", "PORT": str(port),
             "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}", "AIRTM_WEBHOOK_SECRET": secret,
-            "AIRTM_REFRESH_SECONDS": "10", "WORKER_METRICS_PORT": str(fixed_port()),
-            "CHAIN_METRICS_PORT": str(fixed_port()), "WEB_METRICS_DIR": str(the_rig.directory / "airtm-web-metrics"),
+            "AIRTM_REFRESH_SECONDS": "10", "WORKER_METRICS_PORT": str(free_port()),
+            "CHAIN_METRICS_PORT": str(free_port()), "WEB_METRICS_DIR": str(the_rig.directory / "airtm-web-metrics"),
             "TOPUP_SUCCESS_REDIRECT_URL": "https://marketplace.example/topup/done",
             "TOPUP_CANCEL_REDIRECT_URL": "https://marketplace.example/topup/canceled"}
 
@@ -409,14 +387,14 @@ def rig(*, keep_logs: bool = False, procfile: Path = ROOT / "Procfile", airtm: b
         started.append(proxy.child)
         env = {
             **base_env, "DATABASE_URL": f"postgresql://postgres@127.0.0.1:{proxy.port}/{database}",
-            "REDIS_URL": redis.url, "RABBITMQ_URL": rabbitmq.url, "PORT": str(fixed_port()),
+            "REDIS_URL": redis.url, "RABBITMQ_URL": rabbitmq.url, "PORT": str(free_port()),
             "OFFERHUB_MASTER_KEY": f"chaos-master-{secrets.token_hex(16)}", "STELLAR_NETWORK": "sandbox",
             "SANDBOX_URL": sandbox_url, "SANDBOX_SEED": seed, "SANDBOX_LEDGER_MODE": "instant",
             "WALLET_ENCRYPTION_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),
             "RATE_LIMIT_PER_MINUTE": "0", "TRUSTLESS_REQUESTS_PER_MINUTE": "0", "TRUSTLESS_API_KEY": "sandbox-tw-key",
             "QUEUE_PREFIX": f"chaos{run}_", "REDIS_PREFIX": f"offerhub-chaos-{run}:", "LOG_LEVEL": "INFO",
             "TMPDIR": str(directory), "WEB_METRICS_DIR": str(directory / "web-metrics"),
-            "WORKER_METRICS_PORT": str(fixed_port()), "CHAIN_METRICS_PORT": str(fixed_port()),
+            "WORKER_METRICS_PORT": str(free_port()), "CHAIN_METRICS_PORT": str(free_port()),
             **(extra_env or {}),
         }
         the_rig = Rig(run, directory, database, redis, rabbitmq, proxy, sandbox, sandbox_url, env,

@@ -9,14 +9,8 @@ from __future__ import annotations
 import base64
 import os
 import secrets
-import socket
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
+from scripts.ports import free_port
 
 RUN_ID = os.environ.get("OFFERHUB_TEST_RUN_ID") or secrets.token_hex(4)
 os.environ.update({
@@ -32,7 +26,7 @@ os.environ.update({
     "PAYMENT_PROVIDER": "crypto",
     "WALLET_ENCRYPTION_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),
     # the run's sandbox (tests/fixtures/sandbox.py) listens here, so settings can point at it up front
-    "SANDBOX_URL": os.environ.get("OFFERHUB_TEST_SANDBOX_URL") or f"http://127.0.0.1:{_free_port()}",
+    "SANDBOX_URL": os.environ.get("OFFERHUB_TEST_SANDBOX_URL") or f"http://127.0.0.1:{free_port()}",
     "SANDBOX_SEED": "offerhub-test-sandbox",
     "TRUSTLESS_API_KEY": "sandbox-tw-key",
     # the sandbox's own 50/min limit is off in tests, so is our shared budget (as DESIGN has benchmarks do)

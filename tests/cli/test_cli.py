@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 import requests
 
+from scripts.ports import free_port
 from tests.api import unique
-from tests.fixtures.server import free_port
 
 OFFERHUB = Path(sys.executable).with_name("offerhub")
 ROOT = Path(__file__).resolve().parents[2]

@@ -8,7 +8,6 @@ queues of their own, so the in-process test worker never takes their messages.
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import time
 import uuid
@@ -23,17 +22,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine, text
 
 from orchestrator.settings import Settings
+from scripts.ports import free_port
 from tests.fixtures import processes
 from tests.fixtures.broker import delete_queues
 from tests.fixtures.logs import LOG_DIR
 
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

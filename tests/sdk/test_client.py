@@ -25,9 +25,9 @@ from orchestrator.client import (
     NotFoundError,
     ValidationError,
 )
+from scripts.ports import free_port
 from tests.api import unique
 from tests.fixtures.sandbox import SandboxControl
-from tests.fixtures.server import free_port
 from tests.sdk.proxy import FaultyProxy, faulty_proxy
 
 
