@@ -8,13 +8,20 @@ from this buffer and applies its own filters. Positions are gap-free and assigne
 the buffer is a contiguous run ``low..top``: a stream whose position is inside it is served without a
 query, and a stream that fell behind it (a replay from an old cursor, a slow client) reads the database
 itself, as before, until it reaches the buffer. The database stays the source of every event sent.
+
+Notifications only make the feed prompt, never correct: it also reads every ``idle_read_seconds``
+without one, and while its last completed read is older than three of those intervals (a read that
+hangs, a task that died) it serves nobody, so every stream reads the database itself. A long chaos
+run saw every listener stop at one position when the feed depended on wake-ups alone.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import time
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
@@ -44,10 +51,14 @@ def item(event: Event) -> Item:
 class EventFeed:
     """The shared tail of the outbox for the streams of one web process."""
 
-    def __init__(self, engine: Any, *, keep: int = 2000, batch: int = 500) -> None:
+    def __init__(self, engine: Any, *, keep: int = 2000, batch: int = 500, idle_read_seconds: float = 15.0) -> None:
         self.engine = engine
         self.keep = keep
         self.batch = batch
+        #: Read this often even without a wake-up (a lost notification delays streams, never stalls them).
+        self.idle_read_seconds = idle_read_seconds
+        #: ``time.monotonic()`` when the last read completed (None before the first).
+        self.read_at: float | None = None
         self.items: deque[Item] = deque()
         #: Every event up to ``top`` has been read (None until the first read).
         self.top: int | None = None
@@ -75,9 +86,14 @@ class EventFeed:
         """New events were numbered (or the ``LISTEN`` connection came back): read once, then wake streams."""
         self._dirty.set()
 
+    def fresh(self) -> bool:
+        """Whether the buffer is recent enough to serve from (else streams read the database)."""
+        return self.read_at is not None and time.monotonic() - self.read_at <= 3 * self.idle_read_seconds
+
     def after(self, position: int) -> list[Item] | None:
-        """The events after ``position`` in stream order, or None when the buffer does not hold them all."""
-        if self.top is None:
+        """The events after ``position`` in stream order, or None when the buffer does not hold them all
+        (or is stale)."""
+        if self.top is None or not self.fresh():
             return None
         if position >= self.top:
             return []  # nothing newer read yet; the next read wakes the stream
@@ -94,7 +110,8 @@ class EventFeed:
 
     async def _run(self) -> None:
         while True:
-            await self._dirty.wait()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._dirty.wait(), self.idle_read_seconds)
             self._dirty.clear()  # a wake-up during the read below makes the loop read once more
             try:
                 await self._read()
@@ -124,4 +141,5 @@ class EventFeed:
                     self._wake_streams()
                 if len(rows) < self.batch:
                     break
+        self.read_at = time.monotonic()
         self._wake_streams()  # also after a reconnect with nothing new: streams look again

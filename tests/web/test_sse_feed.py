@@ -1,0 +1,55 @@
+"""The shared SSE feed does not depend on notifications: it reads by itself, and a stale one serves nobody.
+
+A feed here is our own ``EventFeed`` on the test app's engine, connected to no ``LISTEN`` connection,
+as a web process whose notifications stopped arriving would be.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from aiohttp.test_utils import TestClient
+
+from tests.api import Api
+from web.feed import EventFeed
+from web.keys import ENGINE
+
+
+async def _until(condition: object, seconds: float = 10) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.05)
+
+
+async def test_a_feed_that_gets_no_notification_still_reads_new_events(api: Api, client: TestClient) -> None:
+    # Given a feed that has read the outbox once and is never woken
+    feed = EventFeed(client.server.app[ENGINE], idle_read_seconds=0.3)
+    feed.start()
+    try:
+        await _until(lambda: feed.top is not None)
+        top = feed.top
+        assert top is not None
+        # When an event is committed
+        user = await api.user()
+        assert (await api.post(f"/users/{user['id']}/balance/credit", {"amount": "1.00"})).status == 200
+        # Then the feed holds it within a few idle intervals, without any wake-up
+        await _until(lambda: any(i.event.aggregate_id == user["id"] for i in feed.after(top) or []), 5)
+    finally:
+        await feed.stop()
+
+
+async def test_a_feed_that_stopped_reading_sends_streams_to_the_database(client: TestClient) -> None:
+    # Given a feed that read the outbox and then stopped (a read that hangs, a task that died)
+    feed = EventFeed(client.server.app[ENGINE], idle_read_seconds=0.2)
+    feed.start()
+    await _until(lambda: feed.top is not None and feed.read_at is not None)
+    top = feed.top
+    assert top is not None and feed.after(top) == []
+    await feed.stop()
+    # When three idle intervals pass without a completed read
+    await asyncio.sleep(0.7)
+    # Then it no longer answers from its buffer: each stream reads the database itself
+    assert not feed.fresh()
+    assert feed.after(top) is None
