@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import psycopg
 from aiohttp import web
+from sqlalchemy import exc as sa_exc
 
 from orchestrator.errors import (
     BusinessRuleViolation,
@@ -50,6 +52,17 @@ STATUS_BY_CLASS: list[tuple[type[OrchestratorError], int]] = [
 ]
 #: Codes whose status differs from their family's.
 STATUS_BY_CODE = {"PROVIDER_TIMEOUT": 504}
+
+
+#: Our own database connection failing (dropped, refused, pool exhausted, a deadlock or serialization
+#: failure): nothing was committed, so the request can be sent again as it is: 503, never 500.
+DATABASE_FAILURES: tuple[type[BaseException], ...] = (
+    sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError, psycopg.OperationalError,
+    psycopg.InterfaceError)
+
+
+def database_unavailable() -> Unavailable:
+    return Unavailable("The database is unreachable; retry shortly", details={"provider": "database", "retryAfter": 1})
 
 
 def status_of(error: OrchestratorError) -> int:

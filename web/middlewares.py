@@ -26,7 +26,14 @@ from orchestrator.errors import (
 from orchestrator.events import iso, now
 from web import metrics, ratelimit
 from web.auth import Handler, authenticate, check_scope
-from web.errors import MethodNotAllowed, PayloadTooLarge, UnsupportedMediaType, error_response
+from web.errors import (
+    DATABASE_FAILURES,
+    MethodNotAllowed,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    database_unavailable,
+    error_response,
+)
 from web.idempotency import idempotency
 from web.keys import ENGINE, KEY_CACHE, MAINTENANCE, REDIS, SETTINGS
 from web.request_state import BODY, CREDENTIAL, PREFERENCE, RATE_HEADERS, REQUEST_ID
@@ -80,6 +87,11 @@ async def _handled(request: web.Request, handler: Handler) -> web.StreamResponse
     except web.HTTPException as http:
         allow = getattr(http, "allowed_methods", None)
         return error_response(_from_http(http), headers={"Allow": ", ".join(sorted(allow))} if allow else None)
+    except DATABASE_FAILURES:
+        log.warning("The database failed during %s %s (request %s); answered 503", request.method, request.path,
+                    request[REQUEST_ID], exc_info=True)
+        error = database_unavailable()
+        return error_response(error, headers=_retry_after(error))
     except Exception:
         log.exception("Unhandled error on %s %s (request %s)", request.method, request.path,
                       request[REQUEST_ID])
@@ -87,7 +99,7 @@ async def _handled(request: web.Request, handler: Handler) -> web.StreamResponse
 
 
 def _retry_after(error: OrchestratorError) -> dict[str, str] | None:
-    retry = error.details.get("retryAfter") if isinstance(error, RateLimited) else None
+    retry = error.details.get("retryAfter") if isinstance(error, RateLimited | Unavailable) else None
     return {"Retry-After": str(retry)} if retry is not None else None
 
 

@@ -1,0 +1,92 @@
+"""The database's connections are reset under a running web process: 503 with the envelope, never 500.
+
+``python -m web`` reaches PostgreSQL through ``scripts/chaos_proxy.py``, which resets every connection
+it carries on SIGUSR1 (a network blip or a failover). Nothing of ours is replaced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+
+import aiohttp
+import pytest
+
+from orchestrator.settings import Settings
+from scripts.ports import free_port
+from tests.api import Api
+from tests.fixtures import processes
+from tests.fixtures.logs import LOG_DIR
+from tests.fixtures.server import wait_until_up
+
+pytestmark = pytest.mark.slow
+
+
+class Proxied:
+    def __init__(self, url: str, proxy: subprocess.Popen[bytes]) -> None:
+        self.url, self.proxy = url, proxy
+
+    def drop(self) -> None:
+        self.proxy.send_signal(signal.SIGUSR1)
+
+
+@pytest.fixture(scope="module")
+def proxied_web(settings: Settings) -> Iterator[Proxied]:
+    proxy = subprocess.Popen([sys.executable, str(processes.ROOT / "scripts" / "chaos_proxy.py"),
+                              "--target", "127.0.0.1:5432", "--port", str(free_port())],
+                             stdout=subprocess.PIPE, start_new_session=True)
+    try:
+        assert proxy.stdout is not None
+        ready = proxy.stdout.readline().decode()
+        port = int(re.fullmatch(r"PROXY_READY (\d+)\n", ready).group(1))  # type: ignore[union-attr]
+        database = settings.database_url.rsplit("/", 1)[1]
+        web_port = free_port()
+        log = LOG_DIR / f"proxied-web-{time.monotonic_ns()}.log"
+        with processes.process("-m", "web", log=log, PORT=str(web_port),
+                               DATABASE_URL=f"postgresql://postgres@127.0.0.1:{port}/{database}"):
+            url = f"http://127.0.0.1:{web_port}"
+            wait_until_up(url)
+            yield Proxied(url, proxy)
+    finally:
+        processes.kill(proxy)  # type: ignore[arg-type]
+
+
+async def test_reads_during_connection_resets_get_503_with_the_envelope_and_then_succeed(
+        api: Api, master_key: str, proxied_web: Proxied) -> None:
+    user = await api.user()
+    headers = {"Authorization": f"Bearer {master_key}"}
+    answers: list[tuple[int, dict[str, str], str]] = []
+    async with aiohttp.ClientSession(base_url=proxied_web.url, headers=headers) as http:
+        async def read() -> tuple[int, dict[str, str], str]:
+            async with http.get(f"/api/v1/users/{user['id']}") as reply:
+                return reply.status, dict(reply.headers), await reply.text()
+
+        for _ in range(5):
+            # Given a web process whose pool holds connections (ten reads at once)
+            assert {a[0] for a in await asyncio.gather(*(read() for _ in range(10)))} == {200}
+            # When every database connection it holds is reset while ten more reads arrive
+            proxied_web.drop()
+            await asyncio.sleep(0.05)
+            answers += await asyncio.gather(*(read() for _ in range(10)))
+        await asyncio.sleep(0.5)
+        after = await read()
+    # Then a read that met a dead connection is told to retry: 503, the error envelope, Retry-After …
+    statuses = Counter(status for status, _, _ in answers)
+    assert set(statuses) <= {200, 503}, statuses
+    assert statuses[503] >= 1, statuses
+    for status, reply_headers, text in answers:
+        if status == 503:
+            error = json.loads(text)["error"]
+            assert error["code"] == "PROVIDER_UNAVAILABLE"
+            assert error["statusCode"] == 503
+            assert error["details"]["provider"] == "database"
+            assert reply_headers["Retry-After"] == "1"
+    # … and the process recovers by itself: the pool replaces what died
+    assert after[0] == 200, after
