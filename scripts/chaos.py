@@ -249,7 +249,8 @@ def print_report(outcome: Outcome) -> None:
         print("processes that exited on their own (restarted): "
               + ", ".join(f"{k} {v}" for k, v in monkey.died_on_their_own.items()))
     print(f"API answers: {dict(sorted(facts.answers.items()))}; requests retried after a lost answer: "
-          f"{facts.retried_requests}")
+          f"{facts.retried_requests}; creates asked again after a 202 without the resource: "
+          f"{facts.pending_creates}")
     print(f"private RabbitMQ node start: {outcome.rig.startup_seconds.get('rabbitmq', 0):.1f} s; "
           f"Redis {outcome.rig.startup_seconds.get('redis', 0):.1f} s")
     print("-" * 100)

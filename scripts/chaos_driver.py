@@ -122,6 +122,7 @@ class Facts:
     topups: dict[str, Topup] = field(default_factory=dict)
     lanes: list[Lane] = field(default_factory=list)
     retried_requests: int = 0
+    pending_creates: int = 0  # creates sent again with their key after a 202 without the resource
     answers: Counter[str] = field(default_factory=Counter)  # status codes seen
 
     def done(self) -> list[Lifecycle]:
@@ -152,9 +153,10 @@ class Api:
                     payload = json.loads(text) if text and response.content_type == "application/json" else text
                     self.facts.answers[str(response.status)] += 1
                     code = payload.get("error", {}).get("code") if isinstance(payload, dict) else None
-                    # unanswered in substance: a proxy-level error without our envelope, or the twin in flight
-                    if (response.status >= 500 and not isinstance(payload, dict)) or code in (
-                            "IDEMPOTENCY_KEY_IN_PROGRESS", "INTERNAL_ERROR", "SERVICE_UNAVAILABLE"):
+                    # unanswered in substance: a proxy-level error without our envelope, the twin in flight,
+                    # or a 503 (the database unreachable, errors.md: retry)
+                    if (response.status >= 500 and not isinstance(payload, dict)) or response.status == 503 \
+                            or code in ("IDEMPOTENCY_KEY_IN_PROGRESS", "INTERNAL_ERROR"):
                         raise aiohttp.ServerDisconnectedError(f"{response.status} {code}")
                     if tries > 1:
                         self.facts.retried_requests += 1
@@ -218,6 +220,25 @@ class Driver:
                 raise TimeoutError(f"gave up waiting for {what}")
             await asyncio.sleep(0.2)
 
+    async def create(self, api: Api, path: str, body: dict[str, Any], headers: dict[str, str] | None = None,
+                     ) -> tuple[int, Any, str]:
+        """POST a create until the answer names the resource: a ``202`` before the command ran has none
+        (api.md §1.12), so the same request is sent again with the same ``Idempotency-Key``, whose
+        replay answers with the resource once the command ran. Returns the last answer and the id
+        (from ``data`` or, for a refused withdrawal, the error's details), or "" when it never came."""
+        key = str(uuid.uuid4())
+        deadline = time.monotonic() + self.step_timeout
+        while True:
+            status, payload = await api.call("POST", path, body, headers=headers, key=key)
+            data = payload.get("data") if isinstance(payload, dict) else None
+            error = payload.get("error") if isinstance(payload, dict) else None
+            found = (data or {}).get("id") if isinstance(data, dict) else None
+            found = found or ((error or {}).get("details") or {}).get("withdrawalId")
+            if found or status != 202 or time.monotonic() > deadline:
+                return status, payload, str(found or "")
+            self.facts.pending_creates += 1
+            await asyncio.sleep(1)
+
     # ------------------------------------------------------------------------------------------
     # lifecycles
 
@@ -246,12 +267,12 @@ class Driver:
         have = await self.available(lane.buyer)
         if have < amount:
             await self.deposit(lane, amount - have)
-        status, payload = await self.api.call("POST", "/orders", {
+        status, payload, order_id = await self.create(self.api, "/orders", {
             "buyerId": lane.buyer, "sellerId": lane.seller, "amount": money(amount),
             "title": f"Chaos {life.kind} {life.index}", "clientOrderRef": f"chaos-{self.run}-{life.index}"})
-        if status not in (200, 201):
+        if status not in (200, 201, 202) or not order_id:
             raise Unavailable(f"POST /orders answered {status}: {str(payload)[:200]}")
-        life.order_id = payload["data"]["id"]
+        life.order_id = order_id
         deadline = time.monotonic() + self.step_timeout * 4
         refusals: Counter[str] = Counter()
         acted_on, acted_at = "", 0.0
@@ -333,12 +354,9 @@ class Driver:
                 await self.deposit(lane, WITHDRAWAL_MIN * 2 - have)
                 have = await self.available(lane.buyer)
         amount = min(have, Decimal(lane.random.randint(1000, 3000)) / 100).quantize(CENT, rounding=ROUND_DOWN)
-        status, payload = await self.api.call("POST", "/withdrawals", {
+        status, payload, withdrawal_id = await self.create(self.api, "/withdrawals", {
             "userId": user, "amount": money(amount), "destinationType": "crypto", "destinationRef": lane.outside},
             headers={"Prefer": "wait=30"})
-        data = payload.get("data") if isinstance(payload, dict) else None
-        error = payload.get("error") if isinstance(payload, dict) else None
-        withdrawal_id = (data or {}).get("id") or ((error or {}).get("details") or {}).get("withdrawalId")
         if not withdrawal_id:
             raise Unavailable(f"POST /withdrawals answered {status} without a withdrawal: {str(payload)[:200]}")
         self.facts.withdrawals[withdrawal_id] = Withdrawal(withdrawal_id, user, lane.outside, amount)
@@ -358,20 +376,11 @@ class Driver:
             raise Unavailable("no AirTM-mode instance in this run")
         airtm = self.airtm
         amount = Decimal(lane.random.randint(100, 5000)) / 100
-        key = str(uuid.uuid4())
         body = {"userId": lane.airtm_user, "amount": money(amount), "returnUrl": "https://marketplace.example/ok",
                 "cancelUrl": "https://marketplace.example/no"}
-        topup_id = ""
-        deadline = time.monotonic() + self.step_timeout
-        while not topup_id:  # a 202 without the resource yet: ask again with the same key
-            status, payload = await airtm.call("POST", "/topups", body, headers={"Prefer": "wait=30"}, key=key)
-            data = payload.get("data") if isinstance(payload, dict) else None
-            if status in (200, 201, 202) and isinstance(data, dict) and data.get("id"):
-                topup_id = data["id"]
-            elif status != 202 or time.monotonic() > deadline:
-                raise Unavailable(f"POST /topups answered {status}: {str(payload)[:200]}")
-            else:
-                await asyncio.sleep(1)
+        status, payload, topup_id = await self.create(airtm, "/topups", body, headers={"Prefer": "wait=30"})
+        if status not in (200, 201, 202) or not topup_id:
+            raise Unavailable(f"POST /topups answered {status}: {str(payload)[:200]}")
         topup = self.facts.topups[topup_id] = Topup(topup_id, lane.airtm_user, amount)
         life.order_id = topup_id
 
