@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import Connection, Delete, Insert, Select, Update, and_, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 
+from orchestrator.db.tables import commands
 from orchestrator.db.tables import idempotency_keys as keys
 
 
@@ -50,7 +51,13 @@ def complete(scope: str, key: str, *, state: str, status: int, body: dict[str, A
 
 
 def release(scope: str, key: str) -> Delete:
-    return delete(keys).where(keys.c.scope == scope, keys.c.key == key)
+    """Forget a claim so the key can run afresh, unless its command is still pending.
+
+    A request can fail after its command was recorded (the database dropped while it waited): that
+    command still runs, so a retry with the same key must find it, never start a second one.
+    """
+    pending = select(commands.c.id).where(commands.c.id == keys.c.command_id, commands.c.status == "PENDING")
+    return delete(keys).where(keys.c.scope == scope, keys.c.key == key, ~pending.exists())
 
 
 def prune(conn: Connection, *, older_than: datetime) -> int:

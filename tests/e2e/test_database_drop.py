@@ -1,7 +1,10 @@
-"""The database's connections are reset under a running web process: 503 with the envelope, never 500.
+"""The database's connections are reset under a running web process: 503 with the envelope, never 500,
+and a command recorded before the reset is never run twice.
 
 ``python -m web`` reaches PostgreSQL through ``scripts/chaos_proxy.py``, which resets every connection
-it carries on SIGUSR1 (a network blip or a failover). Nothing of ours is replaced.
+it carries on SIGUSR1 (a network blip or a failover). Its commands go to queues of its own that no
+worker consumes, so a command it records stays pending until the test hands it to the run's worker.
+Nothing of ours is replaced.
 """
 
 from __future__ import annotations
@@ -18,11 +21,14 @@ from collections.abc import Iterator
 
 import aiohttp
 import pytest
+from sqlalchemy import Engine, text
 
+from actors import execute_command
 from orchestrator.settings import Settings
 from scripts.ports import free_port
-from tests.api import Api
+from tests.api import Api, idempotency_key
 from tests.fixtures import processes
+from tests.fixtures.broker import delete_queues
 from tests.fixtures.logs import LOG_DIR
 from tests.fixtures.server import wait_until_up
 
@@ -39,6 +45,7 @@ class Proxied:
 
 @pytest.fixture(scope="module")
 def proxied_web(settings: Settings) -> Iterator[Proxied]:
+    prefix = f"{settings.queue_prefix}proxied_"
     proxy = subprocess.Popen([sys.executable, str(processes.ROOT / "scripts" / "chaos_proxy.py"),
                               "--target", "127.0.0.1:5432", "--port", str(free_port())],
                              stdout=subprocess.PIPE, start_new_session=True)
@@ -49,13 +56,14 @@ def proxied_web(settings: Settings) -> Iterator[Proxied]:
         database = settings.database_url.rsplit("/", 1)[1]
         web_port = free_port()
         log = LOG_DIR / f"proxied-web-{time.monotonic_ns()}.log"
-        with processes.process("-m", "web", log=log, PORT=str(web_port),
+        with processes.process("-m", "web", log=log, PORT=str(web_port), QUEUE_PREFIX=prefix,
                                DATABASE_URL=f"postgresql://postgres@127.0.0.1:{port}/{database}"):
             url = f"http://127.0.0.1:{web_port}"
             wait_until_up(url)
             yield Proxied(url, proxy)
     finally:
         processes.kill(proxy)  # type: ignore[arg-type]
+        delete_queues(settings, prefix)
 
 
 async def test_reads_during_connection_resets_get_503_with_the_envelope_and_then_succeed(
@@ -81,12 +89,53 @@ async def test_reads_during_connection_resets_get_503_with_the_envelope_and_then
     statuses = Counter(status for status, _, _ in answers)
     assert set(statuses) <= {200, 503}, statuses
     assert statuses[503] >= 1, statuses
-    for status, reply_headers, text in answers:
+    for status, reply_headers, reply_text in answers:
         if status == 503:
-            error = json.loads(text)["error"]
+            error = json.loads(reply_text)["error"]
             assert error["code"] == "PROVIDER_UNAVAILABLE"
             assert error["statusCode"] == 503
             assert error["details"]["provider"] == "database"
             assert reply_headers["Retry-After"] == "1"
     # … and the process recovers by itself: the pool replaces what died
     assert after[0] == 200, after
+
+
+async def test_a_request_whose_database_drops_after_its_command_was_recorded_never_runs_it_twice(
+        api: Api, master_key: str, proxied_web: Proxied, engine: Engine) -> None:
+    user = await api.user()
+    key = idempotency_key()
+    headers = {"Authorization": f"Bearer {master_key}", "Idempotency-Key": key, "Prefer": "wait=20"}
+    credit = {"amount": "2.00"}
+    async with aiohttp.ClientSession(base_url=proxied_web.url) as http:
+        # Given a credit whose command is recorded and pending while the request waits for it
+        async def first() -> tuple[int, str]:
+            async with http.post(f"/api/v1/users/{user['id']}/balance/credit", json=credit,
+                                 headers=headers) as reply:
+                return reply.status, await reply.text()
+
+        waiting = asyncio.create_task(first())
+        await asyncio.sleep(2)
+        with engine.connect() as conn:
+            command_ids = conn.execute(text("SELECT id FROM commands WHERE idempotency_key = :k"),
+                                       {"k": key}).scalars().all()
+        assert len(command_ids) == 1
+        # When the database connections drop during the wait
+        proxied_web.drop()
+        status, body = await waiting
+    # Then the request is told to retry …
+    assert status == 503, body
+    # … and the retry with the same key finds the first command instead of starting a second one
+    again = await api.post(f"/users/{user['id']}/balance/credit", credit, headers={"Idempotency-Key": key})
+    assert again.status == 409, again.body
+    assert again.body["error"]["code"] == "IDEMPOTENCY_KEY_IN_PROGRESS"
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM commands WHERE idempotency_key = :k"),
+                            {"k": key}).scalar() == 1
+    # And once the first command runs, the user is credited once
+    execute_command.send(command_ids[0])
+    deadline = time.monotonic() + 30
+    while (await api.balance(user["id"]))["available"] != "2.00":
+        assert time.monotonic() < deadline, await api.balance(user["id"])
+        await asyncio.sleep(0.2)
+    await asyncio.sleep(1)
+    assert (await api.balance(user["id"]))["available"] == "2.00"
