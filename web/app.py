@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 
 from aiohttp import web
 from redis.asyncio import Redis
+from sqlalchemy import exc as sa_exc
 
 from orchestrator import platform
 from orchestrator.api_keys import REVOKED_CHANNEL
@@ -86,12 +88,32 @@ def create_app(settings: Settings) -> web.Application:
     return app
 
 
+#: How long a starting web process waits for PostgreSQL before it gives up with one clear line.
+DATABASE_WAIT_SECONDS = 60.0
+
+
 def refuse_without_platform(settings: Settings) -> None:
-    """The server does not start without the platform user (and its wallet in crypto mode)."""
+    """The server does not start without the platform user (and its wallet in crypto mode).
+
+    A database that does not answer yet (a restart, a failover, a dropped connection) is waited for:
+    a web process that exited at once would, under honcho, stop every other process with it.
+    """
     engine = create_sync_engine(settings.database_url, pool_size=1)
+    deadline = time.monotonic() + DATABASE_WAIT_SECONDS
     try:
-        with engine.connect() as conn:
-            found = platform.find(conn, settings)
+        while True:
+            try:
+                with engine.connect() as conn:
+                    found = platform.find(conn, settings)
+                break
+            except (sa_exc.OperationalError, sa_exc.InterfaceError) as error:
+                reason = (str(error.orig or error).splitlines() or [type(error).__name__])[0]
+                if time.monotonic() > deadline:
+                    raise ConfigError([f"PostgreSQL did not answer for {DATABASE_WAIT_SECONDS:.0f} s: {reason}"]) \
+                        from None
+                print(f"PostgreSQL does not answer yet ({reason}); retrying in 1 s", file=sys.stderr)  # noqa: T201
+                engine.dispose()
+                time.sleep(1)
     finally:
         engine.dispose()
     if found is None or (settings.payment_provider == "crypto" and found.wallet is None):

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import signal
 import subprocess
 import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import aiohttp
 import pytest
@@ -43,27 +43,53 @@ class Proxied:
         self.proxy.send_signal(signal.SIGUSR1)
 
 
-@pytest.fixture(scope="module")
-def proxied_web(settings: Settings) -> Iterator[Proxied]:
-    prefix = f"{settings.queue_prefix}proxied_"
+@contextmanager
+def database_proxy(port: int) -> Iterator[subprocess.Popen[bytes]]:
+    """``scripts/chaos_proxy.py`` on ``port`` in front of the run's PostgreSQL, killed on exit."""
     proxy = subprocess.Popen([sys.executable, str(processes.ROOT / "scripts" / "chaos_proxy.py"),
-                              "--target", "127.0.0.1:5432", "--port", str(free_port())],
+                              "--target", "127.0.0.1:5432", "--port", str(port)],
                              stdout=subprocess.PIPE, start_new_session=True)
     try:
         assert proxy.stdout is not None
-        ready = proxy.stdout.readline().decode()
-        port = int(re.fullmatch(r"PROXY_READY (\d+)\n", ready).group(1))  # type: ignore[union-attr]
-        database = settings.database_url.rsplit("/", 1)[1]
-        web_port = free_port()
-        log = LOG_DIR / f"proxied-web-{time.monotonic_ns()}.log"
-        with processes.process("-m", "web", log=log, PORT=str(web_port), QUEUE_PREFIX=prefix,
-                               DATABASE_URL=f"postgresql://postgres@127.0.0.1:{port}/{database}"):
+        assert proxy.stdout.readline().decode() == f"PROXY_READY {port}\n"
+        yield proxy
+    finally:
+        processes.kill(proxy)  # type: ignore[arg-type]
+
+
+def proxied_database_url(settings: Settings, port: int) -> str:
+    return f"postgresql://postgres@127.0.0.1:{port}/{settings.database_url.rsplit('/', 1)[1]}"
+
+
+@pytest.fixture(scope="module")
+def proxied_web(settings: Settings) -> Iterator[Proxied]:
+    prefix = f"{settings.queue_prefix}proxied_"
+    port, web_port = free_port(), free_port()
+    log = LOG_DIR / f"proxied-web-{time.monotonic_ns()}.log"
+    try:
+        with database_proxy(port) as proxy, processes.process(
+                "-m", "web", log=log, PORT=str(web_port), QUEUE_PREFIX=prefix,
+                DATABASE_URL=proxied_database_url(settings, port)):
             url = f"http://127.0.0.1:{web_port}"
             wait_until_up(url)
             yield Proxied(url, proxy)
     finally:
-        processes.kill(proxy)  # type: ignore[arg-type]
         delete_queues(settings, prefix)
+
+
+def test_a_web_process_started_before_the_database_answers_waits_for_it(settings: Settings, platform_user: str) -> None:
+    port, web_port = free_port(), free_port()
+    log = LOG_DIR / f"early-web-{time.monotonic_ns()}.log"
+    # Given a web process whose database does not answer yet (nothing listens on its port)
+    with processes.process("-m", "web", log=log, PORT=str(web_port),
+                           DATABASE_URL=proxied_database_url(settings, port)) as web:
+        time.sleep(3)
+        # Then it waits instead of exiting (under honcho an exit would stop every other process) …
+        assert web.poll() is None, log.read_text(errors="replace")[-2000:]
+        assert "PostgreSQL does not answer yet" in log.read_text(errors="replace")
+        # … and serves once the database answers
+        with database_proxy(port):
+            wait_until_up(f"http://127.0.0.1:{web_port}")
 
 
 async def test_reads_during_connection_resets_get_503_with_the_envelope_and_then_succeed(
