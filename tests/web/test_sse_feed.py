@@ -46,7 +46,8 @@ async def test_a_feed_that_stopped_reading_sends_streams_to_the_database(client:
     feed.start()
     await _until(lambda: feed.top is not None and feed.read_at is not None)
     top = feed.top
-    assert top is not None and feed.after(top) == []
+    assert top is not None
+    assert feed.after(top) == []
     await feed.stop()
     # When three idle intervals pass without a completed read
     await asyncio.sleep(0.7)
