@@ -71,14 +71,19 @@ async def _existing(request: web.Request, handler: Handler, scope: str, key: str
     if record.state == "DONE":
         return _replay(record.response_status or 200, record.response_body or {})
     abandoned = (now() - record.created_at).total_seconds() > request.app[SETTINGS].command_wait_seconds + 30
-    if record.state == "IN_PROGRESS" and not abandoned:
-        raise Conflict("The first request with this Idempotency-Key is still executing",
-                       code="IDEMPOTENCY_KEY_IN_PROGRESS", details={"idempotencyKey": key})
+    in_progress = Conflict("The first request with this Idempotency-Key is still executing",
+                           code="IDEMPOTENCY_KEY_IN_PROGRESS", details={"idempotencyKey": key})
     if record.command_id is None:
+        if record.state == "IN_PROGRESS" and not abandoned:
+            raise in_progress
         await _execute(request, idempotency_db.release(scope, key))
         return await idempotency(request, handler)
+    # the operation is its command: once that finished, its outcome is the answer (a first request that
+    # failed after recording it, e.g. on a dropped database connection, left the record in progress)
     state = await enqueue.read(request.app, record.command_id)
     if not state.finished:
+        if record.state == "IN_PROGRESS" and not abandoned:
+            raise in_progress
         body = record.response_body or {"data": None, "meta": {"commandId": record.command_id, "pending": True}}
         return _replay(202, body)
     try:

@@ -1,5 +1,5 @@
 """The database's connections are reset under a running web process: 503 with the envelope, never 500,
-and a command recorded before the reset is never run twice.
+and a command recorded before the reset is never run twice (a retry with its key gets its outcome).
 
 ``python -m web`` reaches PostgreSQL through ``scripts/chaos_proxy.py``, which resets every connection
 it carries on SIGUSR1 (a network blip or a failover). Its commands go to queues of its own that no
@@ -163,5 +163,9 @@ async def test_a_request_whose_database_drops_after_its_command_was_recorded_nev
     while (await api.balance(user["id"]))["available"] != "2.00":
         assert time.monotonic() < deadline, await api.balance(user["id"])
         await asyncio.sleep(0.2)
+    # And the same retry now answers with that command's outcome, without running anything again
+    replay = await api.post(f"/users/{user['id']}/balance/credit", credit, headers={"Idempotency-Key": key})
+    assert replay.status == 200, replay.body
+    assert replay.headers["Idempotency-Replay"] == "true"
     await asyncio.sleep(1)
     assert (await api.balance(user["id"]))["available"] == "2.00"
