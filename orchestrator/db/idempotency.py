@@ -51,13 +51,17 @@ def complete(scope: str, key: str, *, state: str, status: int, body: dict[str, A
 
 
 def release(scope: str, key: str) -> Delete:
-    """Forget a claim so the key can run afresh, unless its command is still pending.
+    """Forget a claim so the key can run afresh: only when it has no command, or its command failed.
 
-    A request can fail after its command was recorded (the database dropped while it waited): that
-    command still runs, so a retry with the same key must find it, never start a second one.
+    A request can fail after its command was recorded (the database dropped while it waited, or while
+    it read the outcome): that command runs, or ran, all the same, so a retry with the same key must
+    find it and never start a second one. A failed command (or a failed ledger flow) changed nothing,
+    so its key may run again (api.md §1.10: a 5xx releases the key).
     """
-    pending = select(commands.c.id).where(commands.c.id == keys.c.command_id, commands.c.status == "PENDING")
-    return delete(keys).where(keys.c.scope == scope, keys.c.key == key, ~pending.exists())
+    kept = select(commands.c.id).where(
+        commands.c.id == keys.c.command_id, commands.c.status != "FAILED",
+        func.coalesce(commands.c.flow_status, "") != "FAILED")
+    return delete(keys).where(keys.c.scope == scope, keys.c.key == key, ~kept.exists())
 
 
 def prune(conn: Connection, *, older_than: datetime) -> int:
