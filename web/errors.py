@@ -55,7 +55,8 @@ STATUS_BY_CODE = {"PROVIDER_TIMEOUT": 504}
 
 
 #: Our own database connection failing (dropped, refused, pool exhausted, a deadlock or serialization
-#: failure): nothing was committed, so the request can be sent again as it is: 503, never 500.
+#: failure): the client should send the request again (a POST with the same Idempotency-Key never runs
+#: twice, web/idempotency.py): 503, never 500.
 DATABASE_FAILURES: tuple[type[BaseException], ...] = (
     sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError, psycopg.OperationalError,
     psycopg.InterfaceError)
