@@ -26,6 +26,7 @@ from typing import Any
 
 import aiohttp
 
+from scripts.chaos_faults import parse_weights
 from scripts.chaos_rig import say
 
 KINDS = ("release", "refund", "dispute_full_release", "dispute_full_refund", "dispute_split", "withdrawal", "deposit",
@@ -44,14 +45,7 @@ REPOST_AFTER = 30.0
 
 def parse_mix(text: str) -> dict[str, int]:
     """``release=30,refund=10,…`` (kinds left out get 0); the default mix when empty."""
-    if not text:
-        return dict(DEFAULT_MIX)
-    mix = dict.fromkeys(KINDS, 0)
-    for part in text.split(","):
-        name, _, weight = part.partition("=")
-        if name.strip() not in mix:
-            raise ValueError(f"unknown lifecycle kind {name!r}; known: {', '.join(KINDS)}")
-        mix[name.strip()] = int(weight or 1)
+    mix = parse_weights(text, DEFAULT_MIX, KINDS, what="lifecycle kind")
     if not any(mix.values()):
         raise ValueError("the lifecycle mix has no weight")
     return mix

@@ -52,15 +52,16 @@ SANDBOX_FAULTS: dict[str, dict[str, Any]] = {
 }
 
 
-def parse_weights(text: str, defaults: dict[str, int], known: Any) -> dict[str, int]:
-    """``name=weight,…`` over ``known`` names; names left out get 0; empty text keeps the defaults."""
+def parse_weights(text: str, defaults: dict[str, int], known: Any, what: str = "fault") -> dict[str, int]:
+    """``name=weight,…`` over ``known`` names (each a ``what``); names left out get 0; empty text keeps
+    the defaults."""
     if not text:
         return dict(defaults)
     weights = dict.fromkeys(known, 0)
     for part in text.split(","):
         name, _, weight = part.partition("=")
         if name.strip() not in weights:
-            raise ValueError(f"unknown fault {name!r}; known: {', '.join(known)}")
+            raise ValueError(f"unknown {what} {name!r}; known: {', '.join(known)}")
         weights[name.strip()] = int(weight or 1)
     return weights
 
