@@ -28,7 +28,16 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from scripts.bench_common import ROOT, Rig, create_database, delete_queues, drop_database, free_port, say
+from scripts.bench_common import (
+    ROOT,
+    Instance,
+    Rig,
+    create_database,
+    delete_queues,
+    drop_database,
+    free_port,
+    say,
+)
 
 if TYPE_CHECKING:
     import aiohttp
@@ -97,13 +106,9 @@ async def crypto_withdrawal(session: aiohttp.ClientSession, rig: Rig, user: str,
 
 
 @dataclass
-class AirtmRig:
+class AirtmRig(Instance):
     env: dict[str, str]
     database: str
-
-    @property
-    def api(self) -> str:
-        return f"http://127.0.0.1:{self.env['PORT']}/api/v1"
 
 
 async def start_airtm(session: aiohttp.ClientSession, rig: Rig, threads: int) -> AirtmRig:

@@ -80,6 +80,7 @@ from scripts.bench_common import (  # noqa: E402  (standard library only; safe b
     delete_redis_keys,
     drop_database,
     free_port,
+    local_database_url,
     record,
     reexec_in_venv,
     run_pgbench,
@@ -374,7 +375,7 @@ class Scratch:
 
     @property
     def database_url(self) -> str:
-        return f"postgresql://postgres@127.0.0.1:5432/{self.database}"
+        return local_database_url(self.database)
 
 
 @contextlib.contextmanager

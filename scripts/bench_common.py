@@ -253,8 +253,31 @@ class Procs(Processes):
             self.children.remove(child)
 
 
+def local_database_url(name: str) -> str:
+    """A database on this machine's PostgreSQL (trust auth), as every rig and scratch database is."""
+    return f"postgresql://postgres@127.0.0.1:5432/{name}"
+
+
+class Instance:
+    """What a started instance's ``env`` tells a client: where its API listens and its master key.
+
+    Shared by the benchmarks' rigs, the AirTM-mode instance and the chaos rig (each a dataclass with
+    an ``env`` field).
+    """
+
+    env: dict[str, str]
+
+    @property
+    def api(self) -> str:
+        return f"http://127.0.0.1:{self.env['PORT']}/api/v1"
+
+    @property
+    def master_key(self) -> str:
+        return self.env["OFFERHUB_MASTER_KEY"]
+
+
 @dataclass
-class Rig:
+class Rig(Instance):
     run: str
     log_dir: Path
     processes: Procs
@@ -266,15 +289,7 @@ class Rig:
 
     @property
     def database_url(self) -> str:
-        return f"postgresql://postgres@127.0.0.1:5432/{self.database}"
-
-    @property
-    def api(self) -> str:
-        return f"http://127.0.0.1:{self.env['PORT']}/api/v1"
-
-    @property
-    def master_key(self) -> str:
-        return self.env["OFFERHUB_MASTER_KEY"]
+        return local_database_url(self.database)
 
 
 def clean_environ() -> dict[str, str]:

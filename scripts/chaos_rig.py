@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from scripts.bench_common import ROOT, clean_environ, create_database, drop_database
+from scripts.bench_common import ROOT, Instance, clean_environ, create_database, drop_database, local_database_url
 from scripts.ports import free_port
 
 RABBITMQ_SERVER = Path("/usr/lib/rabbitmq/bin/rabbitmq-server")
@@ -247,7 +247,7 @@ def procfile_commands(path: Path) -> dict[str, list[str]]:
 
 
 @dataclass
-class Rig:
+class Rig(Instance):
     """Everything one chaos run started; ``env`` is what the product's processes see."""
 
     run: str
@@ -269,7 +269,7 @@ class Rig:
 
     @property
     def direct_airtm_database_url(self) -> str:
-        return f"postgresql://postgres@127.0.0.1:5432/{self.airtm_database}"
+        return local_database_url(self.airtm_database)
 
     @property
     def airtm_api(self) -> str:
@@ -278,15 +278,7 @@ class Rig:
     @property
     def direct_database_url(self) -> str:
         """PostgreSQL itself (not through the proxy): for the driver's reads and the final checks."""
-        return f"postgresql://postgres@127.0.0.1:5432/{self.database}"
-
-    @property
-    def api(self) -> str:
-        return f"http://127.0.0.1:{self.env['PORT']}/api/v1"
-
-    @property
-    def master_key(self) -> str:
-        return self.env["OFFERHUB_MASTER_KEY"]
+        return local_database_url(self.database)
 
     def restart(self, name: str, signum: int = signal.SIGKILL) -> None:
         child = self.processes[name]
