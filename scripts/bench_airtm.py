@@ -24,6 +24,7 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -51,6 +52,22 @@ class Flow:
     request_ms: float = 0.0
     total_ms: float = 0.0
     error: str = ""
+
+    async def run(self, label: str, steps: Callable[[Callable[[], None]], Awaitable[str]]) -> None:
+        """Time ``steps``: it calls ``answered()`` when its first request is answered and returns an error
+        ("" once the flow reached its final state). An exception is the flow's error too: a failed flow
+        is reported, the others go on. ``total_ms`` is set only for a flow that succeeded."""
+        began = time.perf_counter()
+
+        def answered() -> None:
+            self.request_ms = (time.perf_counter() - began) * 1000
+
+        try:
+            self.error = await steps(answered)
+        except Exception as error:
+            self.error = f"{label}: {type(error).__name__} {error}"[:200]
+        if not self.error:
+            self.total_ms = (time.perf_counter() - began) * 1000
 
 
 @dataclass
@@ -85,21 +102,18 @@ async def _until(session: aiohttp.ClientSession, url: str, key: str, status: str
 
 async def crypto_withdrawal(session: aiohttp.ClientSession, rig: Rig, user: str, destination: str,
                             amount: str, flow: Flow, wait_seconds: float) -> None:
-    began = time.perf_counter()
-    try:
+    async def steps(answered: Callable[[], None]) -> str:
         status, payload = await _json(session, "POST", f"{rig.api}/withdrawals", rig.master_key, {
             "userId": user, "amount": amount, "destinationType": "crypto", "destinationRef": destination})
-        flow.request_ms = (time.perf_counter() - began) * 1000
+        answered()
         if status == 202:
             await _until(session, f"{rig.api}/withdrawals/{payload['data']['id']}", rig.master_key,
                          "WITHDRAWAL_COMPLETED", time.monotonic() + wait_seconds)
         elif status != 201 or payload["data"]["status"] != "WITHDRAWAL_COMPLETED":
-            flow.error = f"withdrawal: {status} {str(payload)[:120]}"
-            return
-    except Exception as error:  # a failed flow is reported, the others go on
-        flow.error = f"withdrawal: {type(error).__name__} {error}"[:200]
-        return
-    flow.total_ms = (time.perf_counter() - began) * 1000
+            return f"withdrawal: {status} {str(payload)[:120]}"
+        return ""
+
+    await flow.run("withdrawal", steps)
 
 
 # The AirTM instance
@@ -198,46 +212,41 @@ async def airtm_mix(session: aiohttp.ClientSession, rig: Rig, instance: AirtmRig
     async def topup(user: str, email: str) -> None:
         flow = Flow("top-up")
         result.flows.append(flow)
+
+        async def steps(answered: Callable[[], None]) -> str:
+            status, payload = await _json(session, "POST", f"{api}/topups", key, {"userId": user, "amount": amount})
+            answered()
+            if status != 201:
+                return f"top-up: {status} {str(payload)[:120]}"
+            data = payload["data"]
+            async with session.post(f"{rig.sandbox_url}/_sandbox/airtm/payins/{data['airtmPayinId']}/confirm",
+                                    json={"email": email}) as reply:
+                if reply.status != 200:
+                    return f"confirm: {reply.status}"
+            await _until(session, f"{api}/topups/{data['id']}", key, "TOPUP_SUCCEEDED",
+                         time.monotonic() + wait_seconds)
+            return ""
+
         async with semaphore:
-            began = time.perf_counter()
-            try:
-                status, payload = await _json(session, "POST", f"{api}/topups", key, {"userId": user, "amount": amount})
-                flow.request_ms = (time.perf_counter() - began) * 1000
-                if status != 201:
-                    flow.error = f"top-up: {status} {str(payload)[:120]}"
-                    return
-                data = payload["data"]
-                async with session.post(f"{rig.sandbox_url}/_sandbox/airtm/payins/{data['airtmPayinId']}/confirm",
-                                        json={"email": email}) as reply:
-                    if reply.status != 200:
-                        flow.error = f"confirm: {reply.status}"
-                        return
-                await _until(session, f"{api}/topups/{data['id']}", key, "TOPUP_SUCCEEDED",
-                             time.monotonic() + wait_seconds)
-            except Exception as error:
-                flow.error = f"top-up: {type(error).__name__} {error}"[:200]
-                return
-            flow.total_ms = (time.perf_counter() - began) * 1000
+            await flow.run("top-up", steps)
 
     async def payout(user: str) -> None:
         flow = Flow("AirTM withdrawal")
         result.flows.append(flow)
+
+        async def steps(answered: Callable[[], None]) -> str:
+            status, payload = await _json(session, "POST", f"{api}/withdrawals", key, {
+                "userId": user, "amount": amount, "destinationType": "airtm_balance",
+                "destinationRef": user, "commit": True})
+            answered()
+            if status != 201:
+                return f"AirTM withdrawal: {status} {str(payload)[:120]}"
+            await _until(session, f"{api}/withdrawals/{payload['data']['id']}", key, "WITHDRAWAL_COMPLETED",
+                         time.monotonic() + wait_seconds)
+            return ""
+
         async with semaphore:
-            began = time.perf_counter()
-            try:
-                status, payload = await _json(session, "POST", f"{api}/withdrawals", key, {
-                    "userId": user, "amount": amount, "destinationType": "airtm_balance",
-                    "destinationRef": user, "commit": True})
-                flow.request_ms = (time.perf_counter() - began) * 1000
-                if status != 201:
-                    flow.error = f"AirTM withdrawal: {status} {str(payload)[:120]}"
-                    return
-                await _until(session, f"{api}/withdrawals/{payload['data']['id']}", key, "WITHDRAWAL_COMPLETED",
-                             time.monotonic() + wait_seconds)
-            except Exception as error:
-                flow.error = f"AirTM withdrawal: {type(error).__name__} {error}"[:200]
-                return
-            flow.total_ms = (time.perf_counter() - began) * 1000
+            await flow.run("AirTM withdrawal", steps)
 
     started = time.perf_counter()
     await asyncio.gather(*(topup(u, e) for u, e in users))
