@@ -110,8 +110,11 @@ class EventFeed:
 
     async def _run(self) -> None:
         while True:
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow the cancellation that
+            # stop() sends when the wait completes at the same moment, and stop() then waits forever
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._dirty.wait(), self.idle_read_seconds)
+                async with asyncio.timeout(self.idle_read_seconds):
+                    await self._dirty.wait()
             self._dirty.clear()  # a wake-up during the read below makes the loop read once more
             try:
                 await self._read()

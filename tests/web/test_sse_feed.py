@@ -7,6 +7,7 @@ as a web process whose notifications stopped arriving would be.
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 
 from aiohttp.test_utils import TestClient
@@ -54,3 +55,17 @@ async def test_a_feed_that_stopped_reading_sends_streams_to_the_database(client:
     # Then it no longer answers from its buffer: each stream reads the database itself
     assert not feed.fresh()
     assert feed.after(top) is None
+
+
+async def test_a_feed_stops_whenever_it_is_told_to(client: TestClient) -> None:
+    """stop() cancels the feed's task; the cancellation must never be lost, even when it lands as an idle
+    wait ends (Python 3.11's wait_for swallowed it then, and a web process's shutdown hung)."""
+    rng = random.Random(7)
+    for _ in range(300):
+        # Given a feed whose idle wait ends every millisecond
+        feed = EventFeed(client.server.app[ENGINE], idle_read_seconds=0.001)
+        feed.start()
+        await asyncio.sleep(rng.random() * 0.005)
+        feed.wake()
+        # When it is stopped, then it stops (at once, but a busy machine gets five seconds)
+        await asyncio.wait_for(asyncio.shield(feed.stop()), 5)
