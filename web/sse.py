@@ -137,7 +137,8 @@ async def _pump(request: web.Request, response: web.StreamResponse, wake: asynci
     while True:
         position = await _send_after(request, response, position, event_filter, named)
         try:
-            await asyncio.wait_for(wake.get(), heartbeat)
+            async with asyncio.timeout(heartbeat):  # not wait_for: 3.11's can swallow a cancellation
+                await wake.get()
         except TimeoutError:
             ping = {"ping": True, "timestamp": iso(now())}
             await response.write(f"event: ping\ndata: {json.dumps(ping)}\n\n".encode())
