@@ -98,6 +98,13 @@ ensure_services() {
     ensure_rabbitmq
 }
 
+# recreate_database NAME: drop it (closing its connections) and create it empty
+recreate_database() {
+    log "Creating database $1 afresh"
+    psql -h 127.0.0.1 -U postgres -qc "drop database if exists \"$1\" with (force)"
+    psql -h 127.0.0.1 -U postgres -qc "create database \"$1\""
+}
+
 # create_database NAME: create it when absent (PostgreSQL on 127.0.0.1, role postgres)
 create_database() {
     if ! psql -h 127.0.0.1 -U postgres -tAc "select 1 from pg_database where datname='$1'" | grep -q 1; then
