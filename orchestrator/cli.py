@@ -227,7 +227,19 @@ def _positive(value: str) -> int:
     return number
 
 
+#: The exit status of a command ended by Ctrl-C, as shells report a SIGINT (128 + 2).
+INTERRUPTED = 130
+
+
 def main(argv: list[str] | None = None, prog: str = "offerhub") -> int:
+    """Run one command; Ctrl-C at any point of it (imports included) exits 130 without a traceback."""
+    try:
+        return _run(argv, prog)
+    except KeyboardInterrupt:
+        return INTERRUPTED
+
+
+def _run(argv: list[str] | None, prog: str) -> int:
     from orchestrator import cli_api
 
     parser = build_parser(prog)

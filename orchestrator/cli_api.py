@@ -438,7 +438,5 @@ def run(args: argparse.Namespace) -> int:
         return fail(f"{error.message} ({error.code}, HTTP {error.status_code}{request})")
     except TimeoutError as error:  # a wait of the CLI's own (the demo's steps) ran out
         return fail(str(error))
-    except KeyboardInterrupt:
-        return 130
     finally:
         client.close()

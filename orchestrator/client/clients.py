@@ -12,6 +12,7 @@ import concurrent.futures
 import contextlib
 import functools
 import inspect
+import signal
 import threading
 from collections.abc import AsyncIterator, Coroutine, Iterator, Mapping
 from types import TracebackType
@@ -86,23 +87,40 @@ class AsyncClient:
         await self.close()
 
 
+#: Signals that only the caller's (main) thread may take: Python runs their handlers there alone.
+CALLER_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM})
+#: How long closing a stream, the session or the loop may each take once the caller has stopped (Ctrl-C
+#: must end a command within a second); a clean close of either is local work of a few milliseconds.
+CLOSE_SECONDS = 0.3
+
+
 class _Loop:
-    """An event loop on a daemon thread of its own, for the sync client."""
+    """An event loop on a daemon thread of its own, for the sync client.
+
+    The loop thread (and every thread it starts, such as the resolver's pool, which inherit its mask) blocks
+    SIGINT and SIGTERM. The kernel may hand a process-directed signal to any thread that does not block it;
+    one taken by the loop thread only flags the main thread, which sleeps in an uninterruptible lock wait
+    until the next event arrives, so Ctrl-C on an idle stream was lost until then (issue 19).
+    """
 
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, name="offerhub-sdk", daemon=True)
+        self.thread = threading.Thread(target=self._serve, name="offerhub-sdk", daemon=True)
         self.thread.start()
 
-    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+    def _serve(self) -> None:
+        if hasattr(signal, "pthread_sigmask"):  # POSIX; elsewhere the console delivers Ctrl-C to the main thread
+            signal.pthread_sigmask(signal.SIG_BLOCK, CALLER_SIGNALS)
+        self.loop.run_forever()
+
+    def run(self, coroutine: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        """Run ``coroutine`` on the loop and wait for it (at most ``timeout`` s, then cancel it)."""
         future = asyncio.run_coroutine_threadsafe(coroutine, self.loop)
         try:
-            return future.result()
+            return future.result(timeout)
         except BaseException:
-            if not future.done():  # Ctrl-C in the caller: stop the work on the loop too
+            if not future.done():  # Ctrl-C in the caller, or the wait ran out: stop the work on the loop too
                 future.cancel()
-                with contextlib.suppress(concurrent.futures.CancelledError, Exception):
-                    future.result(timeout=5)
             raise
 
     def iterate(self, iterator: AsyncIterator[T]) -> Iterator[T]:
@@ -115,14 +133,14 @@ class _Loop:
         finally:
             closer = getattr(iterator, "aclose", None)
             if closer is not None and self.loop.is_running():
-                # RuntimeError: still running after a cancelled step; the loop drops it when it stops
-                with contextlib.suppress(RuntimeError):
-                    self.run(closer())
+                # RuntimeError: still running after a cancelled step, which closes it as it unwinds
+                with contextlib.suppress(RuntimeError, TimeoutError, concurrent.futures.CancelledError):
+                    self.run(closer(), CLOSE_SECONDS)
 
     def stop(self) -> None:
         if self.loop.is_running():
             self.loop.call_soon_threadsafe(self.loop.stop)
-            self.thread.join(timeout=5)
+            self.thread.join(timeout=CLOSE_SECONDS)
         if not self.loop.is_running():
             self.loop.close()
 
@@ -197,8 +215,12 @@ class Client:
     def close(self) -> None:
         if self._loop.loop.is_closed():
             return
-        self._loop.run(self._async.close())
-        self._loop.stop()
+        try:
+            self._loop.run(self._async.close(), CLOSE_SECONDS)
+        except (TimeoutError, concurrent.futures.CancelledError):
+            pass  # the process is leaving: its sockets close with it
+        finally:
+            self._loop.stop()
 
     def __enter__(self) -> Client:
         return self

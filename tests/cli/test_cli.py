@@ -26,13 +26,6 @@ ROOT = Path(__file__).resolve().parents[2]
 Run = Callable[..., subprocess.CompletedProcess[str]]
 
 
-@pytest.fixture
-def home(tmp_path: Path) -> Path:
-    """An empty HOME and working directory: no ~/.offerhub/config.json, no .env."""
-    (tmp_path / "work").mkdir()
-    return tmp_path
-
-
 def environment(home: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("OFFERHUB_API_")}
     return {**env, "HOME": str(home), "NO_COLOR": "1", **extra}
