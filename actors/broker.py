@@ -6,6 +6,7 @@ here. Nothing connects until the first message is sent or consumed.
 
 from __future__ import annotations
 
+import sys
 from functools import cache
 
 import dramatiq
@@ -15,9 +16,14 @@ from sqlalchemy import Engine
 from actors.metrics import metrics
 from actors.middleware import ProcessContext
 from orchestrator.db import create_sync_engine
+from orchestrator.errors import ConfigError
 from orchestrator.settings import Settings
 
-settings = Settings.from_env()
+try:
+    settings = Settings.from_env()
+except ConfigError as error:  # a worker started with a bad configuration: the operator's one message, no traceback
+    print(error.message, file=sys.stderr)  # noqa: T201
+    raise SystemExit(2) from None
 
 #: Queue names carry the run's prefix so test runs and instances never share a queue.
 COMMANDS = f"{settings.queue_prefix}commands"

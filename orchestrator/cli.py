@@ -204,6 +204,7 @@ def build_parser(prog: str = "offerhub") -> argparse.ArgumentParser:
     from orchestrator import cli_api
 
     parser = Parser(prog=prog, description="OFFER-HUB Orchestrator: operator and API commands")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     parser.add_argument("--url", help="API base URL (default: OFFERHUB_API_URL, .env, ~/.offerhub/config.json)")
     parser.add_argument("--key", help="API key or master key (default: OFFERHUB_API_KEY, .env, config file)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
@@ -216,8 +217,40 @@ def build_parser(prog: str = "offerhub") -> argparse.ArgumentParser:
             operator.add_argument("action", choices=ACTIONS[name], help=", ".join(ACTIONS[name]))
         if name == "wallets":
             operator.add_argument("--batch-size", type=_positive, default=100, help="wallets per transaction")
+    text = "show every setting's effective value and where it came from (environment, .env, default)"
+    sub.add_parser("settings", help=text, description=text)
     cli_api.add_commands(sub)
     return parser
+
+
+def _settings(args: argparse.Namespace) -> int:
+    """Print every setting's effective value and source (secrets masked); exit 2 when they cannot work."""
+    import json
+
+    from orchestrator.settings_report import effective
+
+    variables, problems = effective()
+    if args.json:
+        print(json.dumps({"variables": [vars(v) for v in variables], "problems": problems}, indent=2))
+    else:
+        width = max(len(v.name) for v in variables)
+        for variable in variables:
+            shown = "(unset)" if variable.value is None else variable.value
+            print(f"{variable.name:<{width}}  {shown}  [{variable.source}]")
+        for problem in problems:
+            print(f"problem: {problem}", file=sys.stderr)
+    return 2 if problems else 0
+
+
+def version() -> str:
+    """This installation's version, from the package metadata (setup.cfg)."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("offerhub-orchestrator")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed)"
 
 
 def _positive(value: str) -> int:
@@ -248,6 +281,8 @@ def _run(argv: list[str] | None, prog: str) -> int:
         parser.print_help()
         return 0
     args = parser.parse_args(argv)
+    if args.command == "settings":  # shows an invalid configuration too, so it needs no Settings
+        return _settings(args)
     if getattr(args, "operator", None) is None:
         if getattr(args, "http", None) is None and getattr(args, "local", None) is None:
             parser.parse_args([*argv, "--help"])

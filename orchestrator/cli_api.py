@@ -27,6 +27,7 @@ from orchestrator.client import (
     OfferHubError,
     normalise_url,
 )
+from orchestrator.dotenv import from_file
 
 CONFIG_PATH = Path.home() / ".offerhub" / "config.json"
 DEFAULT_MAINTENANCE_MESSAGE = "System maintenance in progress"
@@ -46,20 +47,6 @@ class Target:
     source: str
 
 
-def read_env_file(path: Path) -> dict[str, str]:
-    """``KEY=value`` lines of a dotenv file (quotes stripped, comments skipped)."""
-    values: dict[str, str] = {}
-    if not path.is_file():
-        return values
-    for raw in path.read_text().splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#") or "=" not in line:
-            continue
-        name, _, value = line.removeprefix("export ").partition("=")
-        values[name.strip()] = value.strip().strip("'\"")
-    return values
-
-
 def read_config_file() -> dict[str, Any]:
     try:
         return json.loads(CONFIG_PATH.read_text())
@@ -69,7 +56,7 @@ def read_config_file() -> dict[str, Any]:
 
 def resolve(args: argparse.Namespace) -> Target:
     """The API URL and key: flags, environment, ./.env, then the global config file (first match wins)."""
-    dotenv = read_env_file(Path.cwd() / ".env")
+    dotenv = from_file()
     if "OFFERHUB_API_URL" not in dotenv and "PORT" in dotenv and "OFFERHUB_MASTER_KEY" in dotenv:
         dotenv["OFFERHUB_API_URL"] = f"http://localhost:{dotenv['PORT']}"
     if "OFFERHUB_API_KEY" not in dotenv and "OFFERHUB_MASTER_KEY" in dotenv:

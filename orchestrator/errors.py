@@ -12,7 +12,7 @@
      │    └── InvalidStateTransition   409 INVALID_STATE_TRANSITION with the allowed states
      ├── BusinessRuleViolation         422 INSUFFICIENT_FUNDS, PROVIDER_NOT_ENABLED, …
      ├── RateLimited                   429 RATE_LIMITED
-     ├── Unavailable                   503 MAINTENANCE_MODE / PROVIDER_UNAVAILABLE
+     ├── Unavailable                   503 MAINTENANCE_MODE / PROVIDER_UNAVAILABLE / SERVICE_UNAVAILABLE
      └── ProviderFailure               502 PROVIDER_ERROR / STELLAR_NETWORK_ERROR, 504 PROVIDER_TIMEOUT
 
 Errors raised inside an actor are stored on the command row as ``{code, message, details}`` and rebuilt
@@ -162,7 +162,7 @@ for _family, _codes in {
     BusinessRuleViolation: ("PROVIDER_NOT_ENABLED", "RESERVE_MISMATCH_AMOUNT", "ESCROW_INSUFFICIENT_FUNDS",
                             "ESCROW_FUNDING_FAILED", "WITHDRAWAL_DESTINATION_INVALID",
                             "AIRTM_USER_NOT_LINKED", "AIRTM_USER_INVALID"),
-    Unavailable: ("MAINTENANCE_MODE",),
+    Unavailable: ("MAINTENANCE_MODE", "SERVICE_UNAVAILABLE"),
     ProviderFailure: ("STELLAR_NETWORK_ERROR", "PROVIDER_TIMEOUT", "PROVIDER_RATE_LIMITED"),
 }.items():
     _FAMILIES.update(dict.fromkeys(_codes, _family))

@@ -1,20 +1,23 @@
 """Typed settings read once from the environment; every entrypoint builds one and passes it down.
 
-No other module reads ``os.environ``. ``Settings.from_env`` collects every problem and raises a single
-``ConfigError`` listing them all, so an operator fixes a configuration in one pass.
+No other module reads ``os.environ``. ``Settings.from_env`` reads the environment over the working
+directory's ``.env`` (``orchestrator.dotenv``: the environment wins), collects every problem and raises a
+single ``ConfigError`` listing them all, so an operator fixes a configuration in one pass.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from stellar_sdk import Keypair
 
+from orchestrator import dotenv
 from orchestrator.crypto import decode_key
 from orchestrator.errors import ConfigError
 
@@ -36,6 +39,16 @@ USDC_ISSUERS = {
 }
 HORIZON_URLS = {"testnet": "https://horizon-testnet.stellar.org", "mainnet": "https://horizon.stellar.org"}
 TRUSTLESS_URLS = {"testnet": "https://dev.api.trustlesswork.com", "mainnet": "https://api.trustlesswork.com"}
+#: The URL variables checked at start-up: the setting each fills, and the schemes it accepts (the first one
+#: is suggested).
+_HTTP = ("http", "https")
+URL_SCHEMES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "DATABASE_URL": ("database_url", ("postgresql", "postgres", "postgresql+psycopg")),
+    "REDIS_URL": ("redis_url", ("redis", "rediss", "unix")), "RABBITMQ_URL": ("rabbitmq_url", ("amqp", "amqps")),
+    "SANDBOX_URL": ("sandbox_url", _HTTP), "PUBLIC_BASE_URL": ("public_base_url", _HTTP),
+    "STELLAR_HORIZON_URL": ("horizon_url", _HTTP), "TRUSTLESS_API_URL": ("trustless_api_url", _HTTP),
+    "AIRTM_API_URL": ("airtm_api_url", _HTTP),
+}
 AIRTM_URLS = {"sandbox": "https://api.stg.enterprise.airtm.com/v2", "production": "https://api.enterprise.airtm.com/v2"}
 
 
@@ -136,8 +149,16 @@ class Settings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Read, coerce and cross-check every variable; raise one ``ConfigError`` naming every problem."""
-        reader = _Reader(os.environ if environ is None else environ)
+        reader = _Reader(dotenv.merged() if environ is None else environ)
         return reader.build()
+
+
+def variables_read(environ: Mapping[str, str]) -> tuple[dict[str, str | None], list[str]]:
+    """Every variable ``Settings`` reads with its default (``None``: none), and the problems found."""
+    reader = _Reader(environ)
+    with contextlib.suppress(ConfigError):  # reader.problems holds them
+        reader.build()
+    return reader.read, reader.problems
 
 
 def sandbox_usdc_issuer(seed: str) -> str:
@@ -152,13 +173,17 @@ class _Reader:
     def __init__(self, environ: Mapping[str, str]) -> None:
         self.env = environ
         self.problems: list[str] = []
+        #: Each variable read and its default as text, for ``offerhub settings``.
+        self.read: dict[str, str | None] = {}
 
     def raw(self, name: str, default: str | None = None) -> str | None:
+        if self.read.get(name) is None:
+            self.read[name] = default
         value = self.env.get(name)
         return default if value is None or value.strip() == "" else value.strip()
 
     def coerce(self, name: str, default: T, convert: Callable[[str], T]) -> T:
-        value = self.raw(name)
+        value = self.raw(name, None if default is None else str(default))
         if value is None:
             return default
         try:
@@ -258,6 +283,7 @@ class _Reader:
         }
         values.update(self.endpoints(network, sandbox_url, seed))
         self.check_ranges(values)
+        self.check_urls(values)
         self.check_wallet_key(values)
         if self.problems:
             raise ConfigError(self.problems)
@@ -309,6 +335,17 @@ class _Reader:
         if values["payment_provider"] == "crypto" and not values["wallet_encryption_key"]:
             self.problems.append("WALLET_ENCRYPTION_KEY is required in crypto mode (base64 of 32 random bytes)")
 
+    def check_urls(self, values: Mapping[str, Any]) -> None:
+        """A malformed URL names its variable at start-up instead of failing at the first connection."""
+        for name, (setting, schemes) in URL_SCHEMES.items():
+            value = values.get(setting)
+            if value is None:
+                continue
+            parts = urlsplit(value)
+            if parts.scheme not in schemes or not (parts.netloc or parts.path):
+                self.problems.append(f"{name}={_masked_url(value)!r} is not a URL of the form "
+                                     f"{schemes[0]}://host/…")
+
     def check_ranges(self, values: Mapping[str, Any]) -> None:
         if not 15 <= values["sse_heartbeat_seconds"] <= 30:
             self.problems.append("SSE_HEARTBEAT_SECONDS must be between 15 and 30")
@@ -329,6 +366,14 @@ class _Reader:
             self.problems.append("HORIZON_READ_CACHE_SECONDS must be >= 0 (0 reads Horizon on every scrape)")
         if values["rate_limit_per_minute"] < 0:
             self.problems.append("RATE_LIMIT_PER_MINUTE must be >= 0 (0 turns limiting off)")
+
+
+def _masked_url(value: str) -> str:
+    """``value`` without the password of a ``user:password@`` part, so a refused URL can be printed."""
+    head, at, tail = value.rpartition("@")
+    if not at or ":" not in head.split("//", 1)[-1]:
+        return value
+    return f"{head.rsplit(':', 1)[0]}:****@{tail}"
 
 
 def _boolean(value: str) -> bool:

@@ -39,6 +39,8 @@ os.environ.update({
     # no scheduled reconciliation report in the scheduler tests (tests/e2e/test_reconcile.py runs its own)
     "RECONCILE_INTERVAL_HOURS": "0",
     "LOG_LEVEL": "WARNING",
+    # no .env: the run's processes see exactly this environment, never a developer's .env in the checkout
+    "OFFERHUB_ENV_FILE": "",
 })
 
 pytest_plugins = (

@@ -63,7 +63,9 @@ DATABASE_FAILURES: tuple[type[BaseException], ...] = (
 
 
 def database_unavailable() -> Unavailable:
-    return Unavailable("The database is unreachable; retry shortly", details={"provider": "database", "retryAfter": 1})
+    """503 SERVICE_UNAVAILABLE (errors.md, turn 2): our own dependency failed, not a provider's."""
+    return Unavailable("The database is unreachable; retry shortly", code="SERVICE_UNAVAILABLE",
+                       details={"dependency": "database", "retryAfter": 1})
 
 
 def status_of(error: OrchestratorError) -> int:

@@ -269,7 +269,7 @@ class Builder:
         return responses
 
     def _error_codes(self, spec: Doc, method: str, path: str, *, public: bool) -> list[str]:
-        codes = ["VALIDATION_ERROR", "RATE_LIMITED", "INTERNAL_ERROR"]
+        codes = ["VALIDATION_ERROR", "RATE_LIMITED", "INTERNAL_ERROR", "SERVICE_UNAVAILABLE"]
         if "{" in path:
             codes.append("NOT_FOUND")  # an id that is no path segment (an encoded slash) finds no route
         if not public:

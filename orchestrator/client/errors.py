@@ -108,7 +108,8 @@ class ProviderError(OfferHubError):
 
 
 class ServiceUnavailableError(OfferHubError):
-    """503: maintenance mode, a provider unavailable, or the server unhealthy."""
+    """503: maintenance mode, a provider unavailable, or the server's own database unreachable
+    (``SERVICE_UNAVAILABLE``, retried by the client like every 503)."""
 
 
 class MaintenanceError(ServiceUnavailableError):
@@ -130,6 +131,7 @@ _BY_CODE: dict[str, type[OfferHubError]] = {
     "IDEMPOTENCY_KEY_IN_PROGRESS": IdempotencyError,
     "IDEMPOTENCY_CONFLICT": IdempotencyError,
     "MAINTENANCE_MODE": MaintenanceError,
+    "SERVICE_UNAVAILABLE": ServiceUnavailableError,
     "PROVIDER_ERROR": ProviderError,
     "PROVIDER_TIMEOUT": ProviderError,
     "PROVIDER_RATE_LIMITED": ProviderError,

@@ -27,7 +27,7 @@ Run = Callable[..., subprocess.CompletedProcess[str]]
 
 
 def environment(home: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OFFERHUB_API_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OFFERHUB_API_") and k != "OFFERHUB_ENV_FILE"}
     return {**env, "HOME": str(home), "NO_COLOR": "1", **extra}
 
 

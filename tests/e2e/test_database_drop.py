@@ -118,9 +118,9 @@ async def test_reads_during_connection_resets_get_503_with_the_envelope_and_then
     for status, reply_headers, reply_text in answers:
         if status == 503:
             error = json.loads(reply_text)["error"]
-            assert error["code"] == "PROVIDER_UNAVAILABLE"
+            assert error["code"] == "SERVICE_UNAVAILABLE"
             assert error["statusCode"] == 503
-            assert error["details"]["provider"] == "database"
+            assert error["details"]["dependency"] == "database"
             assert reply_headers["Retry-After"] == "1"
     # … and the process recovers by itself: the pool replaces what died
     assert after[0] == 200, after
