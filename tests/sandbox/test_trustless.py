@@ -373,7 +373,8 @@ def test_a_deploy_is_a_v1_factory_call_and_the_contract_id_is_sorobans_derivatio
     # the source authorises the call with source-account credentials; sorobanData carries a resource fee
     assert [a.credentials.type for a in op.auth] == [sx.SorobanCredentialsType.SOROBAN_CREDENTIALS_SOURCE_ACCOUNT]
     data = envelope.transaction.soroban_data
-    assert data is not None and data.resource_fee.int64 > 0
+    assert data is not None
+    assert data.resource_fee.int64 > 0
     # with_address(current_contract_address, salt): the id derives from the factory and the salt
     expected = _soroban_contract_id(factory, scval.from_bytes(call.args[2]))
     written = {Address.from_xdr_sc_address(k.contract_data.contract).address
@@ -429,7 +430,9 @@ def test_a_switch_makes_the_build_endpoints_answer_unbounded_envelopes(sandbox: 
     built = tw(sandbox, "/escrow/single-release/fund-escrow",
                {"contractId": contract, "signer": p.buyer.public_key, "amount": 100})
     bounds = TransactionEnvelope.from_xdr(built.json()["unsignedTransaction"], PASSPHRASE).transaction.preconditions
-    assert bounds is not None and bounds.time_bounds is not None and bounds.time_bounds.max_time == 0
+    assert bounds is not None
+    assert bounds.time_bounds is not None
+    assert bounds.time_bounds.max_time == 0
     deploy = TransactionEnvelope.from_xdr(
         tw(sandbox, "/deployer/single-release", _deploy_body(p, "ord_other")).json()["unsignedTransaction"],
         PASSPHRASE)
