@@ -8,7 +8,12 @@ The rules of DESIGN "The chain" and providers.md §1.8/§2.8:
   and either its time bound has passed or the source account's sequence has reached it);
 - transactions of one source account are built and submitted one at a time (an advisory lock);
 - a final failure moves the step (and, through its kind's handler, its subject) to a visible
-  failed state with an event; nothing is left silently stuck.
+  failed state with an event; nothing is left silently stuck;
+- a provider's permanent refusal to build (a wrong API key, a request it calls invalid) is final at
+  once, and waiting for a rate budget is not an attempt (providers.md §1.11);
+- an envelope without an upper time bound is dead only once its source's sequence has passed it, so
+  before such a step is rebuilt its sequence number is consumed by a ``bump_sequence`` of our own
+  signed by the same source (DESIGN decision 22).
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from stellar_sdk import Keypair, TransactionEnvelope
+from stellar_sdk import Account, Keypair, TransactionBuilder, TransactionEnvelope
 
 from orchestrator import crypto, logs
 from orchestrator.db import chain_steps as steps_db
@@ -92,6 +97,21 @@ class StepKind:
     #: After the contract refused a call (``function_trapped``), whether the step's effect is in
     #: fact already there (an earlier envelope of the same step landed): then it counts as done.
     already_applied: Callable[[ChainContext, Step], bool] | None = None
+    #: How a signed envelope is sent (default: Horizon); the ledger's record of the hash decides anyway.
+    submit: Callable[[ChainContext, Step, str], Submission] | None = None
+    #: Run once the ledger shows the step's envelope applied, before confirming (e.g. telling TW's
+    #: database); may raise ``StepNotFinished`` to be run again.
+    landed: Callable[[ChainContext, Step, Submission], None] | None = None
+    #: Facts read from the signed envelope and stored with it before submission (a deploy's contract id).
+    derive: Callable[[ChainContext, TransactionEnvelope], dict[str, Any]] | None = None
+
+
+class _Final(Exception):
+    """Raised when building met a permanent refusal: the step fails now, with the provider's message."""
+
+
+class _AlreadyApplied(Exception):
+    """Raised when a provider refused to build because the step's effect is already on the contract."""
 
 
 def kinds() -> dict[str, StepKind]:
@@ -142,15 +162,22 @@ def run(ctx: ChainContext, step_id: str) -> list[Message]:
             step = steps_db.get(conn, step_id)
         if step is None or step.status not in OPEN:
             return []
-        submission = _resolve_signed(ctx, step) if step.status == Status.SIGNED else None
+        submission = _resolve_signed(ctx, step, kind) if step.status == Status.SIGNED else None
         if submission is None:
             if step.attempts >= MAX_ATTEMPTS:  # never while a signed envelope of it may still land
                 return _fail(ctx, step, kind, f"gave up after {step.attempts} attempts: {step.last_error}")
-            submission = _build_sign_submit(ctx, step, kind)
+            try:
+                submission = _build_sign_submit(ctx, step, kind)
+            except _Final as final:
+                return _fail(ctx, step, kind, str(final))
+            except _AlreadyApplied:
+                return _confirm(ctx, step, kind, None)
         if submission.outcome != "applied":
             return _settle(ctx, step, kind, submission)
     # applied: its sequence number is spent, so the account's next step need not wait for the book to
     # follow (confirming is idempotent under the step's row lock)
+    if kind.landed is not None:
+        kind.landed(ctx, _reloaded(ctx, step), submission)
     return _confirm(ctx, step, kind, submission.record)
 
 
@@ -172,7 +199,7 @@ def _act(ctx: ChainContext, step: Step, kind: StepKind) -> list[Message]:
     return _confirm(ctx, step, kind, outcome)
 
 
-def _resolve_signed(ctx: ChainContext, step: Step) -> Submission | None:
+def _resolve_signed(ctx: ChainContext, step: Step, kind: StepKind) -> Submission | None:
     """A signed envelope may already have landed: look it up; resubmit it while it can still land."""
     assert step.tx_hash
     assert step.signed_xdr
@@ -183,17 +210,22 @@ def _resolve_signed(ctx: ChainContext, step: Step) -> Submission | None:
             return Submission("applied", record=record)
         return Submission("failed", record=record, tx_code="tx_failed", error="failed in ledger history")
     if not _dead(ctx, step):
-        return ctx.horizon.submit(step.signed_xdr)
+        return _submit(ctx, step, kind, step.signed_xdr)
     with session.transaction(ctx.engine) as conn:
         steps_db.discard_envelope(conn, step.id, "envelope proven dead; building a new one")
         conn.commit()
     return None
 
 
+def _submit(ctx: ChainContext, step: Step, kind: StepKind, signed_xdr: str) -> Submission:
+    return kind.submit(ctx, step, signed_xdr) if kind.submit is not None else ctx.horizon.submit(signed_xdr)
+
+
 def _dead(ctx: ChainContext, step: Step) -> bool:
+    """Absent and unable to land: a ledger closed past ``max_time`` (bounded envelopes only), or the
+    source's sequence reached the envelope's (the only proof for an unbounded one: decision 22)."""
     assert step.sequence is not None
-    assert step.max_time is not None
-    if datetime.now(UTC) > step.max_time + CLOSE_MARGIN:
+    if step.max_time is not None and datetime.now(UTC) > step.max_time + CLOSE_MARGIN:
         return True
     account = ctx.horizon.account(step.source_account)
     return account is not None and account.sequence >= step.sequence
@@ -204,21 +236,32 @@ def _build_sign_submit(ctx: ChainContext, step: Step, kind: StepKind) -> Submiss
     account = ctx.horizon.account(step.source_account)
     try:
         envelope = kind.build(ctx, step, account)
-    except OrchestratorError as error:  # a provider refusing or failing to build: counted, retried
-        _attempt(ctx, step, f"building failed: {error.code}: {error.message}")
+    except OrchestratorError as error:
+        reason = f"building failed: {error.code}: {error.message}"
+        if error.code == "PROVIDER_RATE_LIMITED":  # waiting out a shared budget is not an attempt
+            log.info("Chain step %s (%s) waits for the provider's rate budget.", step.id, step.kind)
+            raise StepNotFinished(error.message) from error
+        if getattr(error, "rule", None) is not None and getattr(error, "permanent", True) is False:
+            # a contract rule refused the build: done already (the contract shows it) or failed finally
+            if kind.already_applied is not None and kind.already_applied(ctx, step):
+                raise _AlreadyApplied() from error
+            raise _Final(f"refused by the contract: {error.message}") from error
+        if getattr(error, "permanent", False):
+            raise _Final(reason) from error
+        _attempt(ctx, step, reason)  # a provider failing to build (5xx, timeout): counted, retried
         raise StepNotFinished(error.message) from error
     unsigned = envelope.to_xdr()
+    extra = kind.derive(ctx, envelope) if kind.derive is not None else {}
     with session.transaction(ctx.engine) as conn:
         for signer in step.signers:
             envelope.sign(signing_keypair(conn, ctx.keyring, signer))
         bounds = envelope.transaction.preconditions.time_bounds if envelope.transaction.preconditions else None
-        if bounds is None or not bounds.max_time:
-            raise RuntimeError("every envelope we sign carries an upper time bound")
+        max_time = datetime.fromtimestamp(bounds.max_time, UTC) if bounds is not None and bounds.max_time else None
         steps_db.set_signed(conn, step.id, unsigned_xdr=unsigned, signed_xdr=envelope.to_xdr(),
                             tx_hash=envelope.hash_hex(), sequence=envelope.transaction.sequence,
-                            max_time=datetime.fromtimestamp(bounds.max_time, UTC))
+                            max_time=max_time, params=extra or None)
         conn.commit()
-    return ctx.horizon.submit(envelope.to_xdr())
+    return _submit(ctx, _reloaded(ctx, step), kind, envelope.to_xdr())
 
 
 def signing_keypair(conn: Any, keyring: crypto.Keyring, public_key: str) -> Keypair:
@@ -267,12 +310,39 @@ def _reloaded(ctx: ChainContext, step: Step) -> Step:
 
 
 def _rebuild_later(ctx: ChainContext, step: Step, reason: str) -> list[Message]:
-    """The envelope did not apply and cannot (it was refused whole): drop it, build anew next time."""
+    """The envelope did not apply and cannot (it was refused whole): drop it, build anew next time.
+
+    An unbounded envelope refused now could still land later (someone else holds it: TW's helper saw
+    it), so its sequence number is consumed first and the envelope is dropped only once that landed.
+    """
+    step = _reloaded(ctx, step)
+    if step.status == Status.SIGNED and step.max_time is None and step.sequence is not None:
+        account = ctx.horizon.account(step.source_account)
+        if account is not None and account.sequence < step.sequence:
+            _consume_sequence(ctx, step, account)
+            note = f"{reason}; consuming sequence {step.sequence} with bump_sequence before rebuilding"
+            _attempt(ctx, step, note)
+            raise StepNotFinished(note)
     with session.transaction(ctx.engine) as conn:
         steps_db.discard_envelope(conn, step.id, reason)
         steps_db.record_attempt(conn, step.id, reason)
         conn.commit()
     raise StepNotFinished(reason)
+
+
+def _consume_sequence(ctx: ChainContext, step: Step, account: AccountState) -> None:
+    """Submit our own no-op ``bump_sequence`` to the unbounded envelope's sequence, signed by the same
+    source: once it lands the envelope can never apply (decision 22). Losing it is harmless: the next
+    run reads the account's sequence again and sends another while it is short."""
+    assert step.sequence is not None
+    fee = min(ctx.horizon.base_fee(), ctx.settings.stellar_max_fee_stroops)
+    bump = (TransactionBuilder(Account(account.account_id, account.sequence), ctx.settings.network_passphrase,
+                               base_fee=fee).set_timeout(60).append_bump_sequence_op(step.sequence).build())
+    with session.transaction(ctx.engine) as conn:
+        bump.sign(signing_keypair(conn, ctx.keyring, step.source_account))
+    outcome = ctx.horizon.submit(bump.to_xdr())
+    log.warning("Chain step %s: bump_sequence to %s for its unbounded envelope: %s %s", step.id, step.sequence,
+                outcome.outcome, outcome.tx_code or "")
 
 
 def _attempt(ctx: ChainContext, step: Step, error: str) -> None:

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import logging
 import random
+from dataclasses import replace
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
 from stellar_sdk import TransactionEnvelope
 
-from orchestrator import balances, chain_steps, ids, ledger, money, orders, platform, tw_envelopes
+from orchestrator import balances, chain_steps, ids, ledger, money, orders, platform, tw_envelopes, tw_submit
 from orchestrator.chain_steps import ChainContext, StepKind, StepNotFinished
 from orchestrator.db import commands as commands_db
 from orchestrator.db import escrows as escrows_db
@@ -152,7 +153,8 @@ def _tw_envelope(ctx: ChainContext, step: Step, account: AccountState | None, xd
     if account is None:
         raise StepNotFinished(f"{step.source_account} is not on the ledger")
     tw_envelopes.check_envelope(xdr, passphrase=ctx.settings.network_passphrase, signer=step.source_account,
-                                source_sequence=account.sequence, contract_id=contract_id)
+                                source_sequence=account.sequence, contract_id=contract_id,
+                                allow_unbounded=ctx.settings.trustless_accept_unbounded)
     return TransactionEnvelope.from_xdr(xdr, ctx.settings.network_passphrase)
 
 
@@ -177,13 +179,17 @@ def _build_deploy(ctx: ChainContext, step: Step, account: AccountState | None) -
 
 
 def _deployed(uow: UnitOfWork, step: Step, record: dict[str, Any] | None) -> None:
-    """The deploy landed: find the contract id (TW's indexer may lag) in a step of its own."""
-    chain_steps.create(uow, step_id=ids.new_id("step"), kind="tw_find_contract", subject_type="escrow",
-                       subject_id=step.subject_id, source=step.source_account, signers=[],
-                       params={**step.params, "deployHash": record.get("hash") if record else None})
+    """The deploy landed: its contract id was derived from the envelope and stored before submission
+    (tw_envelopes.deployed_contract_id), so the escrow is created now; TW's indexer is not asked."""
+    deploy_hash = record.get("hash") if record else None
+    _contract_found(uow, replace(step, params={**step.params, "deployHash": deploy_hash}),
+                    {"contractId": step.params["contractId"]})
 
 
 def _find_contract(ctx: ChainContext, step: Step) -> dict[str, Any]:
+    """Steps created before contract ids were derived offline: the id is in the params if known."""
+    if step.params.get("contractId"):
+        return {"contractId": step.params["contractId"]}
     found = ctx.trustless.escrows_by_signer(step.source_account, engagement_id=step.params["orderId"])
     if not found:
         raise StepNotFinished("the deployed contract is not indexed yet")
@@ -275,9 +281,11 @@ def _operation_failed(uow: UnitOfWork, order: orders_db.Order, operation: str, r
 
 
 STEP_KINDS: dict[str, StepKind] = {
-    "tw_deploy": StepKind(build=_build_deploy, confirmed=_deployed, failed=_deploy_failed),
+    "tw_deploy": StepKind(build=_build_deploy, confirmed=_deployed, failed=_deploy_failed,
+                          submit=tw_submit.submit, landed=tw_submit.landed, derive=tw_submit.derive),
     "tw_find_contract": StepKind(build=None, act=_find_contract, confirmed=_contract_found, failed=_deploy_failed),
-    "tw_fund": StepKind(build=_build_fund, confirmed=_funded, failed=_fund_failed),
+    "tw_fund": StepKind(build=_build_fund, confirmed=_funded, failed=_fund_failed,
+                        submit=tw_submit.submit, landed=tw_submit.landed),
 }
 
 
@@ -544,7 +552,7 @@ def _effect_present(ctx: ChainContext, step: Step) -> bool:
 
 
 _PAYOUT_STEP = StepKind(build=_build_payout_step, confirmed=_payout_step_done, failed=_payout_step_failed,
-                        already_applied=_effect_present)
+                        already_applied=_effect_present, submit=tw_submit.submit, landed=tw_submit.landed)
 STEP_KINDS.update({
     "tw_change_status": _PAYOUT_STEP, "tw_approve": _PAYOUT_STEP, "tw_release": _PAYOUT_STEP,
     "tw_dispute": _PAYOUT_STEP, "tw_resolve": _PAYOUT_STEP,

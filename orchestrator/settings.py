@@ -96,6 +96,13 @@ class Settings:
     wallet_starting_xlm: str = "5"
     trustless_platform_fee_percent: Decimal = Decimal(0)
     trustless_requests_per_minute: int = 45
+    #: How signed TW envelopes reach the network (providers.md §1.8): ``trustless`` through TW's
+    #: ``/helper/send-transaction``, ``horizon`` straight to Horizon and then registered with TW's
+    #: ``PUT /indexer/update-from-txhash``. Either way Horizon's record of the hash decides.
+    trustless_submit_via: str = "trustless"
+    #: Sign TW envelopes without an upper time bound (``max_time`` 0); such an envelope is dead only once
+    #: its source's sequence has passed it, so a rebuild first consumes it (DESIGN decision 22).
+    trustless_accept_unbounded: bool = True
     stellar_max_fee_stroops: int = 10_000
     sandbox_url: str = "http://127.0.0.1:4100"
     sandbox_port: int = 4100
@@ -266,6 +273,8 @@ class _Reader:
             "wallet_starting_xlm": self.raw("WALLET_STARTING_XLM", "5") or "5",
             "trustless_platform_fee_percent": self.coerce("TRUSTLESS_PLATFORM_FEE_PERCENT", Decimal(0), Decimal),
             "trustless_requests_per_minute": self.coerce("TRUSTLESS_REQUESTS_PER_MINUTE", 45, int),
+            "trustless_submit_via": self.choice("TRUSTLESS_SUBMIT_VIA", "trustless", ("trustless", "horizon")),
+            "trustless_accept_unbounded": self.coerce("TRUSTLESS_ACCEPT_UNBOUNDED", True, _boolean),
             "reconcile_interval_hours": self.coerce("RECONCILE_INTERVAL_HOURS", 24.0, float),
             "stellar_max_fee_stroops": self.coerce("STELLAR_MAX_FEE_STROOPS", 10_000, int),
             "trustless_api_key": self.raw("TRUSTLESS_API_KEY"),

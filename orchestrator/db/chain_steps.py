@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, cast, func, insert, select, update
+from sqlalchemy.dialects.postgresql import JSONB
 
 from orchestrator.db.tables import chain_steps
 
@@ -51,10 +52,15 @@ def get(conn: Connection, step_id: str, *, for_update: bool = False) -> Step | N
 
 
 def set_signed(conn: Connection, step_id: str, *, unsigned_xdr: str | None, signed_xdr: str, tx_hash: str,
-               sequence: int, max_time: datetime) -> None:
-    conn.execute(update(chain_steps).where(chain_steps.c.id == step_id).values(
-        status="SIGNED", unsigned_xdr=unsigned_xdr, signed_xdr=signed_xdr, tx_hash=tx_hash, sequence=sequence,
-        max_time=max_time, updated_at=func.now()))
+               sequence: int, max_time: datetime | None, params: dict[str, Any] | None = None) -> None:
+    """Persist a signed envelope before it is submitted; ``max_time`` None is an unbounded envelope;
+    ``params`` are merged into the step's (facts read from the envelope, such as a deploy's contract id)."""
+    values: dict[str, Any] = {"status": "SIGNED", "unsigned_xdr": unsigned_xdr, "signed_xdr": signed_xdr,
+                              "tx_hash": tx_hash, "sequence": sequence, "max_time": max_time,
+                              "updated_at": func.now()}
+    if params:
+        values["params"] = chain_steps.c.params.op("||")(cast(params, JSONB))
+    conn.execute(update(chain_steps).where(chain_steps.c.id == step_id).values(**values))
 
 
 def record_attempt(conn: Connection, step_id: str, error: str | None) -> None:

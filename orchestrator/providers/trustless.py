@@ -46,7 +46,13 @@ DEFAULT_RETRY_AFTER = 60
 
 
 class TrustlessRefused(ProviderFailure):
-    """Raised when TW answers ``400 {status: "FAILED", message}``: it refused the request as sent."""
+    """Raised when TW answers ``400 {status: "FAILED", message}``: it refused the request as sent.
+
+    Permanent (providers.md §1.11): the same request gets the same answer, so a step fails at once with
+    TW's message instead of spending its attempts; a contract rule is handled apart (below).
+    """
+
+    permanent = True
 
     def __init__(self, message: str, *, status: int, path: str) -> None:
         self.status = status
@@ -57,6 +63,20 @@ class TrustlessRefused(ProviderFailure):
 
 class ContractRuleRefused(TrustlessRefused):
     """Raised when the refusal names a contract rule (§1.5): re-read the contract before failing the step."""
+
+    permanent = False
+
+
+class TrustlessRejected(ProviderFailure):
+    """Raised for 401/403 (the API key) and a 404 route: nothing a retry could change (§1.11)."""
+
+    permanent = True
+
+
+class EscrowUnknown(NotFound):
+    """Raised for a 404 from TW: a route TW does not serve, or an escrow it does not know."""
+
+    permanent = True
 
 
 @dataclass(frozen=True)
@@ -219,6 +239,14 @@ class TrustlessClient:
                         escrow=EscrowState.from_json(escrow) if isinstance(escrow, dict) else None)
         return Sent("failed", message, refusal=_refusal(message, response.status_code, path))
 
+    def register(self, tx_hash: str) -> EscrowState | None:
+        """Tell TW's database about a transaction sent straight to Horizon, as its V1 docs require
+        (``PUT /indexer/update-from-txhash {txHash}``; answer ``{status, message, savedEscrow}``), so that
+        its helper reads and the builds that need its stored escrow (fund) know the result."""
+        payload = self._call("PUT", "/indexer/update-from-txhash", body={"txHash": tx_hash})
+        saved = payload.get("savedEscrow") if isinstance(payload, dict) else None
+        return EscrowState.from_json(saved) if isinstance(saved, dict) else None
+
     # T9, T10: reads of TW's indexer.
 
     def get_escrow(self, contract_id: str, *, validate_on_chain: bool = True) -> EscrowState | None:
@@ -299,14 +327,17 @@ class TrustlessClient:
         if status == 400:
             return _refusal(message, status, path)
         if status == 404:
-            return NotFound(message or "Escrow not found", code="ESCROW_NOT_FOUND", details=details)
+            return EscrowUnknown(message or "Escrow not found", code="ESCROW_NOT_FOUND", details=details)
         if status == 503:
             return Unavailable("Trustless Work is unavailable", details=details)
         if status == 504:
             return ProviderFailure("Trustless Work timed out", code="PROVIDER_TIMEOUT", details=details)
         if status in {401, 403}:
-            log.error("Trustless Work refused our API key (HTTP %s).", status)
-        return ProviderFailure(f"Trustless Work answered HTTP {status}", details=details)
+            log.error("Trustless Work refused our API key (HTTP %s): %s", status, message)
+            return TrustlessRejected(f"Trustless Work refused our API key (HTTP {status}): {message}",
+                                     details=details)
+        return ProviderFailure(f"Trustless Work answered HTTP {status}: {message}" if message
+                               else f"Trustless Work answered HTTP {status}", details=details)
 
 
 def _refusal(message: str, status: int, path: str) -> TrustlessRefused:

@@ -18,7 +18,34 @@ from scripts.sandbox.ops import Trap, asset_fields
 
 #: TW's fee on every payout, in basis points.
 TW_FEE_BPS = 30
+#: The factory entry point, as in Trustless-Work/trustlesswork-smart-contract-stellar
+#: contracts/escrow/src/contract.rs: ``tw_new_single_release_escrow(signer, wasm_hash, salt, init_fn,
+#: init_args, constructor_args)``; ``init_args`` holds the escrow (TW's indexer-go
+#: ``ParseSingleReleaseEscrowArgs`` reads the same positions).
 DEPLOY_FUNCTION = "tw_new_single_release_escrow"
+INIT_FUNCTION = "initialize_escrow"
+#: contract.rs ``EscrowError::EscrowPropertiesMismatch`` (10): ``fund_escrow`` compares the escrow it is
+#: given with the stored one (core/validators/escrow.rs ``validate_fund_escrow_conditions``).
+PROPERTIES_MISMATCH = "Error(Contract, #10): the escrow properties do not match the stored escrow"
+
+
+def soroban_contract_id(network_id: bytes, deployer: str, salt: bytes) -> str:
+    """Soroban's contract id for ``deployer.with_address(deployer, salt)``: sha256 of the XDR
+    ``HashIDPreimage{ENVELOPE_TYPE_CONTRACT_ID, networkID, CONTRACT_ID_PREIMAGE_FROM_ADDRESS{address, salt}}``
+    (stellar-xdr Stellar-transaction.x; the network id is sha256 of the passphrase)."""
+    preimage = sx.HashIDPreimage(
+        sx.EnvelopeType.ENVELOPE_TYPE_CONTRACT_ID,
+        contract_id=sx.HashIDPreimageContractID(
+            sx.Hash(network_id),
+            sx.ContractIDPreimage(
+                sx.ContractIDPreimageType.CONTRACT_ID_PREIMAGE_FROM_ADDRESS,
+                from_address=sx.ContractIDPreimageFromAddress(
+                    scval.to_address(deployer).address, sx.Uint256(salt)
+                ),
+            ),
+        ),
+    )
+    return StrKey.encode_contract(hashlib.sha256(preimage.to_xdr_bytes()).digest())
 
 
 def address(value: sx.SCVal) -> str:
@@ -44,10 +71,10 @@ class EscrowContracts:
         self.deployer_id = deployer_id
         self.rejections: list[str] = []
 
-    def contract_id_for(self, deployer: str, salt: bytes) -> str:
-        """Derived from the deployer and a salt, as Soroban derives contract ids."""
-        preimage = self.network_id + StrKey.decode_contract(self.deployer_id) + deployer.encode() + salt
-        return StrKey.encode_contract(hashlib.sha256(preimage).digest())
+    def contract_id_for(self, salt: bytes) -> str:
+        """The factory deploys with ``with_address(env.current_contract_address(), salt)`` (contract.rs),
+        so the escrow's id derives from the factory contract and the salt, never from the signer."""
+        return soroban_contract_id(self.network_id, self.deployer_id, salt)
 
     def invoke(
         self, scratch: Scratch, caller: str, contract_id: str, function: str, args: list[sx.SCVal]
@@ -68,9 +95,12 @@ class EscrowContracts:
         return changes
 
     def _deploy(self, scratch: Scratch, caller: str, args: list[sx.SCVal]) -> list[dict[str, Any]]:
-        deployer, salt, escrow = address(args[0]), scval.from_bytes(args[1]), props(args[2])
+        deployer, salt = address(args[0]), scval.from_bytes(args[2])
+        if len(args) != 6 or scval.from_symbol(args[3]) != INIT_FUNCTION:
+            raise Trap("Error(WasmVm, InvalidAction): unexpected arguments to the factory")
+        escrow = props(scval.from_vec(args[4])[0])
         _require_auth(caller, deployer)
-        contract_id = self.contract_id_for(deployer, salt)
+        contract_id = self.contract_id_for(salt)
         if scratch.contract(contract_id) is not None:
             raise Trap("contract already exists")
         state = _parse_escrow(escrow, deployer)
@@ -177,10 +207,14 @@ def _milestone(state: dict[str, Any], index: sx.SCVal) -> dict[str, Any]:
 
 
 def _fund(host: EscrowContracts, scratch: Scratch, caller: str, c: ContractEntry, args: list) -> list:
-    signer, amount = address(args[0]), scval.from_int128(args[1])
+    """``fund_escrow(signer, expected_escrow, amount)`` (contract.rs): the caller's copy of the escrow
+    must equal the stored one, so TW can build it only from its own record of the escrow."""
+    signer, expected, amount = address(args[0]), args[1], scval.from_int128(args[2])
     _require_auth(caller, signer)
     if amount <= 0:
         raise Trap("Amount cannot be zero")
+    if expected.to_xdr_bytes() != escrow_scval(c.state).to_xdr_bytes():
+        raise Trap(PROPERTIES_MISMATCH)
     return [host.transfer(scratch, signer, c.id, amount)]
 
 
@@ -270,6 +304,46 @@ _HANDLERS = {
     "dispute_escrow": _dispute,
     "resolve_dispute": _resolve,
 }
+
+
+def _smap(entries: dict[str, sx.SCVal]) -> sx.SCVal:
+    return scval.to_map({scval.to_symbol(k): entries[k] for k in sorted(entries)})
+
+
+def escrow_scval(state: dict[str, Any]) -> sx.SCVal:
+    """The contract's ``Escrow`` struct as an ScVal map (storage/types.rs), for ``fund_escrow``'s
+    ``expected_escrow``; built from a state dict (the ledger's or TW's stored copy)."""
+    flags = state["flags"]
+    return _smap(
+        {
+            "amount": scval.to_int128(state["amount"]),
+            "description": scval.to_string(state["description"]),
+            "engagement_id": scval.to_string(state["engagement_id"]),
+            "flags": _smap({k: scval.to_bool(bool(flags[k])) for k in ("disputed", "released", "resolved")}),
+            "milestones": scval.to_vec(
+                [
+                    _smap(
+                        {
+                            "approved": scval.to_bool(bool(m["approved"])),
+                            "description": scval.to_string(m["description"]),
+                            "evidence": scval.to_string(m["evidence"]),
+                            "status": scval.to_string(m["status"]),
+                        }
+                    )
+                    for m in state["milestones"]
+                ]
+            ),
+            "platform_fee": scval.to_uint32(state["platform_fee_bps"]),
+            "roles": _smap({k: scval.to_address(v) for k, v in state["roles"].items()}),
+            "title": scval.to_string(state["title"]),
+            "trustline": _smap(
+                {
+                    "address": scval.to_address(state["trustline"]["address"]),
+                    "symbol": scval.to_string(state["trustline"]["symbol"]),
+                }
+            ),
+        }
+    )
 
 
 def escrow_json(contract: ContractEntry, balance_at: int | None = None) -> dict[str, Any]:

@@ -45,6 +45,7 @@ ACTIONS: dict[str, set[str]] = {
         "drain_xlm",
         "contract_reject",
         "indexer_lag",
+        "unbounded_envelopes",
     },
     "airtm": {"delay", "status", "timeout", "apply_then_drop", "apply_then_error"},
     "webhooks": {

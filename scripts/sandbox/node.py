@@ -20,7 +20,7 @@ from scripts.sandbox.config import SandboxConfig
 from scripts.sandbox.escrow import EscrowContracts
 from scripts.sandbox.faults import FaultRule, Faults
 from scripts.sandbox.history import History, LedgerHeader
-from scripts.sandbox.ledger import NATIVE, ONE, Ledger, Scratch, Trustline, keypair_from_seed
+from scripts.sandbox.ledger import NATIVE, ONE, ContractEntry, Ledger, Scratch, Trustline, keypair_from_seed
 from scripts.sandbox.transactions import Decoded, Engine, Outcome, decode
 
 #: XLM held by the friendbot account at genesis (the sandbox's whole XLM supply).
@@ -59,6 +59,8 @@ class Node:
         self.usdc_key = f"USDC:{self.issuer.public_key}"
         self.network_id = hashlib.sha256(config.network_passphrase.encode()).digest()
         self.deployer_id = StrKey.encode_contract(hashlib.sha256(f"{config.seed}:tw-deployer".encode()).digest())
+        #: The escrow Wasm the factory deploys (an argument of `tw_new_single_release_escrow`).
+        self.wasm_hash = hashlib.sha256(f"{config.seed}:tw-escrow-wasm".encode()).digest()
         self.signer_lock = asyncio.Lock()
         self.secrets: dict[str, str] = {}
         self.generation = 0
@@ -79,6 +81,10 @@ class Node:
         )
         self.engine = Engine(self.ledger, self.history, self.clock, self.config.network_passphrase, self.contracts)
         self.secrets = {self.issuer.public_key: self.issuer.secret}
+        #: Trustless Work's own database (what its helper reads serve) and the hashes of the transactions
+        #: it built (its "internal queue", which `update-from-txhash` requires): see `trustless.py`.
+        self.tw_index: dict[str, ContractEntry] = {}
+        self.tw_built: set[str] = set()
         self._genesis()
 
     def _genesis(self) -> None:

@@ -221,6 +221,20 @@ def change_trust(scratch: Scratch, source: str, op: sx.ChangeTrustOp) -> OpResul
     return result
 
 
+def bump_sequence(scratch: Scratch, source: str, op: sx.BumpSequenceOp) -> OpResult:
+    """Raise the source's sequence to `bump_to` (never lower it): how an account consumes a sequence number
+    so that an envelope built for it can never apply (Stellar docs, "List of operations: Bump Sequence";
+    DESIGN decision 22 uses it to kill an unbounded TW envelope)."""
+    bump_to = op.bump_to.sequence_number.int64
+    result = OpResult(OK, "bump_sequence", 11, {"bump_to": str(bump_to)})
+    account = scratch.account(source)
+    if bump_to < 0 or account is None:
+        result.code = "op_bad_seq"
+    elif bump_to > account.seq:
+        account.seq = bump_to
+    return result
+
+
 def invoke_host_function(
     scratch: Scratch, source: str, op: sx.InvokeHostFunctionOp, host: ContractHost, reject: str | None
 ) -> OpResult:
@@ -262,6 +276,7 @@ CLASSIC: dict[sx.OperationType, tuple[str, Applier]] = {
     sx.OperationType.CREATE_ACCOUNT: ("create_account_op", create_account),
     sx.OperationType.PAYMENT: ("payment_op", payment),
     sx.OperationType.CHANGE_TRUST: ("change_trust_op", change_trust),
+    sx.OperationType.BUMP_SEQUENCE: ("bump_sequence_op", bump_sequence),
     sx.OperationType.PATH_PAYMENT_STRICT_SEND: ("path_payment_strict_send_op", path_payment_strict_send),
     sx.OperationType.PATH_PAYMENT_STRICT_RECEIVE: (
         "path_payment_strict_receive_op",

@@ -44,6 +44,7 @@ _OP_SUFFIX = {
     "op_under_dest_min": "UNDER_DESTMIN",
     "op_over_source_max": "OVER_SENDMAX",
     "function_trapped": "TRAPPED",
+    "op_bad_seq": "BAD_SEQ",
 }
 
 _OUTER = {
@@ -63,6 +64,7 @@ _TYPES: dict[int, tuple[Any, Any, str, str]] = {
         "path_payment_strict_receive_result",
     ),
     6: (sx.ChangeTrustResult, sx.ChangeTrustResultCode, "CHANGE_TRUST_", "change_trust_result"),
+    11: (sx.BumpSequenceResult, sx.BumpSequenceResultCode, "BUMP_SEQUENCE_", "bump_seq_result"),
     13: (
         sx.PathPaymentStrictSendResult,
         sx.PathPaymentStrictSendResultCode,

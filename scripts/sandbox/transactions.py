@@ -241,7 +241,7 @@ class Engine:
         return Outcome("applied", d.hash_hex, tx_code, codes, result_xdr, record, trap)
 
     def _result_xdr(self, d: Decoded, fee: int, tx_code: str, op_results: list[ops.OpResult]) -> str:
-        simple = all(r.type_i in (0, 1, 6) or r.code != ops.OK for r in op_results)
+        simple = all(r.type_i in (0, 1, 6, 11) or r.code != ops.OK for r in op_results)
         if simple:
             return results.simple_result(fee, tx_code, tuple((r.type_i, r.code) for r in op_results))
         op_xdr = [

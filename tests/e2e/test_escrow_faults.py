@@ -55,7 +55,7 @@ def steps(engine: Engine, order_id: str) -> list[dict[str, Any]]:
     """The order's chain step rows, oldest first."""
     with engine.connect() as conn:
         rows = conn.execute(text(
-            "SELECT id, kind, status, tx_hash, sequence, attempts, last_error FROM chain_steps "
+            "SELECT id, kind, status, tx_hash, sequence, attempts, last_error, params, max_time FROM chain_steps "
             "WHERE params->>'orderId' = :o ORDER BY created_at, id"), {"o": order_id}).mappings().all()
     return [dict(row) for row in rows]
 
@@ -176,7 +176,7 @@ async def test_a_fund_and_a_release_that_landed_but_lost_their_answer_are_looked
     finally:
         ledger.clear_faults()
     kinds = [(s["kind"], s["status"], s["attempts"]) for s in steps(engine, order["id"])]
-    assert kinds[3:] == [("tw_change_status", "CONFIRMED", 0), ("tw_approve", "CONFIRMED", 0),
+    assert kinds[2:] == [("tw_change_status", "CONFIRMED", 0), ("tw_approve", "CONFIRMED", 0),
                          ("tw_release", "CONFIRMED", 1), ("tw_settle", "CONFIRMED", 0)]
     await assert_released_once(api, ledger, released, seller, seller_wallet["public_key"], "39.88")
     assert len(events(engine, order["id"], "order.released")) == 1
@@ -324,7 +324,7 @@ async def test_a_release_refused_by_the_contract_rolls_back_before_any_step_land
     assert [(e["operation"], e["status"], e["retrying"]) for e in failed] == [
         ("release", "IN_PROGRESS", False), ("release", "RELEASE_REQUESTED", True)]
     kinds = [(s["kind"], s["status"]) for s in steps(engine, order["id"])]
-    assert kinds[3:] == [("tw_change_status", "FAILED"), ("tw_change_status", "CONFIRMED"),
+    assert kinds[2:] == [("tw_change_status", "FAILED"), ("tw_change_status", "CONFIRMED"),
                          ("tw_approve", "CONFIRMED"), ("tw_release", "FAILED"), ("tw_release", "CONFIRMED"),
                          ("tw_settle", "CONFIRMED")]
     await assert_released_once(api, ledger, released, seller, wallets["public_key"], "39.88")
@@ -332,28 +332,77 @@ async def test_a_release_refused_by_the_contract_rolls_back_before_any_step_land
     assert (book["available"], book["reserved"]) == ("0.00", "0.00")
 
 
-async def test_escrow_creation_waits_for_a_lagging_indexer_to_show_the_contract(
+async def test_escrow_creation_never_waits_for_trustless_works_indexer(
         api: Api, engine: Engine, ledger: SandboxControl) -> None:
+    """The contract id is derived from the signed deploy (decision 17): an indexer that never shows the
+    contract changes nothing (the old code polled T10 25 times and rolled the order back)."""
     buyer, _ = await funded_buyer(api, engine, ledger, "10.00")
     seller, _ = await active_wallet(api, engine)
     order = (await api.post("/orders", {"buyerId": buyer["id"], "sellerId": seller["id"], "amount": "10.00",
                                         "title": "Lagging"})).data
     await api.post(f"/orders/{order['id']}/reserve")
     try:
-        lag = ledger.add_fault(service="trustless", action="indexer_lag", params={"seconds": 1}, times=0)
-        created = await settled(api, await api.post(f"/orders/{order['id']}/escrow", headers=WAIT), order["id"])
-        hidden = firings(ledger, lag["id"])
+        ledger.add_fault(service="trustless", action="indexer_lag", params={"seconds": 3600}, times=0)
+        created = await settled(api, await api.post(f"/orders/{order['id']}/escrow", headers=WAIT), order["id"],
+                                seconds=30)
     finally:
         ledger.clear_faults()
-    assert created["escrow"]["status"] == "CREATED"
-    assert hidden, "the indexer never hid the new contract"
-    assert all("get-escrows-by-signer" in entry["request"]["path"] for entry in hidden)
-    find = step(engine, order["id"], "tw_find_contract")
-    assert find["status"] == "CONFIRMED"
-    assert find["attempts"] == len(hidden)
+    assert created["escrow"]["status"] == "CREATED", steps_note(order["id"])
     contract = created["escrow"]["trustlessContractId"]
-    assert contract_balance(ledger, contract) == 0
+    on_ledger = ledger.state()["contracts"][contract]
+    assert on_ledger["engagement_id"] == order["id"]
+    deploy = step(engine, order["id"], "tw_deploy")
+    assert deploy["params"]["contractId"] == contract  # stored with the signed envelope
+    assert not [s for s in steps(engine, order["id"]) if s["kind"] == "tw_find_contract"]
     assert len(events(engine, created["escrow"]["id"], "escrow.created")) == 1
+
+
+async def test_a_rejected_api_key_fails_the_escrow_at_once_with_trustless_works_message(
+        api: Api, engine: Engine, ledger: SandboxControl) -> None:
+    """401 is permanent (providers.md §1.11): one call, then the flow fails visibly (it used to count as
+    one of 25 attempts, so a wrong key surfaced after about ten minutes)."""
+    buyer, _ = await funded_buyer(api, engine, ledger, "10.00")
+    seller, _ = await active_wallet(api, engine)
+    order = (await api.post("/orders", {"buyerId": buyer["id"], "sellerId": seller["id"], "amount": "10.00",
+                                        "title": "Wrong key"})).data
+    await api.post(f"/orders/{order['id']}/reserve")
+    try:
+        rule = ledger.add_fault(service="trustless", method="POST", path="/deployer/single-release",
+                                action="status", params={"status": 401, "message": "Unauthorized: invalid x-api-key"},
+                                times=0)
+        started = time.monotonic()
+        reply = await api.post(f"/orders/{order['id']}/escrow", headers=WAIT)
+        elapsed = time.monotonic() - started
+        after = (await api.get(f"/orders/{order['id']}")).data
+        calls = firings(ledger, rule["id"])
+    finally:
+        ledger.clear_faults()
+    assert (reply.status, reply.error["code"]) == (502, "PROVIDER_ERROR"), reply.body
+    assert "invalid x-api-key" in reply.error["message"]
+    assert after["status"] == "FUNDS_RESERVED", steps_note(order["id"])
+    assert len(calls) == 1
+    assert elapsed < 15
+    deploy = step(engine, order["id"], "tw_deploy")
+    assert (deploy["status"], deploy["attempts"]) == ("FAILED", 0)
+    assert "invalid x-api-key" in deploy["last_error"]
+    (failed,) = events(engine, order["id"], "order.operation_failed")
+    assert failed["errorCode"] == "PROVIDER_ERROR"
+    assert "invalid x-api-key" in failed["reason"]
+
+
+async def test_unbounded_trustless_envelopes_are_signed_and_the_flows_complete(
+        api: Api, engine: Engine, ledger: SandboxControl) -> None:
+    """TW's time bounds are not documented: envelopes with max_time 0 are signed (they used to be refused)."""
+    try:
+        ledger.add_fault(service="trustless", action="unbounded_envelopes", path="*", times=0)
+        created, _buyer, _, _seller, _ = await escrowed_order(api, engine, ledger)
+        order = created
+        funded = await settled(api, await api.post(f"/orders/{order['id']}/escrow/fund", headers=WAIT), order["id"])
+    finally:
+        ledger.clear_faults()
+    assert funded["status"] == "IN_PROGRESS", steps_note(order["id"])
+    fund = step(engine, order["id"], "tw_fund")
+    assert fund["max_time"] is None
 
 
 async def test_trustless_work_503s_on_the_build_endpoints_are_retried_and_the_flows_complete(
@@ -377,7 +426,7 @@ async def test_trustless_work_503s_on_the_build_endpoints_are_retried_and_the_fl
         ledger.clear_faults()
     assert funded["status"] == "IN_PROGRESS"
     await assert_funded_once(api, ledger, funded, buyer, buyer_wallet["public_key"])
-    assert [s["status"] for s in steps(engine, order["id"])] == ["CONFIRMED"] * 3
+    assert [s["status"] for s in steps(engine, order["id"])] == ["CONFIRMED"] * 2  # deploy, fund
 
 
 @pytest.mark.slow

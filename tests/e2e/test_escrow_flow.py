@@ -7,6 +7,7 @@ from decimal import Decimal
 
 from sqlalchemy import Engine, text
 
+from orchestrator.settings import Settings
 from tests.api import Api
 from tests.e2e.test_deposits import active_wallet, credited
 from tests.fixtures.sandbox import SandboxControl
@@ -18,6 +19,13 @@ async def funded_buyer(api: Api, engine: Engine, ledger: SandboxControl, amount:
     ledger.pay("issuer", wallet["public_key"], amount)
     await credited(engine, buyer["id"], 1)
     return buyer, wallet
+
+
+def tw_submissions(settings: Settings) -> dict[str, str]:
+    """Where a signed TW envelope is sent (TRUSTLESS_SUBMIT_VIA): faults on submission are aimed there."""
+    if settings.trustless_submit_via == "horizon":
+        return {"service": "horizon", "method": "POST", "path": "/transactions"}
+    return {"service": "trustless", "method": "POST", "path": "/helper/send-transaction"}
 
 
 def usdc(ledger: SandboxControl, account: str) -> Decimal:
@@ -89,14 +97,14 @@ async def test_funding_before_the_contract_exists_or_without_wallets_is_refused(
 
 
 async def test_a_fund_transaction_the_contract_refuses_rolls_the_order_back_and_returns_the_reservation(
-        api: Api, engine: Engine, ledger: SandboxControl, monitor: None) -> None:
+        api: Api, engine: Engine, ledger: SandboxControl, monitor: None, settings: Settings) -> None:
     buyer, buyer_wallet = await funded_buyer(api, engine, ledger, "30.00")
     seller, _ = await active_wallet(api, engine)
     order = (await api.post("/orders", {"buyerId": buyer["id"], "sellerId": seller["id"], "amount": "30.00",
                                         "title": "Site"})).data
     await api.post(f"/orders/{order['id']}/reserve")
     assert (await api.post(f"/orders/{order['id']}/escrow", headers={"Prefer": "wait=30"})).status == 200
-    ledger.add_fault(service="horizon", action="contract_reject", times=1)
+    ledger.add_fault(**tw_submissions(settings), action="contract_reject", times=1)
     try:
         refused = await api.post(f"/orders/{order['id']}/escrow/fund", headers={"Prefer": "wait=30"})
     finally:

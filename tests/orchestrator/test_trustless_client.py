@@ -23,7 +23,7 @@ from orchestrator.providers.trustless import (
     TrustlessRefused,
 )
 from orchestrator.settings import Settings
-from orchestrator.tw_envelopes import CheckedEnvelope, RefusedEnvelope, check_envelope
+from orchestrator.tw_envelopes import CheckedEnvelope, RefusedEnvelope, check_envelope, deployed_contract_id
 from orchestrator.tw_fees import payout_from_ledger, usdc_received
 from tests.fixtures.sandbox import SandboxControl
 
@@ -255,6 +255,8 @@ def test_an_unknown_api_key_is_a_provider_error(settings: Settings, escrow: Escr
     with pytest.raises(ProviderFailure) as raised:
         wrong.get_escrow(_contract())
     assert (raised.value.code, raised.value.details["originalStatus"]) == ("PROVIDER_ERROR", 401)
+    # permanent: a chain step fails at once instead of spending its attempts (providers.md §1.11)
+    assert getattr(raised.value, "permanent", False) is True
 
 
 def _contract() -> str:
@@ -264,13 +266,13 @@ def _contract() -> str:
 def test_a_429_is_provider_rate_limited_with_retry_after(escrow: Escrow, client: TrustlessClient,
                                                         ledger: SandboxControl) -> None:
     signer = escrow.buyer.public_key
-    ledger.add_fault(service="trustless", action="status", path="/escrow/single-release/fund-escrow",
+    ledger.add_fault(service="trustless", action="status", path="/escrow/single-release/dispute-escrow",
                      when={"signer": signer}, params={"status": 429, "retry_after": 7})
     with pytest.raises(ProviderFailure) as raised:
-        client.fund(contract_id=_contract(), signer=signer, amount="1")
+        client.dispute(contract_id=_contract(), signer=signer)
     assert raised.value.code == "PROVIDER_RATE_LIMITED"
     assert raised.value.details["retryAfter"] == 7
-    assert client.fund(contract_id=_contract(), signer=signer, amount="1")  # the fault fired once
+    assert client.dispute(contract_id=_contract(), signer=signer)  # the fault fired once
 
 
 def test_a_429_spends_the_shared_budget_so_no_process_calls_until_retry_after(
@@ -280,14 +282,14 @@ def test_a_429_spends_the_shared_budget_so_no_process_calls_until_retry_after(
                         max_wait_seconds=0.2)
     paced = TrustlessClient(settings, timeout_ms=10_000, budget=budget)
     signer = escrow.buyer.public_key
-    ledger.add_fault(service="trustless", action="status", path="/escrow/single-release/fund-escrow",
+    ledger.add_fault(service="trustless", action="status", path="/escrow/single-release/dispute-escrow",
                      when={"signer": signer}, params={"status": 429, "retry_after": 30})
     with pytest.raises(ProviderFailure) as first:
-        paced.fund(contract_id=_contract(), signer=signer, amount="1")
+        paced.dispute(contract_id=_contract(), signer=signer)
     assert (first.value.code, first.value.details["originalStatus"]) == ("PROVIDER_RATE_LIMITED", 429)
     # the fault fired once: a request reaching TW now would succeed, so this refusal is the budget's
     with pytest.raises(ProviderFailure) as raised:
-        paced.fund(contract_id=_contract(), signer=signer, amount="1")
+        paced.dispute(contract_id=_contract(), signer=signer)
     assert raised.value.code == "PROVIDER_RATE_LIMITED"
     assert "originalStatus" not in raised.value.details
     assert 20 < raised.value.details["retryAfter"] <= 30  # Retry-After, not a whole window
@@ -415,10 +417,51 @@ def test_a_fee_over_the_cap_is_refused(settings: Settings) -> None:
     assert _check(settings, _built(settings, signer, contract, fee=20_000_000), signer, contract)
 
 
-def test_an_envelope_without_an_upper_time_bound_is_refused(settings: Settings) -> None:
+def test_an_envelope_without_an_upper_time_bound_is_accepted_unless_the_setting_refuses_it(
+        settings: Settings) -> None:
+    # nothing public shows TW's time bounds: max_time 0 is signed by default (TRUSTLESS_ACCEPT_UNBOUNDED)
     signer, contract = Keypair.random().public_key, _contract()
+    checked = _check(settings, _built(settings, signer, contract, max_time=None), signer, contract)
+    assert (checked.max_time, checked.expires_at) == (0, None)
     with pytest.raises(RefusedEnvelope, match="no upper time bound"):
-        _check(settings, _built(settings, signer, contract, max_time=None), signer, contract)
+        _check(settings, _built(settings, signer, contract, max_time=None), signer, contract, allow_unbounded=False)
+
+
+def test_a_deploys_contract_id_is_derived_offline_and_is_the_one_the_network_creates(
+        settings: Settings, client: TrustlessClient, horizon: Horizon, ledger: SandboxControl) -> None:
+    p = _parties(settings, client, horizon, ledger, buyer_usdc="0")
+    roles = EscrowRoles(approver=p.buyer.public_key, service_provider=p.seller.public_key,
+                        platform_address=p.platform.public_key, release_signer=p.buyer.public_key,
+                        dispute_resolver=p.platform.public_key, receiver=p.seller.public_key)
+    unsigned = client.deploy(signer=p.platform.public_key, engagement_id=p.engagement, title="Logo",
+                             description="A logo", roles=roles, amount=Decimal("5"), platform_fee_percent=Decimal(0))
+    account = horizon.account(p.platform.public_key)
+    assert account is not None
+    checked = check_envelope(unsigned, passphrase=settings.network_passphrase, signer=p.platform.public_key,
+                             source_sequence=account.sequence, contract_id=None)
+    assert checked.deployed_contract_id is not None
+    assert checked.deployed_contract_id == deployed_contract_id(unsigned, settings.network_passphrase)
+    assert checked.deployed_contract_id not in ledger.state()["contracts"]  # known before anything is sent
+    envelope = TransactionEnvelope.from_xdr(unsigned, settings.network_passphrase)
+    envelope.sign(p.platform)
+    assert horizon.submit(envelope.to_xdr()).outcome == "applied"  # straight to Horizon: TW answers nothing
+    assert ledger.state()["contracts"][checked.deployed_contract_id]["engagement_id"] == p.engagement
+    # Horizon-submitted: TW's database learns of it only when told, and then serves it
+    assert client.get_escrow(checked.deployed_contract_id) is None
+    saved = client.register(envelope.hash_hex())
+    assert saved is not None
+    assert saved.contract_id == checked.deployed_contract_id
+    assert client.get_escrow(checked.deployed_contract_id) is not None
+
+
+def test_a_deploy_whose_footprint_lacks_the_derived_contract_is_refused(settings: Settings) -> None:
+    signer, factory = Keypair.random().public_key, _contract()
+    builder = TransactionBuilder(Account(signer, 41), settings.network_passphrase, 100).add_time_bounds(0, 0)
+    args = [scval.to_address(signer), scval.to_bytes(bytes(32)), scval.to_bytes(secrets.token_bytes(32)),
+            scval.to_symbol("initialize_escrow"), scval.to_vec([]), scval.to_vec([])]
+    builder.append_invoke_contract_function_op(factory, "tw_new_single_release_escrow", args)
+    with pytest.raises(RefusedEnvelope, match="not in the envelope's read-write footprint"):
+        _check(settings, builder.build().to_xdr(), signer, None)
 
 
 def test_a_fee_bump_envelope_is_refused(settings: Settings) -> None:

@@ -276,8 +276,10 @@ def test_build_validation_and_api_key(sandbox: SandboxControl) -> None:
     bad = tw(
         sandbox, "/escrow/single-release/fund-escrow", {"contractId": "nope", "signer": p.buyer.public_key, "amount": 1}
     )
+    # a DTO validation failure comes in NestJS's shape, not TW's {status, message}
     assert bad.status_code == 400
-    assert bad.json()["status"] == "FAILED"
+    assert bad.json() == {"message": ["contractId must be a valid contract id"], "error": "Bad Request",
+                          "statusCode": 400}
     zero = tw(sandbox, "/deployer/single-release", {"signer": p.platform.public_key, "amount": 0})
     assert zero.status_code == 400
 
@@ -316,3 +318,140 @@ def test_rate_limit_answers_429_after_the_budget() -> None:
             tw(control, "/helper/get-escrows-by-signer", {"signer": "x"}, method="GET").status_code for _ in range(4)
         ]
         assert codes == [200, 200, 200, 429]
+
+
+# --- Trustless Work as the real service behaves (issue 14, DESIGN decision 17) ---
+
+
+def _deploy_body(p: Parties, engagement: str = "ord_direct") -> dict[str, Any]:
+    return {
+        "signer": p.platform.public_key, "engagementId": engagement, "title": "Order", "description": "d",
+        "roles": {"approver": p.buyer.public_key, "serviceProvider": p.seller.public_key,
+                  "platformAddress": p.platform.public_key, "releaseSigner": p.buyer.public_key,
+                  "disputeResolver": p.platform.public_key, "receiver": p.seller.public_key},
+        "amount": 100, "platformFee": 0, "milestones": [{"description": "the work"}],
+        "trustline": {"address": p.sandbox.issuer(), "symbol": "USDC"},
+    }
+
+
+def _soroban_contract_id(factory: str, salt: bytes) -> str:
+    """Soroban's derivation written out byte by byte from the XDR definitions (Stellar-transaction.x):
+    sha256(HashIDPreimage{ENVELOPE_TYPE_CONTRACT_ID=8, sha256(passphrase),
+    ContractIDPreimage{CONTRACT_ID_PREIMAGE_FROM_ADDRESS=0, SCAddress{SC_ADDRESS_TYPE_CONTRACT=1, id}, salt}})."""
+    import hashlib
+    import struct
+
+    from stellar_sdk import StrKey
+
+    preimage = (struct.pack(">i", 8) + hashlib.sha256(PASSPHRASE.encode()).digest() + struct.pack(">i", 0)
+                + struct.pack(">i", 1) + StrKey.decode_contract(factory) + salt)
+    return StrKey.encode_contract(hashlib.sha256(preimage).digest())
+
+
+def _put(sandbox: SandboxControl, path: str, body: dict[str, Any]) -> requests.Response:
+    return requests.put(f"{sandbox.trustless_url}{path}", json=body, headers={"x-api-key": "sandbox-tw-key"},
+                        timeout=30)
+
+
+def test_a_deploy_is_a_v1_factory_call_and_the_contract_id_is_sorobans_derivation(sandbox: SandboxControl) -> None:
+    from stellar_sdk import Address, InvokeHostFunction, scval
+    from stellar_sdk import xdr as sx
+
+    p = Parties(sandbox)
+    reply = tw(sandbox, "/deployer/single-release", _deploy_body(p))
+    envelope = TransactionEnvelope.from_xdr(reply.json()["unsignedTransaction"], PASSPHRASE)
+    op = envelope.transaction.operations[0]
+    assert isinstance(op, InvokeHostFunction)
+    call = op.host_function.invoke_contract
+    factory = Address.from_xdr_sc_address(call.contract_address).address
+    # contract.rs: tw_new_single_release_escrow(signer, wasm_hash, salt, init_fn, init_args, constructor_args)
+    assert factory == sandbox.state()["deployer_contract"]
+    assert call.function_name.sc_symbol == b"tw_new_single_release_escrow"
+    assert len(call.args) == 6
+    assert scval.from_address(call.args[0]).address == p.platform.public_key
+    assert scval.from_symbol(call.args[3]) == "initialize_escrow"
+    # the source authorises the call with source-account credentials; sorobanData carries a resource fee
+    assert [a.credentials.type for a in op.auth] == [sx.SorobanCredentialsType.SOROBAN_CREDENTIALS_SOURCE_ACCOUNT]
+    data = envelope.transaction.soroban_data
+    assert data is not None
+    assert data.resource_fee.int64 > 0
+    # with_address(current_contract_address, salt): the id derives from the factory and the salt
+    expected = _soroban_contract_id(factory, scval.from_bytes(call.args[2]))
+    written = {Address.from_xdr_sc_address(k.contract_data.contract).address
+               for k in data.resources.footprint.read_write if k.contract_data is not None}
+    assert expected in written
+    envelope.sign(p.platform)
+    sent = tw(sandbox, "/helper/send-transaction", {"signedXdr": envelope.to_xdr()})
+    assert sent.status_code == 200, sent.text
+    assert sent.json()["contractId"] == expected
+    assert expected in sandbox.state()["contracts"]
+
+
+def test_helper_reads_know_only_escrows_sent_through_trustless_work_or_registered(sandbox: SandboxControl) -> None:
+    p = Parties(sandbox)
+    envelope = TransactionEnvelope.from_xdr(
+        tw(sandbox, "/deployer/single-release", _deploy_body(p)).json()["unsignedTransaction"], PASSPHRASE)
+    envelope.sign(p.platform)
+    landed = p.server.submit_transaction(envelope)  # straight to Horizon, not through TW's helper
+    assert landed["successful"]
+    contract = next(iter(sandbox.state()["contracts"]))
+    # TW's database has not heard of it: every helper read is empty, and fund cannot be built
+    assert tw(sandbox, "/helper/get-escrow-by-contract-ids", {"contractIds": contract, "validateOnChain": "true"},
+              method="GET").json() == []
+    assert tw(sandbox, "/helper/get-escrows-by-signer", {"signer": p.platform.public_key,
+                                                          "engagementId": "ord_direct"}, method="GET").json() == []
+    assert tw(sandbox, "/helper/get-multiple-escrow-balance", {"addresses": contract}, method="GET").json() == []
+    fund = {"contractId": contract, "signer": p.buyer.public_key, "amount": 100}
+    missing = tw(sandbox, "/escrow/single-release/fund-escrow", fund)
+    assert (missing.status_code, missing.json()) == (500, {"status": "FAILED", "message": "Escrow not found"})
+    # update-from-txhash knows only hashes of transactions TW built and the network holds
+    assert _put(sandbox, "/indexer/update-from-txhash", {"txHash": "ab" * 32}).status_code == 400
+    registered = _put(sandbox, "/indexer/update-from-txhash", {"txHash": landed["hash"]})
+    assert registered.status_code == 200, registered.text
+    assert registered.json()["status"] == "SUCCESS"
+    assert registered.json()["savedEscrow"]["contractId"] == contract
+    assert [e["contractId"] for e in tw(sandbox, "/helper/get-escrow-by-contract-ids", {"contractIds": contract},
+                                         method="GET").json()] == [contract]
+    p.ok("/escrow/single-release/fund-escrow", fund, p.buyer)
+    assert p.usdc(p.buyer) == "0.0000000"
+
+
+def test_unknown_routes_and_methods_answer_as_nestjs_does(sandbox: SandboxControl) -> None:
+    posted = tw(sandbox, "/indexer/update-from-txHash", {"txHash": "ab" * 32})
+    assert (posted.status_code, posted.json()) == (
+        404, {"message": "Cannot POST /indexer/update-from-txHash", "error": "Not Found", "statusCode": 404})
+    assert tw(sandbox, "/escrow/abc", method="GET").status_code == 404
+
+
+def test_a_switch_makes_the_build_endpoints_answer_unbounded_envelopes(sandbox: SandboxControl) -> None:
+    p = Parties(sandbox)
+    sandbox.add_fault(service="trustless", action="unbounded_envelopes", path="/escrow/single-release/*", times=0)
+    contract = p.deploy(fee=0)
+    built = tw(sandbox, "/escrow/single-release/fund-escrow",
+               {"contractId": contract, "signer": p.buyer.public_key, "amount": 100})
+    bounds = TransactionEnvelope.from_xdr(built.json()["unsignedTransaction"], PASSPHRASE).transaction.preconditions
+    assert bounds is not None
+    assert bounds.time_bounds is not None
+    assert bounds.time_bounds.max_time == 0
+    deploy = TransactionEnvelope.from_xdr(
+        tw(sandbox, "/deployer/single-release", _deploy_body(p, "ord_other")).json()["unsignedTransaction"],
+        PASSPHRASE)
+    assert deploy.transaction.preconditions.time_bounds.max_time > 0  # the switch covers only its paths
+    # an unbounded envelope is still a valid one
+    _fund_release(p, contract)
+    assert p.usdc(p.seller) == "99.7000000"
+
+
+def test_a_bump_sequence_consumes_the_sequence_an_envelope_was_built_for(sandbox: SandboxControl) -> None:
+    from stellar_sdk.exceptions import BadRequestError
+
+    from tests.sandbox.helpers import submit
+
+    p = Parties(sandbox)
+    built = TransactionEnvelope.from_xdr(
+        tw(sandbox, "/deployer/single-release", _deploy_body(p)).json()["unsignedTransaction"], PASSPHRASE)
+    built.sign(p.platform)
+    submit(p.server, p.platform, lambda b: b.append_bump_sequence_op(built.transaction.sequence))
+    with pytest.raises(BadRequestError) as refused:
+        p.server.submit_transaction(built)
+    assert refused.value.extras["result_codes"]["transaction"] == "tx_bad_seq"
