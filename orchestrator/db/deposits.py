@@ -68,3 +68,12 @@ def is_escrow_contract(conn: Connection, address: str) -> bool:
     """Whether a contract id is one of our escrows (its transfers are payouts, not deposits)."""
     return conn.execute(select(escrows.c.id).where(escrows.c.trustless_contract_id == address).limit(1)).first() \
         is not None
+
+
+def open_escrow_contracts(conn: Connection) -> list[Any]:
+    """(escrow id, order id, contract id, status) of every escrow whose contract still holds or may hold
+    money: the contracts a network reset takes away (``offerhub check`` lists them, DESIGN decision 35)."""
+    return list(conn.execute(select(escrows.c.id, escrows.c.order_id, escrows.c.trustless_contract_id,
+                                    escrows.c.status)
+                             .where(escrows.c.trustless_contract_id.is_not(None),
+                                    escrows.c.status.not_in(("RELEASED", "REFUNDED")))).all())

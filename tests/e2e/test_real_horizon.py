@@ -21,7 +21,7 @@ import requests
 from sqlalchemy import Engine, text
 from stellar_sdk import Asset, Keypair, Server, TransactionBuilder
 
-from orchestrator import crypto
+from orchestrator import check, crypto
 from orchestrator.providers.horizon_stream import PaymentStream
 from orchestrator.settings import Settings
 from tests.api import Api
@@ -108,6 +108,7 @@ async def test_a_network_reset_under_a_running_monitor_credits_every_deposit_onc
             assert health.status == 503
             assert health.data["status"] == "critical"
             assert health.data["operations"]["network"]["status"] == "critical"
+            assert any("network was reset" in problem for problem in check.verify(engine).problems)
             # And a Horizon serving another network makes the monitor refuse to run, in one line
             chain.http.post(f"{url}/_sandbox/reset-network", json={"passphrase": "Not Ours ; 2027"},
                             timeout=10).raise_for_status()
@@ -161,5 +162,20 @@ async def test_reads_wait_for_horizons_request_budget_instead_of_failing(ledger:
                 await horizon.latest_cursor()  # the 2nd and 3rd are refused once each with Retry-After: 1
             assert time.monotonic() - started >= 1.0
             assert horizon.waited >= 1.0
+    finally:
+        ledger.http.post(budget, json={"requestsPerHour": 0}, timeout=5)
+
+
+def test_the_chain_steps_client_waits_for_the_budget_too(ledger: SandboxControl, settings: Settings) -> None:
+    from orchestrator.providers.horizon import Horizon
+
+    budget = f"{ledger.base_url}/_sandbox/horizon/budget"
+    ledger.http.post(budget, json={"requestsPerHour": 7200, "burst": 1}, timeout=5).raise_for_status()
+    try:
+        horizon = Horizon(settings)
+        started = time.monotonic()
+        for _ in range(3):  # refused, then answered after the Retry-After Horizon gives
+            assert horizon.account(ledger.issuer()) is not None
+        assert time.monotonic() - started >= 1.0
     finally:
         ledger.http.post(budget, json={"requestsPerHour": 0}, timeout=5)
