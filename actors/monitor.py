@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sys
 import time
 
 from actors.broker import engine, settings
 from actors.deposits import send_credits
 from orchestrator.db import leader
-from orchestrator.monitor import Monitor
+from orchestrator.monitor import Monitor, NetworkMismatch
 
 log = logging.getLogger(__name__)
 LEADER_CHECK_SECONDS = 2.0
@@ -48,5 +49,9 @@ async def _lead(holder: object) -> bool:
     requested = stop.is_set()
     stop.set()
     task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
+    (outcome,) = await asyncio.gather(task, return_exceptions=True)
+    if isinstance(outcome, NetworkMismatch):
+        # refuse to run, in one line and without a traceback (issue 14): nothing here can fix the setting
+        sys.stderr.write(f"offerhub monitor: refusing to run: {outcome}\n")
+        raise SystemExit(2)
     return requested and not lost

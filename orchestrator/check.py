@@ -18,7 +18,9 @@ from decimal import Decimal
 from typing import Any
 
 from orchestrator.db import chain_steps as steps_db
+from orchestrator.db import deposits as deposits_db
 from orchestrator.db import ledger as ledger_db
+from orchestrator.db import operations as operations_db
 from orchestrator.db import reconciliation as reconciliation_db
 from orchestrator.db import session
 from orchestrator.ledger import ADJUSTMENT, AVAILABLE, RESERVED, user_account
@@ -76,6 +78,20 @@ class Report:
         return not self.problems and not self.differences and not self.stuck
 
 
+def _after_reset(conn: Any, report: Report) -> None:
+    """After a detected network reset (DESIGN decision 35), every open escrow's contract is gone with the old
+    chain: each is listed for an operator's decision (wallets missing from the new chain show up as
+    differences below). Nothing is adjusted."""
+    row = conn.execute(operations_db.figures("network")).first()
+    if row is None or row.figures.get("status") != "reset_detected":
+        return
+    report.problems.append(f"the Stellar network was reset (detected {row.figures.get('detectedAt')}): balances are "
+                           "kept; wallets are re-activated when next needed")
+    for escrow_id, order_id, contract, status in deposits_db.open_escrow_contracts(conn):
+        report.problems.append(f"escrow {escrow_id} of order {order_id} ({status}, contract {contract}) was on the "
+                               "chain before the reset and is missing from the new chain")
+
+
 def verify(engine: Any, horizon: Horizon | None = None, *, user_ids: Collection[str] | None = None,
            stuck_after: int = 5) -> Report:
     """The book's own invariants; with ``horizon``, also each wallet (of ``user_ids``, or all) against the ledger;
@@ -83,6 +99,7 @@ def verify(engine: Any, horizon: Horizon | None = None, *, user_ids: Collection[
     report = Report()
     with session.transaction(engine) as conn:
         _verify_book(conn, report)
+        _after_reset(conn, report)
         report.stuck = [f"order {s.order_id}: {s.kind} failed {s.retries} times in a row, retrying (step {s.id} "
                         f"waiting since {s.since:%Y-%m-%d %H:%M:%S}): {s.last_error or ''}"
                         for s in steps_db.stuck(conn, min_retries=stuck_after)]

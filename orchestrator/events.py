@@ -19,6 +19,7 @@ AGGREGATES = {
     "dispute": "Dispute",
     "withdrawal": "Withdrawal",
     "reconciliation": "Reconciliation",  # reconciliation.differences_found (issue 10)
+    "network": "Network",  # network.reset_detected (DESIGN decision 35; aggregate id = STELLAR_NETWORK)
 }
 AGGREGATE_TYPES = frozenset(AGGREGATES.values())
 

@@ -65,9 +65,9 @@ async def monitor_lag(http: aiohttp.ClientSession, horizon_url: str, cursor: str
         return MonitorLag(None, 0, "the monitor has not stored a cursor yet")
     params = {"cursor": cursor, "order": "asc", "limit": str(UNSEEN_PAGE)}
     try:
+        # never a 410 for an ascending cursor (stellar/go services/horizon/internal/actions/helpers.go): the
+        # monitor itself compares its cursor with Horizon's history and reports a network reset (below)
         async with http.get(f"{horizon_url}/payments", params=params) as response:
-            if response.status == 410:
-                return MonitorLag(None, 0, "the monitor's cursor is older than Horizon's history")
             response.raise_for_status()
             records = (await response.json())["_embedded"]["records"]
     except Exception as error:  # the figure is unknown, which is itself worth reporting
@@ -104,6 +104,22 @@ def reconcile(engine: Any, horizon: Horizon) -> Reconciliation:
         operations_db.put_figures(conn, RECONCILIATION, figures.as_dict())
         conn.commit()
     return figures
+
+
+def network_statement() -> Any:
+    """The monitor's last word on the network (``monitor.NETWORK``): a detected reset, if any."""
+    return operations_db.figures("network")
+
+
+def network_health(row: Any) -> dict[str, Any] | None:
+    """``critical`` while a detected network reset awaits an operator (DESIGN decision 35), else None."""
+    if row is None or row.figures.get("status") != "reset_detected":
+        return None
+    figures = row.figures
+    return {"status": "critical", "detectedAt": figures.get("detectedAt"),
+            "previousLedger": figures.get("previousLedger"), "latestLedger": figures.get("latestLedger"),
+            "error": "the Stellar network was reset: balances are kept, run `offerhub check` for the wallets and "
+                     "open escrows missing from the new chain"}
 
 
 def figures_statement() -> Any:

@@ -133,6 +133,11 @@ class Settings:
     health_monitor_lag_seconds: float = 60.0
     #: /metrics and /health/detailed read Horizon at most this often per web process (decision 12).
     horizon_read_cache_seconds: float = 10.0
+    #: How the monitor follows Horizon: ``stream`` (the network's payment stream) or ``accounts`` (each
+    #: wallet's own payments, polled), which spends far less of a public Horizon's per-IP budget on mainnet.
+    horizon_follow_mode: str = "stream"
+    horizon_poll_seconds: float = 10.0
+    horizon_check_seconds: float = 60.0
     reconcile_seconds: float = 300.0
     limits: Mapping[str, AmountLimits] = field(default_factory=dict)
 
@@ -266,6 +271,10 @@ class _Reader:
             "health_chain_step_age_seconds": self.coerce("HEALTH_CHAIN_STEP_AGE_SECONDS", 300.0, float),
             "health_monitor_lag_seconds": self.coerce("HEALTH_MONITOR_LAG_SECONDS", 60.0, float),
             "horizon_read_cache_seconds": self.coerce("HORIZON_READ_CACHE_SECONDS", 10.0, float),
+            "horizon_follow_mode": self.choice("HORIZON_FOLLOW_MODE", "accounts" if network == "mainnet" else "stream",
+                                               ("stream", "accounts")),
+            "horizon_poll_seconds": self.coerce("HORIZON_POLL_SECONDS", 10.0, float),
+            "horizon_check_seconds": self.coerce("HORIZON_CHECK_SECONDS", 60.0, float),
             "reconcile_seconds": self.coerce("RECONCILE_SECONDS", 300.0, float),
             "wallet_encryption_key": self.raw("WALLET_ENCRYPTION_KEY"),
             "wallet_encryption_key_previous": self.raw("WALLET_ENCRYPTION_KEY_PREVIOUS"),
@@ -371,6 +380,8 @@ class _Reader:
         if min(values["health_command_age_seconds"], values["health_chain_step_age_seconds"],
                values["health_monitor_lag_seconds"], values["reconcile_seconds"]) <= 0:
             self.problems.append("HEALTH_*_SECONDS and RECONCILE_SECONDS must be > 0")
+        if min(values["horizon_poll_seconds"], values["horizon_check_seconds"]) <= 0:
+            self.problems.append("HORIZON_POLL_SECONDS and HORIZON_CHECK_SECONDS must be > 0")
         if values["horizon_read_cache_seconds"] < 0:
             self.problems.append("HORIZON_READ_CACHE_SECONDS must be >= 0 (0 reads Horizon on every scrape)")
         if values["rate_limit_per_minute"] < 0:

@@ -37,9 +37,13 @@ class DependencyHealth(BaseSchema):
 
 
 class OperationHealth(BaseSchema):
-    """The monitor's lag, or the oldest pending command or open chain step, against its threshold."""
+    """The monitor's lag, or the oldest pending command or open chain step, against its threshold; and
+    ``network`` (``critical``) once the monitor has detected a network reset (DESIGN decision 35)."""
 
-    status = fields.String(required=True, metadata={"enum": ["healthy", "degraded", "unhealthy"]})
+    status = fields.String(required=True, metadata={"enum": ["healthy", "degraded", "unhealthy", "critical"]})
+    detectedAt = fields.String(metadata={"description": "network: when the reset was detected"})
+    previousLedger = fields.Integer(metadata={"description": "network: the ledger of the cursor before the reset"})
+    latestLedger = fields.Integer(metadata={"description": "network: the newest ledger of the new chain then"})
     enabled = fields.Boolean()
     thresholdSeconds = fields.Float()
     lagSeconds = fields.Float(allow_none=True)
@@ -63,7 +67,7 @@ class Backlog(BaseSchema):
 
 
 class DetailedHealth(BaseSchema):
-    status = fields.String(metadata={"enum": ["healthy", "degraded", "unhealthy"]})
+    status = fields.String(metadata={"enum": ["healthy", "degraded", "unhealthy", "critical"]})
     version = fields.String()
     timestamp = Time()
     dependencies = fields.Dict(keys=fields.String(), values=fields.Nested(DependencyHealth))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, Delete, delete, func, select
 from sqlalchemy.dialects.postgresql import insert
 
 from orchestrator.db.tables import cursors
@@ -15,3 +15,8 @@ def get(conn: Connection, name: str) -> str | None:
 def put(conn: Connection, name: str, value: str) -> None:
     conn.execute(insert(cursors).values(name=name, value=value).on_conflict_do_update(
         index_elements=["name"], set_={"value": value, "updated_at": func.now()}))
+
+
+def delete_prefix(prefix: str) -> Delete:
+    """Forget every cursor whose name starts with ``prefix`` (a network reset voids them)."""
+    return delete(cursors).where(cursors.c.name.startswith(prefix, autoescape=True))

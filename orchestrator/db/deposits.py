@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import Connection, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 
-from orchestrator.db.tables import deposits
+from orchestrator.db.tables import deposits, escrows
 
 
 @dataclass(frozen=True)
@@ -24,12 +24,13 @@ class Deposit:
     from_account: str | None
     source: str
     status: str
+    change_index: int | None = None
 
 
 def to_deposit(row: Any) -> Deposit:
     r = row._mapping
     return Deposit(r["operation_id"], r["tx_hash"], r["op_index"], r["wallet_id"], r["user_id"], r["amount"],
-                   r["from_account"], r["source"], r["status"])
+                   r["from_account"], r["source"], r["status"], r["change_index"])
 
 
 _RECORD = (insert(deposits).on_conflict_do_nothing(index_elements=["operation_id"])
@@ -61,3 +62,18 @@ def stale_pending(conn: Connection, *, older_than: datetime, limit: int = 500) -
     return list(conn.execute(select(deposits.c.operation_id).where(
         deposits.c.status == "PENDING", deposits.c.created_at < older_than)
         .order_by(deposits.c.created_at).limit(limit)).scalars())
+
+
+def is_escrow_contract(conn: Connection, address: str) -> bool:
+    """Whether a contract id is one of our escrows (its transfers are payouts, not deposits)."""
+    return conn.execute(select(escrows.c.id).where(escrows.c.trustless_contract_id == address).limit(1)).first() \
+        is not None
+
+
+def open_escrow_contracts(conn: Connection) -> list[Any]:
+    """(escrow id, order id, contract id, status) of every escrow whose contract still holds or may hold
+    money: the contracts a network reset takes away (``offerhub check`` lists them, DESIGN decision 35)."""
+    return list(conn.execute(select(escrows.c.id, escrows.c.order_id, escrows.c.trustless_contract_id,
+                                    escrows.c.status)
+                             .where(escrows.c.trustless_contract_id.is_not(None),
+                                    escrows.c.status.not_in(("RELEASED", "REFUNDED")))).all())

@@ -248,9 +248,12 @@ chain_steps = Table(
 
 deposits = Table(
     "deposits", metadata,
-    Column("operation_id", String(32), primary_key=True),
+    # the deposit's key: "<tx hash>:<op index>" or, for a contract transfer, "<tx hash>:<op index>:<change>"
+    Column("operation_id", String(100), primary_key=True),
     Column("tx_hash", String(64), nullable=False),
     Column("op_index", Integer, nullable=False),
+    Column("change_index", Integer),
+    Column("paging_token", String(32)),
     Column("wallet_id", String(64), ForeignKey("wallets.id"), nullable=False),
     Column("user_id", String(64), nullable=False, index=True),
     Money(name="amount"),

@@ -8,6 +8,8 @@ be looked up by hash before anything else is decided.
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -15,7 +17,7 @@ from typing import Any
 import requests
 from stellar_sdk import Asset, Server
 from stellar_sdk.client.requests_client import RequestsClient
-from stellar_sdk.exceptions import BadRequestError, BadResponseError, NotFoundError
+from stellar_sdk.exceptions import BadRequestError, BadResponseError, BaseHorizonError, NotFoundError
 from stellar_sdk.exceptions import ConnectionError as StellarConnectionError
 
 from orchestrator.settings import Settings
@@ -26,6 +28,33 @@ log = logging.getLogger(__name__)
 FINAL_TX_CODES = frozenset({"tx_bad_auth", "tx_bad_auth_extra", "tx_missing_operation", "tx_malformed",
                             "tx_soroban_invalid", "tx_not_supported", "tx_bad_sponsorship",
                             "tx_bad_minseq_age_or_gap"})
+
+
+#: The longest single wait for Horizon's per-IP budget, and how many waits one call accepts.
+MAX_RATE_WAIT = 30.0
+RATE_ATTEMPTS = 4
+
+
+def patiently(call: Callable[[], Any]) -> Any:
+    """Run a Horizon call, waiting as a ``429`` asks (``Retry-After``; Horizon's limiter writes it on every
+    refusal: stellar/go services/horizon/internal/httpx/rate_limiter.go with throttled's HTTPLimiter) and
+    trying again. A refused request was never handled, so repeating it (a submission too: the same
+    envelope) is safe."""
+    for attempt in range(RATE_ATTEMPTS):
+        try:
+            return call()
+        except BaseHorizonError as error:
+            if error.status != 429 or attempt == RATE_ATTEMPTS - 1:
+                raise
+            response = error.args[0] if error.args else None
+            headers = getattr(response, "headers", None) or {}
+            try:
+                wait = float(headers.get("Retry-After") or headers.get("retry-after") or 2 ** attempt)
+            except ValueError:
+                wait = 2.0 ** attempt
+            log.warning("Horizon's request budget is spent; waiting %.1f s as it asks", min(wait, MAX_RATE_WAIT))
+            time.sleep(min(wait, MAX_RATE_WAIT))
+    raise AssertionError("unreachable")
 
 
 @dataclass(frozen=True)
@@ -63,7 +92,7 @@ class Horizon:
     def account(self, account_id: str) -> AccountState | None:
         """The account as the ledger holds it, or ``None`` when it does not exist."""
         try:
-            raw = self.server.accounts().account_id(account_id).call()
+            raw = patiently(self.server.accounts().account_id(account_id).call)
         except NotFoundError:
             return None
         xlm, usdc = Decimal(0), None
@@ -79,21 +108,21 @@ class Horizon:
     def transaction(self, tx_hash: str) -> dict[str, Any] | None:
         """The transaction record if it is in the ledger's history (applied or failed), else ``None``."""
         try:
-            return self.server.transactions().transaction(tx_hash).call()
+            return patiently(self.server.transactions().transaction(tx_hash).call)
         except NotFoundError:
             return None
 
     def operations(self, tx_hash: str) -> list[dict[str, Any]] | None:
         """A transaction's operation records (a TW payout's ``asset_balance_changes``); ``None`` if not in history."""
         try:
-            page = self.server.operations().for_transaction(tx_hash).limit(200).call()
+            page = patiently(self.server.operations().for_transaction(tx_hash).limit(200).call)
         except NotFoundError:
             return None
         return page["_embedded"]["records"]
 
     def submit(self, envelope_xdr: str) -> Submission:
         try:
-            record = self.server.submit_transaction(envelope_xdr, skip_memo_required_check=True)
+            record = patiently(lambda: self.server.submit_transaction(envelope_xdr, skip_memo_required_check=True))
         except BadRequestError as error:
             codes = (error.extras or {}).get("result_codes") or {}
             if error.status == 400 and codes:
@@ -125,4 +154,4 @@ class Horizon:
         call = self.server.payments().for_account(account_id).order(desc=False).limit(limit)
         if cursor:
             call = call.cursor(cursor)
-        return call.call()["_embedded"]["records"]
+        return patiently(call.call)["_embedded"]["records"]

@@ -33,6 +33,9 @@ class SandboxConfig:
     airtm_fee_percent: str = "0"
     public_url: str = "http://127.0.0.1:4100"
     network_passphrase: str = NETWORK_PASSPHRASE
+    #: Horizon's per-IP budget (0 = off, as tests, chaos and benchmarks need; DESIGN decision 27) and burst.
+    horizon_requests_per_hour: int = 0
+    horizon_burst: int = 100
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> SandboxConfig:
@@ -58,4 +61,6 @@ class SandboxConfig:
             webhook_time_scale=float(env.get("SANDBOX_WEBHOOK_TIME_SCALE", "0.001")),
             airtm_fee_percent=env.get("SANDBOX_AIRTM_FEE_PERCENT", "0"),
             public_url=env.get("SANDBOX_URL", f"http://127.0.0.1:{port}"),
+            horizon_requests_per_hour=int(env.get("SANDBOX_HORIZON_REQUESTS_PER_HOUR", "0")),
+            horizon_burst=int(env.get("SANDBOX_HORIZON_BURST", "100")),
         )

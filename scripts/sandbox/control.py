@@ -41,9 +41,11 @@ def setup(app: web.Application) -> None:
 def _on_add(app: web.Application, rule: Any) -> None:
     if rule.service == "horizon" and rule.action == "stream_disconnect":
         disconnect_streams(app, rule)
-    if rule.service == "horizon" and rule.action == "before_history" and "cursor" not in rule.params:
-        ids = app[NODE].history.op_ids
-        rule.params["cursor"] = ids[-1] + 1 if ids else 1
+    if rule.service == "horizon" and rule.action == "before_history":
+        # prune history: by default everything closed so far (the elder becomes the next ledger)
+        if "cursor" not in rule.params and "ledger" not in rule.params:
+            rule.params["ledger"] = app[NODE].ledger.sequence + 1
+        app[FAULTS].fire(rule, {"effect": "history pruned"}, count=False)
 
 
 def _error(status: int, message: str) -> web.Response:

@@ -95,14 +95,31 @@ class History:
         return self.payment_ids[-1] if self.payment_ids else 0
 
     def page(
-        self, kind: str, account: str | None, cursor: int | None, order: str, limit: int, include_failed: bool
+        self,
+        kind: str,
+        account: str | None,
+        cursor: int | None,
+        order: str,
+        limit: int,
+        include_failed: bool,
+        floor: int = 0,
     ) -> list[dict[str, Any]]:
-        """Records strictly after (asc) or before (desc) `cursor`."""
-        records = list(self._select(kind, account, cursor, order, include_failed, limit))
+        """Records strictly after (asc) or before (desc) `cursor`, none older than `floor` (the oldest
+        paging token still kept: history before it was pruned)."""
+        if order == "asc" and floor and (cursor is None or cursor < floor - 1):
+            cursor = floor - 1
+        records = list(self._select(kind, account, cursor, order, include_failed, limit, floor))
         return records
 
     def _select(
-        self, kind: str, account: str | None, cursor: int | None, order: str, include_failed: bool, limit: int
+        self,
+        kind: str,
+        account: str | None,
+        cursor: int | None,
+        order: str,
+        include_failed: bool,
+        limit: int,
+        floor: int = 0,
     ) -> Iterator[dict[str, Any]]:
         source, ids = (
             (self.payments, self.payment_ids) if kind == "payments" else (self.operations, self.op_ids)
@@ -119,6 +136,8 @@ class History:
         count = 0
         for i in indices:
             record = source[i]
+            if int(record["id"]) < floor:
+                return  # descending past the oldest record kept
             if not include_failed and not record["transaction_successful"]:
                 continue
             yield record

@@ -11,7 +11,8 @@ from aiohttp import web
 from stellar_sdk import StrKey
 
 from scripts.sandbox import faults as fl
-from scripts.sandbox.history import TxRecord
+from scripts.sandbox.budget import Budget
+from scripts.sandbox.history import TxRecord, toid
 from scripts.sandbox.node import Node, PreApply, SubmitTimeoutError
 from scripts.sandbox.records import account_json, page, problem, shaped
 from scripts.sandbox.transactions import MalformedError, Outcome
@@ -19,6 +20,10 @@ from scripts.sandbox.transactions import MalformedError, Outcome
 NODE = web.AppKey("node", Node)
 FAULTS = web.AppKey("faults", fl.Faults)
 STREAMS = web.AppKey("streams", set)
+BUDGET = web.AppKey("budget", Budget)
+#: Records a stream sends per connection unless `limit` says otherwise: Horizon's default page size
+#: (stellar/go `support/db` `DefaultPageSize`), the `limit` `ServeStream` counts down before its "byebye".
+STREAM_LIMIT = 10
 
 #: Actions a submit interprets.
 SUBMIT_ACTIONS = fl.GENERIC_ACTIONS | {
@@ -30,7 +35,7 @@ SUBMIT_ACTIONS = fl.GENERIC_ACTIONS | {
 }
 #: Actions a read interprets (streams add their own).
 READ_ACTIONS = fl.GENERIC_ACTIONS
-STREAM_ACTIONS = fl.GENERIC_ACTIONS | {"stream_disconnect", "before_history"}
+STREAM_ACTIONS = fl.GENERIC_ACTIONS | {"stream_disconnect"}
 _TX_FAILED_DETAIL = (
     "The transaction failed when submitted to the stellar network. The `extras.result_codes` field on this "
     "response contains further details."
@@ -39,6 +44,13 @@ _TX_FAILED_DETAIL = (
 
 def setup(app: web.Application) -> None:
     app[STREAMS] = set()
+    config = app[NODE].config
+    app[BUDGET] = Budget(config.horizon_requests_per_hour, config.horizon_burst)
+    app.middlewares.append(request_budget)
+    app.router.add_post("/_sandbox/reset-network", reset_network)
+    app.router.add_get("/_sandbox/horizon/budget", get_budget)
+    app.router.add_post("/_sandbox/horizon/budget", set_budget)
+    app.router.add_post("/_sandbox/stellar/contract-transfer", contract_transfer)
     app.router.add_get("/horizon", root)
     app.router.add_get("/horizon/", root)
     app.router.add_get("/horizon/accounts/{account_id}", get_account)
@@ -55,6 +67,112 @@ def setup(app: web.Application) -> None:
     app.router.add_get("/friendbot/", friendbot)
 
 
+def _streaming(request: web.Request) -> bool:
+    return "text/event-stream" in request.headers.get("Accept", "")
+
+
+@web.middleware
+async def request_budget(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Horizon's per-IP budget for every request but streams (charged per pass in `_stream`); see budget.py."""
+    if not request.path.startswith("/horizon") or _streaming(request):
+        return await handler(request)
+    verdict = request.app[BUDGET].charge(request.remote or "")
+    if verdict is None:
+        return await handler(request)
+    if verdict.limited:
+        # Horizon's `hProblem.RateLimitExceeded` (stellar/go services/horizon/internal/render/problem)
+        response = problem(
+            429,
+            "The rate limit for the requesting IP address is over its alloted limit.  The allowed limit and "
+            "requests left per time period are communicated to clients via the http response headers "
+            "'X-RateLimit-*' headers.",
+        )
+        response.headers.update(verdict.headers())
+        return response
+    response = await handler(request)
+    if not response.prepared:
+        response.headers.update(verdict.headers())
+    return response
+
+
+async def reset_network(request: web.Request) -> web.Response:
+    """`POST /_sandbox/reset-network {passphrase?}`: a new chain under a running system (DESIGN decision 27)."""
+    body = await request.json() if request.can_read_body else {}
+    passphrase = body.get("passphrase") if isinstance(body, dict) else None
+    if passphrase is not None and (not isinstance(passphrase, str) or not passphrase):
+        return web.json_response({"error": "passphrase must be a non-empty string"}, status=400)
+    node = request.app[NODE]
+    async with node.ledger.lock:
+        node.new_chain(passphrase)
+    return web.json_response({"ok": True, "network_passphrase": node.config.network_passphrase,
+                              "ledger": node.ledger.sequence})
+
+
+async def get_budget(request: web.Request) -> web.Response:
+    budget = request.app[BUDGET]
+    return web.json_response({"requestsPerHour": budget.per_hour, "burst": budget.burst, "charged": budget.charged})
+
+
+async def set_budget(request: web.Request) -> web.Response:
+    """`{requestsPerHour, burst?}`: turn the per-IP budget on (or off with 0) at run time; buckets start full."""
+    try:
+        body = await request.json()
+        request.app[BUDGET].configure(int(body.get("requestsPerHour", 0)), int(body.get("burst", 100)))
+    except (ValueError, TypeError, AttributeError) as exc:
+        return web.json_response({"error": str(exc)}, status=400)
+    return await get_budget(request)
+
+
+async def contract_transfer(request: web.Request) -> web.Response:
+    """`{from, to, amount}`: a real signed `invoke_host_function` calling the USDC SAC's `transfer` (how a
+    Soroban wallet or any account pays through a contract); `from` is `issuer`, a secret or a key the
+    sandbox holds. Answers the hash and the operation record, as Horizon lists it among the payments."""
+    from decimal import Decimal
+
+    from stellar_sdk import SorobanDataBuilder, TransactionBuilder, scval
+
+    node = request.app[NODE]
+    try:
+        body = await request.json()
+        signer = node.keypair_for(str(body["from"]))
+        stroops = int(Decimal(str(body["amount"])) * 10_000_000)
+        args = [scval.to_address(signer.public_key), scval.to_address(str(body["to"])), scval.to_int128(stroops)]
+    except (KeyError, ValueError, TypeError, ArithmeticError) as exc:
+        return web.json_response({"error": f"invalid transfer: {exc}"}, status=400)
+    sac = node.usdc.contract_id(node.config.network_passphrase)
+
+    def build(builder: TransactionBuilder) -> None:
+        builder.append_invoke_contract_function_op(sac, "transfer", args)
+        builder.set_soroban_data(SorobanDataBuilder().set_resource_fee(50_000).build())
+
+    try:
+        outcome = await node.sign_and_submit(signer, build)
+    except SubmitTimeoutError:
+        return web.json_response({"error": "the ledger did not close in time"}, status=504)
+    if outcome.record is None or not outcome.record.successful:
+        return web.json_response({"error": "transfer failed", "hash": outcome.hash,
+                                  "result_codes": {"transaction": outcome.tx_code, "operations": outcome.op_codes}},
+                                 status=400)
+    return web.json_response({"hash": outcome.hash, "record": outcome.record.operations[0]})
+
+
+def elder_ledger(app: web.Application) -> int:
+    """The oldest ledger Horizon still keeps: 1, or past every `before_history` mark (its `ledger`, or the
+    ledger of its `cursor`). Horizon prunes whole ledgers from every history table, so one elder holds for
+    every history endpoint (stellar/go `services/horizon/internal/ledger`, `HistoryElder`)."""
+    elder = 1
+    for rule in app[FAULTS].active("horizon", "before_history"):
+        mark = int(rule.params["ledger"]) if "ledger" in rule.params else int(rule.params.get("cursor", 0)) >> 32
+        elder = max(elder, mark)
+    return elder
+
+
+def _floor(app: web.Application) -> int:
+    """The oldest paging token kept (0: nothing pruned)."""
+    elder = elder_ledger(app)
+    return toid(elder, 0, 0) if elder > 1 else 0
+
+
 async def _generic(
     request: web.Request, service: str, actions: frozenset[str] | set[str], body: dict[str, Any] | None = None
 ) -> tuple[fl.FaultRule | None, web.StreamResponse | None]:
@@ -69,6 +187,8 @@ async def root(request: web.Request) -> web.StreamResponse:
     _, early = await _generic(request, "horizon", READ_ACTIONS)
     if early is not None:
         return early
+    # the fields of stellar/go services/horizon/internal/resourceadapter/root.go the monitor compares with
+    # its cursor: network_passphrase, history_elder_ledger, history_latest_ledger, core_latest_ledger
     node = request.app[NODE]
     latest = node.history.ledgers[-1]
     return web.json_response(
@@ -79,7 +199,7 @@ async def root(request: web.Request) -> web.StreamResponse:
             "ingest_latest_ledger": latest.sequence,
             "history_latest_ledger": latest.sequence,
             "history_latest_ledger_closed_at": latest.closed_at,
-            "history_elder_ledger": 1,
+            "history_elder_ledger": elder_ledger(request.app),
             "core_latest_ledger": latest.sequence,
             "network_passphrase": node.config.network_passphrase,
             "current_protocol_version": 22,
@@ -220,7 +340,9 @@ def _submitted(request: web.Request, envelope: str) -> dict[str, Any] | None:
 
 
 def _tx(request: web.Request) -> TxRecord | None:
-    return request.app[NODE].history.transactions.get(request.match_info["tx_hash"].lower())
+    """The transaction, unless unknown or pruned (before the elder ledger Horizon answers 404)."""
+    record = request.app[NODE].history.transactions.get(request.match_info["tx_hash"].lower())
+    return None if record is None or record.ledger < elder_ledger(request.app) else record
 
 
 async def get_transaction(request: web.Request) -> web.StreamResponse:
@@ -256,7 +378,7 @@ def _cursor(request: web.Request, node: Node) -> int | None:
 
 async def payments(request: web.Request) -> web.StreamResponse:
     node = request.app[NODE]
-    streaming = "text/event-stream" in request.headers.get("Accept", "")
+    streaming = _streaming(request)
     rule, early = await _generic(request, "horizon", STREAM_ACTIONS if streaming else READ_ACTIONS)
     if early is not None:
         return early
@@ -264,42 +386,31 @@ async def payments(request: web.Request) -> web.StreamResponse:
         return shaped(int(rule.params.get("status", 503)), "stream unavailable")
     try:
         cursor = _cursor(request, node)
-        limit = int(request.query.get("limit", "10"))
+        limit = int(request.query.get("limit", str(STREAM_LIMIT)))
         order = request.query.get("order", "asc")
         if not 1 <= limit <= 200 or order not in ("asc", "desc"):
             raise ValueError("limit")
     except ValueError as exc:
         return problem(400, f"The request has an invalid parameter: {exc}.", extras={"invalid_field": str(exc)})
-    mark = None if request.query.get("cursor") == "now" else _before_history(request, cursor)
-    if mark is not None:
-        return mark
+    floor = _floor(request.app)
+    if order == "desc" and floor and cursor is not None and cursor <= floor:
+        # only a descending query is ever refused (stellar/go services/horizon/internal/actions/helpers.go,
+        # validateAndAdjustCursor / validateCursorWithinHistory); an ascending one before history starts at
+        # the elder ledger, and one beyond the newest record gets an empty page
+        return problem(
+            410,
+            "The data requested is older than the oldest ledger this server keeps.",
+            "before_history",
+            "Data Requested Is Before Recorded History",
+        )
     account = request.match_info.get("account_id")
     kind = "operations" if request.path.endswith("/operations") else "payments"
     include_failed = request.query.get("include_failed") == "true"
     join = request.query.get("join") == "transactions"
     if streaming:
-        return await _stream(request, kind, account, cursor, include_failed, join)
-    records = node.history.page(kind, account, cursor, order, limit, include_failed)
+        return await _stream(request, kind, account, cursor, include_failed, join, limit)
+    records = node.history.page(kind, account, cursor, order, limit, include_failed, floor)
     return page(request, [_joined(node, r, join) for r in records], order, limit)
-
-
-def _before_history(request: web.Request, cursor: int | None) -> web.Response | None:
-    if cursor is None:
-        return None
-    path = request.path.removeprefix("/horizon")
-
-    def older(rule: fl.FaultRule) -> bool:
-        return cursor < int(rule.params.get("cursor", 0))
-
-    rule = request.app[FAULTS].match("horizon", "GET", path, actions={"before_history"}, accept=older)
-    if rule is None:
-        return None
-    return problem(
-        410,
-        "The requested cursor is older than the history this server keeps.",
-        "before_history",
-        "Data Requested Is Before Recorded History",
-    )
 
 
 def _joined(node: Node, record: dict[str, Any], join: bool) -> dict[str, Any]:
@@ -310,27 +421,52 @@ def _joined(node: Node, record: dict[str, Any], join: bool) -> dict[str, Any]:
 
 
 async def _stream(
-    request: web.Request, kind: str, account: str | None, cursor: int | None, include_failed: bool, join: bool
+    request: web.Request,
+    kind: str,
+    account: str | None,
+    cursor: int | None,
+    include_failed: bool,
+    join: bool,
+    limit: int,
 ) -> web.StreamResponse:
-    """SSE: `retry:`, a "hello" message, then each record from the cursor, then live records."""
-    node = request.app[NODE]
-    response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+    """SSE as stellar/go `render/sse` writes it: the "hello" preamble (`retry: 1000`), each record as `id:`/
+    `data:`, and after `limit` records a "byebye" (`event: close`, `retry: 10`) that ends the connection so
+    the client resumes from its last id (`stream_handler.go` counts `limit` down across passes). Each pass
+    (the first, then one per wake-up for new records) costs one unit of the per-IP budget: refused before
+    the preamble it is a plain 429 problem without rate-limit headers, refused later an `event: error`
+    that ends the stream (`stream.go`, `Stream.Err`)."""
+    node, budget, key = request.app[NODE], request.app[BUDGET], request.remote or ""
+    verdict = budget.charge(key)
+    if verdict is not None and verdict.limited:
+        return problem(429, "Rate limit exceeded")
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream; charset=utf-8",
+                                           "Cache-Control": "no-cache"})
     await response.prepare(request)
     await response.write(b'retry: 1000\nevent: open\ndata: "hello"\n\n')
     handle = _StreamHandle(request)
     request.app[STREAMS].add(handle)
     generation, history = node.generation, node.history
+    remaining, first = limit, True
     try:
         while not handle.closed and node.generation == generation:
-            records = history.page(kind, account, cursor, "asc", 200, include_failed)
+            if not first:
+                verdict = budget.charge(key)
+                if verdict is not None and verdict.limited:
+                    await response.write(b"event: error\ndata: Rate limit exceeded\n\n")
+                    break
+            first = False
+            records = history.page(kind, account, cursor, "asc", remaining, include_failed, _floor(request.app))
             chunks = []
             for record in records:
                 cursor = int(record["paging_token"])
                 data = json.dumps(_joined(node, record, join))
                 chunks.append(f"id: {record['paging_token']}\ndata: {data}\n\n")
+            remaining -= len(records)
             if chunks:
                 await response.write("".join(chunks).encode())
-                continue
+            if remaining <= 0:
+                await response.write(b'retry: 10\nevent: close\ndata: "byebye"\n\n')
+                break
             waited = asyncio.get_running_loop().time()
             await history.wait(15)
             if asyncio.get_running_loop().time() - waited >= 15:

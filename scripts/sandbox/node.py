@@ -21,6 +21,7 @@ from scripts.sandbox.escrow import EscrowContracts
 from scripts.sandbox.faults import FaultRule, Faults
 from scripts.sandbox.history import History, LedgerHeader
 from scripts.sandbox.ledger import NATIVE, ONE, ContractEntry, Ledger, Scratch, Trustline, keypair_from_seed
+from scripts.sandbox.sac import AssetContracts
 from scripts.sandbox.transactions import Decoded, Engine, Outcome, decode
 
 #: XLM held by the friendbot account at genesis (the sandbox's whole XLM supply).
@@ -79,13 +80,28 @@ class Node:
         self.contracts = EscrowContracts(
             self.clock, self.network_id, self.usdc_key, self.tw_fee.public_key, self.deployer_id
         )
-        self.engine = Engine(self.ledger, self.history, self.clock, self.config.network_passphrase, self.contracts)
+        sac = AssetContracts(self.usdc.contract_id(self.config.network_passphrase), self.usdc_key,
+                             self.issuer.public_key, self.contracts)
+        self.engine = Engine(self.ledger, self.history, self.clock, self.config.network_passphrase, sac)
         self.secrets = {self.issuer.public_key: self.issuer.secret}
         #: Trustless Work's own database (what its helper reads serve) and the hashes of the transactions
         #: it built (its "internal queue", which `update-from-txhash` requires): see `trustless.py`.
         self.tw_index: dict[str, ContractEntry] = {}
         self.tw_built: set[str] = set()
         self._genesis()
+
+    def new_chain(self, passphrase: str | None = None) -> None:
+        """A network reset (as testnet's, https://developers.stellar.org/docs/networks): every account,
+        trustline, contract and history record is gone and ledgers and paging tokens start over; the keys the
+        sandbox holds (its genesis accounts, the external accounts it created) are kept, so a test can fund
+        them again. Open streams end (`generation`), and a client resuming from its cursor finds nothing."""
+        secrets, old = dict(self.secrets), self.history
+        if passphrase:
+            self.config = replace(self.config, network_passphrase=passphrase)
+            self.network_id = hashlib.sha256(passphrase.encode()).digest()
+        self.reset()
+        self.secrets.update(secrets)
+        old.notify()
 
     def _genesis(self) -> None:
         scratch = Scratch(self.ledger)

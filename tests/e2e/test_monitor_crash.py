@@ -84,17 +84,18 @@ async def test_a_cursor_older_than_history_falls_back_to_per_wallet_reconciliati
         processes.wait_for(lambda: following(engine), what="the monitor to follow")
         await asyncio.sleep(0.5)
         processes.kill(first)
+    ledger.pay("issuer", ledger.create_account()["publicKey"], "1.00")  # a record the pruning removes
+    # Horizon prunes its history past the stored cursor: an ascending read from it silently starts at the
+    # elder ledger (no 410: stellar/go services/horizon/internal/actions/helpers.go, validateAndAdjustCursor)
+    ledger.add_fault(service="horizon", action="before_history", times=0)
     paid = [ledger.pay("issuer", wallet["public_key"], "3.00")["hash"] for _ in range(3)]
-    # Horizon now refuses every cursor older than the newest record (410 before_history)
-    newest = ledger.http.get(f"{ledger.horizon_url}/payments?order=desc&limit=1").json()["_embedded"]["records"][0]
-    ledger.add_fault(service="horizon", action="before_history", path="/payments",
-                     params={"cursor": int(newest["paging_token"])}, times=0)
     try:
         with processes.process("-m", "orchestrator", "monitor"):
             counted = await wait_credits(engine, [user["id"]], 3)
     finally:
         ledger.clear_faults()
     assert sorted(tx for _, tx in counted) == sorted(paid)
+    assert set(counted.values()) == {1}
     with engine.connect() as conn:
         sources = conn.execute(text("SELECT DISTINCT source FROM deposits WHERE user_id = :u"),
                                {"u": user["id"]}).scalars().all()

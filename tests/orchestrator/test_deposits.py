@@ -24,10 +24,22 @@ def payment(**overrides: Any) -> dict[str, Any]:
     return {**record, **overrides}
 
 
+ESCROW = "CESCROWOFOURS"
+
+
+def contract(frm: str = "CSMARTWALLET", to: str | None = WALLET, **change: Any) -> dict[str, Any]:
+    """An ``invoke_host_function`` payment record as Horizon writes a SAC transfer."""
+    entry = {"asset_type": "credit_alphanum4", "asset_code": "USDC", "asset_issuer": USDC.issuer,
+             "type": "transfer", "from": frm, "to": to, "amount": "80.0000000", **change}
+    return {"id": "25769807873", "paging_token": "25769807873", "type": "invoke_host_function",
+            "transaction_successful": True, "transaction_hash": "ef" * 32, "asset_balance_changes": [entry]}
+
+
 def test_a_usdc_payment_into_a_wallet_is_a_deposit_keyed_by_its_operation() -> None:
     row = deposits.classify(payment(), USDC, ours)
     assert row is not None
-    assert row["operation_id"] == "25769807873"
+    assert row["operation_id"] == f"{'ab' * 32}:0"  # hash and index: a TOID repeats after a network reset
+    assert row["paging_token"] == "25769807873"
     assert row["op_index"] == 0
     assert str(row["amount"]) == "12.3456789"
     assert (row["wallet_id"], row["user_id"]) == ("wal_1", "usr_1")
@@ -49,10 +61,20 @@ def test_path_payments_that_deliver_usdc_count_with_the_amount_received(kind: st
     ("a payment to someone else", payment(to=OTHER)),
     ("an account creation", {"id": "1", "type": "create_account", "account": WALLET, "funder": OTHER,
                              "starting_balance": "100.0000000", "transaction_hash": "cd" * 32}),
-    ("a contract payout", {"id": "2", "type": "invoke_host_function", "transaction_successful": True,
-                           "transaction_hash": "ef" * 32, "asset_balance_changes": [
-                               {"asset_type": "credit_alphanum4", "asset_code": "USDC", "asset_issuer": USDC.issuer,
-                                "type": "transfer", "from": "CABC", "to": WALLET, "amount": "80.0000000"}]}),
+    ("a payout from one of our escrows", contract(frm=ESCROW)),
+    ("a contract transfer of another asset", contract(asset_code="EURC")),
+    ("a contract transfer out of the wallet", contract(frm=WALLET, to=OTHER)),
+    ("a burn", contract(type="burn", to=None)),
 ])
 def test_records_that_are_not_usdc_deposits_into_a_wallet_are_ignored(name: str, record: dict[str, Any]) -> None:
-    assert deposits.classify(record, USDC, ours) is None, name
+    assert deposits.classify(record, USDC, ours, is_escrow=lambda a: a == ESCROW) is None, name
+
+
+def test_usdc_a_contract_moves_into_a_wallet_from_anything_but_our_escrow_is_a_deposit_per_change() -> None:
+    """DESIGN decision 23: keyed by transaction hash, operation index and change index."""
+    record = contract()
+    record["asset_balance_changes"].append({**record["asset_balance_changes"][0], "amount": "1.0000000"})
+    rows = deposits.deposit_rows(record, USDC, ours, is_escrow=lambda a: a == ESCROW)
+    assert [(r["operation_id"], str(r["amount"])) for r in rows] == [
+        (f"{'ef' * 32}:0:0", "80.0000000"), (f"{'ef' * 32}:0:1", "1.0000000")]
+    assert rows[0]["from_account"] == "CSMARTWALLET"

@@ -235,13 +235,19 @@ def test_stream_disconnect_closes_streams_and_refuses_the_reconnect(sandbox: San
     assert len(_fired(sandbox, "stream_disconnect")) == 2
 
 
-def test_before_history_answers_410_for_old_cursors(sandbox: SandboxControl, server: Server) -> None:
+def test_before_history_prunes_without_a_410_for_ascending_cursors(sandbox: SandboxControl, server: Server) -> None:
+    """Horizon answers 410 only to a descending query before its history (stellar/go
+    services/horizon/internal/actions/helpers.go, validateAndAdjustCursor); ascending starts at the elder."""
     alice = wallet(sandbox)
     first = server.payments().for_account(alice.public_key).call()["_embedded"]["records"][0]["paging_token"]
-    sandbox.add_fault(service="horizon", path="/payments", action="before_history", times=0)
+    sandbox.add_fault(service="horizon", action="before_history", times=0)
+    later = sandbox.pay("issuer", alice.public_key, "1.00")
     old = requests.get(sandbox.horizon_url + "/payments", params={"cursor": first}, timeout=5)
-    assert old.status_code == 410
-    assert old.json()["type"].endswith("/before_history")
+    assert old.status_code == 200
+    assert [r["transaction_hash"] for r in old.json()["_embedded"]["records"]] == [later["hash"]]
+    down = requests.get(sandbox.horizon_url + "/payments", params={"cursor": first, "order": "desc"}, timeout=5)
+    assert down.status_code == 410
+    assert down.json()["type"].endswith("/before_history")
     assert requests.get(sandbox.horizon_url + "/payments", params={"cursor": "now"}, timeout=5).status_code == 200
 
 

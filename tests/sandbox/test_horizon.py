@@ -338,3 +338,98 @@ async def test_stream_replays_from_cursor_then_goes_live(sandbox: SandboxControl
             if len(seen) == 2:
                 break
     assert seen == ["2.0000000", "4.0000000"]
+
+
+def _root(sandbox: SandboxControl) -> dict:
+    return requests.get(sandbox.horizon_url + "/", timeout=5).json()
+
+
+def _records(sandbox: SandboxControl, path: str = "/payments", **params: str) -> list[dict]:
+    response = requests.get(sandbox.horizon_url + path, params=params, timeout=5)
+    assert response.status_code == 200, response.text
+    return response.json()["_embedded"]["records"]
+
+
+def test_pruned_history_moves_the_elder_and_ascending_reads_start_there(sandbox: SandboxControl) -> None:
+    alice = wallet(sandbox)
+    old = sandbox.pay("issuer", alice.public_key, "1.00")
+    assert _root(sandbox)["history_elder_ledger"] == 1
+    sandbox.add_fault(service="horizon", action="before_history", times=0)
+    new = sandbox.pay("issuer", alice.public_key, "2.00")
+    root = _root(sandbox)
+    assert root["history_elder_ledger"] == new["ledger"]
+    for path in ("/payments", f"/accounts/{alice.public_key}/payments"):
+        assert [r["transaction_hash"] for r in _records(sandbox, path, cursor="1")] == [new["hash"]]
+        assert [r["transaction_hash"] for r in _records(sandbox, path, order="desc")] == [new["hash"]]
+    assert requests.get(f"{sandbox.horizon_url}/transactions/{old['hash']}", timeout=5).status_code == 404
+    assert _records(sandbox, cursor=str(2**62)) == []  # beyond the newest record: an empty page, no error
+
+
+def test_reset_network_starts_a_new_chain_and_keeps_the_keys(sandbox: SandboxControl) -> None:
+    alice = wallet(sandbox, usdc_amount="5")
+    before = _records(sandbox, order="desc", limit="1")[0]["paging_token"]
+    answer = sandbox.http.post(f"{sandbox.base_url}/_sandbox/reset-network", json={}, timeout=10).json()
+    assert answer["network_passphrase"] == PASSPHRASE
+    root = _root(sandbox)
+    assert root["history_latest_ledger"] < int(before) >> 32
+    assert requests.get(f"{sandbox.horizon_url}/accounts/{alice.public_key}", timeout=5).status_code == 404
+    assert _records(sandbox, cursor=before) == []  # the old cursor lies beyond the new chain
+    # the sandbox still holds alice's key: she can be funded again on the new chain
+    assert requests.get(sandbox.friendbot_url, params={"addr": alice.public_key}, timeout=10).status_code == 200
+    renamed = sandbox.http.post(f"{sandbox.base_url}/_sandbox/reset-network",
+                                json={"passphrase": "Another Network ; 2027"}, timeout=10).json()
+    assert _root(sandbox)["network_passphrase"] == renamed["network_passphrase"] == "Another Network ; 2027"
+    sandbox.http.post(f"{sandbox.base_url}/_sandbox/reset-network", json={"passphrase": PASSPHRASE}, timeout=10)
+
+
+def test_request_budget_answers_429_with_retry_after_and_counts_stream_passes(sandbox: SandboxControl) -> None:
+    budget = f"{sandbox.base_url}/_sandbox/horizon/budget"
+    assert sandbox.http.post(budget, json={"requestsPerHour": 36, "burst": 3}, timeout=5).status_code == 200
+    try:
+        first = requests.get(sandbox.horizon_url + "/", timeout=5)
+        assert first.headers["X-RateLimit-Limit"] == "3"
+        assert first.headers["X-RateLimit-Remaining"] == "2"
+        requests.get(sandbox.horizon_url + "/", timeout=5)
+        # a stream's first pass costs one unit, like any request
+        with requests.get(sandbox.horizon_url + "/payments", params={"cursor": "now"}, timeout=5, stream=True,
+                          headers={"Accept": "text/event-stream"}) as stream:
+            assert stream.status_code == 200
+        refused = requests.get(sandbox.horizon_url + "/", timeout=5)
+        assert refused.status_code == 429
+        assert refused.json()["type"].endswith("/rate_limit_exceeded")
+        assert int(refused.headers["Retry-After"]) >= 1
+        assert refused.headers["X-RateLimit-Remaining"] == "0"
+        # a refused stream is a plain 429 problem (no rate-limit headers, as Horizon's stream handler)
+        stream = requests.get(sandbox.horizon_url + "/payments", params={"cursor": "now"}, timeout=5,
+                              headers={"Accept": "text/event-stream"})
+        assert stream.status_code == 429
+    finally:
+        sandbox.http.post(budget, json={"requestsPerHour": 0}, timeout=5)
+
+
+def test_a_stream_ends_after_limit_records_with_byebye(sandbox: SandboxControl) -> None:
+    alice = wallet(sandbox)
+    for _ in range(3):
+        sandbox.pay("issuer", alice.public_key, "1.00")
+    response = requests.get(f"{sandbox.horizon_url}/accounts/{alice.public_key}/payments",
+                            params={"cursor": "0", "limit": "2"}, headers={"Accept": "text/event-stream"}, timeout=10)
+    ids = [line for line in response.text.splitlines() if line.startswith("id: ")]
+    assert len(ids) == 2
+    assert response.text.rstrip().endswith('data: "byebye"')
+
+
+def test_a_contract_transfer_is_listed_among_payments_with_asset_balance_changes(sandbox: SandboxControl) -> None:
+    alice, bob = wallet(sandbox, usdc_amount="10"), wallet(sandbox)
+    sent = sandbox.http.post(f"{sandbox.base_url}/_sandbox/stellar/contract-transfer",
+                             json={"from": alice.secret, "to": bob.public_key, "amount": "2.5"}, timeout=10)
+    assert sent.status_code == 200, sent.text
+    record = _records(sandbox, f"/accounts/{bob.public_key}/payments", order="desc", limit="1")[0]
+    assert record["type"] == "invoke_host_function"
+    assert record["transaction_hash"] == sent.json()["hash"]
+    assert record["function"] == "HostFunctionTypeHostFunctionTypeInvokeContract"
+    assert record["asset_balance_changes"] == [{
+        "asset_type": "credit_alphanum4", "asset_code": "USDC", "asset_issuer": sandbox.issuer(),
+        "type": "transfer", "from": alice.public_key, "to": bob.public_key, "amount": "2.5000000"}]
+    server = Server(sandbox.horizon_url)
+    assert balances(server, bob.public_key)["USDC"] == "2.5000000"
+    assert balances(server, alice.public_key)["USDC"] == "7.5000000"

@@ -12,7 +12,7 @@ import pika
 from aiohttp import web
 from sqlalchemy import text
 
-from orchestrator import airtm_treasury
+from orchestrator import airtm_treasury, operations
 from orchestrator.commands import Kind
 from orchestrator.db import airtm as airtm_db
 from orchestrator.events import iso, now
@@ -70,8 +70,10 @@ async def health_detailed(request: web.Request) -> web.Response:
         results["airtm"] = await _treasury(request, results["airtm"])
     taken = gathered[2]
     waiting = _operations(taken, settings)
+    if settings.payment_provider == "crypto" and (network := await _network(app)) is not None:
+        waiting["network"] = network  # a detected network reset (DESIGN decision 35)
     statuses = {r["status"] for r in (*results.values(), *waiting.values())}
-    overall = "unhealthy" if "unhealthy" in statuses else "degraded" if "degraded" in statuses else "healthy"
+    overall = next((s for s in ("critical", "unhealthy", "degraded") if s in statuses), "healthy")
     backlog: dict[str, Any] = {}
     if not isinstance(taken, str):
         b = taken.backlog
@@ -80,7 +82,15 @@ async def health_detailed(request: web.Request) -> web.Response:
                    "depositsPending": b.deposits_pending}
     return envelope(request, {"status": overall, "version": VERSION, "timestamp": iso(now()),
                               "dependencies": results, "operations": waiting, "backlog": backlog},
-                    status=503 if overall == "unhealthy" else 200)
+                    status=503 if overall in ("unhealthy", "critical") else 200)
+
+
+async def _network(app: web.Application) -> dict[str, Any] | None:
+    try:
+        async with app[ENGINE].connect() as conn:
+            return operations.network_health((await conn.execute(operations.network_statement())).first())
+    except Exception:
+        return None  # the database check reports an unreadable database
 
 
 async def _treasury(request: web.Request, found: dict[str, Any]) -> dict[str, Any]:
