@@ -37,6 +37,10 @@ USDC_ISSUERS = {
 HORIZON_URLS = {"testnet": "https://horizon-testnet.stellar.org", "mainnet": "https://horizon.stellar.org"}
 TRUSTLESS_URLS = {"testnet": "https://dev.api.trustlesswork.com", "mainnet": "https://api.trustlesswork.com"}
 AIRTM_URLS = {"sandbox": "https://api.stg.enterprise.airtm.com/v2", "production": "https://api.enterprise.airtm.com/v2"}
+#: AirTM's hosted pay-in page per AIRTM_ENV (DESIGN decision 24): production from AirTM's description
+#: (docs/airtm/documentation.json, "Create a Payin" > Redirection); staging's app host from the original
+#: repository's guide (docs/providers/airtm.md), as AirTM's description names none.
+AIRTM_CHECKOUT_URLS = {"sandbox": "https://app.stg.airtm.io/payin/", "production": "https://app.airtm.com/payin/"}
 
 
 @dataclass(frozen=True)
@@ -275,8 +279,8 @@ class _Reader:
             horizon, trustless = HORIZON_URLS[network], TRUSTLESS_URLS[network]
             friendbot = "https://friendbot.stellar.org" if network == "testnet" else None
             airtm_env = self.choice("AIRTM_ENV", "sandbox", ("sandbox", "production", "prod"))
-            airtm = AIRTM_URLS["sandbox" if airtm_env == "sandbox" else "production"]
-            checkout = "https://app.airtm.com/payin/"
+            airtm_key = "sandbox" if airtm_env == "sandbox" else "production"
+            airtm, checkout = AIRTM_URLS[airtm_key], AIRTM_CHECKOUT_URLS[airtm_key]
             issuer = USDC_ISSUERS[network]
         out: dict[str, Any] = {
             "horizon_url": (self.raw("STELLAR_HORIZON_URL") or horizon).rstrip("/"),
