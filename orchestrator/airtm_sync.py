@@ -34,8 +34,10 @@ def callback_url(settings: Settings, topup_id: str) -> str:
 
 
 def _definite(failure: AirtmFailure) -> bool:
-    """A refusal that proves nothing was created (anything unclear is retried, then read by code)."""
-    return not failure.ambiguous and failure.code not in ("PROVIDER_RATE_LIMITED", "PROVIDER_TIMEOUT")
+    """A final refusal: nothing was created and nothing will be (anything unclear is retried, then read by
+    code; AirTM's "retry later", 415008, is retried too and never fails the record)."""
+    return not (failure.ambiguous or failure.retry_later
+                or failure.code in ("PROVIDER_RATE_LIMITED", "PROVIDER_TIMEOUT"))
 
 
 def create_payin(engine: Any, settings: Settings, topup_id: str, flow: str = "") -> list[Message]:

@@ -325,6 +325,12 @@ def _demo(client: Client, args: argparse.Namespace) -> int:
     return demo.run(client, args)
 
 
+def _smoke(client: Client, args: argparse.Namespace) -> int:
+    from orchestrator import smoke
+
+    return smoke.run(client, args)
+
+
 # -- wiring -----------------------------------------------------------------------------------------------
 
 Command = Callable[[Client, argparse.Namespace], int]
@@ -391,6 +397,12 @@ def add_commands(sub: Any) -> None:
     demo.add_argument("--sandbox-url", help="the sandbox's control plane (default: SANDBOX_URL, .env, "
                                             "http://127.0.0.1:4100)")
     demo.add_argument("--deposit", default="250.00", help="USDC the buyer deposits on the ledger first")
+
+    from orchestrator.smoke import add_arguments
+
+    add_arguments(command(sub, "smoke", _smoke, "one whole lifecycle against a running instance on testnet or "
+                                                "the sandbox, each step with its transaction hashes confirmed on "
+                                                "Horizon, and a verdict (exit 0 only if all passed)"))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -50,6 +50,10 @@ URL_SCHEMES: dict[str, tuple[str, tuple[str, ...]]] = {
     "AIRTM_API_URL": ("airtm_api_url", _HTTP),
 }
 AIRTM_URLS = {"sandbox": "https://api.stg.enterprise.airtm.com/v2", "production": "https://api.enterprise.airtm.com/v2"}
+#: AirTM's hosted pay-in page per AIRTM_ENV (DESIGN decision 24): production from AirTM's description
+#: (docs/airtm/documentation.json, "Create a Payin" > Redirection); staging's app host from the original
+#: repository's guide (docs/providers/airtm.md), as AirTM's description names none.
+AIRTM_CHECKOUT_URLS = {"sandbox": "https://app.stg.airtm.io/payin/", "production": "https://app.airtm.com/payin/"}
 
 
 @dataclass(frozen=True)
@@ -319,8 +323,8 @@ class _Reader:
             horizon, trustless = HORIZON_URLS[network], TRUSTLESS_URLS[network]
             friendbot = "https://friendbot.stellar.org" if network == "testnet" else None
             airtm_env = self.choice("AIRTM_ENV", "sandbox", ("sandbox", "production", "prod"))
-            airtm = AIRTM_URLS["sandbox" if airtm_env == "sandbox" else "production"]
-            checkout = "https://app.airtm.com/payin/"
+            airtm_key = "sandbox" if airtm_env == "sandbox" else "production"
+            airtm, checkout = AIRTM_URLS[airtm_key], AIRTM_CHECKOUT_URLS[airtm_key]
             issuer = USDC_ISSUERS[network]
         out: dict[str, Any] = {
             "horizon_url": (self.raw("STELLAR_HORIZON_URL") or horizon).rstrip("/"),

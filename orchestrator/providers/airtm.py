@@ -24,14 +24,26 @@ from orchestrator.settings import Settings
 log = logging.getLogger(__name__)
 
 PROVIDER = "airtm"
-#: Reason codes (§3.7) that say the recipient cannot use AirTM, with the ``failureReason`` they mean.
-RECIPIENT_CODES = {"415059": "USER_NOT_FOUND", "415008": "USER_INACTIVE", "415009": "USER_BANNED",
-                   "415010": "RESTRICTED_TERRITORY", "415060": "PAYMENT_METHOD_INVALID",
-                   "415061": "PAYMENT_METHOD_INVALID", "415062": "PAYMENT_METHOD_INVALID",
-                   "415064": "AML_REJECTED", "415065": "AML_REJECTED"}
+# Reason codes as AirTM's own API description gives them (Enterprise API v2 1.87.0, "Reason Codes",
+# kept at OFFER-HUB/offer-hub docs/airtm/documentation.json); it wins over providers.md §3.7 (DESIGN 24).
+#: Refusals that say the recipient cannot be paid, with the ``failureReason`` the API reports.
+RECIPIENT_CODES = {
+    "415059": "USER_NOT_FOUND",  # "Recipient not found"
+    "415009": "USER_INACTIVE",  # "Recipient address inactive - Contact recipient"
+    "415010": "USER_BANNED",  # "User deleted or banned - User must contact support"
+    "415060": "PAYOUTS_NOT_ALLOWED",  # "Recipient cannot receive payouts - Contact recipient"
+    "415061": "RESTRICTED_TERRITORY",  # "Recipient from restricted territory"
+    "415062": "PAYMENT_METHOD_INVALID",  # "Invalid recipient payment method - Recipient must reconfigure"
+    "415064": "PAYMENT_METHOD_INVALID",  # (the same text as 415062)
+    "415065": "AML_REJECTED",  # "User has violated the AML policy"
+}
+#: "Recipient address not active - Retry later": nothing was made and nothing is final; try again later.
+RETRY_LATER_CODES = frozenset({"415008"})
 AMOUNT_CODES = frozenset({"415035", "415057", "415058"})
 CODE_EXISTS = frozenset({"415029", "415056"})
-NOT_FOUND_CODES = frozenset({"415902", "415031"})
+#: "Item not found", "Payout not found", "Payin not found": a read of something that does not exist,
+#: whatever HTTP status comes with it (the description gives none per code).
+NOT_FOUND_CODES = frozenset({"415902", "415005", "415031"})
 #: Idempotent reads are retried this many times on a 5xx or a time-out (§3.2).
 READ_RETRIES = 3
 
@@ -42,6 +54,8 @@ class AirtmFailure(ProviderFailure):
     def __init__(self, message: str, *, code: str = "PROVIDER_ERROR", reason_code: str | None = None,
                  http_status: int | None = None, ambiguous: bool = False) -> None:
         self.reason_code, self.http_status, self.ambiguous = reason_code, http_status, ambiguous
+        #: AirTM asked to retry later: not a final refusal, even though nothing was made.
+        self.retry_later = reason_code in RETRY_LATER_CODES
         details: dict[str, Any] = {"provider": PROVIDER}
         if http_status is not None:
             details["originalStatus"] = http_status
@@ -50,7 +64,8 @@ class AirtmFailure(ProviderFailure):
         super().__init__(message, code=code, details=details)
 
     def public(self) -> OrchestratorError:
-        """The error the API answers with (§3.7): recipient and amount refusals are the caller's."""
+        """The error the API answers with (§3.7): recipient and amount refusals are the caller's; a
+        retry-later stays this ``PROVIDER_ERROR`` (502, retryable)."""
         if self.reason_code in RECIPIENT_CODES:
             return BusinessRuleViolation(
                 f"The AirTM account cannot receive this payment: {self.message}", code="AIRTM_USER_INVALID",
@@ -187,7 +202,7 @@ class AirtmClient:
                 raise
         found = self.payout(payout_id)
         if found is None:
-            raise AirtmFailure(f"AirTM payout {payout_id} disappeared", reason_code="415902")
+            raise AirtmFailure(f"AirTM payout {payout_id} disappeared", reason_code="415005")
         return found
 
     def cancel_payout(self, payout_id: str) -> dict[str, Any] | None:

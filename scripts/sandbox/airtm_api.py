@@ -38,9 +38,13 @@ _STATUS_CODES = {401: "415904", 404: "415902", 429: "415999"}
 _MAX_AMOUNT = Decimal(10) ** 12
 
 
-def error_response(status: int, message: str) -> web.Response:
-    """AirTM's error body for a status alone (injected faults, framework errors)."""
-    code = _STATUS_CODES.get(status, "415998" if status >= 500 else "415901")
+def error_response(status: int, message: str, code: str | None = None) -> web.Response:
+    """AirTM's error body for a status alone (injected faults, framework errors), or with a given code.
+
+    AirTM's description (docs/airtm/documentation.json, 1.87.0) documents every error as `default`
+    `{code, message, data?}` without an HTTP status, so a `status` fault may name the reason code
+    (`params.code`) to test that clients decide by the code, whatever status comes with it."""
+    code = code or _STATUS_CODES.get(status, "415998" if status >= 500 else "415901")
     return web.json_response({"code": code, "message": message}, status=status)
 
 
@@ -121,7 +125,10 @@ class AirtmApi:
         path = request.path.removeprefix(PREFIX) or "/"
         rule = self.faults.match("airtm", request.method, path, _loose_json(text))
         if rule is not None and rule.action in GENERIC_ACTIONS:
-            early = await apply_generic(rule, request, error_response)
+            reason = rule.params.get("code")
+            shaped = error_response if reason is None else (
+                lambda status, message: error_response(status, message, str(reason)))
+            early = await apply_generic(rule, request, shaped)
             if early is not None:
                 return early
         self.store.tick()

@@ -48,7 +48,17 @@ _ACTION_STATUS = {
 Notify = Callable[[str, dict[str, Any]], None]
 
 
-def _not_found(what: str, key: str, code: str = "415902") -> AirtmError:
+#: Reason codes of AirTM's API description 1.87.0, "Reason Codes" (OFFER-HUB/offer-hub,
+#: docs/airtm/documentation.json): which code AirTM gives when something is missing or refused.
+ITEM_NOT_FOUND = "415902"  # "Item not found - Verify resource ID" (users: the description names no other)
+PAYOUT_NOT_FOUND = "415005"  # "Payout not found - Verify payout ID"
+PAYIN_NOT_FOUND = "415031"  # "Payin not found - Verify payin ID"
+RECIPIENT_INACTIVE = "415009"  # "Recipient address inactive - Contact recipient" (a user whose status is inactive)
+# 415008 "Recipient address not active - Retry later" is transient: script it with `payoutRejectCode`.
+
+
+def _not_found(what: str, key: str, code: str = ITEM_NOT_FOUND) -> AirtmError:
+    # HTTP 404 is our pick: the description gives every error as `default` with no status
     return AirtmError(404, code, f"{what} {key} not found")
 
 
@@ -122,7 +132,7 @@ class AirtmStore:
         self.notify(PAYIN_EVENTS["CREATED"], payin.to_json())
         return payin
 
-    def payin(self, payin_id: str, code: str = "415902") -> PayIn:
+    def payin(self, payin_id: str, code: str = PAYIN_NOT_FOUND) -> PayIn:
         payin = self.payins.get(payin_id)
         if payin is None:
             raise _not_found("pay-in", payin_id, code)
@@ -132,11 +142,11 @@ class AirtmStore:
         for payin in self.payins.values():
             if payin.code == code:
                 return payin
-        raise _not_found("pay-in with code", code)
+        raise _not_found("pay-in with code", code, PAYIN_NOT_FOUND)
 
     def cancel_payin(self, payin_id: str) -> PayIn:
         """`DELETE /payins/{id}` and the buyer's cancel: only a `CREATED` pay-in can be canceled."""
-        payin = self.payin(payin_id, "415031")
+        payin = self.payin(payin_id)
         if payin.status == "CONFIRMED":
             raise AirtmError(409, "415032", f"pay-in {payin_id} is already completed")
         if payin.status != "CREATED":
@@ -149,7 +159,7 @@ class AirtmStore:
         payin = self._payin_waiting(payin_id)
         user = self.user(email)
         if user.status.lower() != "active":
-            raise AirtmError(409, "415008", f"user {email} is {user.status}")
+            raise AirtmError(409, RECIPIENT_INACTIVE, f"user {email} is {user.status}")
         payin.airtm_user_id, payin.airtm_user_email = user.id, user.email
         if (user.country or "").upper() in ("USA", "US"):
             self._payin_to(payin, "FAILED", failure_reason="415053: US users cannot make pay-ins")
@@ -208,7 +218,7 @@ class AirtmStore:
         if user.payout_reject_code:
             raise AirtmError(422, user.payout_reject_code, f"recipient {email} cannot receive payouts")
         if user.status.lower() != "active":
-            raise AirtmError(422, "415008", f"recipient {email} is {user.status}")
+            raise AirtmError(422, RECIPIENT_INACTIVE, f"recipient {email} is {user.status}")
         payout = Payout(
             airtm_user_id=user.id,
             airtm_user_email=user.email,
@@ -234,14 +244,14 @@ class AirtmStore:
     def payout(self, payout_id: str) -> Payout:
         payout = self.payouts.get(payout_id)
         if payout is None:
-            raise _not_found("payout", payout_id)
+            raise _not_found("payout", payout_id, PAYOUT_NOT_FOUND)
         return payout
 
     def payout_by_code(self, code: str) -> Payout:
         for payout in self.payouts.values():
             if payout.code == code:
                 return payout
-        raise _not_found("payout with code", code)
+        raise _not_found("payout with code", code, PAYOUT_NOT_FOUND)
 
     def commit_payout(self, payout_id: str) -> Payout:
         payout = self.payout(payout_id)

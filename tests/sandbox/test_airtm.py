@@ -351,7 +351,7 @@ def test_a_payout_pending_too_long_is_canceled_and_refunded(airtm: Airtm, sandbo
     ("user", "amount", "code"),
     [
         (None, 5, "415059"),
-        ({"status": "inactive"}, 5, "415008"),
+        ({"status": "inactive"}, 5, "415009"),  # AirTM: "Recipient address inactive"
         ({"payoutRejectCode": "415010"}, 5, "415010"),
         ({}, 0, "415035"),
         ({}, 5.001, "415901"),
