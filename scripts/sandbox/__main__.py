@@ -12,11 +12,13 @@ import dataclasses
 import logging
 import os
 import socket
+import sys
 
 from aiohttp import web
 
 from scripts.sandbox.app import create_app
 from scripts.sandbox.config import SandboxConfig
+from scripts.sandbox.state import StateFileError
 
 
 async def serve(config: SandboxConfig, sock: socket.socket) -> None:
@@ -43,8 +45,12 @@ def main() -> None:
     port = sock.getsockname()[1]
     public_url = os.environ.get("SANDBOX_URL") or f"http://{config.host}:{port}"
     config = dataclasses.replace(config, port=port, public_url=public_url)
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(config, sock))
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(serve(config, sock))
+    except StateFileError as exc:  # one line for the operator, never a traceback
+        print(f"sandbox: cannot start: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

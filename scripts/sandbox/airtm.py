@@ -69,5 +69,13 @@ class AirtmSimulator:
         self.store.reset()
         self.webhooks.reset()
 
+    def to_state(self) -> dict[str, Any]:
+        """Records and the webhook outbox; settings are configuration (the environment's at each start)."""
+        return {"store": self.store.to_state(), "webhooks": self.webhooks.to_state()}
+
+    def from_state(self, state: dict[str, Any]) -> None:
+        self.store.from_state(state["store"])
+        self.webhooks.from_state(state["webhooks"])
+
     def state(self) -> dict[str, Any]:
         return self.store.state() | {"webhooks": self.webhooks.state(), "settings": self.settings.to_json()}

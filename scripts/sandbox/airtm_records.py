@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -98,6 +98,35 @@ class User:
         out = self.to_json() | {"email": self.email}
         return _put(out, payoutOutcome=self.payout_outcome, payoutRejectCode=self.payout_reject_code)
 
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> User:
+        """The inverse of `to_state` (the control plane's view holds every field)."""
+        return cls(
+            email=state["email"], id=state["id"], status=state["status"], is_verified=state["isVerified"],
+            primary_email=state["primaryEmail"], first_name=state.get("firstName"),
+            last_name=state.get("lastName"), country=state.get("country"),
+            payout_outcome=state.get("payoutOutcome"), payout_reject_code=state.get("payoutRejectCode"),
+        )
+
+
+def _to_state(record: Any, decimals: tuple[str, ...], moments: tuple[str, ...]) -> dict[str, Any]:
+    """A record's fields with amounts as exact decimal strings and datetimes as ISO 8601 (microseconds)."""
+    out = {f.name: getattr(record, f.name) for f in fields(record)}
+    for name in decimals:
+        out[name] = str(out[name])
+    for name in moments:
+        out[name] = out[name].isoformat() if out[name] is not None else None
+    return out
+
+
+def _from_state(state: dict[str, Any], decimals: tuple[str, ...], moments: tuple[str, ...]) -> dict[str, Any]:
+    out = dict(state)
+    for name in decimals:
+        out[name] = Decimal(out[name])
+    for name in moments:
+        out[name] = datetime.fromisoformat(out[name]) if out[name] is not None else None
+    return out
+
 
 @dataclass
 class PayIn:
@@ -124,6 +153,17 @@ class PayIn:
     @property
     def net_amount(self) -> Decimal:
         return self.amount - self.airtm_fee
+
+    def to_state(self) -> dict[str, Any]:
+        state = _to_state(self, ("amount", "airtm_fee"), ("created_at", "updated_at"))
+        state["items"] = [item | {"amount": str(item["amount"])} for item in self.items]
+        return state
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> PayIn:
+        loaded = _from_state(state, ("amount", "airtm_fee"), ("created_at", "updated_at"))
+        loaded["items"] = [item | {"amount": Decimal(item["amount"])} for item in state["items"]]
+        return cls(**loaded)
 
     @property
     def terminal(self) -> bool:
@@ -163,6 +203,9 @@ class PayIn:
         )
 
 
+_PAYOUT_DECIMALS = ("gross_amount", "enterprise_fee", "airtm_fee")
+
+
 @dataclass
 class Payout:
     """A payment from the enterprise to an AirTM user; `amount` is what the enterprise is debited."""
@@ -192,6 +235,13 @@ class Payout:
     @property
     def amount(self) -> Decimal:
         return self.gross_amount - self.enterprise_fee
+
+    def to_state(self) -> dict[str, Any]:
+        return _to_state(self, _PAYOUT_DECIMALS, ("created_at", "updated_at"))
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> Payout:
+        return cls(**_from_state(state, _PAYOUT_DECIMALS, ("created_at", "updated_at")))
 
     @property
     def net_amount(self) -> Decimal:

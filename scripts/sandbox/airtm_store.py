@@ -69,6 +69,9 @@ class AirtmStore:
         self.settings = settings
         self.clock = clock
         self.notify = notify
+        #: Called when `tick` changed a record (no request is there to have it written; see `state.py`).
+        self.on_change: Callable[[], None] = lambda: None
+        self.version = 0
         self.enterprise_id = new_uuid()
         self.reset()
 
@@ -78,6 +81,24 @@ class AirtmStore:
         self.payouts: dict[str, Payout] = {}
         self.scripts: list[dict[str, Any]] = []
         self.available = INITIAL_ENTERPRISE_BALANCE
+
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "enterpriseId": self.enterprise_id,
+            "available": str(self.available),
+            "users": [user.to_state() for user in self.users.values()],
+            "payins": [payin.to_state() for payin in self.payins.values()],
+            "payouts": [payout.to_state() for payout in self.payouts.values()],
+            "scripts": list(self.scripts),
+        }
+
+    def from_state(self, state: dict[str, Any]) -> None:
+        self.enterprise_id = state["enterpriseId"]
+        self.available = Decimal(state["available"])
+        self.users = {u["email"].lower(): User.from_state(u) for u in state["users"]}
+        self.payins = {p["id"]: PayIn.from_state(p) for p in state["payins"]}
+        self.payouts = {p["id"]: Payout.from_state(p) for p in state["payouts"]}
+        self.scripts = list(state["scripts"])
 
     # Users
 
@@ -184,6 +205,7 @@ class AirtmStore:
 
     def _payin_to(self, payin: PayIn, status: str, failure_reason: str | None = None) -> None:
         assert not payin.terminal, "a terminal pay-in never changes"
+        self.version += 1
         payin.status, payin.updated_at = status, self.clock.now()
         if failure_reason is not None:
             payin.failure_reason = failure_reason
@@ -310,6 +332,7 @@ class AirtmStore:
 
     def _payout_to(self, payout: Payout, status: str, transition: str, message: str) -> None:
         assert not payout.terminal, "a terminal payout never changes"
+        self.version += 1
         previous, payout.status, payout.updated_at = payout.status, status, self.clock.now()
         if status in ("FAILED", "CANCELED"):
             self.available += payout.amount
@@ -335,7 +358,7 @@ class AirtmStore:
 
     def tick(self) -> None:
         """Apply whatever the sandbox clock has made due: expiries, confirmations, settlements."""
-        now = self.clock.time()
+        now, before = self.clock.time(), self.version
         for payin in self.payins.values():
             if payin.status == "CREATED" and now >= payin.expires_at:
                 self._payin_to(payin, "CANCELED")
@@ -349,6 +372,8 @@ class AirtmStore:
                 self._settle(payout, payout.outcome or {"outcome": self._default_outcome(payout)})
             elif payout.status == "PENDING" and now - (payout.pending_since or now) >= pending_limit:
                 self._payout_to(payout, "CANCELED", "PENDING_EXPIRED", "pending payout canceled automatically")
+        if self.version != before:
+            self.on_change()
 
     def _default_outcome(self, payout: Payout) -> str:
         user = self.users.get(payout.airtm_user_email.lower())

@@ -18,7 +18,8 @@ import logging
 import secrets
 import string
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -72,6 +73,16 @@ class Message:
     hold_until: float = 0.0
     reordered: bool = False
 
+    def to_state(self) -> dict[str, Any]:
+        """Every field, the signed body as base64 (the same bytes are signed again after a restart)."""
+        state = asdict(self)
+        state["body"] = base64.b64encode(self.body).decode()
+        return state
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> Message:
+        return cls(**(state | {"body": base64.b64decode(state["body"])}))
+
     def to_json(self) -> dict[str, Any]:
         out = {
             "id": self.id,
@@ -94,6 +105,8 @@ class WebhookDeliverer:
         self.clock = clock
         self.faults = faults
         self.messages: dict[str, Message] = {}
+        #: Called after each delivery attempt, so a restart neither forgets nor re-counts what was sent.
+        self.on_change: Callable[[], None] = lambda: None
         self._wake = asyncio.Event()
         self._session: aiohttp.ClientSession | None = None
         self._task: asyncio.Task[None] | None = None
@@ -106,6 +119,13 @@ class WebhookDeliverer:
 
     def state(self) -> list[dict[str, Any]]:
         return [message.to_json() for message in self.messages.values()]
+
+    def to_state(self) -> list[dict[str, Any]]:
+        return [message.to_state() for message in self.messages.values()]
+
+    def from_state(self, state: list[dict[str, Any]]) -> None:
+        """The outbox as it was: pending messages go out again (with their `svix-id`: at least once)."""
+        self.messages = {m["id"]: Message.from_state(m) for m in state}
 
     def enqueue(self, event_type: str, data: dict[str, Any]) -> Message:
         """Queue a message for the endpoint configured when it is attempted."""
@@ -149,6 +169,7 @@ class WebhookDeliverer:
                 except Exception:
                     log.exception("Delivering webhook %s failed inside the sandbox.", message.id)
                     message.status = "failed"
+                self.on_change()
             await self._sleep()
 
     def _due(self) -> list[Message]:

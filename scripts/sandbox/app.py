@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
-from scripts.sandbox import control, horizon, trustless
+from scripts.sandbox import control, horizon, state, trustless
 from scripts.sandbox.airtm import AirtmSimulator
 from scripts.sandbox.clock import Clock
 from scripts.sandbox.config import SandboxConfig
@@ -61,16 +61,18 @@ def create_app(config: SandboxConfig) -> web.Application:
     horizon.setup(app)
     control.setup(app)
     trustless.setup(app, config)
-    _setup_airtm(app, config, clock, faults)
+    airtm = _setup_airtm(app, config, clock, faults)
     app.cleanup_ctx.append(_ledger_closer)  # idle in instant mode; the mode can change at run time
+    state.attach(app, config, clock, node, airtm)  # raises StateFileError for a file it cannot use
     return app
 
 
-def _setup_airtm(app: web.Application, config: SandboxConfig, clock: Clock, faults: Faults) -> None:
+def _setup_airtm(app: web.Application, config: SandboxConfig, clock: Clock, faults: Faults) -> AirtmSimulator:
     sim = AirtmSimulator(config, clock, faults)
     sim.setup(app)
     app[control.RESETTERS].append(sim.reset)
     app[control.STATE_PARTS]["airtm"] = sim.state
+    return sim
 
 
 async def _ledger_closer(app: web.Application) -> AsyncIterator[None]:

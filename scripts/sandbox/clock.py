@@ -29,6 +29,13 @@ class Clock:
     def reset(self) -> None:
         self._offset = 0.0
 
+    def to_state(self) -> dict[str, float]:
+        """The offset only: wall time goes on while the sandbox is stopped, as it would on a network."""
+        return {"offset": self._offset}
+
+    def from_state(self, state: dict[str, float]) -> None:
+        self._offset = float(state["offset"])
+
     @property
     def offset(self) -> float:
         return self._offset

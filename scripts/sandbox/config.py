@@ -36,6 +36,9 @@ class SandboxConfig:
     #: Horizon's per-IP budget (0 = off, as tests, chaos and benchmarks need; DESIGN decision 27) and burst.
     horizon_requests_per_hour: int = 0
     horizon_burst: int = 100
+    #: Where the whole world is kept between runs (`state.py`); empty keeps it in memory only, as tests, chaos
+    #: runs and benchmarks need (DESIGN decision 27).
+    state_file: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> SandboxConfig:
@@ -63,4 +66,5 @@ class SandboxConfig:
             public_url=env.get("SANDBOX_URL", f"http://127.0.0.1:{port}"),
             horizon_requests_per_hour=int(env.get("SANDBOX_HORIZON_REQUESTS_PER_HOUR", "0")),
             horizon_burst=int(env.get("SANDBOX_HORIZON_BURST", "100")),
+            state_file=env.get("SANDBOX_STATE_FILE", "").strip(),
         )

@@ -47,6 +47,16 @@ class TxRecord:
     result_codes: dict[str, Any]
     operations: list[dict[str, Any]] = field(default_factory=list)
 
+    def to_state(self) -> dict[str, Any]:
+        """Shallow (no copy): the caller encodes it at once, and a closed record never changes."""
+        return {"hash": self.hash, "ledger": self.ledger, "successful": self.successful, "json": self.json,
+                "result_codes": self.result_codes, "operations": self.operations}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> TxRecord:
+        return cls(state["hash"], int(state["ledger"]), bool(state["successful"]), state["json"],
+                   state["result_codes"], list(state["operations"]))
+
 
 class History:
     """Append-only history; `changed` wakes every stream when records are appended."""
@@ -62,6 +72,19 @@ class History:
         self.by_account: dict[str, list[int]] = {}
         self.oldest_cursor = 0
         self._changed = asyncio.Event()
+
+    def to_state(self) -> dict[str, Any]:
+        """Ledger headers and transactions in closing order; the indexes are rebuilt from them."""
+        return {
+            "ledgers": [dict(vars(header)) for header in self.ledgers],
+            "transactions": [self.transactions[tx_hash].to_state() for tx_hash in self.tx_order],
+        }
+
+    def from_state(self, state: dict[str, Any]) -> None:
+        """Replay a snapshot into this (empty) history, so paging tokens and indexes come out as before."""
+        self.ledgers = [LedgerHeader(**header) for header in state["ledgers"]]
+        for record in state["transactions"]:
+            self.add_transaction(TxRecord.from_state(record))
 
     def add_ledger(self, header: LedgerHeader) -> None:
         self.ledgers.append(header)

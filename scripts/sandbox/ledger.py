@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from stellar_sdk import Keypair
@@ -64,6 +64,19 @@ class AccountEntry:
     data: dict[str, str] = field(default_factory=dict)
     last_modified_ledger: int = 0
 
+    def to_state(self) -> dict[str, Any]:
+        state = asdict(self)
+        state["trustlines"] = {asset: [line.balance, line.limit] for asset, line in self.trustlines.items()}
+        return state
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> AccountEntry:
+        lines = {asset: Trustline(int(balance), int(limit)) for asset, (balance, limit) in state["trustlines"].items()}
+        return cls(
+            id=state["id"], xlm=int(state["xlm"]), seq=int(state["seq"]), subentries=int(state["subentries"]),
+            trustlines=lines, data=dict(state["data"]), last_modified_ledger=int(state["last_modified_ledger"]),
+        )
+
     @property
     def min_balance(self) -> int:
         return (2 + self.subentries) * BASE_RESERVE
@@ -82,6 +95,13 @@ class ContractEntry:
     balance: int = 0
     state: dict[str, Any] = field(default_factory=dict)
     created_at: float = 0.0
+
+    def to_state(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> ContractEntry:
+        return cls(state["id"], state["asset"], int(state["balance"]), state["state"], float(state["created_at"]))
 
 
 class Scratch:
@@ -134,6 +154,25 @@ class Ledger:
         self.fees_burned = 0
         self.sequence = 1
         self.applied_count = 0
+
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "accounts": [account.to_state() for account in self.accounts.values()],
+            "contracts": [contract.to_state() for contract in self.contracts.values()],
+            "issued": dict(self.issued),
+            "xlm_created": self.xlm_created,
+            "fees_burned": self.fees_burned,
+            "sequence": self.sequence,
+            "applied_count": self.applied_count,
+        }
+
+    def from_state(self, state: dict[str, Any]) -> None:
+        """Replace every holding with a snapshot's (the lock stays: it guards this object, not its contents)."""
+        self.accounts = {a["id"]: AccountEntry.from_state(a) for a in state["accounts"]}
+        self.contracts = {c["id"]: ContractEntry.from_state(c) for c in state["contracts"]}
+        self.issued = {asset: int(amount) for asset, amount in state["issued"].items()}
+        self.xlm_created, self.fees_burned = int(state["xlm_created"]), int(state["fees_burned"])
+        self.sequence, self.applied_count = int(state["sequence"]), int(state["applied_count"])
 
     def commit(self, scratch: Scratch) -> None:
         """Apply an overlay after checking that it conserves every asset."""

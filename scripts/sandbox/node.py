@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -63,6 +64,8 @@ class Node:
         #: The escrow Wasm the factory deploys (an argument of `tw_new_single_release_escrow`).
         self.wasm_hash = hashlib.sha256(f"{config.seed}:tw-escrow-wasm".encode()).digest()
         self.signer_lock = asyncio.Lock()
+        #: Called after every ledger close, before any stream is woken (`state.py` writes the world there).
+        self.on_commit: Callable[[], None] = lambda: None
         self.secrets: dict[str, str] = {}
         self.generation = 0
         self._queue: list[tuple[Decoded, PreApply, asyncio.Future[Outcome]]] = []
@@ -70,6 +73,11 @@ class Node:
 
     def reset(self) -> None:
         """Empty every state back to genesis (configuration is kept)."""
+        self._build()
+        self._genesis()
+
+    def _build(self) -> None:
+        """Fresh, empty ledger, history and contract model (what `reset` and `from_state` start from)."""
         for _, _, future in self._queue:
             if not future.done():
                 future.set_exception(SubmitTimeoutError())
@@ -88,7 +96,37 @@ class Node:
         #: it built (its "internal queue", which `update-from-txhash` requires): see `trustless.py`.
         self.tw_index: dict[str, ContractEntry] = {}
         self.tw_built: set[str] = set()
-        self._genesis()
+        self.engine.on_close = self._committed
+
+    def _committed(self) -> None:
+        self.on_commit()
+
+    def to_state(self) -> dict[str, Any]:
+        """The network and what the sandbox holds beside it: keys, TW's database and its queue of built
+        transactions. Transactions waiting for an interval close are not state (a node's pending queue)."""
+        return {
+            "network_passphrase": self.config.network_passphrase,
+            "ledger": self.ledger.to_state(),
+            "history": self.history.to_state(),
+            "open": self.engine.open_state(),
+            "secrets": dict(self.secrets),
+            "tw_index": [entry.to_state() for entry in self.tw_index.values()],
+            "tw_built": sorted(self.tw_built),
+        }
+
+    def from_state(self, state: dict[str, Any]) -> None:
+        """Replace the world with a snapshot's (the caller has checked it is this seed's network)."""
+        passphrase = state["network_passphrase"]
+        if passphrase != self.config.network_passphrase:  # a `reset-network` to another passphrase
+            self.config = replace(self.config, network_passphrase=passphrase)
+            self.network_id = hashlib.sha256(passphrase.encode()).digest()
+        self._build()
+        self.ledger.from_state(state["ledger"])
+        self.history.from_state(state["history"])
+        self.engine.load_open(state["open"])
+        self.secrets = dict(state["secrets"])
+        self.tw_index = {e["id"]: ContractEntry.from_state(e) for e in state["tw_index"]}
+        self.tw_built = set(state["tw_built"])
 
     def new_chain(self, passphrase: str | None = None) -> None:
         """A network reset (as testnet's, https://developers.stellar.org/docs/networks): every account,

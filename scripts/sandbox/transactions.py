@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -102,6 +103,8 @@ class Engine:
         self.surge_until = 0
         self._keys: dict[str, Keypair] = {}
         self._open: list[TxRecord] = []
+        #: Called when a ledger has closed, before streams wake: what they are about to send is kept first.
+        self.on_close: Callable[[], None] = lambda: None
 
     def base_fee(self) -> int:
         """The per-operation price now: 100 stroops unless a surge is injected."""
@@ -285,6 +288,13 @@ class Engine:
             body["preconditions"] = {"timebounds": {"min_time": str(min_t), "max_time": str(max_t)}}
         return body
 
+    def open_state(self) -> list[dict[str, Any]]:
+        """Records applied to the ledger but not yet in a closed ledger (a `drain_xlm` in interval mode)."""
+        return [record.to_state() for record in self._open]
+
+    def load_open(self, records: list[dict[str, Any]]) -> None:
+        self._open = [TxRecord.from_state(record) for record in records]
+
     def _pending(self, tx_hash: str) -> TxRecord | None:
         return next((r for r in self._open if r.hash == tx_hash), None)
 
@@ -315,6 +325,7 @@ class Engine:
             self.history.add_transaction(record)
         self.history.add_ledger(header)
         self.ledger.applied_count += len(records)
+        self.on_close()
         self.history.notify()
         return records
 
