@@ -105,9 +105,14 @@ recreate_database() {
     psql -h 127.0.0.1 -U postgres -qc "create database \"$1\""
 }
 
+# database_exists NAME: whether PostgreSQL on 127.0.0.1 has it
+database_exists() {
+    psql -h 127.0.0.1 -U postgres -tAc "select 1 from pg_database where datname='$1'" | grep -q 1
+}
+
 # create_database NAME: create it when absent (PostgreSQL on 127.0.0.1, role postgres)
 create_database() {
-    if ! psql -h 127.0.0.1 -U postgres -tAc "select 1 from pg_database where datname='$1'" | grep -q 1; then
+    if ! database_exists "$1"; then
         log "Creating database $1"
         psql -h 127.0.0.1 -U postgres -qc "create database \"$1\""
     fi

@@ -177,7 +177,7 @@ class StateFile:
         return True
 
     def _refuse(self, why: str) -> StateFileError:
-        return StateFileError(f"the sandbox state file {self.path} {why}; {_FRESH}")
+        return StateFileError(f"SANDBOX_STATE_FILE {self.path} {why}; {_FRESH}")
 
 
 class _EncodedHistory:
