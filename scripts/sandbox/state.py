@@ -26,6 +26,7 @@ the code that wrote it, and a checkout's file must not be able to run code.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import logging
@@ -47,7 +48,8 @@ log = logging.getLogger(__name__)
 
 FORMAT = "offerhub-sandbox-state"
 VERSION = 1
-#: Requests that change nothing (AirTM's reads that apply due changes save through `on_change`).
+#: Requests that change nothing themselves (a GET that does — friendbot, AirTM's reads applying due
+#: changes — writes through `Node.on_commit` or `AirtmStore.on_change`).
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _FRESH = "run scripts/dev --fresh to start the ledger and the database afresh"
 
@@ -74,6 +76,9 @@ class StateFile:
 
     def attach(self, app: web.Application) -> None:
         """Load the file if there is one, then write after every change from now on."""
+        self._lock()
+        for stale in self.path.parent.glob(f".{self.path.name}.*.tmp"):  # left by a process killed mid-write
+            stale.unlink(missing_ok=True)
         self.load()
         self.node.on_commit = self.save
         self.airtm.store.on_change = self.save
@@ -81,6 +86,21 @@ class StateFile:
         app.middlewares.insert(0, self._middleware())
         app.on_cleanup.append(self._on_cleanup)
         self.save()  # the file exists from the first start, so scripts/dev knows this database has its ledger
+
+    def _lock(self) -> None:
+        """Hold an exclusive lock for the process's life: two sandboxes writing one file would each
+        overwrite the other's world (the kernel releases the lock when the process dies, even by SIGKILL)."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._lock_fd = os.open(self.path.with_name(f".{self.path.name}.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise self._refuse(f"cannot be used ({exc.strerror})") from exc
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(self._lock_fd)
+            raise StateFileError(f"SANDBOX_STATE_FILE {self.path} is in use by another sandbox; stop it first, "
+                                 "or give this one another SANDBOX_STATE_FILE") from exc
 
     # Writing
 

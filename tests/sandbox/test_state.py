@@ -130,6 +130,17 @@ def test_a_file_from_another_seed_or_unreadable_is_refused_with_one_line(tmp_pat
     assert "scripts/dev --fresh" in broken.stderr
 
 
+def test_a_file_in_use_by_a_running_sandbox_is_refused(tmp_path: Path) -> None:
+    state_file = tmp_path / "state.json"
+    with start_sandbox(SANDBOX_STATE_FILE=str(state_file)) as url:
+        created = SandboxControl(url).create_account()["publicKey"]
+        second = _refused(state_file)
+        assert second.returncode == 2
+        assert second.stderr.strip().count("\n") == 0, second.stderr
+        assert "in use by another sandbox" in second.stderr
+        assert requests.get(f"{url}/horizon/accounts/{created}", timeout=10).status_code == 200
+
+
 def test_an_empty_state_file_setting_keeps_the_world_in_memory(tmp_path: Path) -> None:
     with start_sandbox(SANDBOX_STATE_FILE="") as url:
         created = SandboxControl(url).create_account()["publicKey"]
