@@ -124,7 +124,9 @@ class WebhookDeliverer:
         return [message.to_state() for message in self.messages.values()]
 
     def from_state(self, state: list[dict[str, Any]]) -> None:
-        """The outbox as it was: pending messages go out again (with their `svix-id`: at least once)."""
+        """The outbox as it was: pending messages go out again with their `svix-id`, so one whose delivery
+        had not been recorded before a kill is sent twice, as Svix may (at least once; receivers dedupe on the
+        id: https://docs.svix.com/idempotency, "Receiving idempotency (deduplication)")."""
         self.messages = {m["id"]: Message.from_state(m) for m in state}
 
     def enqueue(self, event_type: str, data: dict[str, Any]) -> Message:
