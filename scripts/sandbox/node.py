@@ -101,18 +101,21 @@ class Node:
     def _committed(self) -> None:
         self.on_commit()
 
-    def to_state(self) -> dict[str, Any]:
+    def to_state(self, with_history: bool = True) -> dict[str, Any]:
         """The network and what the sandbox holds beside it: keys, TW's database and its queue of built
-        transactions. Transactions waiting for an interval close are not state (a node's pending queue)."""
-        return {
+        transactions. Transactions waiting for an interval close are not state (a node's pending queue).
+        `with_history=False` leaves out the history, for a writer that encodes it as it grows."""
+        state = {
             "network_passphrase": self.config.network_passphrase,
             "ledger": self.ledger.to_state(),
-            "history": self.history.to_state(),
             "open": self.engine.open_state(),
             "secrets": dict(self.secrets),
             "tw_index": [entry.to_state() for entry in self.tw_index.values()],
             "tw_built": sorted(self.tw_built),
         }
+        if with_history:
+            state["history"] = self.history.to_state()
+        return state
 
     def from_state(self, state: dict[str, Any]) -> None:
         """Replace the world with a snapshot's (the caller has checked it is this seed's network)."""

@@ -107,8 +107,7 @@ class StateFile:
     def encode(self) -> bytes:
         """The whole file. The history, which only grows and whose closed records never change, is encoded
         once per record and spliced in, so a save costs little more than writing the bytes."""
-        node = self.node.to_state()
-        del node["history"]
+        node = self.node.to_state(with_history=False)
         head = _dumps({
             "format": FORMAT,
             "version": VERSION,
