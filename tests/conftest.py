@@ -41,6 +41,8 @@ os.environ.update({
     "LOG_LEVEL": "WARNING",
     # no .env: the run's processes see exactly this environment, never a developer's .env in the checkout
     "OFFERHUB_ENV_FILE": "",
+    # the run's sandboxes keep their world in memory whatever a developer's shell exports (DESIGN decision 27)
+    "SANDBOX_STATE_FILE": "",
 })
 
 pytest_plugins = (
