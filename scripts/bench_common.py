@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from orchestrator.dotenv import ENV_FILE_VARIABLE
 from scripts.ports import free_port
 
 T = TypeVar("T")
@@ -293,12 +294,13 @@ class Rig(Instance):
 
 
 def clean_environ() -> dict[str, str]:
-    """This environment minus every variable the product or the sandbox reads (``.env.example``), so a
-    developer's settings never leak into the run."""
+    """This environment minus every variable the product or the sandbox reads (``.env.example``), and with
+    ``.env`` reading off (the processes run in the checkout, where scripts/dev writes one), so a developer's
+    settings never leak into the run."""
     names = set(re.findall(r"^([A-Z][A-Z0-9_]*)=", (ROOT / ".env.example").read_text(), re.MULTILINE))
     names |= {"SANDBOX_HOST", "SANDBOX_LEDGER_INTERVAL_SECONDS", "SANDBOX_TW_REQUESTS_PER_MINUTE",
               "SANDBOX_AIRTM_REQUESTS_PER_SECOND", "SANDBOX_AIRTM_WEBHOOK_URL", "WALLET_STARTING_XLM"}
-    return {k: v for k, v in os.environ.items() if k not in names}
+    return {**{k: v for k, v in os.environ.items() if k not in names}, ENV_FILE_VARIABLE: ""}
 
 
 def start_sandbox(rig: Rig, seed: str) -> None:
