@@ -23,6 +23,7 @@ settings = Settings.from_env()
 COMMANDS = f"{settings.queue_prefix}commands"
 EVENTS = f"{settings.queue_prefix}events"
 CHAIN = f"{settings.queue_prefix}chain"
+WEBHOOKS = f"{settings.queue_prefix}webhooks"
 
 @cache
 def engine() -> Engine:

@@ -39,6 +39,8 @@ os.environ.update({
     # no scheduled reconciliation report in the scheduler tests (tests/e2e/test_reconcile.py runs its own)
     "RECONCILE_INTERVAL_HOURS": "0",
     "LOG_LEVEL": "WARNING",
+    # the webhook tests' receivers listen on 127.0.0.1 (as in the sandbox; DESIGN decision 28)
+    "WEBHOOKS_ALLOW_PRIVATE": "true",
 })
 
 pytest_plugins = (
