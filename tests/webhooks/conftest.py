@@ -18,6 +18,7 @@ from typing import Any
 import dramatiq
 import pytest
 from aiohttp import web
+from multidict import CIMultiDict
 from sqlalchemy import Engine, text
 
 from scripts.ports import free_port
@@ -54,7 +55,7 @@ def no_endpoints_left(engine: Engine) -> Iterator[None]:
 
 @dataclass
 class Received:
-    headers: dict[str, str]
+    headers: CIMultiDict[str]  # case-insensitive, as HTTP header names are
     body: bytes
     at: float
 
@@ -76,7 +77,7 @@ class Receiver:
 
     async def handle(self, request: web.Request) -> web.Response:
         body = await request.read()
-        received = Received(dict(request.headers), body, time.monotonic())
+        received = Received(CIMultiDict(request.headers), body, time.monotonic())
         self.requests.append(received)
         if self.delay:
             await asyncio.sleep(self.delay)
