@@ -186,3 +186,21 @@ async def test_test_retry_replay_and_the_deliveries_list(api: Api, engine: Engin
     assert again.data["requeued"] >= 3
     bad = await api.post(f"{path}/replay", {"since": "yesterday"})
     assert bad.status == 400
+
+
+async def test_the_secret_is_shown_once_never_stored_in_clear_nor_replayed(api: Api, engine: Engine) -> None:
+    key = {"Idempotency-Key": "2f1c9a1e-6a51-4c55-9d0e-3d5a2c1b7e10"}
+    made = await api.post("/webhooks/endpoints", {"url": GOOD}, headers=key)
+    assert made.status == 201
+    secret = made.data["secret"]
+    replayed = await api.post("/webhooks/endpoints", {"url": GOOD}, headers=key)
+    assert replayed.headers["Idempotency-Replay"] == "true"
+    assert replayed.data["id"] == made.data["id"]
+    assert replayed.data["secret"] == "***REDACTED***"
+    read = await api.get(f"/webhooks/endpoints/{made.data['id']}")
+    assert "secret" not in read.data
+    with engine.connect() as conn:
+        for table in ("idempotency_keys", "audit_log", "webhook_endpoints", "outbox"):
+            stored = "\n".join(conn.execute(text(f"SELECT t::text FROM {table} t")).scalars())
+            assert secret not in stored, table
+            assert secret.removeprefix("whsec_") not in stored, table
