@@ -23,6 +23,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from orchestrator import crypto, events, ids
+from orchestrator.db import session
+from orchestrator.db import webhooks as webhooks_db
 from orchestrator.errors import BusinessRuleViolation, NotFound, Unavailable, ValidationFailed
 
 SECRET_PREFIX = "whsec_"  # noqa: S105 - the spec's prefix, not a secret
@@ -66,6 +68,27 @@ def signing_secrets(ring: crypto.Keyring, endpoint: Any, now: datetime) -> list[
     if endpoint.previous_secret and endpoint.previous_expires_at and endpoint.previous_expires_at > now:
         found.append(unseal(ring, endpoint.previous_secret, endpoint.id))
     return found
+
+
+def reseal_all(engine: Any, ring: crypto.Keyring) -> tuple[int, int, list[str]]:
+    """Re-seal every endpoint's secrets under the current key (``wallets rotate-key`` runs this after the
+    wallets): (re-sealed, already current, endpoint ids that neither key opens)."""
+    resealed, current, unopened = 0, 0, []
+    with session.transaction(engine) as conn:
+        for endpoint_id, secret, previous in webhooks_db.sealed_secrets(conn):
+            stored = [s for s in (secret, previous) if s]
+            if all(s["keyVersion"] == ring.version for s in stored):
+                current += 1
+                continue
+            try:
+                fresh = [seal(ring, unseal(ring, s, endpoint_id), endpoint_id) for s in stored]
+            except crypto.SealError:
+                unopened.append(endpoint_id)
+                continue
+            webhooks_db.reseal(conn, endpoint_id, secret=fresh[0], previous=fresh[1] if previous else None)
+            resealed += 1
+        conn.commit()
+    return resealed, current, unopened
 
 
 # --- the signature -------------------------------------------------------------------------------------

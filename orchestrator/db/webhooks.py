@@ -133,6 +133,18 @@ def endpoint_cursor(endpoint_id: str) -> Select:
         webhook_endpoints.c.id == endpoint_id)
 
 
+def sealed_secrets(conn: Connection) -> list[Any]:
+    """Every endpoint's sealed secrets, locked (a key rotation re-seals them)."""
+    return list(conn.execute(select(webhook_endpoints.c.id, webhook_endpoints.c.secret,
+                                    webhook_endpoints.c.previous_secret)
+                             .order_by(webhook_endpoints.c.id).with_for_update()).all())
+
+
+def reseal(conn: Connection, endpoint_id: str, *, secret: dict[str, str], previous: dict[str, str] | None) -> None:
+    conn.execute(update(webhook_endpoints).where(webhook_endpoints.c.id == endpoint_id)
+                 .values(secret=secret, previous_secret=previous))
+
+
 # --- deliveries: created by the relay -------------------------------------------------------------------
 
 def relay_watermark(conn: Connection) -> int:

@@ -204,3 +204,26 @@ async def test_the_secret_is_shown_once_never_stored_in_clear_nor_replayed(api: 
             stored = "\n".join(conn.execute(text(f"SELECT t::text FROM {table} t")).scalars())
             assert secret not in stored, table
             assert secret.removeprefix("whsec_") not in stored, table
+
+
+async def test_a_wallet_key_rotation_reseals_webhook_secrets_too(api: Api, engine: Engine, settings: Settings) -> None:
+    import base64
+    import secrets as random
+
+    from orchestrator import crypto, webhooks
+
+    made = (await api.post("/webhooks/endpoints", {"url": GOOD})).data
+    rotated = (await api.post(f"/webhooks/endpoints/{made['id']}/rotate-secret", {"overlapSeconds": 60})).data
+    new_key = base64.b64encode(random.token_bytes(32)).decode()
+    ring = crypto.Keyring.from_settings(new_key, settings.wallet_encryption_key)
+    assert webhooks.reseal_all(engine, ring) == (1, 0, [])
+    with engine.connect() as conn:
+        secret, previous = conn.execute(text("SELECT secret, previous_secret FROM webhook_endpoints WHERE id = :e"),
+                                        {"e": made["id"]}).one()
+    only_new = crypto.Keyring.from_settings(new_key)
+    assert webhooks.unseal(only_new, secret, made["id"]) == rotated["secret"]
+    assert webhooks.unseal(only_new, previous, made["id"]) == made["secret"]
+    assert webhooks.reseal_all(engine, ring) == (0, 1, [])
+    # a key that opens nothing names the endpoint instead of failing
+    stranger = crypto.Keyring.from_settings(base64.b64encode(random.token_bytes(32)).decode())
+    assert webhooks.reseal_all(engine, stranger) == (0, 0, [made["id"]])
