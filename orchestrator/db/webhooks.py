@@ -121,6 +121,13 @@ def delete_endpoint(endpoint_id: str) -> Any:
     return delete(webhook_endpoints).where(webhook_endpoints.c.id == endpoint_id).returning(webhook_endpoints.c.id)
 
 
+def resume(endpoint_id: str) -> Update:
+    """A re-enabled endpoint's pending deliveries: due now, with a fresh retry window."""
+    return (update(webhook_deliveries).where(webhook_deliveries.c.endpoint_id == endpoint_id,
+                                             webhook_deliveries.c.status == "PENDING")
+            .values(next_attempt_at=func.now(), retry_from=func.now(), updated_at=func.now()))
+
+
 def endpoints_page(*, after: tuple[datetime, str] | None, limit: int) -> Select:
     stmt = select(webhook_endpoints)
     if after is not None:

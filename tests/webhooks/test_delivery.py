@@ -180,6 +180,13 @@ async def test_an_endpoint_answering_410_is_disabled_with_an_event_and_an_audit_
     await credit(api, user["id"])
     assert rows(engine, "SELECT count(*) FROM webhook_deliveries WHERE endpoint_id = :e", e=created["id"])[0][0] == 1
     assert len(receiver.requests) == before
+    # When the operator turns it back on, the delivery that met the 410 goes out at once
+    receiver.status = 200
+    enabled = await api.call("PATCH", f"/webhooks/endpoints/{created['id']}", json={"enabled": True})
+    assert enabled.data["enabled"] is True
+    await eventually(lambda: rows(engine, "SELECT status FROM webhook_deliveries WHERE endpoint_id = :e",
+                                  e=created["id"])[0][0] == "SUCCEEDED", what="the resumed delivery")
+    assert len(receiver.requests) == before + 1
 
 
 async def _disabled(api: Api, endpoint_id: str) -> dict[str, Any] | None:

@@ -111,6 +111,8 @@ async def update_endpoint(request: web.Request) -> web.Response:
             changes.update(enabled=False, disabled_reason=webhooks.OPERATOR)
         row = (await conn.execute(webhooks_db.update_endpoint(endpoint_id, **changes))).one()
         endpoint = webhooks_db.to_endpoint(row)
+        if endpoint.enabled and not before.enabled:
+            await conn.execute(webhooks_db.resume(endpoint_id))
         if before.enabled and not endpoint.enabled:  # an operator's disabling is announced like the others
             await conn.execute(webhooks_db.insert_event(events.build(
                 "webhook_endpoint.disabled", endpoint_id,
