@@ -238,3 +238,26 @@ async def test_the_worker_refuses_a_private_destination_when_not_allowed(
     allowed = await asyncio.to_thread(webhook_delivery.post, receiver.url, {}, b"{}", timeout=2, allow_private=True)
     assert allowed.status == 200
     assert len(receiver.requests) == 1
+
+
+async def test_a_slow_or_huge_answer_costs_at_most_the_timeout_and_4kb_and_redirects_are_not_followed(
+        receiver: Receiver) -> None:
+    from orchestrator import webhook_delivery
+
+    def post(timeout: float) -> Any:
+        return webhook_delivery.post(receiver.url, {}, b"{}", timeout=timeout, allow_private=True)
+
+    receiver.answer = b"x" * 1_000_000
+    huge = await asyncio.to_thread(post, 5)
+    assert huge.status == 200
+    assert len(huge.excerpt or "") == 4096
+    receiver.answer, receiver.delay = b"late", 3.0
+    slow = await asyncio.to_thread(post, 1)
+    assert slow.status is None
+    assert "no answer within 1 s" in (slow.error or "")
+    assert 900 <= slow.latency_ms < 2500
+    receiver.delay, receiver.status = 0.0, 302
+    moved = await asyncio.to_thread(post, 5)
+    assert moved.status == 302
+    assert not moved.ok
+    assert len(receiver.requests) == 3
