@@ -135,6 +135,8 @@ def _record(engine: Any, settings: Any, endpoint: webhooks_db.Endpoint, delivery
     now = events.now()
     context = Context(correlation_id=delivery.id, actor_type="SYSTEM", actor_id="webhooks")
     with UnitOfWork(engine, context) as uow:
+        if not webhooks_db.lock_endpoint(uow.conn, endpoint.id):
+            return False  # deleted meanwhile, with its deliveries
         if answer.ok:
             status, next_at = "SUCCEEDED", None
         else:

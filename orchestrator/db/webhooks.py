@@ -217,6 +217,14 @@ def event_row(conn: Connection, event_id: str) -> Any:
     return conn.execute(select(outbox).where(outbox.c.event_id == event_id)).first()
 
 
+def lock_endpoint(conn: Connection, endpoint_id: str) -> bool:
+    """Lock the endpoint row first (``FOR NO KEY UPDATE``), as every writer that touches an endpoint and
+    its deliveries does, so a delete (which cascades to the deliveries) and a recording never deadlock.
+    False if the endpoint is gone."""
+    return conn.execute(select(webhook_endpoints.c.id).where(webhook_endpoints.c.id == endpoint_id)
+                        .with_for_update(key_share=True)).first() is not None
+
+
 def record_attempt(conn: Connection, delivery: Delivery, *, status: str, status_code: int | None, succeeded: bool,
                    latency_ms: int, error: str | None, excerpt: str | None, next_attempt_at: datetime | None,
                    attempted_at: datetime) -> None:
