@@ -1,0 +1,51 @@
+"""Deleting an endpoint while a worker records a delivery to it: both finish, neither deadlocks.
+
+The delete locks the endpoint and then (cascading) its deliveries; recording an attempt used to take the
+delivery first and the endpoint last, so the two could wait on each other until PostgreSQL aborted one.
+No webhooks worker runs in this module: the test drives ``webhook_delivery.drain`` itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from sqlalchemy import Engine, text
+
+from orchestrator import webhook_delivery
+from orchestrator.settings import Settings
+from tests.api import Api
+from tests.webhooks.conftest import Receiver
+
+
+async def test_a_delete_during_a_delivery_neither_deadlocks_nor_fails(
+        api: Api, engine: Engine, settings: Settings, receiver: Receiver) -> None:
+    receiver.status = 500  # a failure updates the endpoint's failing streak as well as the delivery
+    made = (await api.post("/webhooks/endpoints", {"url": receiver.url})).data
+    assert (await api.post(f"/webhooks/endpoints/{made['id']}/test")).status == 202
+    deleter = engine.connect()
+    deleter.begin()
+    # the operator's delete has begun: it holds the endpoint row
+    deleter.execute(text("SELECT id FROM webhook_endpoints WHERE id = :e FOR UPDATE"), {"e": made["id"]})
+    try:
+        delivery = asyncio.ensure_future(asyncio.to_thread(webhook_delivery.drain, engine, settings, made["id"]))
+        deadline = time.monotonic() + 20
+        while not receiver.requests or not waiting(engine):  # the receiver answered; the worker waits to record
+            assert time.monotonic() < deadline, "the worker never reached the recording"
+            assert not delivery.done(), delivery
+            await asyncio.sleep(0.05)
+        deleter.execute(text("DELETE FROM webhook_endpoints WHERE id = :e"), {"e": made["id"]})  # cascades
+        deleter.commit()
+    finally:
+        deleter.close()
+    drained = await asyncio.wait_for(delivery, 20)  # no deadlock, no foreign-key error
+    assert drained.messages == []
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM webhook_attempts")).scalar() == 0
+
+
+def waiting(engine: Engine) -> bool:
+    with engine.connect() as conn:
+        return bool(conn.execute(text(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
+        )).scalar())
