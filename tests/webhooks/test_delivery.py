@@ -261,3 +261,26 @@ async def test_a_slow_or_huge_answer_costs_at_most_the_timeout_and_4kb_and_redir
     assert moved.status == 302
     assert not moved.ok
     assert len(receiver.requests) == 3
+
+
+async def test_a_healthy_endpoint_receives_events_in_stream_order(
+        api: Api, engine: Engine, receiver: Receiver) -> None:
+    from orchestrator import ids
+    from orchestrator.unit_of_work import Context, UnitOfWork
+
+    await endpoint(api, receiver.url, "user.created")
+    tag = "usr_ord" + ids.new_id("command")[4:10]
+    for n in range(30):  # thirty commits, relayed in however many passes
+        with UnitOfWork(engine, Context(actor_type="SYSTEM")) as uow:
+            uow.emit("user.created", f"{tag}{n:02d}", {"userId": f"{tag}{n:02d}"})
+            uow.commit()
+    from actors.outbox import relayer
+    relayer.request()
+
+    def ours() -> list[Any]:
+        return [r for r in receiver.requests if json.loads(r.body)["aggregateId"].startswith(tag)]
+
+    await eventually(lambda: len(ours()) == 30, what="thirty deliveries")
+    positions = [int(r.headers["OfferHub-Event-Position"]) for r in ours()]
+    assert positions == sorted(positions)
+    assert [json.loads(r.body)["aggregateId"] for r in ours()] == [f"{tag}{n:02d}" for n in range(30)]
