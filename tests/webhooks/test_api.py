@@ -227,3 +227,22 @@ async def test_a_wallet_key_rotation_reseals_webhook_secrets_too(api: Api, engin
     # a key that opens nothing names the endpoint instead of failing
     stranger = crypto.Keyring.from_settings(base64.b64encode(random.token_bytes(32)).decode())
     assert webhooks.reseal_all(engine, stranger) == (0, 0, [made["id"]])
+
+
+def test_the_sdk_manages_endpoints(server_url: str, master_key: str) -> None:
+    from orchestrator.client import Client, NotFoundError, ValidationError
+
+    with Client(server_url, master_key) as client:
+        made = client.webhooks.create_endpoint(url=GOOD, event_types=["order.*"], description="sdk")
+        assert made["secret"].startswith("whsec_")
+        assert client.webhooks.get_endpoint(made["id"])["description"] == "sdk"
+        assert made["id"] in [e["id"] for e in client.webhooks.iterate_endpoints()]
+        assert client.webhooks.update_endpoint(made["id"], enabled=False)["disabledReason"] == "OPERATOR"
+        assert client.webhooks.rotate_secret(made["id"], overlap_seconds=0)["secret"] != made["secret"]
+        assert client.webhooks.list_deliveries(made["id"], status="FAILED").items == []
+        with pytest.raises(ValidationError) as refused:
+            client.webhooks.create_endpoint(url=GOOD, event_types=["nope.*"])
+        assert refused.value.details["fields"][0]["code"] == "UNKNOWN_EVENT_TYPE"
+        client.webhooks.delete_endpoint(made["id"])
+        with pytest.raises(NotFoundError):
+            client.webhooks.get_endpoint(made["id"])
