@@ -1,6 +1,7 @@
-"""Deleting an endpoint while a worker records a delivery to it: both finish, neither deadlocks.
+"""The delivery rows' bookkeeping without a webhooks worker: the relay's rows, the scheduler's sweep, and
+a delete racing a recorded attempt.
 
-The delete locks the endpoint and then (cascading) its deliveries; recording an attempt used to take the
+Deleting an endpoint while a worker records a delivery to it: both finish, neither deadlocks. The delete locks the endpoint and then (cascading) its deliveries; recording an attempt used to take the
 delivery first and the endpoint last, so the two could wait on each other until PostgreSQL aborted one.
 No webhooks worker runs in this module: the test drives ``webhook_delivery.drain`` itself.
 """
@@ -49,3 +50,28 @@ def waiting(engine: Engine) -> bool:
         return bool(conn.execute(text(
             "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
         )).scalar())
+
+
+async def test_the_sweep_finds_deliveries_whose_message_was_lost(api: Api, engine: Engine) -> None:
+    from orchestrator import relay, sweeps
+    from orchestrator.unit_of_work import Context, UnitOfWork
+
+    on = (await api.post("/webhooks/endpoints", {"url": "http://127.0.0.1:9/x", "eventTypes": ["user.*"]})).data
+    off = (await api.post("/webhooks/endpoints", {"url": "http://127.0.0.1:9/y", "enabled": False})).data
+    later = (await api.post("/webhooks/endpoints", {"url": "http://127.0.0.1:9/z", "eventTypes": ["order.*"]})).data
+    with UnitOfWork(engine, Context(actor_type="SYSTEM")) as uow:
+        uow.emit("user.created", "usr_sweep0001", {"userId": "usr_sweep0001"})
+        uow.commit()
+    relay.relay(engine)  # numbered, deliveries created, and no message published: as if it were lost
+    with engine.connect() as conn:
+        per_endpoint = dict(conn.execute(text(
+            "SELECT endpoint_id, count(*) FROM webhook_deliveries d JOIN outbox o USING (event_id) "
+            "WHERE o.aggregate_id = 'usr_sweep0001' GROUP BY endpoint_id")).all())
+    assert per_endpoint == {on["id"]: 1}  # the disabled endpoint and the order.* one get none
+    assert sweeps.due_webhooks(engine) == [on["id"]]
+    with engine.begin() as conn:  # a retry that is not due yet is left to its time
+        conn.execute(text("UPDATE webhook_deliveries SET next_attempt_at = now() + interval '1 hour' "
+                          "WHERE endpoint_id = :e"), {"e": on["id"]})
+    assert sweeps.due_webhooks(engine) == []
+    assert off["enabled"] is False
+    assert later["id"] not in sweeps.due_webhooks(engine)
