@@ -1,9 +1,10 @@
 """The delivery rows' bookkeeping without a webhooks worker: the relay's rows, the scheduler's sweep, and
 a delete racing a recorded attempt.
 
-Deleting an endpoint while a worker records a delivery to it: both finish, neither deadlocks. The delete locks the endpoint and then (cascading) its deliveries; recording an attempt used to take the
-delivery first and the endpoint last, so the two could wait on each other until PostgreSQL aborted one.
-No webhooks worker runs in this module: the test drives ``webhook_delivery.drain`` itself.
+Deleting an endpoint while a worker records a delivery to it: both finish, neither deadlocks. The delete
+locks the endpoint and then (cascading) its deliveries; recording an attempt used to take the delivery
+first and the endpoint last, so the two could wait on each other until PostgreSQL aborted one. No
+webhooks worker runs in this module: the tests drive ``webhook_delivery.drain`` and the sweep themselves.
 """
 
 from __future__ import annotations
