@@ -160,6 +160,13 @@ async def test_test_retry_replay_and_the_deliveries_list(api: Api, engine: Engin
     assert replayed.data["created"] >= 2
     assert replayed.data["created"] + replayed.data["requeued"] >= 3
     await eventually(lambda: earlier <= receiver.ids(), what="the replayed events")
+
+    def recorded() -> bool:  # the receiver answers before the worker records the success
+        with engine.connect() as conn:
+            return conn.execute(text("SELECT count(*) FROM webhook_deliveries WHERE endpoint_id = :e AND "
+                                     "status = 'SUCCEEDED'"), {"e": made["id"]}).scalar_one() >= len(earlier) + 1
+
+    await eventually(recorded, what="the successes to be recorded")
     # the list: cursor pages, newest first, with the status filter
     first = await api.get(f"{path}/deliveries?limit=2&status=SUCCEEDED")
     assert first.status == 200

@@ -145,6 +145,9 @@ async def test_failures_retry_on_the_schedule_without_blocking_later_deliveries(
     await eventually(lambda: receiver.of(later), what="the later delivery")
     await eventually(lambda: len(receiver.of(failing)) == 3, seconds=30, what="two retries")
     assert receiver.of(later)[0].at < receiver.of(failing)[2].at
+    await eventually(lambda: rows(engine, "SELECT status FROM webhook_deliveries WHERE event_id = :e AND "
+                                          "endpoint_id = :p", e=failing, p=created["id"])[0][0] == "SUCCEEDED",
+                     what="the success to be recorded")  # the receiver answers before the worker records
     # And the attempts follow the schedule the worker was given (1 s, then 2 s), each recorded
     attempts = rows(engine, "SELECT a.status_code, a.succeeded, a.next_attempt_at, a.attempted_at, a.latency_ms "
                             "FROM webhook_attempts a JOIN webhook_deliveries d ON d.id = a.delivery_id "
@@ -157,7 +160,8 @@ async def test_failures_retry_on_the_schedule_without_blocking_later_deliveries(
     times = [r.at for r in receiver.of(failing)]
     assert times[1] - times[0] >= 0.9
     assert times[2] - times[1] >= 1.9
-    delivery = rows(engine, "SELECT status, attempts FROM webhook_deliveries WHERE event_id = :e", e=failing)[0]
+    delivery = rows(engine, "SELECT status, attempts FROM webhook_deliveries WHERE event_id = :e AND endpoint_id = :p",
+                    e=failing, p=created["id"])[0]
     assert tuple(delivery) == ("SUCCEEDED", 3)
 
 
@@ -178,6 +182,9 @@ async def test_an_endpoint_answering_410_is_disabled_with_an_event_and_an_audit_
     before = len(receiver.requests)
     await credit(api, user["id"])
     await credit(api, user["id"])
+    await eventually(lambda: rows(engine, "SELECT count(*) FROM outbox WHERE aggregate_id = :u AND "
+                                          "event_type = 'balance.credited' AND position IS NOT NULL",
+                                  u=user["id"])[0][0] == 3, what="the credits to be numbered")
     assert rows(engine, "SELECT count(*) FROM webhook_deliveries WHERE endpoint_id = :e", e=created["id"])[0][0] == 1
     assert len(receiver.requests) == before
     # When the operator turns it back on, the delivery that met the 410 goes out at once
