@@ -29,6 +29,7 @@ except ConfigError as error:  # a worker started with a bad configuration: the o
 COMMANDS = f"{settings.queue_prefix}commands"
 EVENTS = f"{settings.queue_prefix}events"
 CHAIN = f"{settings.queue_prefix}chain"
+WEBHOOKS = f"{settings.queue_prefix}webhooks"
 
 @cache
 def engine() -> Engine:

@@ -8,6 +8,7 @@ import threading
 import dramatiq
 
 from actors.broker import EVENTS, engine
+from actors.webhooks import send_drains
 from orchestrator import relay
 
 log = logging.getLogger(__name__)
@@ -15,7 +16,7 @@ log = logging.getLogger(__name__)
 
 @dramatiq.actor(queue_name=EVENTS, max_retries=50, min_backoff=50, max_backoff=1_000)
 def relay_outbox() -> None:
-    relay.relay(engine())
+    relay.relay(engine(), send_drains)
 
 
 class Relayer:
@@ -45,7 +46,7 @@ class Relayer:
             self.wanted.wait()
             self.wanted.clear()
             try:
-                relay.relay(engine())
+                relay.relay(engine(), send_drains)
             except Exception:
                 log.exception("Relaying the outbox failed; the scheduler's pass will cover it")
 

@@ -12,6 +12,7 @@ from actors.broker import engine, settings
 from actors.chain import run_chain_step
 from actors.commands import execute_command
 from actors.deposits import send_credits
+from actors.webhooks import send_drains
 from orchestrator import operations, reconcile, relay, sweeps
 from orchestrator.db import leader
 from orchestrator.providers.horizon import Horizon
@@ -75,6 +76,7 @@ def _sweep() -> None:
         run_chain_step.send(step_id)
     if settings.airtm_enabled:
         _sweep_airtm(age)
+    send_drains(sweeps.due_webhooks(engine()))
 
 
 def _sweep_airtm(age: float) -> None:
@@ -129,7 +131,7 @@ def _loop(holder: object, stop: Callable[[], bool]) -> None:
     while not stop() and leader.still_leading(holder):  # type: ignore[arg-type]
         now = time.monotonic()
         try:
-            relay.relay(engine())
+            relay.relay(engine(), send_drains)
             if now >= next_sweep:
                 _sweep()
                 next_sweep = now + settings.command_sweep_seconds / 2

@@ -9,10 +9,14 @@ server's message and a hint for the usual causes (no key, a refused scope, a ser
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
 import secrets
 import sys
+import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -27,6 +31,7 @@ from orchestrator.client import (
     OfferHubError,
     normalise_url,
 )
+from orchestrator.client.webhooks import sign as webhook_sign
 from orchestrator.dotenv import from_file
 
 CONFIG_PATH = Path.home() / ".offerhub" / "config.json"
@@ -279,6 +284,54 @@ def _events_tail(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A forwarded webhook is never redirected, as the delivery workers never follow one."""
+
+    def redirect_request(self, *_: Any, **__: Any) -> None:
+        return None
+
+
+def forward(url: str, secret: str, event: dict[str, Any], position: str | None, timeout: float = 10.0) -> str:
+    """POST one event to ``url`` signed as the delivery workers sign it; returns the status or the error."""
+    body = json.dumps(dict(event)).encode()  # the SSE data line's bytes again (same keys, same order)
+    stamp = int(time.time())
+    headers = {"Content-Type": "application/json", "User-Agent": "offerhub-cli webhooks listen",
+               "webhook-id": str(event.get("eventId")), "webhook-timestamp": str(stamp),
+               "webhook-signature": webhook_sign(secret, str(event.get("eventId")), stamp, body)}
+    if position is not None:
+        headers["OfferHub-Event-Position"] = str(position)
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST")  # noqa: S310 - http(s) only
+    try:
+        with urllib.request.build_opener(_NoRedirects).open(request, timeout=timeout) as answer:
+            return str(answer.status)
+    except urllib.error.HTTPError as error:
+        return str(error.code)
+    except (urllib.error.URLError, OSError) as error:
+        return f"failed: {getattr(error, 'reason', error)}"
+
+
+def _webhooks_listen(client: Client, args: argparse.Namespace) -> int:
+    """Like ``stripe listen``: live events from the SSE stream, signed with a secret printed here and
+    POSTed to a local URL, so a receiver is developed against real, verifiable requests."""
+    if not args.forward_to.startswith(("http://", "https://")):
+        return fail("--forward-to must be an http(s) URL, e.g. http://localhost:3000/hooks")
+    client.api_keys.me()  # a server that is down or a refused key fails here, clearly
+    secret = args.secret or "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+    print(paint(f"Ready. Your webhook signing secret is {secret}", "green"), file=sys.stderr)
+    print(paint(f"Forwarding events to {args.forward_to} (Ctrl-C to stop)", "dim"), file=sys.stderr)
+    stream = client.events.stream(types=args.events, last_event_id=args.since)
+    for count, event in enumerate(stream, start=1):
+        outcome = forward(args.forward_to, secret, event, event.position)
+        if args.json:
+            print(json.dumps({"eventId": event.get("eventId"), "eventType": event.get("eventType"),
+                              "position": event.position, "status": outcome}), flush=True)
+        else:
+            print(f"{describe(event)}  --> {outcome}", flush=True)
+        if args.limit and count >= args.limit:
+            break
+    return 0
+
+
 def _config_show(args: argparse.Namespace) -> int:
     target = resolve(args)
     stored = read_config_file()
@@ -383,6 +436,8 @@ def add_commands(sub: Any) -> None:
     tail.add_argument("--since", help="replay after a position, an evt_ id or an ISO time first")
     tail.add_argument("--limit", type=int, default=0, help="stop after this many events")
 
+    _webhook_commands(group("webhooks", "outbound webhooks: develop a receiver against live events"), command)
+
     config = group("config", "the CLI's own configuration (~/.offerhub/config.json)")
     show = config.add_parser("show", help="show the configuration in use", parents=[common])
     show.set_defaults(local=_config_show)
@@ -398,11 +453,25 @@ def add_commands(sub: Any) -> None:
                                             "http://127.0.0.1:4100)")
     demo.add_argument("--deposit", default="250.00", help="USDC the buyer deposits on the ledger first")
 
+    _smoke_command(sub, command)
+
+
+def _smoke_command(sub: Any, command: Callable[..., argparse.ArgumentParser]) -> None:
     from orchestrator.smoke import add_arguments
 
     add_arguments(command(sub, "smoke", _smoke, "one whole lifecycle against a running instance on testnet or "
                                                 "the sandbox, each step with its transaction hashes confirmed on "
                                                 "Horizon, and a verdict (exit 0 only if all passed)"))
+
+
+def _webhook_commands(hooks: Any, command: Callable[..., argparse.ArgumentParser]) -> None:
+    listen = command(hooks, "listen", _webhooks_listen, "forward live events to a local URL, signed per Standard "
+                                                       "Webhooks with a secret printed at start")
+    listen.add_argument("--forward-to", required=True, help="the receiver, e.g. http://localhost:3000/hooks")
+    listen.add_argument("--events", help="comma-separated event types; wildcards like order.* (default: all)")
+    listen.add_argument("--secret", help="sign with this whsec_ secret instead of a fresh one")
+    listen.add_argument("--since", help="forward events after a position, an evt_ id or an ISO time first")
+    listen.add_argument("--limit", type=int, default=0, help="stop after this many events")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -20,8 +20,32 @@ AGGREGATES = {
     "withdrawal": "Withdrawal",
     "reconciliation": "Reconciliation",  # reconciliation.differences_found (issue 10)
     "network": "Network",  # network.reset_detected (DESIGN decision 35; aggregate id = STELLAR_NETWORK)
+    "webhook_endpoint": "WebhookEndpoint",  # webhook_endpoint.disabled (DESIGN decision 28)
+    "webhook": "WebhookEndpoint",  # webhook.test, sent only to the endpoint under test
 }
 AGGREGATE_TYPES = frozenset(AGGREGATES.values())
+
+#: Every event type the orchestrator emits (spec events.md §3): webhook endpoint filters are checked
+#: against it (DESIGN decision 36), so an endpoint can never wait for a type that does not exist.
+CATALOG = frozenset({
+    "user.created", "user.airtm_linked", "user.stellar_linked",
+    "wallet.created", "wallet.activated",
+    "balance.credited", "balance.debited", "balance.reserved", "balance.released",
+    "topup.created", "topup.confirmation_required", "topup.processing", "topup.succeeded", "topup.failed",
+    "topup.canceled",
+    "order.created", "order.funds_reserved", "order.canceled", "order.escrow_creating", "order.escrow_funding",
+    "order.escrow_funded", "order.in_progress", "order.release_requested", "order.released",
+    "order.refund_requested", "order.refunded", "order.disputed", "order.closed", "order.operation_failed",
+    "escrow.created", "escrow.funding_started", "escrow.funded", "escrow.milestone_completed", "escrow.released",
+    "escrow.refunded",
+    "dispute.opened", "dispute.under_review", "dispute.resolved",
+    "withdrawal.created", "withdrawal.committed", "withdrawal.pending", "withdrawal.pending_user_action",
+    "withdrawal.completed", "withdrawal.failed", "withdrawal.canceled",
+    "reconciliation.differences_found", "treasury.low", "network.reset_detected",
+    "webhook_endpoint.disabled", "webhook.test",
+})
+#: The families a ``family.*`` filter may name.
+FAMILIES = frozenset(t.split(".", 1)[0] for t in CATALOG)
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,8 @@ PREFIXES: dict[str, str] = {
     "milestone": "ms_",
     "step": "stp_",
     "reconciliation": "rec_",
+    "webhook_endpoint": "whe_",  # DESIGN decision 28
+    "webhook_delivery": "whd_",
 }
 
 _ALNUM = string.ascii_letters + string.digits

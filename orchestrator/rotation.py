@@ -25,7 +25,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from orchestrator import crypto
+from orchestrator import crypto, webhooks
 from orchestrator.db import session
 from orchestrator.db import wallets as wallets_db
 
@@ -71,6 +71,10 @@ def rotate(engine: Any, keyring: crypto.Keyring, *, batch_size: int = BATCH_SIZE
             conn.commit()
             after = page[-1][0]
         log.info("key rotation: %d re-sealed, %d already current so far", result.resealed, result.current)
+    # webhook endpoint secrets are sealed with the same key (DESIGN decision 28): re-sealed alike
+    resealed, current, unopened = webhooks.reseal_all(engine, keyring)
+    result.resealed, result.current = result.resealed + resealed, result.current + current
+    result.unopened.extend(unopened)
     if result.unopened:
         log.warning("key rotation: %d wallet secret(s) open under neither configured key", len(result.unopened))
     return result

@@ -143,6 +143,16 @@ class Settings:
     horizon_poll_seconds: float = 10.0
     horizon_check_seconds: float = 60.0
     reconcile_seconds: float = 300.0
+    #: Outbound webhooks (DESIGN decision 28): private, loopback and link-local destinations are refused
+    #: unless allowed (the sandbox and tests allow them); at most this many endpoints; the answer wait.
+    webhooks_allow_private: bool = False
+    webhooks_max_endpoints: int = 16
+    webhook_timeout_seconds: float = 10.0
+    #: Seconds before each retry after a failed attempt; the last repeats until the window ends (Svix's
+    #: schedule: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h ...).
+    webhook_retry_schedule: tuple[float, ...] = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
+    #: A delivery is given up, and an endpoint failing without a success is disabled, after this long.
+    webhook_retry_window_seconds: float = 259_200.0
     limits: Mapping[str, AmountLimits] = field(default_factory=dict)
 
     @property
@@ -199,7 +209,9 @@ class _Reader:
         return default if value is None or value.strip() == "" else value.strip()
 
     def coerce(self, name: str, default: T, convert: Callable[[str], T]) -> T:
-        value = self.raw(name, None if default is None else str(default))
+        if self.read.get(name) is None and default is not None:
+            self.read[name] = str(default)
+        value = self.raw(name)
         if value is None:
             return default
         try:
@@ -280,6 +292,12 @@ class _Reader:
             "horizon_poll_seconds": self.coerce("HORIZON_POLL_SECONDS", 10.0, float),
             "horizon_check_seconds": self.coerce("HORIZON_CHECK_SECONDS", 60.0, float),
             "reconcile_seconds": self.coerce("RECONCILE_SECONDS", 300.0, float),
+            "webhooks_allow_private": self.coerce("WEBHOOKS_ALLOW_PRIVATE", False, _boolean),
+            "webhooks_max_endpoints": self.coerce("WEBHOOKS_MAX_ENDPOINTS", 16, int),
+            "webhook_timeout_seconds": self.coerce("WEBHOOK_TIMEOUT_SECONDS", 10.0, float),
+            "webhook_retry_schedule": self.coerce("WEBHOOK_RETRY_SCHEDULE", Settings.webhook_retry_schedule,
+                                                  _seconds_list),
+            "webhook_retry_window_seconds": self.coerce("WEBHOOK_RETRY_WINDOW_SECONDS", 259_200.0, float),
             "wallet_encryption_key": self.raw("WALLET_ENCRYPTION_KEY"),
             "wallet_encryption_key_previous": self.raw("WALLET_ENCRYPTION_KEY_PREVIOUS"),
             "platform_user_id": self.raw("PLATFORM_USER_ID"),
@@ -388,6 +406,10 @@ class _Reader:
             self.problems.append("HORIZON_POLL_SECONDS and HORIZON_CHECK_SECONDS must be > 0")
         if values["horizon_read_cache_seconds"] < 0:
             self.problems.append("HORIZON_READ_CACHE_SECONDS must be >= 0 (0 reads Horizon on every scrape)")
+        if values["webhooks_max_endpoints"] < 0 or not 0 < values["webhook_timeout_seconds"] <= 60:
+            self.problems.append("WEBHOOKS_MAX_ENDPOINTS must be >= 0 and WEBHOOK_TIMEOUT_SECONDS 0-60")
+        if values["webhook_retry_window_seconds"] <= 0:
+            self.problems.append("WEBHOOK_RETRY_WINDOW_SECONDS must be > 0")
         if values["rate_limit_per_minute"] < 0:
             self.problems.append("RATE_LIMIT_PER_MINUTE must be >= 0 (0 turns limiting off)")
 
@@ -407,6 +429,14 @@ def _boolean(value: str) -> bool:
     if lowered in ("0", "false", "no", "off"):
         return False
     raise ValueError(value)
+
+
+def _seconds_list(value: str) -> tuple[float, ...]:
+    """``5,300,1800``: comma-separated non-negative seconds, at least one."""
+    seconds = tuple(float(part) for part in value.split(",") if part.strip())
+    if not seconds or min(seconds) < 0:
+        raise ValueError(value)
+    return seconds
 
 
 def _is_account_id(value: str) -> bool:

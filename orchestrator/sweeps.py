@@ -13,6 +13,7 @@ from orchestrator.db import idempotency as idempotency_db
 from orchestrator.db import outbox as outbox_db
 from orchestrator.db import session
 from orchestrator.db import topups as topups_db
+from orchestrator.db import webhooks as webhooks_db
 
 #: Idempotency records are kept 24 hours after completion (spec api.md §1.10).
 IDEMPOTENCY_RETENTION = timedelta(hours=24)
@@ -74,3 +75,10 @@ def stale_webhooks(engine: Any, *, older_than_seconds: float) -> list[str]:
         ids = airtm_db.pending_webhooks(conn, older_than=cutoff)
         conn.commit()
     return ids
+
+
+def due_webhooks(engine: Any) -> list[str]:
+    """Enabled webhook endpoints with a delivery due: a lost message, a killed worker or a retry whose
+    time has come (retries past a minute are published only here)."""
+    with session.transaction(engine) as conn:
+        return webhooks_db.due_endpoints(conn)

@@ -344,7 +344,8 @@ def airtm_environment(the_rig: Rig, proxy_port: int) -> dict[str, str]:
             "REDIS_PREFIX": f"offerhub-chaos-{the_rig.run}-airtm:", "PORT": str(port),
             "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}", "AIRTM_WEBHOOK_SECRET": secret,
             "AIRTM_REFRESH_SECONDS": "10", "WORKER_METRICS_PORT": str(free_port()),
-            "CHAIN_METRICS_PORT": str(free_port()), "WEB_METRICS_DIR": str(the_rig.directory / "airtm-web-metrics"),
+            "CHAIN_METRICS_PORT": str(free_port()), "WEBHOOKS_METRICS_PORT": str(free_port()),
+            "WEB_METRICS_DIR": str(the_rig.directory / "airtm-web-metrics"),
             "TOPUP_SUCCESS_REDIRECT_URL": "https://marketplace.example/topup/done",
             "TOPUP_CANCEL_REDIRECT_URL": "https://marketplace.example/topup/canceled"}
 
@@ -387,6 +388,7 @@ def rig(*, keep_logs: bool = False, procfile: Path = ROOT / "Procfile", airtm: b
             "QUEUE_PREFIX": f"chaos{run}_", "REDIS_PREFIX": f"offerhub-chaos-{run}:", "LOG_LEVEL": "INFO",
             "TMPDIR": str(directory), "WEB_METRICS_DIR": str(directory / "web-metrics"),
             "WORKER_METRICS_PORT": str(free_port()), "CHAIN_METRICS_PORT": str(free_port()),
+            "WEBHOOKS_METRICS_PORT": str(free_port()),
             **(extra_env or {}),
         }
         the_rig = Rig(run, directory, database, redis, rabbitmq, proxy, sandbox, sandbox_url, env,

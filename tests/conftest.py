@@ -43,6 +43,8 @@ os.environ.update({
     "OFFERHUB_ENV_FILE": "",
     # the run's sandboxes keep their world in memory whatever a developer's shell exports (DESIGN decision 27)
     "SANDBOX_STATE_FILE": "",
+    # the webhook tests' receivers listen on 127.0.0.1 (as in the sandbox; DESIGN decision 28)
+    "WEBHOOKS_ALLOW_PRIVATE": "true",
 })
 
 pytest_plugins = (

@@ -20,7 +20,7 @@ from web.request_state import BODY, CREDENTIAL, IDEMPOTENCY
 
 UUID4 = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}", re.IGNORECASE)
 #: Secrets shown once are never written to the idempotency table; a replay shows them masked.
-SECRET_FIELDS = ("key", "token")
+SECRET_FIELDS = ("key", "token", "secret")
 MASK = "***REDACTED***"
 
 

@@ -50,7 +50,7 @@ LATENCY = Histogram("offerhub_http_request_duration_seconds",
                     "Time to answer a request (to the end of the stream for SSE), by route.", ["method", "route"],
                     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
 #: Queues and their Dramatiq twins, as ``queue`` labels.
-QUEUES = ("commands", "events", "chain")
+QUEUES = ("commands", "events", "chain", "webhooks")
 TWINS = {"": "", ".DQ": ".delayed", ".XQ": ".dead"}
 PROBE_TIMEOUT = 5.0
 

@@ -43,8 +43,10 @@ access_log = logging.getLogger("web.access")
 _REQUEST_ID = re.compile(r"[\x21-\x7e]{1,128}")
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 MAX_BODY = 1024 * 1024
-#: Writes still accepted during maintenance (spec api.md §1.13).
-_MAINTENANCE_EXEMPT = re.compile(r"/api/v1/(admin/maintenance/.*|webhooks/.*|auth/api-keys/[^/]+/token)")
+#: Writes still accepted during maintenance (spec api.md §1.13): the inbound provider webhooks only, never
+#: the outbound endpoints' management (DESIGN decision 28).
+_MAINTENANCE_EXEMPT = re.compile(
+    r"/api/v1/(admin/maintenance/.*|webhooks/(airtm|trustless-work)|auth/api-keys/[^/]+/token)")
 
 
 @web.middleware

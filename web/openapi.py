@@ -37,13 +37,13 @@ BALANCE_PATTERN = r"^-?[0-9]+\.[0-9]{2,7}$"
 UUID4 = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-4[0-9a-fA-F]{3}-[89abAB][0-9a-fA-F]{3}-[0-9a-fA-F]{12}$"
 WRITES = {"POST", "PUT", "PATCH", "DELETE"}
 #: Paths whose writes maintenance mode still lets through (api.md §1.13); mirrors web/middlewares.py.
-MAINTENANCE_EXEMPT = re.compile(r"/(admin/maintenance/.*|webhooks/.*|auth/api-keys/[^/]+/token)")
+MAINTENANCE_EXEMPT = re.compile(r"/(admin/maintenance/.*|webhooks/(airtm|trustless-work)|auth/api-keys/[^/]+/token)")
 PROVIDER_CODES = ("PROVIDER_ERROR", "PROVIDER_RATE_LIMITED", "STELLAR_NETWORK_ERROR", "PROVIDER_UNAVAILABLE",
                   "PROVIDER_TIMEOUT")
 #: Tags whose handler module's name does not read well as one.
 TAGS = {"api_keys": "API keys", "sse": "Events"}
 #: Path parameters named after a resource whose name differs from its id prefix's.
-PATH_RESOURCES = {"key_id": "api_key"}
+PATH_RESOURCES = {"key_id": "api_key", "endpoint_id": "webhook_endpoint", "delivery_id": "webhook_delivery"}
 DESCRIPTION = """The OFFER-HUB Orchestrator's HTTP contract (`spec/api.md`).
 
 Send `Authorization: Bearer <credential>` (the master key, an `ohk_test_…`/`ohk_live_…` API key or an

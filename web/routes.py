@@ -5,7 +5,19 @@ from __future__ import annotations
 from aiohttp import web
 
 from web import sse
-from web.handlers import airtm, api_keys, audit, disputes, docs, orders, platform, statements, users, withdrawals
+from web.handlers import (
+    airtm,
+    api_keys,
+    audit,
+    disputes,
+    docs,
+    orders,
+    platform,
+    statements,
+    users,
+    webhooks,
+    withdrawals,
+)
 from web.handlers import wallets as wallet_routes
 
 V1 = "/api/v1"
@@ -67,6 +79,17 @@ def setup_routes(app: web.Application) -> None:
         web.post(f"{V1}/withdrawals/{{withdrawal_id}}/refresh", withdrawals.refresh_withdrawal),
         web.delete(f"{V1}/withdrawals/{{withdrawal_id}}", withdrawals.cancel_withdrawal),
         web.post(f"{V1}/webhooks/airtm", airtm.airtm_webhook),
+        # outbound webhooks (issue 17, DESIGN decision 28)
+        web.post(f"{V1}/webhooks/endpoints", webhooks.create_endpoint),
+        web.get(f"{V1}/webhooks/endpoints", webhooks.list_endpoints),
+        web.get(f"{V1}/webhooks/endpoints/{{endpoint_id}}", webhooks.get_endpoint),
+        web.patch(f"{V1}/webhooks/endpoints/{{endpoint_id}}", webhooks.update_endpoint),
+        web.delete(f"{V1}/webhooks/endpoints/{{endpoint_id}}", webhooks.delete_endpoint),
+        web.post(f"{V1}/webhooks/endpoints/{{endpoint_id}}/rotate-secret", webhooks.rotate_secret),
+        web.post(f"{V1}/webhooks/endpoints/{{endpoint_id}}/test", webhooks.test_endpoint),
+        web.post(f"{V1}/webhooks/endpoints/{{endpoint_id}}/replay", webhooks.replay),
+        web.get(f"{V1}/webhooks/endpoints/{{endpoint_id}}/deliveries", webhooks.list_deliveries),
+        web.post(f"{V1}/webhooks/deliveries/{{delivery_id}}/retry", webhooks.retry_delivery),
         # audit trail and statements (issue 10)
         web.get(f"{V1}/audit/logs", audit.list_audit_logs),
         web.get(f"{V1}/users/{{user_id}}/statement", statements.get_statement),

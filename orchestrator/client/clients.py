@@ -30,6 +30,7 @@ from orchestrator.client.resources import (
     TopUps,
     Users,
     Wallet,
+    Webhooks,
     Withdrawals,
 )
 from orchestrator.client.transport import Config, Transport
@@ -54,6 +55,7 @@ class AsyncClient:
     api_keys: ApiKeys
     audit_logs: AuditLogs
     system: System
+    webhooks: Webhooks
     events: Events
 
     def __init__(self, api_url: str | None = None, api_key: str | None = None, *, timeout: float | None = None,
@@ -192,6 +194,7 @@ class Client:
     api_keys: Any
     audit_logs: Any
     system: Any
+    webhooks: Any
     events: Any
 
     def __init__(self, api_url: str | None = None, api_key: str | None = None, *, timeout: float | None = None,

@@ -361,6 +361,62 @@ class AuditLogs(Resource):
         return self._iterate("/audit/logs", filters)
 
 
+class Webhooks(Resource):
+    """Outbound webhook endpoints and their deliveries (scope ``support`` to change, ``read`` to list)."""
+
+    async def create_endpoint(self, *, url: str, event_types: builtins.list[str] | None = None,
+                              description: str | None = None, enabled: bool | None = None,
+                              idempotency_key: str | None = None) -> Result:
+        """The answer's ``secret`` (``whsec_…``) is shown this once: keep it to verify deliveries."""
+        return await self._call("POST", "/webhooks/endpoints", body(
+            url=url, eventTypes=event_types, description=description, enabled=enabled),
+            idempotency_key=idempotency_key)
+
+    async def get_endpoint(self, endpoint_id: str) -> Result:
+        return await self._call("GET", f"/webhooks/endpoints/{seg(endpoint_id)}")
+
+    async def list_endpoints(self, **filters: Any) -> Page:
+        return await self._page("/webhooks/endpoints", filters)
+
+    def iterate_endpoints(self, **filters: Any) -> AsyncIterator[dict[str, Any]]:
+        return self._iterate("/webhooks/endpoints", filters)
+
+    async def update_endpoint(self, endpoint_id: str, *, url: str | None = None,
+                              event_types: builtins.list[str] | None = None, description: str | None = None,
+                              enabled: bool | None = None) -> Result:
+        return await self._call("PATCH", f"/webhooks/endpoints/{seg(endpoint_id)}", body(
+            url=url, eventTypes=event_types, description=description, enabled=enabled))
+
+    async def delete_endpoint(self, endpoint_id: str, *, idempotency_key: str | None = None) -> Result:
+        return await self._call("DELETE", f"/webhooks/endpoints/{seg(endpoint_id)}", idempotency_key=idempotency_key)
+
+    async def rotate_secret(self, endpoint_id: str, *, overlap_seconds: int | None = None,
+                            idempotency_key: str | None = None) -> Result:
+        """A new ``secret``; the previous one keeps signing beside it for ``overlap_seconds`` (default a day)."""
+        return await self._call("POST", f"/webhooks/endpoints/{seg(endpoint_id)}/rotate-secret",
+                                body(overlapSeconds=overlap_seconds), idempotency_key=idempotency_key)
+
+    async def test(self, endpoint_id: str, *, idempotency_key: str | None = None) -> Result:
+        return await self._call("POST", f"/webhooks/endpoints/{seg(endpoint_id)}/test",
+                                idempotency_key=idempotency_key)
+
+    async def replay(self, endpoint_id: str, *, since: str, until: str | None = None,
+                     idempotency_key: str | None = None) -> Result:
+        return await self._call("POST", f"/webhooks/endpoints/{seg(endpoint_id)}/replay",
+                                body(since=since, until=until), idempotency_key=idempotency_key)
+
+    async def list_deliveries(self, endpoint_id: str, **filters: Any) -> Page:
+        """Filters: ``status`` (``PENDING``, ``SUCCEEDED``, ``FAILED``), ``limit``, ``cursor``."""
+        return await self._page(f"/webhooks/endpoints/{seg(endpoint_id)}/deliveries", filters)
+
+    def iterate_deliveries(self, endpoint_id: str, **filters: Any) -> AsyncIterator[dict[str, Any]]:
+        return self._iterate(f"/webhooks/endpoints/{seg(endpoint_id)}/deliveries", filters)
+
+    async def retry_delivery(self, delivery_id: str, *, idempotency_key: str | None = None) -> Result:
+        return await self._call("POST", f"/webhooks/deliveries/{seg(delivery_id)}/retry",
+                                idempotency_key=idempotency_key)
+
+
 class System(Resource):
     async def health(self) -> Result:
         return await self._call("GET", "/health")
@@ -388,7 +444,8 @@ class System(Resource):
 GROUPS: dict[str, Callable[[Transport], Resource]] = {
     "users": Users, "balance": Balance, "wallet": Wallet, "orders": Orders, "disputes": Disputes,
     "topups": TopUps, "withdrawals": Withdrawals, "api_keys": ApiKeys, "audit_logs": AuditLogs, "system": System,
+    "webhooks": Webhooks,
 }
 
 __all__ = ["GROUPS", "ApiKeys", "AuditLogs", "Balance", "Disputes", "Orders", "Resource", "System",
-           "TopUps", "Users", "Wallet", "Withdrawals"]
+           "TopUps", "Users", "Wallet", "Webhooks", "Withdrawals"]

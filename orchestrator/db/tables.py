@@ -457,3 +457,61 @@ topups.append_column(Column("airtm_fee", Numeric(20, PLACES, asdecimal=True)))
 Index("ix_journal_entries_airtm", journal_entries.c.account, postgresql_include=["amount"],
       postgresql_where=text("account IN ('world:airtm', 'platform:airtm_fees')"))
 Index("ix_commands_running_flow", commands.c.result["id"].astext, postgresql_where=text("flow_status = 'RUNNING'"))
+
+# --- outbound webhooks (issue 17, DESIGN decisions 18, 28, 36; migration 0013) ---
+
+#: A marketplace's webhook endpoint. Secrets are sealed like wallet secrets (orchestrator/crypto.py, the
+#: endpoint id as associated data); ``previous_secret`` still signs until ``previous_expires_at``.
+#: ``lock_key`` numbers the endpoint's advisory lock: one worker drains an endpoint at a time.
+webhook_endpoints = Table(
+    "webhook_endpoints", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("lock_key", BigInteger, Identity(), nullable=False, unique=True),
+    Column("url", Text, nullable=False),
+    Column("description", String(500)),
+    Column("event_types", ARRAY(String(64)), nullable=False, server_default="{}"),
+    Column("enabled", Boolean, nullable=False, server_default=text("true")),
+    Column("disabled_reason", String(200)),
+    Column("secret", JSONB, nullable=False),
+    Column("previous_secret", JSONB),
+    Timestamp("previous_expires_at", nullable=True, default_now=False),
+    Timestamp("failing_since", nullable=True, default_now=False),
+    Timestamp("created_at"),
+    Timestamp("updated_at"),
+)
+
+#: One row per (event, endpoint), created in the relay pass that positions the event (or by a replay);
+#: ``body`` is set only for ``webhook.test``, which never enters the outbox.
+webhook_deliveries = Table(
+    "webhook_deliveries", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("endpoint_id", String(64), ForeignKey("webhook_endpoints.id", ondelete="CASCADE"), nullable=False),
+    Column("event_id", String(64), nullable=False),
+    Column("event_type", String(64), nullable=False),
+    Column("position", BigInteger),
+    Column("body", JSONB),
+    Column("status", String(16), nullable=False, server_default="PENDING"),  # PENDING | SUCCEEDED | FAILED
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Timestamp("next_attempt_at", nullable=True, default_now=True),
+    Timestamp("retry_from"),  # when this round of tries began (creation, a manual retry, a replay)
+    Timestamp("created_at"),
+    Timestamp("updated_at"),
+    UniqueConstraint("endpoint_id", "event_id"),
+    Index("ix_webhook_deliveries_due", "endpoint_id", "next_attempt_at", postgresql_where=text("status = 'PENDING'")),
+    Index("ix_webhook_deliveries_page", "endpoint_id", "created_at", "id"),
+)
+
+#: Every HTTP attempt of a delivery: outcome, latency, the first 4 KB of the answer, the next try.
+webhook_attempts = Table(
+    "webhook_attempts", metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("delivery_id", String(64), ForeignKey("webhook_deliveries.id", ondelete="CASCADE"), nullable=False),
+    Timestamp("attempted_at"),
+    Column("status_code", Integer),
+    Column("succeeded", Boolean, nullable=False),
+    Column("latency_ms", Integer, nullable=False),
+    Column("error", String(500)),
+    Column("response_excerpt", Text),
+    Timestamp("next_attempt_at", nullable=True, default_now=False),
+    Index("ix_webhook_attempts_delivery", "delivery_id", "id"),
+)

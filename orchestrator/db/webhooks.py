@@ -1,0 +1,336 @@
+"""Webhook endpoints, deliveries and attempts (issue 17): the relay's delivery rows, the drain's reads and
+writes, and the statements the web tier runs for the endpoint API."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Insert,
+    Select,
+    Update,
+    delete,
+    exists,
+    func,
+    insert,
+    select,
+    text,
+    tuple_,
+    update,
+)
+
+from orchestrator.db.outbox import RELAY_LOCK
+from orchestrator.db.tables import outbox, relay_state, webhook_attempts, webhook_deliveries, webhook_endpoints
+from orchestrator.events import Event
+
+#: First key of the two-int advisory lock a worker holds while it drains one endpoint (the second key
+#: is the endpoint's ``lock_key``); PostgreSQL keeps two-int and bigint lock keys apart.
+DRAIN_LOCK_CLASS = 0x0FFE_0002
+
+#: Whether an endpoint's filter takes an outbox row: no filter, ``*``, the exact type or ``family.*``
+#: (filters are validated against the catalogue, so these are the only forms stored).
+_MATCH = ("(cardinality(e.event_types) = 0 OR '*' = ANY(e.event_types) OR o.event_type = ANY(e.event_types) "
+          "OR split_part(o.event_type, '.', 1) || '.*' = ANY(e.event_types))")
+_NEW_ID = "'whd_' || replace(gen_random_uuid()::text, '-', '')"
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    id: str
+    lock_key: int
+    url: str
+    description: str | None
+    event_types: list[str]
+    enabled: bool
+    disabled_reason: str | None
+    secret: dict[str, str]
+    previous_secret: dict[str, str] | None
+    previous_expires_at: datetime | None
+    failing_since: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class Delivery:
+    id: str
+    endpoint_id: str
+    event_id: str
+    event_type: str
+    position: int | None
+    body: dict[str, Any] | None
+    status: str
+    attempts: int
+    next_attempt_at: datetime | None
+    retry_from: datetime
+    created_at: datetime
+    updated_at: datetime
+
+
+def to_endpoint(row: Any) -> Endpoint:
+    r = row._mapping
+    return Endpoint(r["id"], r["lock_key"], r["url"], r["description"], list(r["event_types"]), r["enabled"],
+                    r["disabled_reason"], r["secret"], r["previous_secret"], r["previous_expires_at"],
+                    r["failing_since"], r["created_at"], r["updated_at"])
+
+
+def to_delivery(row: Any) -> Delivery:
+    r = row._mapping
+    return Delivery(r["id"], r["endpoint_id"], r["event_id"], r["event_type"], r["position"], r["body"], r["status"],
+                    r["attempts"], r["next_attempt_at"], r["retry_from"], r["created_at"], r["updated_at"])
+
+
+# --- endpoints (the web tier runs these statements) -----------------------------------------------------
+
+def endpoint_by_id(endpoint_id: str) -> Select:
+    return select(webhook_endpoints).where(webhook_endpoints.c.id == endpoint_id)
+
+
+def count_endpoints() -> Select:
+    return select(func.count()).select_from(webhook_endpoints)
+
+
+def lock_endpoints() -> Any:
+    """Serialises endpoint creation, so two concurrent creates cannot both pass the limit."""
+    return text("SELECT pg_advisory_xact_lock(:a, 0)").bindparams(a=DRAIN_LOCK_CLASS)
+
+
+def insert_endpoint(**values: Any) -> Insert:
+    return insert(webhook_endpoints).values(**values).returning(webhook_endpoints)
+
+
+def insert_event(event: Event) -> Insert:
+    """An outbox event written by the web tier (an operator's disabling); the scheduler's relay numbers it."""
+    return insert(outbox).values(
+        event_id=event.event_id, event_type=event.event_type, aggregate_type=event.aggregate_type,
+        aggregate_id=event.aggregate_id, payload=event.payload, metadata=event.metadata)
+
+
+def update_endpoint(endpoint_id: str, **values: Any) -> Update:
+    return (update(webhook_endpoints).where(webhook_endpoints.c.id == endpoint_id)
+            .values(updated_at=func.now(), **values).returning(webhook_endpoints))
+
+
+def delete_endpoint(endpoint_id: str) -> Any:
+    return delete(webhook_endpoints).where(webhook_endpoints.c.id == endpoint_id).returning(webhook_endpoints.c.id)
+
+
+def resume(endpoint_id: str) -> Update:
+    """A re-enabled endpoint's pending deliveries: due now, with a fresh retry window."""
+    return (update(webhook_deliveries).where(webhook_deliveries.c.endpoint_id == endpoint_id,
+                                             webhook_deliveries.c.status == "PENDING")
+            .values(next_attempt_at=func.now(), retry_from=func.now(), updated_at=func.now()))
+
+
+def endpoints_page(*, after: tuple[datetime, str] | None, limit: int) -> Select:
+    stmt = select(webhook_endpoints)
+    if after is not None:
+        stmt = stmt.where(tuple_(webhook_endpoints.c.created_at, webhook_endpoints.c.id) < tuple_(*after))
+    return stmt.order_by(webhook_endpoints.c.created_at.desc(), webhook_endpoints.c.id.desc()).limit(limit + 1)
+
+
+def endpoint_cursor(endpoint_id: str) -> Select:
+    return select(webhook_endpoints.c.created_at, webhook_endpoints.c.id).where(
+        webhook_endpoints.c.id == endpoint_id)
+
+
+def sealed_secrets(conn: Connection) -> list[Any]:
+    """Every endpoint's sealed secrets, locked (a key rotation re-seals them)."""
+    return list(conn.execute(select(webhook_endpoints.c.id, webhook_endpoints.c.secret,
+                                    webhook_endpoints.c.previous_secret)
+                             .order_by(webhook_endpoints.c.id).with_for_update()).all())
+
+
+def reseal(conn: Connection, endpoint_id: str, *, secret: dict[str, str], previous: dict[str, str] | None) -> None:
+    conn.execute(update(webhook_endpoints).where(webhook_endpoints.c.id == endpoint_id)
+                 .values(secret=secret, previous_secret=previous))
+
+
+# --- deliveries: created by the relay -------------------------------------------------------------------
+
+def relay_watermark(conn: Connection) -> int:
+    """The last position numbered so far, read under the relay lock (taken here first; the relay's own
+    ``pg_advisory_xact_lock`` on it is re-entrant), so no other pass can move it meanwhile."""
+    conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": RELAY_LOCK})
+    return int(conn.execute(select(relay_state.c.last_position).where(relay_state.c.name == "outbox")).scalar_one())
+
+
+def create_deliveries(conn: Connection, *, after: int, upto: int) -> list[str]:
+    """One delivery per (event in ``(after, upto]``, enabled endpoint whose filter takes it); returns the
+    endpoints that received any. In the relay's transaction, so a delivery exists iff its event is numbered."""
+    rows = conn.execute(text(
+        f"INSERT INTO webhook_deliveries (id, endpoint_id, event_id, event_type, position) "
+        f"SELECT {_NEW_ID}, e.id, o.event_id, o.event_type, o.position "
+        f"FROM outbox o JOIN webhook_endpoints e ON e.enabled AND {_MATCH} "
+        f"WHERE o.position > :after AND o.position <= :upto "
+        f"ON CONFLICT (endpoint_id, event_id) DO NOTHING RETURNING endpoint_id"),
+        {"after": after, "upto": upto}).scalars().all()
+    return sorted(set(rows))
+
+
+# --- deliveries: the drain ------------------------------------------------------------------------------
+
+@contextmanager
+def drain_lock(engine: Engine, lock_key: int) -> Iterator[Connection | None]:
+    """Try the endpoint's drain lock on a connection of its own (autocommit, so no transaction stays open
+    across HTTP calls); yields the connection if taken, else None. A killed worker's lock goes with its
+    connection."""
+    with engine.connect() as conn:
+        conn.execution_options(isolation_level="AUTOCOMMIT")
+        held = conn.execute(text("SELECT pg_try_advisory_lock(:a, :b)"),
+                            {"a": DRAIN_LOCK_CLASS, "b": lock_key}).scalar_one()
+        try:
+            yield conn if held else None
+        finally:
+            if held:
+                conn.execute(text("SELECT pg_advisory_unlock(:a, :b)"), {"a": DRAIN_LOCK_CLASS, "b": lock_key})
+
+
+def due(conn: Connection, endpoint_id: str, *, limit: int = 50) -> list[Delivery]:
+    """Pending deliveries whose time has come, in stream order (tests before positioned events)."""
+    rows = conn.execute(select(webhook_deliveries).where(
+        webhook_deliveries.c.endpoint_id == endpoint_id, webhook_deliveries.c.status == "PENDING",
+        webhook_deliveries.c.next_attempt_at <= func.now())
+        .order_by(webhook_deliveries.c.position.asc().nulls_first(), webhook_deliveries.c.created_at)
+        .limit(limit)).all()
+    return [to_delivery(r) for r in rows]
+
+
+def next_due_at(conn: Connection, endpoint_id: str) -> datetime | None:
+    return conn.execute(select(func.min(webhook_deliveries.c.next_attempt_at)).where(
+        webhook_deliveries.c.endpoint_id == endpoint_id, webhook_deliveries.c.status == "PENDING")).scalar()
+
+
+def has_due(conn: Connection, endpoint_id: str) -> bool:
+    return bool(conn.execute(select(exists().where(
+        webhook_deliveries.c.endpoint_id == endpoint_id, webhook_deliveries.c.status == "PENDING",
+        webhook_deliveries.c.next_attempt_at <= func.now()))).scalar())
+
+
+def event_row(conn: Connection, event_id: str) -> Any:
+    return conn.execute(select(outbox).where(outbox.c.event_id == event_id)).first()
+
+
+def lock_endpoint(conn: Connection, endpoint_id: str) -> bool:
+    """Lock the endpoint row first (``FOR NO KEY UPDATE``), as every writer that touches an endpoint and
+    its deliveries does, so a delete (which cascades to the deliveries) and a recording never deadlock.
+    False if the endpoint is gone."""
+    return conn.execute(select(webhook_endpoints.c.id).where(webhook_endpoints.c.id == endpoint_id)
+                        .with_for_update(key_share=True)).first() is not None
+
+
+def record_attempt(conn: Connection, delivery: Delivery, *, status: str, status_code: int | None, succeeded: bool,
+                   latency_ms: int, error: str | None, excerpt: str | None, next_attempt_at: datetime | None,
+                   attempted_at: datetime) -> None:
+    """The attempt row and the delivery's new state, in the caller's transaction."""
+    conn.execute(insert(webhook_attempts).values(
+        delivery_id=delivery.id, attempted_at=attempted_at, status_code=status_code, succeeded=succeeded,
+        latency_ms=latency_ms, error=error, response_excerpt=excerpt, next_attempt_at=next_attempt_at))
+    conn.execute(update(webhook_deliveries).where(webhook_deliveries.c.id == delivery.id).values(
+        status=status, attempts=webhook_deliveries.c.attempts + 1, next_attempt_at=next_attempt_at,
+        updated_at=func.now()))
+
+
+def mark_failing(conn: Connection, endpoint_id: str, *, at: datetime) -> datetime | None:
+    """Start the endpoint's failing streak if none is running; returns when the streak began."""
+    return conn.execute(update(webhook_endpoints).where(webhook_endpoints.c.id == endpoint_id).values(
+        failing_since=func.coalesce(webhook_endpoints.c.failing_since, at))
+        .returning(webhook_endpoints.c.failing_since)).scalar()
+
+
+def mark_healthy(conn: Connection, endpoint_id: str) -> None:
+    conn.execute(update(webhook_endpoints).where(webhook_endpoints.c.id == endpoint_id,
+                                                 webhook_endpoints.c.failing_since.is_not(None))
+                 .values(failing_since=None))
+
+
+def disable(conn: Connection, endpoint_id: str, reason: str) -> Endpoint | None:
+    """Disable an enabled endpoint; None if it was already disabled (or is gone)."""
+    row = conn.execute(update(webhook_endpoints).where(webhook_endpoints.c.id == endpoint_id,
+                                                       webhook_endpoints.c.enabled.is_(True))
+                       .values(enabled=False, disabled_reason=reason, updated_at=func.now())
+                       .returning(webhook_endpoints)).first()
+    return to_endpoint(row) if row else None
+
+
+def due_endpoints(conn: Connection) -> list[str]:
+    """Enabled endpoints with a delivery due (the scheduler's sweep: lost messages, killed workers)."""
+    return list(conn.execute(
+        select(webhook_deliveries.c.endpoint_id).distinct()
+        .join(webhook_endpoints, webhook_endpoints.c.id == webhook_deliveries.c.endpoint_id)
+        .where(webhook_endpoints.c.enabled.is_(True), webhook_deliveries.c.status == "PENDING",
+               webhook_deliveries.c.next_attempt_at <= func.now())).scalars().all())
+
+
+# --- deliveries: the web tier ---------------------------------------------------------------------------
+
+def delivery_by_id(delivery_id: str) -> Select:
+    return select(webhook_deliveries).where(webhook_deliveries.c.id == delivery_id)
+
+
+def deliveries_page(endpoint_id: str, *, status: str | None, after: tuple[datetime, str] | None,
+                    limit: int) -> Select:
+    stmt = select(webhook_deliveries).where(webhook_deliveries.c.endpoint_id == endpoint_id)
+    if status is not None:
+        stmt = stmt.where(webhook_deliveries.c.status == status)
+    if after is not None:
+        stmt = stmt.where(tuple_(webhook_deliveries.c.created_at, webhook_deliveries.c.id) < tuple_(*after))
+    return stmt.order_by(webhook_deliveries.c.created_at.desc(), webhook_deliveries.c.id.desc()).limit(limit + 1)
+
+
+def delivery_cursor(endpoint_id: str) -> Any:
+    def cursor_of(delivery_id: str) -> Select:
+        return select(webhook_deliveries.c.created_at, webhook_deliveries.c.id).where(
+            webhook_deliveries.c.id == delivery_id, webhook_deliveries.c.endpoint_id == endpoint_id)
+    return cursor_of
+
+
+def attempts_of(delivery_ids: Sequence[str]) -> Select:
+    return (select(webhook_attempts).where(webhook_attempts.c.delivery_id.in_(list(delivery_ids)))
+            .order_by(webhook_attempts.c.delivery_id, webhook_attempts.c.id))
+
+
+def requeue(delivery_id: str) -> Update:
+    """A manual retry: pending again, due now, with a fresh retry window."""
+    return (update(webhook_deliveries).where(webhook_deliveries.c.id == delivery_id)
+            .values(status="PENDING", next_attempt_at=func.now(), retry_from=func.now(), updated_at=func.now())
+            .returning(webhook_deliveries))
+
+
+def insert_test_delivery(*, delivery_id: str, endpoint_id: str, body: dict[str, Any]) -> Insert:
+    return insert(webhook_deliveries).values(
+        id=delivery_id, endpoint_id=endpoint_id, event_id=body["eventId"], event_type=body["eventType"],
+        position=None, body=body).returning(webhook_deliveries)
+
+
+def _range(since: datetime, until: datetime | None) -> tuple[str, dict[str, Any]]:
+    if until is None:
+        return "o.relayed_at > :since", {"since": since}
+    return "o.relayed_at > :since AND o.relayed_at <= :until", {"since": since, "until": until}
+
+
+def replay_requeue(endpoint_id: str, *, since: datetime, until: datetime | None) -> Any:
+    """Existing deliveries of events relayed in the range: pending again, due now (run before the insert)."""
+    where, params = _range(since, until)
+    return text(
+        "UPDATE webhook_deliveries d SET status = 'PENDING', next_attempt_at = now(), retry_from = now(), "
+        "updated_at = now() FROM outbox o WHERE d.endpoint_id = :endpoint AND d.event_id = o.event_id AND "
+        f"{where} RETURNING d.id").bindparams(endpoint=endpoint_id, **params)
+
+
+def replay_missing(endpoint_id: str, *, since: datetime, until: datetime | None) -> Any:
+    """Deliveries for retained events in the range that the endpoint has none of (e.g. positioned before
+    it existed or while it was disabled), filtered as the relay filters."""
+    where, params = _range(since, until)
+    return text(
+        f"INSERT INTO webhook_deliveries (id, endpoint_id, event_id, event_type, position) "
+        f"SELECT {_NEW_ID}, e.id, o.event_id, o.event_type, o.position FROM outbox o "
+        f"JOIN webhook_endpoints e ON e.id = :endpoint AND {_MATCH} "
+        f"WHERE o.position IS NOT NULL AND {where} "
+        f"ON CONFLICT (endpoint_id, event_id) DO NOTHING RETURNING id").bindparams(endpoint=endpoint_id, **params)

@@ -1,0 +1,240 @@
+"""Delivering webhooks: one worker drains an endpoint at a time, in stream order, one attempt per due
+delivery; a failure is rescheduled and never holds up the deliveries behind it.
+
+Each attempt resolves the host once, refuses non-public addresses unless allowed, connects to exactly
+the addresses it checked (so a second DNS answer cannot point the request elsewhere) and never follows a
+redirect (Standard Webhooks 1.0.0, "Delivery success and failure": 3xx is a failure; "SSRF").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
+
+from orchestrator import events, webhooks
+from orchestrator.db import outbox as outbox_db
+from orchestrator.db import session
+from orchestrator.db import webhooks as webhooks_db
+from orchestrator.errors import ValidationFailed
+from orchestrator.unit_of_work import Context, Message, UnitOfWork
+
+log = logging.getLogger(__name__)
+#: Re-take the lock this many times when deliveries became due while it was held (then the sweep).
+RECHECKS = 3
+#: One drain delivers for at most this long, then hands over to a fresh message (far inside the
+#: actor's time limit, and fair to the other endpoints sharing the worker's threads).
+BUDGET_SECONDS = 120.0
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What one HTTP attempt came to."""
+
+    status: int | None
+    latency_ms: int
+    excerpt: str | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status is not None and 200 <= self.status < 300
+
+
+@dataclass
+class Drained:
+    """After-commit messages (the relay, for events emitted) and when the endpoint is next due."""
+
+    messages: list[Message] = field(default_factory=list)
+    next_due_in: float | None = None
+    #: Whether this call held the endpoint's lock (only then does it schedule the endpoint's next drain).
+    drained: bool = False
+    deadline: float = 0.0
+
+
+def drain(engine: Any, settings: Any, endpoint_id: str) -> Drained:
+    """Deliver everything due to one endpoint; returns at once if another worker is draining it."""
+    out = Drained(deadline=time.monotonic() + BUDGET_SECONDS)
+    for _ in range(RECHECKS):
+        endpoint = _endpoint(engine, endpoint_id)
+        if endpoint is None or not endpoint.enabled:
+            return out
+        with webhooks_db.drain_lock(engine, endpoint.lock_key) as held:
+            if held is None:
+                return out  # its holder re-checks after letting go, so nothing due is left behind
+            out.drained = True
+            _drain_locked(engine, settings, endpoint_id, out)
+        if time.monotonic() >= out.deadline:
+            break
+        with session.transaction(engine) as conn:
+            if not webhooks_db.has_due(conn, endpoint_id):
+                break
+    with session.transaction(engine) as conn:
+        due_at = webhooks_db.next_due_at(conn, endpoint_id)
+    if due_at is not None:
+        out.next_due_in = max(0.0, (due_at - events.now()).total_seconds())
+    return out
+
+
+def _endpoint(engine: Any, endpoint_id: str) -> webhooks_db.Endpoint | None:
+    with session.transaction(engine) as conn:
+        row = conn.execute(webhooks_db.endpoint_by_id(endpoint_id)).first()
+    return webhooks_db.to_endpoint(row) if row else None
+
+
+def _drain_locked(engine: Any, settings: Any, endpoint_id: str, out: Drained) -> None:
+    ring = webhooks.keyring(settings)
+    while True:
+        endpoint = _endpoint(engine, endpoint_id)  # fresh each batch: rotated, edited or disabled meanwhile
+        if endpoint is None or not endpoint.enabled:
+            return
+        with session.transaction(engine) as conn:
+            batch = webhooks_db.due(conn, endpoint_id)
+        if not batch:
+            return
+        for delivery in batch:
+            if not _attempt(engine, settings, ring, endpoint, delivery, out) or time.monotonic() >= out.deadline:
+                return
+
+
+def _attempt(engine: Any, settings: Any, ring: Any, endpoint: webhooks_db.Endpoint,
+             delivery: webhooks_db.Delivery, out: Drained) -> bool:
+    """One attempt, recorded; whether the endpoint is still enabled afterwards."""
+    envelope = delivery.body or _envelope(engine, delivery.event_id)
+    if envelope is None:
+        answer = Answer(None, 0, error="the event is no longer retained (EVENT_RETENTION_DAYS)")
+        return _record(engine, settings, endpoint, delivery, answer, out, give_up=True)
+    now = events.now()
+    body = webhooks.body_of(envelope)
+    sent_headers = webhooks.headers(webhooks.signing_secrets(ring, endpoint, now), event_id=delivery.event_id,
+                                    timestamp=int(time.time()), body=body, position=delivery.position)
+    answer = post(endpoint.url, sent_headers, body, timeout=settings.webhook_timeout_seconds,
+                  allow_private=settings.webhooks_allow_private)
+    log.info("Webhook delivery %s (%s) to %s: %s", delivery.id, delivery.event_type, endpoint.id,
+             answer.status or answer.error)
+    return _record(engine, settings, endpoint, delivery, answer, out)
+
+
+def _envelope(engine: Any, event_id: str) -> dict[str, Any] | None:
+    with session.transaction(engine) as conn:
+        row = webhooks_db.event_row(conn, event_id)
+    return outbox_db.row_to_event(row).envelope() if row else None
+
+
+def _record(engine: Any, settings: Any, endpoint: webhooks_db.Endpoint, delivery: webhooks_db.Delivery,
+            answer: Answer, out: Drained, *, give_up: bool = False) -> bool:
+    """The attempt row, the delivery's next state, the endpoint's failing streak and, when it must stop,
+    its disabling (event and audit entry), in one transaction."""
+    now = events.now()
+    context = Context(correlation_id=delivery.id, actor_type="SYSTEM", actor_id="webhooks")
+    with UnitOfWork(engine, context) as uow:
+        if not webhooks_db.lock_endpoint(uow.conn, endpoint.id):
+            return False  # deleted meanwhile, with its deliveries
+        if answer.ok:
+            status, next_at = "SUCCEEDED", None
+        else:
+            next_at = None if give_up else webhooks.next_attempt(
+                settings, failures=delivery.attempts + 1, retry_from=delivery.retry_from, now=now)
+            status = "PENDING" if next_at else "FAILED"
+        webhooks_db.record_attempt(uow.conn, delivery, status=status, status_code=answer.status,
+                                   succeeded=answer.ok, latency_ms=answer.latency_ms, error=answer.error,
+                                   excerpt=answer.excerpt, next_attempt_at=next_at, attempted_at=now)
+        enabled = True
+        if answer.ok:
+            webhooks_db.mark_healthy(uow.conn, endpoint.id)
+        elif not give_up:
+            since = webhooks_db.mark_failing(uow.conn, endpoint.id, at=now) or now
+            window = timedelta(seconds=settings.webhook_retry_window_seconds)
+            reason = (webhooks.GONE if answer.status == 410
+                      else webhooks.FAILING if now - since >= window else None)
+            if reason is not None:
+                enabled = not disable(uow, endpoint.id, reason)
+        uow.commit()
+    out.messages.extend(m for m in uow.messages if m not in out.messages)
+    return enabled
+
+
+def disable(uow: UnitOfWork, endpoint_id: str, reason: str) -> bool:
+    """Disable an endpoint with its ``webhook_endpoint.disabled`` event (and so its audit entry); False if
+    it was not enabled."""
+    endpoint = webhooks_db.disable(uow.conn, endpoint_id, reason)
+    if endpoint is None:
+        return False
+    log.warning("Webhook endpoint %s disabled: %s", endpoint_id, reason)
+    uow.emit("webhook_endpoint.disabled", endpoint_id,
+             {"endpointId": endpoint_id, "url": endpoint.url, "reason": reason})
+    return True
+
+
+# --- one HTTP attempt ----------------------------------------------------------------------------------
+
+class _Pinned(AbstractResolver):
+    """Answers with the addresses already checked, so the connection goes where the check looked."""
+
+    def __init__(self, infos: list[tuple[int, str]]) -> None:
+        self.infos = infos
+
+    async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET,
+                      ) -> list[ResolveResult]:
+        return [ResolveResult(hostname=host, host=address, port=port, family=fam, proto=0,
+                              flags=socket.AI_NUMERICHOST) for fam, address in self.infos]
+
+    async def close(self) -> None:
+        return None
+
+
+def resolve(host: str, port: int) -> list[tuple[int, str]]:
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError):
+        return []
+    return list(dict.fromkeys((int(family), str(sockaddr[0])) for family, _, _, _, sockaddr in infos))
+
+
+def post(url: str, headers: dict[str, str], body: bytes, *, timeout: float, allow_private: bool) -> Answer:
+    """POST once: resolve, check, connect to the checked addresses, no redirects, at most ``timeout``
+    seconds and 4 KB of the answer kept."""
+    started = time.monotonic()
+
+    def elapsed() -> int:
+        return int((time.monotonic() - started) * 1000)
+
+    try:
+        target = webhooks.check_url(url, mainnet=False)
+        infos = resolve(target.host, target.port)
+        allowed = set(webhooks.check_addresses([a for _, a in infos], allow_private=allow_private))
+    except ValidationFailed as refused:
+        return Answer(None, elapsed(), error=f"{refused.details.get('reason')}: {refused.message}")
+    try:
+        return asyncio.run(_post(url, headers, body, [i for i in infos if i[1] in allowed], timeout, started))
+    except Exception as error:  # any transport failure is a failed attempt, never a crashed worker
+        return Answer(None, elapsed(), error=f"{type(error).__name__}: {error}"[:500])
+
+
+async def _post(url: str, headers: dict[str, str], body: bytes, infos: list[tuple[int, str]],
+                timeout: float, started: float) -> Answer:  # noqa: ASYNC109 - applied with asyncio.timeout below
+    connector = aiohttp.TCPConnector(resolver=_Pinned(infos), use_dns_cache=False, force_close=True)
+    limit = aiohttp.ClientTimeout(total=timeout)
+    try:
+        async with aiohttp.ClientSession(connector=connector, timeout=limit) as client:
+            async with asyncio.timeout(timeout):
+                async with client.post(url, data=body, headers=headers, allow_redirects=False) as response:
+                    raw = b""
+                    while len(raw) < webhooks.EXCERPT_BYTES:  # the rest of a huge answer is never read
+                        chunk = await response.content.read(webhooks.EXCERPT_BYTES - len(raw))
+                        if not chunk:
+                            break
+                        raw += chunk
+                    return Answer(response.status, int((time.monotonic() - started) * 1000),
+                                  excerpt=raw.decode("utf-8", errors="replace"))
+    except TimeoutError:
+        return Answer(None, int((time.monotonic() - started) * 1000),
+                      error=f"no answer within {timeout:g} s (WEBHOOK_TIMEOUT_SECONDS)")
+
