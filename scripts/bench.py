@@ -21,6 +21,9 @@ Parts (``--only`` takes a comma-separated subset; all by default):
 ``fanout``    SSE fan-out: ``--listeners`` streams (1,000) on ``GET /api/v1/events`` (five per API key,
               the per-key limit), then ``--rounds`` credits to one user; the time from sending each
               credit until every listener has its ``balance.credited``.
+``webhooks``  outbound webhooks: ``--webhook-endpoints`` (10) endpoints on a receiver in this process,
+              ``--rounds`` single credits (event -> delivery latency, its p99 beside the fan-out's), then
+              ``--webhook-burst`` (200) credits at once (deliveries per second).
 ``replay``    ``--replay-events`` (100,000) events stored with SQL, then one stream replaying them from
               ``Last-Event-ID``; beside one psycopg query reading the same rows.
 ``orders``    ``GET /orders/{id}`` and ``GET /orders`` (first page; one buyer's page) with
@@ -83,9 +86,10 @@ import aiohttp  # noqa: E402  (after the re-exec into the virtualenv)
 import pika  # noqa: E402
 import psycopg  # noqa: E402
 
+from scripts import bench_webhooks  # noqa: E402
 from scripts.bench_api import hammer  # noqa: E402
 
-PARTS = ("ceilings", "api", "deposits", "lifecycle", "sandbox", "fanout", "replay", "orders")
+PARTS = ("ceilings", "api", "deposits", "lifecycle", "sandbox", "fanout", "webhooks", "replay", "orders")
 #: The outbox relay's advisory lock (orchestrator/db/outbox.py): stored events are numbered under it.
 RELAY_LOCK = 0x0FFE_0001
 
@@ -357,6 +361,22 @@ async def fanout(args: argparse.Namespace, api: Rigged, user: str) -> list[Figur
             Figure(f"{label}, last listener (max)", max(latencies, default=math.nan), "ms", "latency")]
 
 
+async def webhooks(args: argparse.Namespace, api: Rigged, user: str, sse_p99: float | None) -> list[Figure]:
+    """Deliveries/s and event -> delivery latency (issue 17: p99 within 2x the SSE fan-out's p99)."""
+    say(f"webhooks: {args.webhook_endpoints} endpoints, {args.rounds} single credits, a burst of "
+        f"{args.webhook_burst}")
+    got = await bench_webhooks.measure(api.post, user, endpoints=args.webhook_endpoints, rounds=args.rounds,
+                                       burst=args.webhook_burst)
+    label = f"webhooks to {args.webhook_endpoints} endpoints"
+    note = f"{got.missing} missing, {got.duplicates} duplicates" if got.missing or got.duplicates else ""
+    return [Figure(f"{label}: deliveries/s (burst of {args.webhook_burst} credits)", got.burst_rate, "req/s",
+                   note=note or f"{got.deliveries} deliveries"),
+            Figure(f"{label}: event -> delivery p50", percentile(got.latencies_ms, 50), "ms", "latency"),
+            Figure(f"{label}: event -> delivery p99", percentile(got.latencies_ms, 99), "ms", "latency",
+                   limit_name="SSE fan-out p99 (same run)" if sse_p99 else "", limit=sse_p99,
+                   note="target: ratio <= 2")]
+
+
 def store_events(database_url: str, count: int, user: str) -> int:
     """``count`` numbered events after the current top, under the relay's lock; returns the old top."""
     tag = secrets.token_hex(4)
@@ -475,8 +495,13 @@ async def system_parts(args: argparse.Namespace, rig: Rig) -> list[Figure]:
             say(f"orders: {args.small_orders} rows")
             await asyncio.to_thread(grow_orders, rig.database_url, args.small_orders, buyer, seller, tag)
             small = await order_latencies(args, api, buyer, args.small_orders, tag)
+        sse_p99 = None
         if "fanout" in args.parts:
-            figures += await fanout(args, api, buyer)
+            fan = await fanout(args, api, buyer)
+            sse_p99 = next(f.value for f in fan if f.name.endswith(", p99"))
+            figures += fan
+        if "webhooks" in args.parts:
+            figures += await webhooks(args, api, buyer, sse_p99)
         if "replay" in args.parts:
             figures += await replay(args, api, buyer)
         if "orders" in args.parts:
@@ -504,7 +529,7 @@ def attach_limits(figures: list[Figure], ceilings: Ceilings, args: argparse.Name
             f.limit_name, f.limit = "bare handler p50, c=1", ceilings.bare_p50_ms
         elif f.unit == "req/s" and "async" in f.name:
             f.limit_name, f.limit = "RabbitMQ confirmed publishes", ceilings.rabbit_rate
-        elif f.unit in ("req/s", "tx/s") and ("API" in f.name or "sandbox" in f.name):
+        elif f.unit in ("req/s", "tx/s") and ("API" in f.name or "sandbox" in f.name or "webhooks" in f.name):
             f.limit_name, f.limit = f"bare handler, c={args.concurrency}", ceilings.bare_rate
         else:
             f.limit_name, f.limit = "pgbench", ceilings.pgbench_tps
@@ -552,15 +577,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--replay-events", type=int, help="stored events replayed (100000; quick: 5000)")
     parser.add_argument("--orders", type=int, help="orders in the large table (1000000; quick: 20000)")
     parser.add_argument("--small-orders", type=int, help="orders in the small table (10000; quick: 1000)")
+    parser.add_argument("--webhook-endpoints", type=int, default=10, help="webhook endpoints of the rig (10)")
+    parser.add_argument("--webhook-burst", type=int, help="credits sent at once to the webhook endpoints (200; "
+                                                          "quick: 20)")
     parser.add_argument("--rabbit-messages", type=int, help="messages published for the ceiling (5000; quick: 500)")
     parser.add_argument("--workers", type=int, default=2, help="dramatiq worker processes of the rig (2)")
     parser.add_argument("--threads", type=int, default=8, help="threads per worker process (8)")
     parser.add_argument("--serve-bare", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     full = {"duration": 10.0, "concurrency": 200, "api_concurrency": 16, "listeners": 1000, "rounds": 10,
-            "replay_events": 100_000, "orders": 1_000_000, "small_orders": 10_000, "rabbit_messages": 5000}
+            "replay_events": 100_000, "orders": 1_000_000, "small_orders": 10_000, "rabbit_messages": 5000,
+            "webhook_burst": 200}
     quick = {"duration": 2.0, "concurrency": 20, "api_concurrency": 4, "listeners": 50, "rounds": 3,
-             "replay_events": 5000, "orders": 20_000, "small_orders": 1000, "rabbit_messages": 500}
+             "replay_events": 5000, "orders": 20_000, "small_orders": 1000, "rabbit_messages": 500,
+             "webhook_burst": 20}
     for name, default in (quick if args.quick else full).items():
         if getattr(args, name) is None:
             setattr(args, name, default)

@@ -321,7 +321,7 @@ def start_sandbox(rig: Rig, seed: str) -> None:
 
 
 def start_system(rig: Rig, seed: str, args: argparse.Namespace) -> None:
-    """Migrate, bootstrap, then the Procfile's five processes."""
+    """Migrate, bootstrap, then the Procfile's six processes."""
     python = sys.executable
     say("migrating the scratch database and bootstrapping the platform user")
     for what, command in (("migration", [python, "-c", "import sys; from orchestrator.db.migrate import upgrade; "
@@ -339,10 +339,13 @@ def start_system(rig: Rig, seed: str, args: argparse.Namespace) -> None:
                   "--queues", f"{prefix}chain"],
         "monitor": [python, "-m", "orchestrator", "monitor"],
         "scheduler": [python, "-m", "orchestrator", "scheduler"],
+        "webhooks": [python, "-m", "dramatiq", "actors", "--processes", "1", "--threads", "8",
+                     "--queues", f"{prefix}webhooks"],
     }
     # each dramatiq command serves its Prometheus figures on a port and from a directory of its own
     metrics = {name: {"dramatiq_prom_port": str(free_port()), "dramatiq_prom_host": "127.0.0.1",
-                      "dramatiq_prom_db": str(rig.log_dir / f"metrics-{name}")} for name in ("workers", "chain")}
+                      "dramatiq_prom_db": str(rig.log_dir / f"metrics-{name}")}
+               for name in ("workers", "chain", "webhooks")}
     for name, command in commands.items():
         child = rig.processes.start(name, command, {**rig.env, **metrics.get(name, {})})
         rig.groups[child.process.pid], rig.pids[name] = name, child.process.pid
@@ -373,7 +376,9 @@ def rig_environment(args: argparse.Namespace, name: str = "deposits",
             "SANDBOX_URL": rig.sandbox_url, "SANDBOX_SEED": seed, "SANDBOX_LEDGER_MODE": "instant",
             "WALLET_ENCRYPTION_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),
             "RATE_LIMIT_PER_MINUTE": "0", "QUEUE_PREFIX": queue_prefix, "REDIS_PREFIX": redis_prefix,
-            "LOG_LEVEL": "WARNING", "TRUSTLESS_API_KEY": "sandbox-tw-key", **(extra_env or {}),
+            "LOG_LEVEL": "WARNING", "TRUSTLESS_API_KEY": "sandbox-tw-key",
+            "WEBHOOKS_ALLOW_PRIVATE": "true",  # the benchmarks' webhook receivers listen on 127.0.0.1
+            **(extra_env or {}),
         }
         yield rig
     except BaseException:

@@ -9,14 +9,16 @@ What it starts (``scripts/chaos_rig.py``; all on 127.0.0.1, all stopped and remo
 own ``redis-server`` and its own RabbitMQ node (own node name, ports, epmd and Mnesia directory: the
 shared 6379/5672 are never touched), a TCP proxy in front of the shared PostgreSQL (only its own
 connections are ever dropped) and a database ``offerhub_chaos_<run>`` of its own, the sandbox, and
-every process of the ``Procfile`` (web, worker, chain, monitor, scheduler) with a queue and Redis
-prefix of its own.
+every process of the ``Procfile`` (web, worker, chain, monitor, scheduler, webhooks) with a queue and
+Redis prefix of its own. ``--submit-via`` sets ``TRUSTLESS_SUBMIT_VIA`` (``trustless``: signed Trustless
+Work envelopes go through TW's send-transaction; ``horizon``: straight to Horizon, then TW is told).
 
 What it does (``scripts/chaos_driver.py``): ``--lanes`` lanes, each with one buyer, one seller and one
 outside account, run ``--lifecycles`` lifecycles drawn from ``--mix`` (release, refund, a dispute
 decided FULL_RELEASE, FULL_REFUND or SPLIT, a crypto withdrawal, a deposit, an AirTM top-up; every
 order's buyer is topped up by a real ledger deposit first). ``--listeners`` SSE listeners follow ``/events`` all along
-and reconnect with ``Last-Event-ID``. Meanwhile (``scripts/chaos_faults.py``), every
+and reconnect with ``Last-Event-ID``, and two webhook endpoints (every event; ``order.*``) deliver to a
+receiver that refuses a tenth of them (``scripts/chaos_webhooks.py``). Meanwhile (``scripts/chaos_faults.py``), every
 ``--fault-interval`` seconds on average, one fault from ``--faults``: SIGKILL and restart of a
 product process, a restart of the private Redis or RabbitMQ, every PostgreSQL connection reset at
 the proxy, or one sandbox fault rule from ``--sandbox-faults``. AirTM top-ups run on a second
@@ -28,8 +30,9 @@ Then (``scripts/chaos_checks.py``) it stops the faults, waits for quiescence and
 orders by state (every one terminal or waiting for the marketplace), no command, flow, chain step or
 deposit left open, the journal balances, projection = journal, each wallet's book = its sandbox
 ledger USDC, every deposit credited once, no ledger payment or book entry made twice, and every SSE
-listener saw every event exactly once. Exit code 0 only when every figure holds; 1 on any violation,
-2 when the run could not be made (the rig failed).
+listener saw every event exactly once, and each webhook endpoint received every event it matches at
+least once, signed (the receiver deduplicates on the event id). Exit code 0 only when every figure
+holds; 1 on any violation, 2 when the run could not be made (the rig failed).
 """
 
 from __future__ import annotations
@@ -56,8 +59,9 @@ if __name__ == "__main__":
     reexec_in_venv(__file__)
 
 import aiohttp  # noqa: E402
+import psycopg  # noqa: E402
 
-from scripts import chaos_checks, chaos_driver, chaos_faults, chaos_rig  # noqa: E402
+from scripts import chaos_checks, chaos_driver, chaos_faults, chaos_rig, chaos_webhooks  # noqa: E402
 from scripts.chaos_rig import say  # noqa: E402
 
 
@@ -70,6 +74,7 @@ class Outcome:
     facts: chaos_driver.Facts
     monkey: chaos_faults.Monkey
     listeners: list[chaos_driver.Listener]
+    receiver: chaos_webhooks.Receiver | None = None
     report: chaos_checks.Report = field(default_factory=chaos_checks.Report)
     seconds: float = 0.0
     quiet_seconds: float = 0.0
@@ -77,9 +82,12 @@ class Outcome:
 
     def recheck(self) -> chaos_checks.Report:
         airtm = bool(self.rig.airtm_env)
-        return chaos_checks.check(self.rig.direct_database_url, self.rig.sandbox_url, self.rig.env, self.facts,
-                                  self.listeners, self.rig.direct_airtm_database_url if airtm else None,
-                                  self.rig.airtm_env or None)
+        report = chaos_checks.check(self.rig.direct_database_url, self.rig.sandbox_url, self.rig.env, self.facts,
+                                    self.listeners, self.rig.direct_airtm_database_url if airtm else None,
+                                    self.rig.airtm_env or None)
+        with psycopg.connect(self.rig.direct_database_url, autocommit=True) as conn:
+            chaos_webhooks.check(conn, self.receiver, report)
+        return report
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -103,6 +111,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-airtm", action="store_true",
                         help="no AirTM-mode instance, so no AirTM top-ups (the crypto instance only)")
     parser.add_argument("--keep-logs", action="store_true", help="keep the processes' logs (always kept on failure)")
+    parser.add_argument("--submit-via", choices=("trustless", "horizon"), default="trustless",
+                        help="TRUSTLESS_SUBMIT_VIA: where signed Trustless Work envelopes go (default trustless)")
     args = parser.parse_args(argv)
     if args.seed is None:
         args.seed = random.SystemRandom().randrange(1_000_000)
@@ -159,7 +169,11 @@ async def drive(args: argparse.Namespace, rig: chaos_rig.Rig) -> Outcome:
             await chaos_driver.link_airtm_users(airtm, sandbox, rig.sandbox_url, facts.lanes, rig.run)
         listeners = [chaos_driver.Listener(f"listener {i}", key)
                      for i, key in enumerate(await chaos_driver.make_listener_keys(api, args.listeners))]
-        outcome = Outcome(args, rig, facts, monkey, listeners)
+        receiver = chaos_webhooks.Receiver(random.Random(args.seed + 3))
+        await receiver.start()
+        await receiver.register(api, rig.direct_database_url)
+        say(f"webhook endpoints {', '.join(receiver.hooks)} deliver to {receiver.url}")
+        outcome = Outcome(args, rig, facts, monkey, listeners, receiver)
         stop_listening, stop_faults = asyncio.Event(), asyncio.Event()
         # the listeners' own connections: never queued behind the lanes' requests in one pool
         streams = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
@@ -190,8 +204,10 @@ async def drive(args: argparse.Namespace, rig: chaos_rig.Rig) -> Outcome:
         if not quiet:
             say(f"not quiet after {outcome.quiet_seconds:.0f} s: {counts}")
         await catch_up(rig, listeners)
+        await receiver.catch_up(rig.direct_database_url)
         await chaos_driver.stop_listeners(listening, stop_listening)
         await streams.close()
+        await receiver.stop()
     outcome.report = await asyncio.to_thread(outcome.recheck)
     outcome.report.figures.insert(0, chaos_checks.Figure("quiescence reached (seconds waited)",
                                                          f"{quiet} ({outcome.quiet_seconds:.0f})", quiet))
@@ -265,7 +281,9 @@ def run(argv: list[str] | None = None, after: Callable[[Outcome], Any] | None = 
     """The whole run; ``after(outcome)`` is called while everything is still up (the test uses it)."""
     args = parse_args(argv)
     try:
-        with chaos_rig.rig(keep_logs=args.keep_logs, airtm=not args.no_airtm) as rig:
+        extra_env = {"TRUSTLESS_SUBMIT_VIA": args.submit_via, "WEBHOOKS_ALLOW_PRIVATE": "true",
+                     "WEBHOOK_RETRY_SCHEDULE": chaos_webhooks.RETRY_SCHEDULE}
+        with chaos_rig.rig(keep_logs=args.keep_logs, airtm=not args.no_airtm, extra_env=extra_env) as rig:
             outcome = asyncio.run(drive(args, rig))
             print_report(outcome)
             if after is not None:

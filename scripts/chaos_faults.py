@@ -17,9 +17,10 @@ import aiohttp
 
 from scripts.chaos_rig import Rig, say
 
-PROCESSES = ("web", "worker", "chain", "monitor", "scheduler")
+PROCESSES = ("web", "worker", "chain", "monitor", "scheduler", "webhooks")
 DEFAULT_FAULTS = {"kill_web": 3, "kill_worker": 3, "kill_chain": 3, "kill_monitor": 2, "kill_scheduler": 2,
-                  "kill_airtm": 2, "restart_redis": 1, "restart_rabbitmq": 1, "drop_postgres": 2, "sandbox": 4}
+                  "kill_webhooks": 2, "kill_airtm": 2, "restart_redis": 1, "restart_rabbitmq": 1, "drop_postgres": 2,
+                  "sandbox": 4}
 SUBMIT = {"service": "horizon", "method": "POST", "path": "/transactions"}
 #: Sandbox fault rules every real client must survive (providers.md §4.5), each armed for a few firings.
 SANDBOX_FAULTS: dict[str, dict[str, Any]] = {

@@ -42,6 +42,10 @@ def test_a_short_chaos_run_keeps_every_invariant_and_its_checker_fires_on_a_brok
         # and let one listener have seen an event twice
         listener = outcome.listeners[0]
         listener.seen[next(iter(listener.seen))] += 1
+        # and let the first webhook endpoint's receiver have lost an event it was owed
+        assert outcome.receiver is not None
+        owed = outcome.receiver.owed(outcome.rig.direct_database_url)["all"]
+        outcome.receiver.hooks["all"].received.discard(next(iter(owed)))
         broken["report"] = outcome.recheck()
 
     code = chaos.run(ARGS, after=corrupt_then_recheck)
@@ -58,7 +62,8 @@ def test_a_short_chaos_run_keeps_every_invariant_and_its_checker_fires_on_a_brok
                  "open chain steps after quiescence", "journal transactions that do not balance",
                  "balances where projection != journal", "wallets whose book != ledger USDC",
                  "deposits paid on the ledger / credited exactly once", "ledger transactions confirmed for two",
-                 "book entries made twice"):
+                 "book entries made twice", "webhooks all: events delivered / expected",
+                 "webhooks orders: events delivered / expected"):
         assert re.search(rf"{re.escape(name)}.* ok$", printed, re.MULTILINE), (name, printed)
 
     report = broken["report"]
@@ -68,3 +73,5 @@ def test_a_short_chaos_run_keeps_every_invariant_and_its_checker_fires_on_a_brok
     assert not figure(report, "SSE listener 0").ok
     assert figure(report, "SSE listener 1").ok
     assert figure(report, "journal transactions that do not balance").ok
+    assert not figure(report, "webhooks all").ok
+    assert figure(report, "webhooks orders").ok
