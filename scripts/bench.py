@@ -625,7 +625,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, command in existing_commands(args).items():
         if name in args.parts:
             figures += run_existing(name, command, log_dir)
-    if {"fanout", "replay", "orders"} & set(args.parts):
+    if {"fanout", "webhooks", "replay", "orders"} & set(args.parts):
         result = run_on_rig(args, lambda rig: system_parts(args, rig), name="suite")
         if isinstance(result, int):
             figures.append(Figure(f"fan-out / replay / orders: failed ({result})", None, "", "failed"))
