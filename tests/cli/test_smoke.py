@@ -78,7 +78,7 @@ def test_ctrl_c_ends_a_smoke_run_with_exit_130_and_a_verdict(
         started = time.monotonic()
         rest, _ = child.communicate(timeout=10)
         assert child.returncode == 130, "".join(seen) + rest
-        assert time.monotonic() - started < 5
+        assert time.monotonic() - started < 2  # decision 33: within a second (room for a loaded machine)
         assert "VERDICT: INTERRUPTED during 'two users, wallets activated'" in rest
     finally:
         if child.poll() is None:
