@@ -101,7 +101,8 @@ async def _handled(request: web.Request, handler: Handler) -> web.StreamResponse
 
 
 def _retry_after(error: OrchestratorError) -> dict[str, str] | None:
-    retry = error.details.get("retryAfter") if isinstance(error, RateLimited | Unavailable) else None
+    """``Retry-After`` for any error that says when to try again (ours, or a provider's passed on)."""
+    retry = error.details.get("retryAfter")
     return {"Retry-After": str(retry)} if retry is not None else None
 
 

@@ -1,8 +1,10 @@
 """Horizon reads for the web tier: one account's balances and its latest payments.
 
-The web tier answers callers while they wait, so these reads get a short timeout and no retries; any
-failure of Horizon (no answer, 5xx, 429, an unreadable body) is ``STELLAR_NETWORK_ERROR``. Amounts are
-kept as the ledger writes them (seven decimals), never passed through a float.
+The web tier answers callers while they wait, so these reads get a short timeout and no retries; a
+failure of Horizon (no answer, 5xx, an unreadable body) is ``STELLAR_NETWORK_ERROR``, and its rate limit
+(429) is ``PROVIDER_RATE_LIMITED`` with Horizon's ``Retry-After`` passed on to the caller (stellar/go
+``services/horizon/internal/httpx/rate_limiter.go`` sets it on every refused request). Amounts are kept
+as the ledger writes them (seven decimals), never passed through a float.
 """
 
 from __future__ import annotations
@@ -85,6 +87,8 @@ class HorizonReader:
             async with self.http.get(f"{self.url}{path}", params=params) as response:
                 if response.status == 404:
                     return None
+                if response.status == 429:
+                    raise _rate_limited(response.headers.get("Retry-After"), path)
                 if response.status != 200:
                     raise _failure(f"Horizon answered {response.status} to GET {path}")
                 return await response.json(content_type=None)
@@ -94,3 +98,9 @@ class HorizonReader:
 
 def _failure(message: str) -> ProviderFailure:
     return ProviderFailure(message, code="STELLAR_NETWORK_ERROR")
+
+
+def _rate_limited(retry_after: str | None, path: str) -> ProviderFailure:
+    seconds = int(retry_after) if retry_after and retry_after.isdigit() else 1
+    return ProviderFailure(f"Horizon's rate limit refused GET {path}; retry in {seconds} s",
+                           code="PROVIDER_RATE_LIMITED", details={"provider": "horizon", "retryAfter": seconds})

@@ -179,3 +179,24 @@ def test_the_chain_steps_client_waits_for_the_budget_too(ledger: SandboxControl,
         assert time.monotonic() - started >= 1.0
     finally:
         ledger.http.post(budget, json={"requestsPerHour": 0}, timeout=5)
+
+
+async def test_a_read_refused_by_horizons_rate_limit_answers_502_with_its_retry_after(
+        api: Api, engine: Engine, ledger: SandboxControl) -> None:
+    # Given a user whose wallet the API reads live from Horizon, and Horizon's per-IP budget nearly spent
+    user, _ = await active_wallet(api, engine)
+    budget = f"{ledger.base_url}/_sandbox/horizon/budget"
+    ledger.http.post(budget, json={"requestsPerHour": 3600, "burst": 1}, timeout=5).raise_for_status()
+    try:
+        # When the marketplace reads the wallet several times at once
+        answers = [await api.get(f"/users/{user['id']}/wallet") for _ in range(4)]
+    finally:
+        ledger.http.post(budget, json={"requestsPerHour": 0}, timeout=5)
+    # Then a refused read says so, and when to come back, instead of a generic network error
+    refused = [reply for reply in answers if reply.status != 200]
+    assert refused, [reply.status for reply in answers]
+    for reply in refused:
+        error = reply.body["error"]
+        assert (reply.status, error["code"], error["details"]["provider"]) == (502, "PROVIDER_RATE_LIMITED",
+                                                                               "horizon")
+        assert int(reply.headers["Retry-After"]) >= 1
