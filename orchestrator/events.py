@@ -20,6 +20,7 @@ AGGREGATES = {
     "withdrawal": "Withdrawal",
     "reconciliation": "Reconciliation",  # reconciliation.differences_found (issue 10)
     "network": "Network",  # network.reset_detected (DESIGN decision 35; aggregate id = STELLAR_NETWORK)
+    "treasury": "Treasury",  # treasury.low (DESIGN decision 25; aggregate id = the platform user's id)
 }
 AGGREGATE_TYPES = frozenset(AGGREGATES.values())
 

@@ -457,3 +457,21 @@ topups.append_column(Column("airtm_fee", Numeric(20, PLACES, asdecimal=True)))
 Index("ix_journal_entries_airtm", journal_entries.c.account, postgresql_include=["amount"],
       postgresql_where=text("account IN ('world:airtm', 'platform:airtm_fees')"))
 Index("ix_commands_running_flow", commands.c.result["id"].astext, postgresql_where=text("flow_status = 'RUNNING'"))
+
+# --- treasury-backed escrow (DESIGN decisions 25 and 26, migration 0014) ---
+
+#: What a user's balance is a claim on: its own wallet (WALLET) or the AirTM enterprise account (AIRTM).
+users.append_column(Column("backing", String(8), nullable=False, server_default="WALLET"))
+users.append_constraint(CheckConstraint("backing IN ('WALLET', 'AIRTM')", name="backing"))
+#: TREASURY | SETTLEMENT for the platform-held pool accounts; NULL for a user's own wallet.
+wallets.append_column(Column("purpose", String(16)))
+for _table in (orders, escrows):
+    _table.append_column(Column("funding_mode", String(8), nullable=False, server_default="WALLET"))
+    _table.append_constraint(CheckConstraint("funding_mode IN ('WALLET', 'TREASURY')",
+                                             name="funding_mode"))
+#: The treasury account in a treasury-funded escrow's roles, and the one whose USDC funded it.
+escrows.append_column(Column("treasury_account", String(56)))
+escrows.append_column(Column("funder_account", String(56)))
+Index("ix_escrows_funding", escrows.c.funder_account, postgresql_where=text("status = 'FUNDING'"))
+Index("ix_journal_entries_pool", journal_entries.c.account, postgresql_include=["amount"],
+      postgresql_where=text("account IN ('platform:treasury', 'platform:settlement')"))
