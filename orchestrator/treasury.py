@@ -164,3 +164,72 @@ def watch_low(uow: UnitOfWork, free: Decimal) -> None:
             "freeUsdc": money.format_balance(free), "backedEscrows": count,
             "watermark": money.format_balance(settings.treasury_low_watermark)},
             user_id=found.user_id if found else None)
+
+
+# --- the settlement sweep: the settlement account's USDC goes back to the pool (a chain step) ---
+
+SWEEP_KIND = "settlement_sweep"
+
+
+def plan_sweep(engine: Any, settings: Settings, horizon: Any) -> list[Any]:
+    """Start a sweep of what the settlement account holds into the treasury account holding least, unless one
+    is already under way; returns the after-commit messages for the caller to send. The amount is read now
+    and fixed in the step: the settlement account only gains between this read and the payment (contracts
+    pay it; only sweeps take from it, one at a time), so the payment never lacks funds and the journal books
+    exactly what moved."""
+    from orchestrator import chain_steps, ids
+    from orchestrator.db import chain_steps as steps_db
+    from orchestrator.unit_of_work import Context
+
+    with engine.connect() as conn:
+        settlement, treasuries = ready(conn, platform.SETTLEMENT), ready(conn, platform.TREASURY)
+        if not settlement or not treasuries or steps_db.open_of_kind(conn, SWEEP_KIND):
+            return []
+    source = settlement[0]
+    held = _usdc(horizon, source)
+    if held <= 0:
+        return []
+    destination = min(treasuries, key=lambda key: (_usdc(horizon, key), key))
+    with UnitOfWork(engine, Context(actor_type="SYSTEM", actor_id="scheduler"), settings=settings) as uow:
+        treasury_db.lock_pool(uow.conn)
+        if steps_db.open_of_kind(uow.conn, SWEEP_KIND):  # decided under the lock: one sweep at a time
+            return []
+        chain_steps.create(uow, step_id=ids.new_id("step"), kind=SWEEP_KIND, subject_type="pool", subject_id=source,
+                           source=source, signers=[source],
+                           params={"amount": format(held, "f"), "destination": destination})
+        uow.commit()
+    log.info("Sweeping %s USDC from the settlement account to treasury account %s", held, destination)
+    return list(uow.messages)
+
+
+def _usdc(horizon: Any, key: str) -> Decimal:
+    state = horizon.account(key)
+    return (state.usdc or Decimal(0)) if state is not None else Decimal(0)
+
+
+def build_sweep(ctx: Any, step: Any, account: Any) -> Any:
+    from stellar_sdk import Account, TransactionBuilder
+
+    from orchestrator.chain_steps import StepNotFinished
+
+    if account is None:
+        raise StepNotFinished(f"{step.source_account} is not on the ledger")
+    fee = min(ctx.horizon.base_fee(), ctx.settings.stellar_max_fee_stroops)
+    return (TransactionBuilder(Account(account.account_id, account.sequence), ctx.settings.network_passphrase,
+                               base_fee=fee).set_timeout(60)
+            .append_payment_op(step.params["destination"], ctx.horizon.usdc, step.params["amount"]).build())
+
+
+def swept(uow: UnitOfWork, step: Any, record: dict[str, Any] | None) -> None:
+    """The sweep landed: the pool's journal accounts follow (no user's balance moves)."""
+    from orchestrator import ledger
+
+    amount = Decimal(step.params["amount"])
+    ledger.transfer(uow, kind="settlement_sweep", amount=amount, source=POOL_SETTLEMENT, destination=POOL_TREASURY,
+                    reference=step.id, description=f"to {step.params['destination']}")
+    log.info("Swept %s USDC from the settlement account to treasury account %s", amount, step.params["destination"])
+
+
+def sweep_failed(uow: UnitOfWork, step: Any, reason: str) -> None:
+    """Nothing moved (the step failed finally): the next sweep reads the settlement account again."""
+    log.error("The settlement sweep %s failed: %s", step.id, reason)

@@ -9,6 +9,7 @@ paid, and the journal's pool accounts say exactly what the pool's accounts gaine
 from __future__ import annotations
 
 import asyncio
+import os
 from decimal import Decimal
 from typing import Any
 
@@ -20,6 +21,9 @@ from tests.api import Api
 from tests.fixtures.airtm import AirtmControl, AirtmInstance
 
 WAIT = {"Prefer": "wait=30"}
+# the AirTM instance's scheduler (started after collection, with this environment) sweeps the settlement
+# account every few seconds instead of every 30, so the sweep test below need not wait long
+os.environ.setdefault("SETTLEMENT_SWEEP_SECONDS", "3")
 
 
 def pool(engine: Engine) -> dict[str, str]:
@@ -282,3 +286,32 @@ async def test_an_order_between_an_airtm_backed_buyer_and_an_unlinked_seller_is_
                                              "title": "Logo"})
     assert (reply.status, reply.error["code"]) == (422, "AIRTM_USER_NOT_LINKED"), reply.body
     assert reply.error["details"] == {"userId": seller["id"], "field": "sellerId"}
+
+
+async def test_the_scheduler_sweeps_the_settlement_account_back_to_the_pool(
+        airtm_api: Api, airtm: AirtmControl, airtm_instance: AirtmInstance) -> None:
+    """A release paid the settlement account; the sweep (a chain step) moves all of it to a treasury account,
+    and the journal's pool accounts follow: the pool's USDC on the ledger less the journal's pool accounts (the
+    operator's float) does not change."""
+    engine = airtm_instance.engine
+    accounts = await ready_pool(engine, airtm)
+    _, _, order = await treasury_order(airtm_api, airtm, "12.00")
+    await escrowed(airtm_api, order["id"])
+    released = await airtm_api.post(f"/orders/{order['id']}/resolution/release", {}, headers=WAIT)
+    assert released.status == 200, released.body
+    settlement = next(k for k, p in accounts.items() if p == "SETTLEMENT")
+
+    def float_of(figures: dict[str, Decimal]) -> Decimal:
+        return sum((figures[k] for k in accounts), Decimal(0)) - figures["platform:treasury"] - \
+            figures["platform:settlement"]
+
+    before = snapshot(engine, airtm, accounts)
+    await until(lambda: _async(lambda: usdc(airtm, settlement) == 0 and journal(engine, "platform:settlement") == 0),
+                "the settlement account to be swept", seconds=60)
+    after = snapshot(engine, airtm, accounts)
+    assert float_of(after) == float_of(before)
+    with engine.connect() as conn:
+        sweeps = conn.execute(text("SELECT status, params FROM chain_steps WHERE kind = 'settlement_sweep'")).all()
+    assert sweeps
+    assert {s.status for s in sweeps} == {"CONFIRMED"}
+    assert {accounts[s.params["destination"]] for s in sweeps} == {"TREASURY"}
