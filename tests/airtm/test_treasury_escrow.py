@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from decimal import Decimal
 from typing import Any
 
@@ -63,12 +64,35 @@ async def _async(fn: Any) -> Any:
     return fn()
 
 
+def _sweeps(engine: Engine) -> tuple[bool, list[tuple[str, Decimal]]]:
+    """Whether a settlement sweep is open, and each confirmed one's (destination, amount)."""
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT status, params FROM chain_steps WHERE kind = 'settlement_sweep'")).all()
+    return (any(r.status in ("PENDING", "SIGNED") for r in rows),
+            sorted((r.params["destination"], Decimal(r.params["amount"])) for r in rows if r.status == "CONFIRMED"))
+
+
 def snapshot(engine: Engine, airtm: AirtmControl, accounts: dict[str, str]) -> dict[str, Decimal]:
-    """Each pool account's USDC on the ledger, and the journal's pool and AirTM accounts."""
-    figures = {key: usdc(airtm, key) for key in accounts}
-    for account in ("platform:treasury", "platform:settlement", "world:airtm", "world:trustless_fee"):
-        figures[account] = journal(engine, account)
-    return figures
+    """Each pool account's USDC on the ledger and the journal's pool and AirTM accounts, as if no settlement
+    sweep had run (the scheduler sweeps every few seconds here; a sweep only moves USDC within the pool): read
+    while no sweep is open, and again until no sweep confirmed in between."""
+    for _ in range(200):
+        open_before, swept = _sweeps(engine)
+        figures = {key: usdc(airtm, key) for key in accounts}
+        for account in ("platform:treasury", "platform:settlement", "world:airtm", "world:trustless_fee"):
+            figures[account] = journal(engine, account)
+        open_after, swept_after = _sweeps(engine)
+        if open_before or open_after or swept != swept_after:
+            time.sleep(0.1)
+            continue
+        settlement = next(k for k, p in accounts.items() if p == "SETTLEMENT")
+        for destination, amount in swept:
+            figures[settlement] += amount
+            figures[destination] -= amount
+            figures["platform:settlement"] += amount
+            figures["platform:treasury"] -= amount
+        return figures
+    raise AssertionError("a settlement sweep stayed open")
 
 
 def delta(before: dict[str, Decimal], after: dict[str, Decimal]) -> dict[str, Decimal]:
@@ -301,15 +325,14 @@ async def test_the_scheduler_sweeps_the_settlement_account_back_to_the_pool(
     assert released.status == 200, released.body
     settlement = next(k for k, p in accounts.items() if p == "SETTLEMENT")
 
-    def float_of(figures: dict[str, Decimal]) -> Decimal:
-        return sum((figures[k] for k in accounts), Decimal(0)) - figures["platform:treasury"] - \
-            figures["platform:settlement"]
+    def operator_float() -> Decimal:
+        return (sum((usdc(airtm, k) for k in accounts), Decimal(0)) - journal(engine, "platform:treasury")
+                - journal(engine, "platform:settlement"))
 
-    before = snapshot(engine, airtm, accounts)
-    await until(lambda: _async(lambda: usdc(airtm, settlement) == 0 and journal(engine, "platform:settlement") == 0),
-                "the settlement account to be swept", seconds=60)
-    after = snapshot(engine, airtm, accounts)
-    assert float_of(after) == float_of(before)
+    before = operator_float()
+    await until(lambda: _async(lambda: usdc(airtm, settlement) == 0 and journal(engine, "platform:settlement") == 0
+                               and not _sweeps(engine)[0]), "the settlement account to be swept", seconds=60)
+    assert operator_float() == before
     with engine.connect() as conn:
         sweeps = conn.execute(text("SELECT status, params FROM chain_steps WHERE kind = 'settlement_sweep'")).all()
     assert sweeps
