@@ -12,8 +12,9 @@ from actors.broker import engine, settings
 from actors.chain import run_chain_step
 from actors.commands import execute_command
 from actors.deposits import send_credits
+from actors.dispatch import dispatch
 from actors.webhooks import send_drains
-from orchestrator import operations, reconcile, relay, sweeps
+from orchestrator import operations, reconcile, relay, sweeps, treasury
 from orchestrator.db import leader
 from orchestrator.providers.horizon import Horizon
 
@@ -107,6 +108,17 @@ def _reconcile_while(leading: threading.Event) -> None:
         wait = settings.reconcile_seconds
 
 
+def _sweep_settlement_while(leading: threading.Event) -> None:
+    """Sweep the settlement account's USDC back to the treasury pool every ``SETTLEMENT_SWEEP_SECONDS`` (a
+    thread of its own: it reads the pool's accounts on the ledger). Each sweep is a chain step."""
+    horizon = Horizon(settings)
+    while _pause(leading, settings.settlement_sweep_seconds):
+        try:
+            dispatch(treasury.plan_sweep(engine(), settings, horizon))
+        except Exception:
+            log.exception("The settlement sweep could not be planned; trying again at the next interval")
+
+
 def _pause(leading: threading.Event, seconds: float) -> bool:
     """Sleep ``seconds`` while still leading; whether to go on."""
     deadline = time.monotonic() + seconds
@@ -120,6 +132,9 @@ def _lead(holder: object, stop: Callable[[], bool]) -> None:
     leading.set()
     if settings.payment_provider == "crypto":
         threading.Thread(target=_reconcile_while, args=(leading,), name="reconcile", daemon=True).start()
+    if settings.settlement_sweep_seconds > 0:
+        threading.Thread(target=_sweep_settlement_while, args=(leading,), name="settlement-sweep",
+                         daemon=True).start()
     try:
         _loop(holder, stop)
     finally:

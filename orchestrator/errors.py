@@ -161,7 +161,8 @@ for _family, _codes in {
                "WITHDRAWAL_NOT_COMMITTABLE", "AIRTM_USER_ALREADY_LINKED", "BALANCE_DISCREPANCY"),
     BusinessRuleViolation: ("PROVIDER_NOT_ENABLED", "RESERVE_MISMATCH_AMOUNT", "ESCROW_INSUFFICIENT_FUNDS",
                             "ESCROW_FUNDING_FAILED", "WITHDRAWAL_DESTINATION_INVALID",
-                            "AIRTM_USER_NOT_LINKED", "AIRTM_USER_INVALID", "WEBHOOK_ENDPOINT_LIMIT"),
+                            "AIRTM_USER_NOT_LINKED", "AIRTM_USER_INVALID", "WEBHOOK_ENDPOINT_LIMIT",
+                            "TREASURY_INSUFFICIENT_FUNDS"),  # decision 25: the pool cannot cover an escrow
     ValidationFailed: ("WEBHOOK_URL_NOT_ALLOWED",),
     Unavailable: ("MAINTENANCE_MODE", "SERVICE_UNAVAILABLE"),
     ProviderFailure: ("STELLAR_NETWORK_ERROR", "PROVIDER_TIMEOUT", "PROVIDER_RATE_LIMITED"),

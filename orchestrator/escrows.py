@@ -4,7 +4,9 @@ Creating and funding each start a command whose ledger work runs as chain steps;
 flow stays RUNNING until the last step is confirmed or fails finally, so the request that started
 it can answer 200 with the result, or 202 while the ledger is still working. Roles: the buyer
 approves and signs the release, the seller provides the service and receives, the platform wallet
-resolves disputes and receives the platform fee.
+resolves disputes and receives the platform fee. An AIRTM-backed party has no wallet: a treasury account
+of the pool takes the buyer's roles and funds the contract, the settlement account takes the seller's
+(DESIGN decisions 25 and 26, ``orchestrator.treasury``); the book moves the users' claims the same way.
 """
 
 from __future__ import annotations
@@ -18,11 +20,23 @@ from typing import Any
 
 from stellar_sdk import TransactionEnvelope
 
-from orchestrator import balances, chain_steps, ids, ledger, money, orders, platform, tw_envelopes, tw_submit
+from orchestrator import (
+    balances,
+    chain_steps,
+    ids,
+    ledger,
+    money,
+    orders,
+    platform,
+    treasury,
+    tw_envelopes,
+    tw_submit,
+)
 from orchestrator.chain_steps import ChainContext, StepKind, StepNotFinished
 from orchestrator.db import commands as commands_db
 from orchestrator.db import escrows as escrows_db
 from orchestrator.db import orders as orders_db
+from orchestrator.db import users as users_db
 from orchestrator.db import wallets as wallets_db
 from orchestrator.db.chain_steps import Step
 from orchestrator.errors import Conflict, InsufficientFunds, InvalidStateTransition, NotFound
@@ -75,11 +89,13 @@ def create(uow: UnitOfWork, payload: dict[str, Any]) -> Result:
                        details={"orderId": order.id})
     orders.guard(order, "create_escrow")
     platform_key = _ready_wallets(uow, order)
+    approver = treasury.choose_approver(uow.conn) if order.funding_mode == treasury.TREASURY else None
     # the deploy's signer only pays its fee: any platform-held account will do, and spreading deploys
     # over several keeps them from queueing on one sequence number; the roles stay the platform's
     deployer = random.choice(platform.deployer_keys(uow.conn, uow.settings) or [platform_key])
     escrow_id = ids.new_id("escrow")
-    escrows_db.create(uow.conn, id=escrow_id, order_id=order.id, status=E.CREATING, amount=order.amount)
+    escrows_db.create(uow.conn, id=escrow_id, order_id=order.id, status=E.CREATING, amount=order.amount,
+                      funding_mode=order.funding_mode, treasury_account=approver)
     orders.move(uow, order, "create_escrow")
     uow.emit("order.escrow_creating", order.id, {"orderId": order.id, "escrowId": escrow_id,
                                                  "amount": money.format_amount(order.amount)}, user_id=order.buyer_id)
@@ -100,14 +116,20 @@ def fund(uow: UnitOfWork, payload: dict[str, Any]) -> Result:
     orders.guard(order, "fund_escrow")
     assert escrow is not None
     assert escrow.trustless_contract_id
+    if escrow.funding_mode == treasury.TREASURY:  # the pool's headroom, reserved before anything moves
+        funder = treasury.reserve(uow, order.amount, preferred=escrow.treasury_account)
+    else:
+        wallet = wallets_db.of_user_now(uow.conn, order.buyer_id)
+        assert wallet is not None
+        funder = wallet.public_key
     try:
-        changes = ledger.transfer(uow, kind="fund_escrow", amount=order.amount, reference=order.id,
-                                  source=user_account(order.buyer_id, RESERVED),
-                                  destination=ESCROW_ACCOUNT.format(order_id=order.id))
+        changes = ledger.post(uow, kind="fund_escrow", reference=order.id, legs=[
+            (user_account(order.buyer_id, RESERVED), -order.amount),
+            (ESCROW_ACCOUNT.format(order_id=order.id), order.amount), *_pool_legs(escrow, "buyer", -order.amount)])
     except InsufficientFunds as short:  # the reservation is not (all) there any more
         raise NotFound("The order has no active reservation", code="RESERVE_NOT_FOUND",
                        details=short.details) from None
-    escrows_db.set_status(uow.conn, escrow.id, expected=E.CREATED, status=E.FUNDING)
+    escrows_db.set_status(uow.conn, escrow.id, expected=E.CREATED, status=E.FUNDING, funder_account=funder)
     orders.move(uow, order, "fund_escrow")
     amount = money.format_amount(order.amount)
     uow.emit("order.escrow_funding", order.id, {"orderId": order.id, "escrowId": escrow.id,
@@ -117,19 +139,37 @@ def fund(uow: UnitOfWork, payload: dict[str, Any]) -> Result:
                                                    "trustlessContractId": escrow.trustless_contract_id,
                                                    "amount": amount}, user_id=order.buyer_id)
     balances.emit_released(uow, changes[order.buyer_id], order.amount, order_id=order.id, reason="escrow_funded")
-    buyer = wallets_db.of_user_now(uow.conn, order.buyer_id)
-    assert buyer is not None
-    _start(uow, kind="tw_fund", escrow_id=escrow.id, source=buyer.public_key, order_id=order.id,
+    _start(uow, kind="tw_fund", escrow_id=escrow.id, source=funder, order_id=order.id,
            contractId=escrow.trustless_contract_id)
     return Result(200, "order", order.id, {"flow": True})
 
 
+def _pool_legs(escrow: escrows_db.Escrow, role: str, amount: Decimal, *, seller_backing: str | None = None
+               ) -> list[tuple[str, Decimal]]:
+    """The pool's side of a movement for an AIRTM-backed party (decision 25): ``amount`` USDC enters (> 0) or
+    leaves (< 0) the pool account standing in for ``role``, and the claim it carries stops (or starts) being
+    owed through AirTM. Nothing for a WALLET-backed party: its own wallet is in the contract."""
+    if role == "buyer" and escrow.funding_mode == treasury.TREASURY:
+        return [(treasury.POOL_TREASURY, amount), (treasury.WORLD_AIRTM, -amount)]
+    if role == "seller" and seller_backing == "AIRTM":
+        return [(treasury.POOL_SETTLEMENT, amount), (treasury.WORLD_AIRTM, -amount)]
+    return []
+
+
 def _ready_wallets(uow: UnitOfWork, order: orders_db.Order) -> str:
-    """Every party's wallet must be on the ledger with its trustline; returns the platform's key."""
+    """Every party's account must be on the ledger with its trustline: a WALLET-backed party's own wallet, the
+    pool's for an AIRTM-backed one (which must be linked to AirTM); returns the platform's key."""
+    backings = treasury.require_linked(uow.conn, {"buyerId": order.buyer_id, "sellerId": order.seller_id})
     found = platform.find(uow.conn, uow.settings)
     parties = (("BUYER", order.buyer_id), ("SELLER", order.seller_id),
                ("PLATFORM", found.user_id if found else None))
     for role, user_id in parties:
+        if user_id is not None and role != "PLATFORM" and backings[user_id].backing == "AIRTM":
+            if role == "BUYER":
+                treasury.choose_approver(uow.conn)  # raises unless a treasury account is ready
+            else:
+                treasury.settlement_key(uow.conn)
+            continue
         wallet = wallets_db.of_user_now(uow.conn, user_id) if user_id else None
         if wallet is None or wallet.status != "ACTIVE":
             raise Conflict(f"The {role.lower()} wallet is not ready", code="ESCROW_NOT_READY",
@@ -163,15 +203,11 @@ def _build_deploy(ctx: ChainContext, step: Step, account: AccountState | None) -
 
     with ctx.engine.connect() as conn:
         order = orders_db.get(conn, step.params["orderId"])
-        buyer = wallets_db.of_user_now(conn, order.buyer_id) if order else None
-        seller = wallets_db.of_user_now(conn, order.seller_id) if order else None
+        assert order is not None
+        buyer, seller = _party_key(conn, order, "buyer", ctx.settings), _party_key(conn, order, "seller", ctx.settings)
         platform_key = platform.public_key(conn, ctx.settings)
-    assert order is not None
-    assert buyer is not None
-    assert seller is not None
-    roles = EscrowRoles(approver=buyer.public_key, service_provider=seller.public_key,
-                        platform_address=platform_key, release_signer=buyer.public_key,
-                        dispute_resolver=platform_key, receiver=seller.public_key)
+    roles = EscrowRoles(approver=buyer, service_provider=seller, platform_address=platform_key, release_signer=buyer,
+                        dispute_resolver=platform_key, receiver=seller)
     xdr = ctx.trustless.deploy(signer=step.source_account, engagement_id=order.id, title=order.title,
                                description=order.description or order.title, roles=roles, amount=order.amount,
                                platform_fee_percent=ctx.settings.trustless_platform_fee_percent)
@@ -264,9 +300,9 @@ def _fund_failed(uow: UnitOfWork, step: Step, reason: str) -> None:
     order = orders_db.get(uow.conn, escrow.order_id, for_update=True)
     assert order is not None
     orders_db.set_status(uow.conn, order.id, expected=_S.ESCROW_FUNDING, status=_S.ESCROW_CREATING)
-    ledger.transfer(uow, kind="escrow_funding_failed", amount=escrow.amount, reference=order.id,
-                    source=ESCROW_ACCOUNT.format(order_id=order.id),
-                    destination=user_account(order.buyer_id, RESERVED))
+    ledger.post(uow, kind="escrow_funding_failed", reference=order.id, legs=[
+        (ESCROW_ACCOUNT.format(order_id=order.id), -escrow.amount),
+        (user_account(order.buyer_id, RESERVED), escrow.amount), *_pool_legs(escrow, "buyer", escrow.amount)])
     _operation_failed(uow, order, "escrow_fund", reason, status=_S.ESCROW_CREATING)
     chain_steps.finish_flow(uow, step, failed={
         "code": "ESCROW_FUNDING_FAILED", "message": f"Escrow funding failed: {reason}",
@@ -364,9 +400,19 @@ def start_payout(uow: UnitOfWork, order: orders_db.Order, escrow: escrows_db.Esc
 
 
 def _party_key(conn: Any, order: orders_db.Order, role: str, settings: Any) -> str:
+    """The account in ``role``'s place in the contract: the party's wallet, or the pool's for an AIRTM-backed
+    party (the escrow's treasury account for the buyer, the settlement account for the seller)."""
     if role == "platform":
         return platform.public_key(conn, settings)
-    wallet = wallets_db.of_user_now(conn, order.buyer_id if role == "buyer" else order.seller_id)
+    if role == "buyer" and order.funding_mode == treasury.TREASURY:
+        escrow = escrows_db.live_for_order(conn, order.id)
+        assert escrow is not None
+        assert escrow.treasury_account is not None
+        return escrow.treasury_account
+    user_id = order.buyer_id if role == "buyer" else order.seller_id
+    if role == "seller" and users_db.backings(conn, [user_id])[user_id].backing == "AIRTM":
+        return wallets_db.pool(conn, platform.SETTLEMENT)[0].public_key
+    wallet = wallets_db.of_user_now(conn, user_id)
     assert wallet is not None
     return wallet.public_key
 
@@ -477,9 +523,12 @@ def _settled(uow: UnitOfWork, step: Step, record: dict[str, Any] | None) -> None
                for role, gross in step.params["shares"].items()}
     platform_fee = received.get(platform_key, Decimal(0))
     trustless_fee = escrow.amount - sum(net for _, net, _ in parties.values()) - platform_fee
+    seller_backing = users_db.backings(uow.conn, [order.seller_id])[order.seller_id].backing
     legs = [(ESCROW_ACCOUNT.format(order_id=order.id), -escrow.amount),
             (user_account(platform_user.user_id, AVAILABLE), platform_fee), (TRUSTLESS_FEES, trustless_fee),
-            *[(user_account(user_id, AVAILABLE), net) for user_id, net, _ in parties.values()]]
+            *[(user_account(user_id, AVAILABLE), net) for user_id, net, _ in parties.values()],
+            *[leg for role, (_, net, _) in parties.items()
+              for leg in _pool_legs(escrow, role, net, seller_backing=seller_backing)]]
     changes = ledger.post(uow, kind=f"escrow_{step.params['plan']}", legs=legs, reference=order.id)
     released = "seller" in parties
     moment = now()

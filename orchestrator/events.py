@@ -22,6 +22,7 @@ AGGREGATES = {
     "network": "Network",  # network.reset_detected (DESIGN decision 35; aggregate id = STELLAR_NETWORK)
     "webhook_endpoint": "WebhookEndpoint",  # webhook_endpoint.disabled (DESIGN decision 28)
     "webhook": "WebhookEndpoint",  # webhook.test, sent only to the endpoint under test
+    "treasury": "Treasury",  # treasury.low (DESIGN decision 25; aggregate id = the platform user's id)
 }
 AGGREGATE_TYPES = frozenset(AGGREGATES.values())
 

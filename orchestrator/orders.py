@@ -13,7 +13,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from orchestrator import balances, ids, ledger, money, platform
+from orchestrator import balances, ids, ledger, money, platform, treasury
 from orchestrator.db import orders as orders_db
 from orchestrator.db import users as users_db
 from orchestrator.errors import (
@@ -124,12 +124,15 @@ def create(uow: UnitOfWork, payload: dict[str, Any]) -> Result:
     """O1: record the order and its milestones; dedupe on ``clientOrderRef``."""
     buyer, seller, amount = payload["buyerId"], payload["sellerId"], Decimal(payload["amount"])
     _check_parties(uow, buyer, seller)
+    # an AIRTM-backed party must be linked to AirTM; an AIRTM-backed buyer's escrow is the pool's (decision 25)
+    backings = treasury.require_linked(uow.conn, {"buyerId": buyer, "sellerId": seller})
     ref = payload.get("clientOrderRef")
     order_id = ids.new_id("order")
     created = orders_db.create(uow.conn, id=order_id, client_order_ref=ref, buyer_id=buyer, seller_id=seller,
                                amount=amount, currency=payload.get("currency") or "USD", status=S.ORDER_CREATED,
                                title=payload["title"], description=payload.get("description"),
-                               metadata=payload.get("metadata"))
+                               metadata=payload.get("metadata"),
+                               funding_mode=treasury.funding_mode(backings[buyer].backing))
     if not created:
         return _existing_for_ref(uow, ref, buyer=buyer, seller=seller, amount=amount)
     orders_db.add_milestones(uow.conn, [

@@ -123,6 +123,12 @@ class Settings:
     #: Platform-held accounts that sign escrow deploys in turn, so deploys do not queue on the platform
     #: account's sequence numbers (the platform wallet stays the dispute resolver and fee receiver).
     deployer_accounts: int = 0
+    #: The treasury pool of decision 25: platform-held accounts that fund escrows for AIRTM-backed buyers,
+    #: and the pool's free USDC under which ``treasury.low`` is emitted (once per crossing).
+    treasury_accounts: int = 4
+    treasury_low_watermark: Decimal = Decimal("100")
+    #: How often the scheduler sweeps the settlement account's USDC back to the treasury pool (0: never).
+    settlement_sweep_seconds: float = 30.0
     event_retention_days: int = 30
     reconcile_interval_hours: float = 24.0  # the scheduler's reconciliation report (0: off)
     sse_heartbeat_seconds: float = 15.0
@@ -274,6 +280,9 @@ class _Reader:
             "chain_stall_seconds": self.coerce("CHAIN_STALL_SECONDS", 60.0, float),
             "payout_stuck_after": self.coerce("PAYOUT_STUCK_AFTER", 5, int),
             "deployer_accounts": self.coerce("DEPLOYER_ACCOUNTS", 0 if network == "mainnet" else 8, int),
+            "treasury_accounts": self.coerce("TREASURY_ACCOUNTS", 4, int),
+            "treasury_low_watermark": self.coerce("TREASURY_LOW_WATERMARK", Decimal("100"), Decimal),
+            "settlement_sweep_seconds": self.coerce("SETTLEMENT_SWEEP_SECONDS", 30.0, float),
             "event_retention_days": self.coerce("EVENT_RETENTION_DAYS", 30, int),
             "sse_heartbeat_seconds": self.coerce("SSE_HEARTBEAT_SECONDS", 15.0, float),
             "rate_limit_per_minute": self.coerce("RATE_LIMIT_PER_MINUTE", 100, int),
@@ -391,6 +400,8 @@ class _Reader:
             self.problems.append("SSE_HEARTBEAT_SECONDS must be between 15 and 30")
         if values["command_wait_seconds"] < 0 or values["command_sweep_seconds"] <= 0:
             self.problems.append("COMMAND_WAIT_SECONDS must be >= 0 and COMMAND_SWEEP_SECONDS > 0")
+        if values["treasury_accounts"] < 1 or values["treasury_low_watermark"] < 0:
+            self.problems.append("TREASURY_ACCOUNTS must be at least 1 and TREASURY_LOW_WATERMARK at least 0")
         if values["event_retention_days"] < 1:
             self.problems.append("EVENT_RETENTION_DAYS must be at least 1")
         if not 0 <= values["trustless_platform_fee_percent"] <= 99:

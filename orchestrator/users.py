@@ -17,21 +17,36 @@ class UserType(StrEnum):
     BOTH = "BOTH"
 
 
+class Backing(StrEnum):
+    """What a user's balance is a claim on (DESIGN decision 26): fixed when the user is created."""
+
+    WALLET = "WALLET"
+    AIRTM = "AIRTM"
+
+
 class UserStatus(StrEnum):
     ACTIVE = "ACTIVE"
     SUSPENDED = "SUSPENDED"
     PENDING_VERIFICATION = "PENDING_VERIFICATION"
 
 
-def create(uow: UnitOfWork, payload: dict[str, Any]) -> Result:
+def backing_for_new_users(settings: Any) -> Backing:
+    """``PAYMENT_PROVIDER`` decides how new users are backed: AirTM mode backs them by the enterprise account."""
+    return Backing.AIRTM if settings is not None and settings.payment_provider == "airtm" else Backing.WALLET
+
+
+def create(uow: UnitOfWork, payload: dict[str, Any], *, backing: Backing | None = None) -> Result:
     """Create the user and its balance, or return the existing one for a known ``externalUserId``.
 
     The unique index decides races between concurrent creates: the loser answers 200 with the winner.
+    A ``WALLET``-backed user gets its wallet now; ``backing`` defaults to the mode in force (the
+    platform's own accounts pass ``WALLET``: they hold USDC on the ledger in both modes).
     """
+    backing = backing or backing_for_new_users(uow.settings)
     user_id = ids.new_id("user")
     created = users_db.create(uow.conn, id=user_id, external_user_id=payload["externalUserId"],
                               email=payload.get("email"), type=payload.get("type") or UserType.BOTH,
-                              metadata=payload.get("metadata"))
+                              metadata=payload.get("metadata"), backing=backing)
     if not created:
         existing = users_db.id_for_external(uow.conn, payload["externalUserId"])
         assert existing is not None
@@ -40,6 +55,6 @@ def create(uow: UnitOfWork, payload: dict[str, Any]) -> Result:
     uow.emit("user.created", user_id, {
         "userId": user_id, "externalUserId": payload["externalUserId"], "email": payload.get("email"),
         "type": payload.get("type") or UserType.BOTH, "status": UserStatus.ACTIVE}, user_id=user_id)
-    if uow.settings is not None and uow.settings.payment_provider == "crypto":
+    if backing == Backing.WALLET and uow.settings is not None and uow.settings.wallet_encryption_key:
         wallets.create_for_user(uow, user_id, is_platform=payload["externalUserId"] == platform.EXTERNAL_ID)
     return Result(201, "user", user_id)

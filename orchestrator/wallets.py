@@ -15,7 +15,7 @@ from typing import Any
 
 from stellar_sdk import Account, Keypair, TransactionBuilder, TransactionEnvelope
 
-from orchestrator import chain_steps, crypto, ids, platform
+from orchestrator import chain_steps, crypto, ids, platform, treasury
 from orchestrator.chain_steps import ChainContext, StepKind, StepNotFinished
 from orchestrator.db import wallets as wallets_db
 from orchestrator.db.chain_steps import Step
@@ -129,4 +129,6 @@ STEP_KINDS: dict[str, StepKind] = {
     "add_trustline": StepKind(build=_build_trustline, confirmed=_activated, failed=_activation_failed),
     "activate_account": StepKind(build=_build_activation, confirmed=_activated, failed=_activation_failed,
                                  op_outcome=_activation_ops),
+    # a payment between platform-held wallets: the settlement account's USDC back to the pool (decision 25)
+    treasury.SWEEP_KIND: StepKind(build=treasury.build_sweep, confirmed=treasury.swept, failed=treasury.sweep_failed),
 }

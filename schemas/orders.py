@@ -97,6 +97,9 @@ class EscrowOut(BaseSchema):
     status = fields.String()
     amount = Amount()
     currency = fields.Constant("USD")
+    fundingMode = fields.String(attribute="funding_mode", metadata={"enum": ["WALLET", "TREASURY"], "description": (
+        "Who funds the escrow: the buyer's own wallet, or the platform treasury standing in for an AirTM-backed "
+        "buyer (the book moves the users' balances the same way)")})
     fundedAt = Time(attribute="funded_at", allow_none=True)
     releasedAt = Time(attribute="released_at", allow_none=True)
     refundedAt = Time(attribute="refunded_at", allow_none=True)
@@ -113,6 +116,9 @@ class OrderOut(BaseSchema):
     currency = fields.String()
     status = fields.String()
     finalStatus = fields.String(attribute="final_status", allow_none=True)
+    fundingMode = fields.String(attribute="funding_mode", metadata={"enum": ["WALLET", "TREASURY"], "description": (
+        "Who funds the escrow: the buyer's own wallet, or the platform treasury standing in for an AirTM-backed "
+        "buyer (the book moves the users' balances the same way)")})
     title = fields.String()
     description = fields.String(allow_none=True)
     metadata = fields.Raw(allow_none=True, metadata={"type": "object"})

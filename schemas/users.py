@@ -28,6 +28,9 @@ class UserOut(BaseSchema):
     email = fields.String(allow_none=True)
     type = fields.String()
     status = fields.String()
+    backing = fields.String(metadata={"enum": ["WALLET", "AIRTM"], "description": (
+        "What the balance is a claim on, fixed at creation by the payment provider then in force: the user's "
+        "own Stellar wallet, or the marketplace's AirTM enterprise account. Deposits and withdrawals follow it.")})
     balance = fields.Method("_balance", metadata={"openapi": "BalanceSummary"})
     airtmLinked = fields.Method("_linked", metadata={"type": "boolean"})
     airtmUserId = fields.String(attribute="airtm_user_id", allow_none=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from aiohttp import web
 
@@ -21,6 +21,18 @@ def require_enabled(request: web.Request) -> None:
     if not request.app[SETTINGS].airtm_enabled:
         raise BusinessRuleViolation("AirTM is not the payment provider of this instance",
                                     code="PROVIDER_NOT_ENABLED", details={"provider": "airtm"})
+
+
+def require_backed(request: web.Request, user: Any) -> None:
+    """``422 PROVIDER_NOT_ENABLED`` unless ``user`` is AIRTM-backed and AirTM is configured: a user's money in
+    and out follow its own backing, whatever ``PAYMENT_PROVIDER`` says now (DESIGN decision 26)."""
+    if user.backing != "AIRTM":
+        raise BusinessRuleViolation("This user's balance is backed by its own wallet: AirTM top-ups and payouts "
+                                    "are not offered to it", code="PROVIDER_NOT_ENABLED",
+                                    details={"provider": "airtm", "backing": user.backing})
+    if not request.app[SETTINGS].airtm_configured:
+        raise BusinessRuleViolation("AirTM is not configured on this instance", code="PROVIDER_NOT_ENABLED",
+                                    details={"provider": "airtm"})
 
 
 async def call(request: web.Request, fn: Callable[[AirtmClient], T]) -> T:

@@ -123,6 +123,7 @@ class ServerError(OfferHubError):
 _BY_CODE: dict[str, type[OfferHubError]] = {
     "INSUFFICIENT_FUNDS": InsufficientFundsError,
     "ESCROW_INSUFFICIENT_FUNDS": InsufficientFundsError,
+    "TREASURY_INSUFFICIENT_FUNDS": InsufficientFundsError,
     "INVALID_STATE_TRANSITION": InvalidStateTransitionError,
     "INVALID_STATE": InvalidStateTransitionError,
     "FUNDS_ALREADY_RESERVED": InvalidStateTransitionError,

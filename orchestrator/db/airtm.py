@@ -115,8 +115,13 @@ def claims_query() -> Select:
     ``owed``: users' ``available + reserved``; ``flight``: open AirTM withdrawals' amounts;
     ``unsent``: those of them whose payout AirTM has not created yet (debited here, still in the
     enterprise's ``available`` there); ``book``: what the journal says the flows through AirTM left in
-    the enterprise account (minus ``world:airtm``); ``fees``: AirTM fees the platform has paid."""
-    owed = select(func.coalesce(func.sum(balances.c.available + balances.c.reserved), 0)).scalar_subquery()
+    the enterprise account (minus ``world:airtm`` and the pool's accounts); ``fees``: AirTM fees the
+    platform has paid."""
+    # only AIRTM-backed users' balances are claims on the enterprise account (decision 26); a WALLET-backed
+    # user's (the platform's fees among them) is held by its wallet on the ledger
+    owed = (select(func.coalesce(func.sum(balances.c.available + balances.c.reserved), 0))
+            .select_from(balances.join(users, users.c.id == balances.c.user_id))
+            .where(users.c.backing == "AIRTM").scalar_subquery())
     open_airtm = (withdrawals.c.destination_type != "crypto", withdrawals.c.status.in_(OPEN_WITHDRAWAL_STATUSES))
     flight = select(func.coalesce(func.sum(withdrawals.c.amount), 0)).where(*open_airtm).scalar_subquery()
     unsent = (select(func.coalesce(func.sum(withdrawals.c.amount), 0))
@@ -127,5 +132,8 @@ def claims_query() -> Select:
         return (select(-func.coalesce(func.sum(journal_entries.c.amount), 0))
                 .where(journal_entries.c.account == literal_column(f"'{account}'")).scalar_subquery())
 
+    # a claim that went into escrow through the treasury pool leaves world:airtm for the pool's accounts
+    # (orchestrator.treasury): the three together are what the flows through AirTM left at AirTM
+    book = minus_sum(WORLD_AIRTM) + minus_sum("platform:treasury") + minus_sum("platform:settlement")
     return select(owed.label("owed"), flight.label("flight"), unsent.label("unsent"),
-                  minus_sum(WORLD_AIRTM).label("book"), minus_sum(AIRTM_FEES).label("fees"))
+                  book.label("book"), minus_sum(AIRTM_FEES).label("fees"))

@@ -83,6 +83,13 @@ def finish(conn: Connection, step_id: str, *, status: str, result: dict[str, Any
         confirmed_at=func.now() if status == "CONFIRMED" else None))
 
 
+def open_of_kind(conn: Connection, kind: str) -> bool:
+    """Whether a step of ``kind`` is still open (pending or signed)."""
+    return conn.execute(select(chain_steps.c.id).where(chain_steps.c.kind == kind,
+                                                      chain_steps.c.status.in_(("PENDING", "SIGNED"))).limit(1)
+                        ).first() is not None
+
+
 def stalled(conn: Connection, *, older_than: datetime, limit: int = 200) -> list[str]:
     """Open steps that have not moved since ``older_than`` (their message may be lost); touched here.
     A step waiting out its retry time (``not_before``) counts from that time, not from its last move."""

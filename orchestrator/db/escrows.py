@@ -24,12 +24,17 @@ class Escrow:
     refunded_at: datetime | None
     created_at: datetime
     updated_at: datetime
+    #: WALLET: the buyer's wallet funds and approves; TREASURY: a platform treasury account does (decision 25).
+    funding_mode: str = "WALLET"
+    treasury_account: str | None = None
+    funder_account: str | None = None
 
 
 def to_escrow(row: Any) -> Escrow:
     r = row._mapping
     return Escrow(r["id"], r["order_id"], r["trustless_contract_id"], r["status"], r["amount"], r["funded_at"],
-                  r["released_at"], r["refunded_at"], r["created_at"], r["updated_at"])
+                  r["released_at"], r["refunded_at"], r["created_at"], r["updated_at"], r["funding_mode"],
+                  r["treasury_account"], r["funder_account"])
 
 
 def of_order(order_id: str) -> Select:

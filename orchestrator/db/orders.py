@@ -30,6 +30,8 @@ class Order:
     updated_at: datetime
     closed_at: datetime | None
     settlement: dict[str, Any] | None = None
+    #: How the escrow is funded: the buyer's wallet (WALLET) or the platform treasury (TREASURY).
+    funding_mode: str = "WALLET"
 
 
 @dataclass(frozen=True)
@@ -48,7 +50,7 @@ def to_order(row: Any) -> Order:
     r = row._mapping
     return Order(r["id"], r["client_order_ref"], r["buyer_id"], r["seller_id"], r["amount"], r["currency"],
                  r["status"], r["final_status"], r["title"], r["description"], r["metadata"], r["created_at"],
-                 r["updated_at"], r["closed_at"], r["settlement"])
+                 r["updated_at"], r["closed_at"], r["settlement"], r["funding_mode"])
 
 
 def to_milestone(row: Any) -> Milestone:

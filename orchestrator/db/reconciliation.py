@@ -51,6 +51,7 @@ def wallet_books(conn: Connection, *, adjustment_account: str,
                    balances.c.reserved, func.coalesce(adjustments.c.total, 0))
             .select_from(wallets.join(balances, balances.c.user_id == wallets.c.user_id)
                          .outerjoin(adjustments, adjustments.c.user_id == wallets.c.user_id))
+            .where(wallets.c.purpose.is_(None))  # the pool's accounts hold no user's money: `check` compares them
             .order_by(wallets.c.user_id))
     if user_ids is not None:
         stmt = stmt.where(wallets.c.user_id.in_(list(user_ids)))

@@ -458,7 +458,7 @@ Index("ix_journal_entries_airtm", journal_entries.c.account, postgresql_include=
       postgresql_where=text("account IN ('world:airtm', 'platform:airtm_fees')"))
 Index("ix_commands_running_flow", commands.c.result["id"].astext, postgresql_where=text("flow_status = 'RUNNING'"))
 
-# --- outbound webhooks (issue 17, DESIGN decisions 18, 28, 36; migration 0013) ---
+# --- outbound webhooks (issue 17, DESIGN decisions 18, 28, 36; migration 0014) ---
 
 #: A marketplace's webhook endpoint. Secrets are sealed like wallet secrets (orchestrator/crypto.py, the
 #: endpoint id as associated data); ``previous_secret`` still signs until ``previous_expires_at``.
@@ -515,3 +515,21 @@ webhook_attempts = Table(
     Timestamp("next_attempt_at", nullable=True, default_now=False),
     Index("ix_webhook_attempts_delivery", "delivery_id", "id"),
 )
+
+# --- treasury-backed escrow (DESIGN decisions 25 and 26, migration 0015) ---
+
+#: What a user's balance is a claim on: its own wallet (WALLET) or the AirTM enterprise account (AIRTM).
+users.append_column(Column("backing", String(8), nullable=False, server_default="WALLET"))
+users.append_constraint(CheckConstraint("backing IN ('WALLET', 'AIRTM')", name="backing"))
+#: TREASURY | SETTLEMENT for the platform-held pool accounts; NULL for a user's own wallet.
+wallets.append_column(Column("purpose", String(16)))
+for _table in (orders, escrows):
+    _table.append_column(Column("funding_mode", String(8), nullable=False, server_default="WALLET"))
+    _table.append_constraint(CheckConstraint("funding_mode IN ('WALLET', 'TREASURY')",
+                                             name="funding_mode"))
+#: The treasury account in a treasury-funded escrow's roles, and the one whose USDC funded it.
+escrows.append_column(Column("treasury_account", String(56)))
+escrows.append_column(Column("funder_account", String(56)))
+Index("ix_escrows_funding", escrows.c.funder_account, postgresql_where=text("status = 'FUNDING'"))
+Index("ix_journal_entries_pool", journal_entries.c.account, postgresql_include=["amount"],
+      postgresql_where=text("account IN ('platform:treasury', 'platform:settlement')"))

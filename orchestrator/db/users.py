@@ -28,6 +28,8 @@ class User:
     available: Decimal
     reserved: Decimal
     balance_updated_at: datetime
+    #: WALLET: a claim on the user's own wallet; AIRTM: on the AirTM enterprise account (decision 26).
+    backing: str = "WALLET"
 
 
 def _select() -> Select:
@@ -40,7 +42,7 @@ def to_user(row: Any) -> User:
     r = row._mapping
     return User(r["id"], r["external_user_id"], r["email"], r["type"], r["status"], r["airtm_user_id"],
                 r["airtm_linked_at"], r["metadata"], r["created_at"], r["updated_at"], r["available"],
-                r["reserved"], r["balance_updated_at"])
+                r["reserved"], r["balance_updated_at"], r["backing"])
 
 
 def by_id(user_id: str) -> Select:
@@ -68,11 +70,11 @@ def cursor_of(user_id: str) -> Select:
 
 
 def create(conn: Connection, *, id: str, external_user_id: str, email: str | None,
-           type: str, metadata: dict[str, Any] | None) -> bool:
+           type: str, metadata: dict[str, Any] | None, backing: str = "WALLET") -> bool:
     """Insert unless ``external_user_id`` exists; True when this call created the user."""
     created = conn.execute(insert(users).values(
         id=id, external_user_id=external_user_id, email=email, type=type, status="ACTIVE",
-        metadata=metadata).on_conflict_do_nothing(index_elements=["external_user_id"])
+        metadata=metadata, backing=backing).on_conflict_do_nothing(index_elements=["external_user_id"])
         .returning(users.c.id)).first()
     return created is not None
 
@@ -83,3 +85,19 @@ def id_for_external(conn: Connection, external_user_id: str) -> str | None:
 
 def ids_for_externals(conn: Connection, external_user_ids: list[str]) -> list[str]:
     return list(conn.execute(select(users.c.id).where(users.c.external_user_id.in_(external_user_ids))).scalars())
+
+
+@dataclass(frozen=True)
+class Backing:
+    """What a user's balance is a claim on, and its AirTM link (``None`` when not linked)."""
+
+    user_id: str
+    backing: str
+    airtm_user_id: str | None
+
+
+def backings(conn: Connection, user_ids: list[str]) -> dict[str, Backing]:
+    """Each user's backing and AirTM link, by id (unknown ids are absent)."""
+    rows = conn.execute(select(users.c.id, users.c.backing, users.c.airtm_user_id)
+                        .where(users.c.id.in_(user_ids))).all()
+    return {r.id: Backing(r.id, r.backing, r.airtm_user_id) for r in rows}

@@ -57,7 +57,10 @@ def of_user_now(conn: Connection, user_id: str) -> Wallet | None:
 
 
 def by_public_key(conn: Connection, public_key: str) -> Wallet | None:
-    row = conn.execute(select(*_PUBLIC).where(wallets.c.public_key == public_key)).first()
+    """A user's own wallet by its key; the pool's treasury and settlement accounts are not users' wallets
+    (their USDC is never a deposit: the monitor asks here)."""
+    row = conn.execute(select(*_PUBLIC).where(wallets.c.public_key == public_key,
+                                              wallets.c.purpose.is_(None))).first()
     return to_wallet(row) if row else None
 
 
@@ -99,7 +102,8 @@ def activate(conn: Connection, wallet_id: str, *, tx_hash: str | None) -> None:
 
 def watched(conn: Connection) -> dict[str, tuple[str, str]]:
     """Every wallet the monitor watches: public key -> (wallet id, user id)."""
-    rows = conn.execute(select(wallets.c.public_key, wallets.c.id, wallets.c.user_id)).all()
+    rows = conn.execute(select(wallets.c.public_key, wallets.c.id, wallets.c.user_id)
+                        .where(wallets.c.purpose.is_(None))).all()
     return {r.public_key: (r.id, r.user_id) for r in rows}
 
 
@@ -110,3 +114,21 @@ def active_keys_of_users(conn: Connection, user_ids: list[str]) -> list[str]:
     return list(conn.execute(select(wallets.c.public_key).where(wallets.c.user_id.in_(user_ids),
                                                                 wallets.c.status == "ACTIVE")
                              .order_by(wallets.c.public_key)).scalars())
+
+
+@dataclass(frozen=True)
+class PoolAccount:
+    """A platform-held treasury or settlement account (DESIGN decision 25)."""
+
+    public_key: str
+    purpose: str
+    status: str
+
+
+def pool(conn: Connection, purpose: str | None = None) -> list[PoolAccount]:
+    """The treasury accounts and the settlement account (or those of one ``purpose``), by key."""
+    stmt = (select(wallets.c.public_key, wallets.c.purpose, wallets.c.status).where(wallets.c.purpose.is_not(None))
+            .order_by(wallets.c.public_key))
+    if purpose is not None:
+        stmt = stmt.where(wallets.c.purpose == purpose)
+    return [PoolAccount(r.public_key, r.purpose, r.status) for r in conn.execute(stmt).all()]

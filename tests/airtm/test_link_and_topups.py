@@ -124,13 +124,14 @@ async def test_topups_need_a_linked_user_and_airtm_mode(airtm_api: Api, api: Api
     assert (link.status, link.error["code"]) == (422, "PROVIDER_NOT_ENABLED")
 
 
-async def test_escrow_is_refused_in_airtm_mode_until_treasury_backed_escrow_exists(airtm_api: Api) -> None:
-    from tests.web.test_orders import new_order
-
+async def test_an_order_of_an_unlinked_airtm_backed_user_is_refused(airtm_api: Api) -> None:
+    """Decision 26 superseded decision 5: escrow works in AirTM mode, but an AIRTM-backed party's claim lives at
+    AirTM, so an unlinked one (who could never be paid out) is refused as the spec says."""
     buyer, seller = await airtm_api.user(), await airtm_api.user()
-    order = await new_order(airtm_api, buyer["id"], seller["id"], "10.00")
-    reply = await airtm_api.post(f"/orders/{order['id']}/escrow")
-    assert (reply.status, reply.error["code"]) == (422, "PROVIDER_NOT_ENABLED")
+    reply = await airtm_api.post("/orders", {"buyerId": buyer["id"], "sellerId": seller["id"], "amount": "10.00",
+                                             "title": "Logo"})
+    assert (reply.status, reply.error["code"]) == (422, "AIRTM_USER_NOT_LINKED"), reply.body
+    assert reply.error["details"]["field"] == "buyerId"
 
 
 async def test_a_cancel_airtm_does_not_confirm_answers_502_and_keeps_the_topup(

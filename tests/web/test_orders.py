@@ -17,8 +17,8 @@ from tests.web.test_users import ISO_MS
 from web.keys import TX_ENGINE
 
 ORDER_FIELDS = {"id", "clientOrderRef", "buyerId", "sellerId", "amount", "currency", "status", "finalStatus",
-                "title", "description", "metadata", "escrow", "milestones", "dispute", "createdAt", "updatedAt",
-                "closedAt", "grossAmount", "trustlessFee", "platformFee", "netAmount", "distributions"}
+                "fundingMode", "title", "description", "metadata", "escrow", "milestones", "dispute", "createdAt",
+                "updatedAt", "closedAt", "grossAmount", "trustlessFee", "platformFee", "netAmount", "distributions"}
 MILESTONE_FIELDS = {"id", "orderId", "milestoneRef", "title", "amount", "status", "completedAt", "createdAt"}
 UNKNOWN_USER = f"usr_{'Q' * 32}"
 UNKNOWN_ORDER = f"ord_{'Q' * 32}"
@@ -96,7 +96,7 @@ async def test_a_created_order_has_the_full_order_shape_with_open_milestones(api
     assert order["id"].startswith("ord_")
     assert {k: order[k] for k in ORDER_FIELDS - {"id", "milestones", "createdAt", "updatedAt"}} == {
         "clientOrderRef": ref, "buyerId": buyer, "sellerId": seller, "amount": "100.00", "currency": "USD",
-        "status": "ORDER_CREATED", "finalStatus": None, "title": "Logo Design",
+        "status": "ORDER_CREATED", "finalStatus": None, "fundingMode": "WALLET", "title": "Logo Design",
         "description": "Design a logo for my startup", "metadata": {"listing": 7}, "escrow": None, "dispute": None,
         "closedAt": None, "grossAmount": None, "trustlessFee": None, "platformFee": None, "netAmount": None,
         "distributions": None}

@@ -66,8 +66,8 @@ class SystemCredential(Credential):
 @requires("write")
 async def link_account(request: web.Request) -> web.Response:
     body = load(LinkAirtm(), request[BODY])
-    airtm.require_enabled(request)
     user = await render.user_from_path(request)
+    airtm.require_backed(request, user)
     email = body["email"]
     link = airtm_db.to_link(await render.fetch_one(request, airtm_db.link_of(user.id)))
     if link.airtm_user_id is not None and (link.email or "").lower() == email.lower():
@@ -101,7 +101,7 @@ async def eligible_link(request: web.Request, user_id: str) -> airtm_db.Link:
 @requires("write")
 async def create_topup(request: web.Request) -> web.Response:
     body = load(CreateTopUp(), request[BODY])
-    airtm.require_enabled(request)
+    airtm.require_backed(request, await render.load_user(request, body["userId"]))
     settings = request.app[SETTINGS]
     limits = settings.limits["topup"]
     if not limits.min <= body["amount"] <= limits.max:
@@ -112,7 +112,6 @@ async def create_topup(request: web.Request) -> web.Response:
     for name in ("returnUrl", "cancelUrl"):
         if not body[name]:
             raise ValidationFailed.field(name, "MISSING_REQUIRED_FIELD", "required: this instance has no default")
-    await render.load_user(request, body["userId"])
     await eligible_link(request, body["userId"])
     await airtm.limit_per_user(request, "topups", body["userId"], TOPUPS_PER_USER_PER_MINUTE)
     state = await enqueue.run(request, Kind.CREATE_TOPUP, jsonable(body))

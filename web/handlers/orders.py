@@ -41,7 +41,7 @@ _QUERY_ALIASES = {"buyer_id": "buyerId", "seller_id": "sellerId", "client_order_
 
 @doc("Create an order (a known clientOrderRef with the same terms answers 200 with it)", body=CreateOrder,
      response=views.OrderView, status=201, also=(200,), command=True,
-     errors=("USER_NOT_FOUND", "CLIENT_ORDER_REF_CONFLICT"),
+     errors=("USER_NOT_FOUND", "CLIENT_ORDER_REF_CONFLICT", "AIRTM_USER_NOT_LINKED"),
      example={"buyerId": "usr_buyer123", "sellerId": "usr_seller456", "amount": "100.00", "currency": "USD",
               "title": "Logo Design", "description": "Design a logo for my startup"})
 @requires("write")
@@ -112,24 +112,22 @@ async def cancel_order(request: web.Request) -> web.Response:
     return await enqueue.respond(request, state)
 
 
-@doc("Deploy the order's escrow contract", body=NoBody, response=views.OrderView, command=True, provider=True,
+@doc("Deploy the order's escrow contract (an AirTM-backed party's roles are held by the platform's treasury "
+     "or settlement account)", body=NoBody, response=views.OrderView, command=True, provider=True,
      errors=("ORDER_NOT_FOUND", "INVALID_STATE_TRANSITION", "ESCROW_ALREADY_EXISTS", "ESCROW_NOT_READY",
-             "PROVIDER_NOT_ENABLED"))
+             "AIRTM_USER_NOT_LINKED"))
 @requires("write")
 async def create_escrow(request: web.Request) -> web.Response:
     load(NoBody(), request[BODY])
-    if request.app[SETTINGS].payment_provider != "crypto":  # DESIGN decision 5
-        raise BusinessRuleViolation("Escrow needs on-chain wallets: not available in AirTM mode until "
-                                    "treasury-backed escrow is designed", code="PROVIDER_NOT_ENABLED",
-                                    details={"provider": request.app[SETTINGS].payment_provider})
     state = await enqueue.run(request, Kind.CREATE_ESCROW, {"orderId": order_id_of(request)})
     return await enqueue.respond(request, state)
 
 
-@doc("Fund the escrow from the buyer's wallet", body=NoBody, response=views.OrderView, command=True,
+@doc("Fund the escrow from the buyer's wallet, or from the platform treasury for an AirTM-backed buyer",
+     body=NoBody, response=views.OrderView, command=True,
      provider=True, errors=("ORDER_NOT_FOUND", "INVALID_STATE_TRANSITION", "ESCROW_NOT_READY",
                             "ESCROW_ALREADY_FUNDED", "RESERVE_NOT_FOUND", "ESCROW_INSUFFICIENT_FUNDS",
-                            "ESCROW_FUNDING_FAILED"))
+                            "TREASURY_INSUFFICIENT_FUNDS", "ESCROW_FUNDING_FAILED"))
 @requires("write")
 async def fund_escrow(request: web.Request) -> web.Response:
     load(NoBody(), request[BODY])

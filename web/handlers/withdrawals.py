@@ -53,13 +53,15 @@ async def create_withdrawal(request: web.Request) -> web.Response:
     if not limits.min <= body["amount"] <= limits.max:
         raise ValidationFailed.field("amount", "AMOUNT_OUT_OF_RANGE", "outside this instance's withdrawal limits",
                                      min=f"{limits.min:.2f}", max=f"{limits.max:.2f}")
-    await render.load_user(request, body["userId"])
+    user = await render.load_user(request, body["userId"])
+    # a user's withdrawals follow its own backing, whatever PAYMENT_PROVIDER says now (DESIGN decision 26)
     if body["destinationType"] != "crypto":
-        airtm.require_enabled(request)
+        airtm.require_backed(request, user)
         await airtm_routes.eligible_link(request, body["userId"])
-    elif settings.payment_provider != "crypto":
-        raise BusinessRuleViolation("Crypto withdrawals are not enabled on this instance",
-                                    code="PROVIDER_NOT_ENABLED", details={"provider": "crypto"})
+    elif user.backing != "WALLET":
+        raise BusinessRuleViolation("This user's balance is backed by AirTM: it withdraws through AirTM, not to "
+                                    "a Stellar account", code="PROVIDER_NOT_ENABLED",
+                                    details={"provider": "crypto", "backing": user.backing})
     else:
         await _check_destination(request, body["destinationRef"])
     await _limit_per_user(request, body["userId"])

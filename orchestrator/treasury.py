@@ -1,0 +1,235 @@
+"""The treasury pool: platform-held accounts that stand in for AIRTM-backed users in escrow (DESIGN decision 25).
+
+An AIRTM-backed user has no wallet: its balance is a claim on the AirTM enterprise account. When such a
+user buys, a treasury account of the pool funds the contract, approves, signs the release, opens disputes
+and receives refunds; when such a user sells, the settlement account is the contract's service provider and
+receiver. The platform wallet stays dispute resolver and fee receiver, so a dispute is never opened by its
+resolver and a split always pays two different addresses. A WALLET-backed party keeps its own wallet in its
+role, so an order between an AIRTM-backed and a WALLET-backed user works in either direction.
+
+Headroom: a fund reserves the pool's USDC under one transaction-level lock. Under it the USDC promised to
+escrows still funding is read first and the ledger second, so an escrow whose funding lands in between is
+counted twice (conservative), never not at all: concurrent funds never overdraw the pool, and a pool that
+cannot cover an escrow refuses the fund with ``422 TREASURY_INSUFFICIENT_FUNDS`` before anything moves.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from orchestrator import money, platform
+from orchestrator.db import operations as operations_db
+from orchestrator.db import treasury as treasury_db
+from orchestrator.db import users as users_db
+from orchestrator.db import wallets as wallets_db
+from orchestrator.errors import BusinessRuleViolation, Conflict, ProviderFailure
+from orchestrator.settings import Settings
+from orchestrator.unit_of_work import UnitOfWork
+
+log = logging.getLogger(__name__)
+
+WALLET, TREASURY = "WALLET", "TREASURY"
+#: The pool's journal accounts: outside accounts like ``world:*`` (no projection). ``platform:treasury``
+#: falls by what the pool put into contracts and rises by what came back; ``platform:settlement`` rises by
+#: what contracts paid the settlement account and falls by what was swept back to the pool. Their counter-
+#: account is ``world:airtm``: a claim that leaves the book through the pool is no longer owed through AirTM.
+POOL_TREASURY, POOL_SETTLEMENT = "platform:treasury", "platform:settlement"
+WORLD_AIRTM = "world:airtm"
+#: ``operation_figures`` row holding whether ``treasury.low`` has been emitted for the current crossing.
+LOW_FIGURE = "treasury_low"
+
+
+def funding_mode(backing: str) -> str:
+    """An AIRTM-backed buyer's escrow is funded by the pool, a WALLET-backed one's by its wallet."""
+    return TREASURY if backing == "AIRTM" else WALLET
+
+
+def require_linked(conn: Any, user_ids: dict[str, str]) -> dict[str, users_db.Backing]:
+    """Every AIRTM-backed party (``{field: user id}``) must be linked to AirTM: its claim lives there, and an
+    unlinked one could never be paid out. Returns each party's backing."""
+    found = users_db.backings(conn, list(user_ids.values()))
+    for field, user_id in user_ids.items():
+        party = found.get(user_id)
+        if party is not None and party.backing == "AIRTM" and party.airtm_user_id is None:
+            raise BusinessRuleViolation("The user's balance is backed by AirTM and the user has no linked AirTM "
+                                        "account", code="AIRTM_USER_NOT_LINKED",
+                                        details={"userId": user_id, "field": field})
+    return found
+
+
+def ready(conn: Any, purpose: str) -> list[str]:
+    """The ACTIVE pool accounts of ``purpose`` (``TREASURY`` or ``SETTLEMENT``)."""
+    return [a.public_key for a in wallets_db.pool(conn, purpose) if a.status == "ACTIVE"]
+
+
+def settlement_key(conn: Any) -> str:
+    keys = ready(conn, platform.SETTLEMENT)
+    if not keys:
+        raise Conflict("The settlement account is not ready", code="ESCROW_NOT_READY",
+                       details={"reason": "SETTLEMENT_ACCOUNT_NOT_READY"})
+    return keys[0]
+
+
+def choose_approver(conn: Any) -> str:
+    """The treasury account that will hold a new escrow's buyer-side roles (spread over the pool)."""
+    keys = ready(conn, platform.TREASURY)
+    if not keys:
+        raise Conflict("No treasury account is ready", code="ESCROW_NOT_READY",
+                       details={"reason": "TREASURY_NOT_READY"})
+    return random.choice(keys)
+
+
+@dataclass(frozen=True)
+class Headroom:
+    """The pool as one fund saw it under the lock: each account's ledger USDC and what is promised from it."""
+
+    usdc: dict[str, Decimal]
+    promised: dict[str, Decimal]
+
+    def free(self, account: str) -> Decimal:
+        return self.usdc.get(account, Decimal(0)) - self.promised.get(account, Decimal(0))
+
+    @property
+    def total_free(self) -> Decimal:
+        return sum((self.free(a) for a in self.usdc), Decimal(0))
+
+
+#: A Horizon client per process and network for the fund command (the chain actors have their own).
+_HORIZONS: dict[str, Any] = {}
+
+
+def _horizon(settings: Settings) -> Any:
+    from orchestrator.providers.horizon import Horizon
+
+    key = settings.horizon_url
+    if key not in _HORIZONS:
+        _HORIZONS[key] = Horizon(settings, timeout=10.0)
+    return _HORIZONS[key]
+
+
+def read_headroom(conn: Any, settings: Settings, accounts: list[str]) -> Headroom:
+    """What is promised first, the ledger second (see the module's docstring for why this order)."""
+    promised = treasury_db.funding_by_account(conn)
+    horizon = _horizon(settings)
+    usdc: dict[str, Decimal] = {}
+    for account in accounts:
+        try:
+            state = horizon.account(account)
+        except Exception as error:  # the ledger unreadable: refuse now, nothing has moved
+            raise ProviderFailure("The treasury's balance could not be read on the ledger",
+                                  code="STELLAR_NETWORK_ERROR", details={"reason": type(error).__name__}) from None
+        usdc[account] = (state.usdc or Decimal(0)) if state is not None else Decimal(0)
+    return Headroom(usdc, promised)
+
+
+def reserve(uow: UnitOfWork, amount: Decimal, *, preferred: str | None) -> str:
+    """Pick the treasury account that funds an escrow of ``amount`` (the escrow's approver when it can cover
+    it) under the pool's lock; the caller marks its escrow FUNDING from it in the same transaction, which is
+    what holds the headroom. Raises ``TREASURY_INSUFFICIENT_FUNDS`` when no account can cover it."""
+    treasury_db.lock_pool(uow.conn)
+    accounts = ready(uow.conn, platform.TREASURY)
+    room = read_headroom(uow.conn, uow.settings, accounts)
+    fits = [a for a in accounts if room.free(a) >= amount]
+    if not fits:
+        best = max((room.free(a) for a in accounts), default=Decimal(0))
+        log.warning("The treasury cannot cover an escrow of %s: the most any account has free is %s (pool %s)",
+                    amount, best, room.total_free)
+        raise BusinessRuleViolation("The platform treasury cannot cover this escrow now",
+                                    code="TREASURY_INSUFFICIENT_FUNDS",
+                                    details={"required": money.format_amount(amount),
+                                             "available": money.format_balance(max(best, Decimal(0)))})
+    funder = preferred if preferred in fits else max(fits, key=room.free)
+    watch_low(uow, room.total_free - amount)
+    return funder
+
+
+def watch_low(uow: UnitOfWork, free: Decimal) -> None:
+    """``treasury.low`` once per crossing under ``TREASURY_LOW_WATERMARK`` (events.md §3.9); the flag that
+    says it was emitted clears once the pool is back above. Call under the pool's lock."""
+    settings = uow.settings
+    row = uow.conn.execute(operations_db.figures(LOW_FIGURE)).first()
+    was_low = bool(row and row.figures.get("low"))
+    is_low = free < settings.treasury_low_watermark
+    if is_low == was_low:
+        return
+    operations_db.put_figures(uow.conn, LOW_FIGURE, {"low": is_low, "freeUsdc": money.format_balance(free)})
+    if is_low:
+        found = platform.find(uow.conn, settings)
+        count, _ = treasury_db.backed(uow.conn)
+        uow.emit("treasury.low", found.user_id if found else "platform", {
+            "freeUsdc": money.format_balance(free), "backedEscrows": count,
+            "watermark": money.format_balance(settings.treasury_low_watermark)},
+            user_id=found.user_id if found else None)
+
+
+# --- the settlement sweep: the settlement account's USDC goes back to the pool (a chain step) ---
+
+SWEEP_KIND = "settlement_sweep"
+
+
+def plan_sweep(engine: Any, settings: Settings, horizon: Any) -> list[Any]:
+    """Start a sweep of what the settlement account holds into the treasury account holding least, unless one
+    is already under way; returns the after-commit messages for the caller to send. The amount is read now
+    and fixed in the step: the settlement account only gains between this read and the payment (contracts
+    pay it; only sweeps take from it, one at a time), so the payment never lacks funds and the journal books
+    exactly what moved."""
+    from orchestrator import chain_steps, ids
+    from orchestrator.db import chain_steps as steps_db
+    from orchestrator.unit_of_work import Context
+
+    with engine.connect() as conn:
+        settlement, treasuries = ready(conn, platform.SETTLEMENT), ready(conn, platform.TREASURY)
+        if not settlement or not treasuries or steps_db.open_of_kind(conn, SWEEP_KIND):
+            return []
+    source = settlement[0]
+    held = _usdc(horizon, source)
+    if held <= 0:
+        return []
+    destination = min(treasuries, key=lambda key: (_usdc(horizon, key), key))
+    with UnitOfWork(engine, Context(actor_type="SYSTEM", actor_id="scheduler"), settings=settings) as uow:
+        treasury_db.lock_pool(uow.conn)
+        if steps_db.open_of_kind(uow.conn, SWEEP_KIND):  # decided under the lock: one sweep at a time
+            return []
+        chain_steps.create(uow, step_id=ids.new_id("step"), kind=SWEEP_KIND, subject_type="pool", subject_id=source,
+                           source=source, signers=[source],
+                           params={"amount": format(held, "f"), "destination": destination})
+        uow.commit()
+    log.info("Sweeping %s USDC from the settlement account to treasury account %s", held, destination)
+    return list(uow.messages)
+
+
+def _usdc(horizon: Any, key: str) -> Decimal:
+    state = horizon.account(key)
+    return (state.usdc or Decimal(0)) if state is not None else Decimal(0)
+
+
+def build_sweep(ctx: Any, step: Any, account: Any) -> Any:
+    from stellar_sdk import Account, TransactionBuilder
+
+    from orchestrator.chain_steps import StepNotFinished
+
+    if account is None:
+        raise StepNotFinished(f"{step.source_account} is not on the ledger")
+    fee = min(ctx.horizon.base_fee(), ctx.settings.stellar_max_fee_stroops)
+    return (TransactionBuilder(Account(account.account_id, account.sequence), ctx.settings.network_passphrase,
+                               base_fee=fee).set_timeout(60)
+            .append_payment_op(step.params["destination"], ctx.horizon.usdc, step.params["amount"]).build())
+
+
+def swept(uow: UnitOfWork, step: Any, record: dict[str, Any] | None) -> None:
+    """The sweep landed: the pool's journal accounts follow (no user's balance moves)."""
+    from orchestrator import ledger
+
+    amount = Decimal(step.params["amount"])
+    ledger.transfer(uow, kind="settlement_sweep", amount=amount, source=POOL_SETTLEMENT, destination=POOL_TREASURY,
+                    reference=step.id, description=f"to {step.params['destination']}")
+    log.info("Swept %s USDC from the settlement account to treasury account %s", amount, step.params["destination"])
+
+
+def sweep_failed(uow: UnitOfWork, step: Any, reason: str) -> None:
+    """Nothing moved (the step failed finally): the next sweep reads the settlement account again."""
+    log.error("The settlement sweep %s failed: %s", step.id, reason)
