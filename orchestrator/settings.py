@@ -396,33 +396,35 @@ class _Reader:
                                      f"{schemes[0]}://host/…")
 
     def check_ranges(self, values: Mapping[str, Any]) -> None:
-        if not 15 <= values["sse_heartbeat_seconds"] <= 30:
-            self.problems.append("SSE_HEARTBEAT_SECONDS must be between 15 and 30")
-        if values["command_wait_seconds"] < 0 or values["command_sweep_seconds"] <= 0:
-            self.problems.append("COMMAND_WAIT_SECONDS must be >= 0 and COMMAND_SWEEP_SECONDS > 0")
-        if values["treasury_accounts"] < 1 or values["treasury_low_watermark"] < 0:
-            self.problems.append("TREASURY_ACCOUNTS must be at least 1 and TREASURY_LOW_WATERMARK at least 0")
-        if values["event_retention_days"] < 1:
-            self.problems.append("EVENT_RETENTION_DAYS must be at least 1")
-        if not 0 <= values["trustless_platform_fee_percent"] <= 99:
-            self.problems.append("TRUSTLESS_PLATFORM_FEE_PERCENT is a percent from 0 to 99")
-        if values["reconcile_interval_hours"] < 0:
-            self.problems.append("RECONCILE_INTERVAL_HOURS must be >= 0 (0 turns the scheduled report off)")
-        if not 1_000 <= values["airtm_timeout_ms"] <= 120_000 or values["airtm_refresh_seconds"] <= 0:
-            self.problems.append("AIRTM_TIMEOUT_MS must be 1000-120000 and AIRTM_REFRESH_SECONDS > 0")
-        if min(values["health_command_age_seconds"], values["health_chain_step_age_seconds"],
-               values["health_monitor_lag_seconds"], values["reconcile_seconds"]) <= 0:
-            self.problems.append("HEALTH_*_SECONDS and RECONCILE_SECONDS must be > 0")
-        if min(values["horizon_poll_seconds"], values["horizon_check_seconds"]) <= 0:
-            self.problems.append("HORIZON_POLL_SECONDS and HORIZON_CHECK_SECONDS must be > 0")
-        if values["horizon_read_cache_seconds"] < 0:
-            self.problems.append("HORIZON_READ_CACHE_SECONDS must be >= 0 (0 reads Horizon on every scrape)")
-        if values["webhooks_max_endpoints"] < 0 or not 0 < values["webhook_timeout_seconds"] <= 60:
-            self.problems.append("WEBHOOKS_MAX_ENDPOINTS must be >= 0 and WEBHOOK_TIMEOUT_SECONDS 0-60")
-        if values["webhook_retry_window_seconds"] <= 0:
-            self.problems.append("WEBHOOK_RETRY_WINDOW_SECONDS must be > 0")
-        if values["rate_limit_per_minute"] < 0:
-            self.problems.append("RATE_LIMIT_PER_MINUTE must be >= 0 (0 turns limiting off)")
+        self.problems.extend(message for holds, message in RANGE_RULES if not holds(values))
+
+
+#: Each setting's allowed range, as (holds for these values, the operator's message when it does not).
+RANGE_RULES: tuple[tuple[Callable[[Mapping[str, Any]], bool], str], ...] = (
+    (lambda v: 15 <= v["sse_heartbeat_seconds"] <= 30, "SSE_HEARTBEAT_SECONDS must be between 15 and 30"),
+    (lambda v: v["command_wait_seconds"] >= 0 and v["command_sweep_seconds"] > 0,
+     "COMMAND_WAIT_SECONDS must be >= 0 and COMMAND_SWEEP_SECONDS > 0"),
+    (lambda v: v["treasury_accounts"] >= 1 and v["treasury_low_watermark"] >= 0,
+     "TREASURY_ACCOUNTS must be at least 1 and TREASURY_LOW_WATERMARK at least 0"),
+    (lambda v: v["event_retention_days"] >= 1, "EVENT_RETENTION_DAYS must be at least 1"),
+    (lambda v: 0 <= v["trustless_platform_fee_percent"] <= 99,
+     "TRUSTLESS_PLATFORM_FEE_PERCENT is a percent from 0 to 99"),
+    (lambda v: v["reconcile_interval_hours"] >= 0,
+     "RECONCILE_INTERVAL_HOURS must be >= 0 (0 turns the scheduled report off)"),
+    (lambda v: 1_000 <= v["airtm_timeout_ms"] <= 120_000 and v["airtm_refresh_seconds"] > 0,
+     "AIRTM_TIMEOUT_MS must be 1000-120000 and AIRTM_REFRESH_SECONDS > 0"),
+    (lambda v: min(v["health_command_age_seconds"], v["health_chain_step_age_seconds"],
+                   v["health_monitor_lag_seconds"], v["reconcile_seconds"]) > 0,
+     "HEALTH_*_SECONDS and RECONCILE_SECONDS must be > 0"),
+    (lambda v: min(v["horizon_poll_seconds"], v["horizon_check_seconds"]) > 0,
+     "HORIZON_POLL_SECONDS and HORIZON_CHECK_SECONDS must be > 0"),
+    (lambda v: v["horizon_read_cache_seconds"] >= 0,
+     "HORIZON_READ_CACHE_SECONDS must be >= 0 (0 reads Horizon on every scrape)"),
+    (lambda v: v["webhooks_max_endpoints"] >= 0 and 0 < v["webhook_timeout_seconds"] <= 60,
+     "WEBHOOKS_MAX_ENDPOINTS must be >= 0 and WEBHOOK_TIMEOUT_SECONDS 0-60"),
+    (lambda v: v["webhook_retry_window_seconds"] > 0, "WEBHOOK_RETRY_WINDOW_SECONDS must be > 0"),
+    (lambda v: v["rate_limit_per_minute"] >= 0, "RATE_LIMIT_PER_MINUTE must be >= 0 (0 turns limiting off)"),
+)
 
 
 def _masked_url(value: str) -> str:
