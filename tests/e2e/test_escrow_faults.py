@@ -1,8 +1,10 @@
 """Escrow flows under the sandbox's injected faults: each completes exactly once or fails visibly.
 
-Horizon's submit route hands no body to the fault matcher, so a `when` cannot pick the transaction: a
-fault is aimed at the n-th submission after it is added, with pass-through `delay 0` rules in front and
-a counting `delay 0` rule behind it (its firings are the submissions that followed the fault).
+A submission fault is aimed where a Trustless Work envelope goes under ``TRUSTLESS_SUBMIT_VIA`` (TW's T8
+relay, or Horizon's submit: `tw_submissions`), at the n-th submission after it is added, with pass-through
+`delay 0` rules in front and a counting `delay 0` rule behind it (its firings are the submissions that
+followed the fault). The escrow steps are the only submissions there while a test runs, so the n-th is the
+n-th step of the flow in both modes.
 
 The run keeps the product's Trustless Work budget (45 calls a minute, shared through Redis): the fast tests
 stay under it; the slow 429 test waits out the full minute the product blocks after a 429.
@@ -29,21 +31,23 @@ from tests.e2e.test_deposits import active_wallet
 from tests.e2e.test_escrow_flow import funded_buyer, in_progress_order, usdc
 from tests.fixtures import processes
 from tests.fixtures.broker import delete_queues
-from tests.fixtures.sandbox import SandboxControl
+from tests.fixtures.sandbox import SandboxControl, tw_submissions
 
 WAIT = {"Prefer": "wait=30"}
-SUBMIT = {"service": "horizon", "method": "POST", "path": "/transactions"}
 pytestmark = pytest.mark.usefixtures("monitor")  # every test needs deposits credited
 IN_FLIGHT = ("CREATING", "FUNDING", "RELEASING", "REFUNDING")
 FINAL = ("IN_PROGRESS", "CLOSED", "ESCROW_CREATING", "FUNDS_RESERVED")
 
 
-def fault_on_submission(ledger: SandboxControl, n: int, action: str, **params: Any) -> tuple[str, str]:
-    """Make the ``n``-th next Horizon submission misbehave; returns (fault rule id, counter rule id)."""
+def fault_on_submission(ledger: SandboxControl, settings: Settings, n: int, action: str,
+                        **params: Any) -> tuple[str, str]:
+    """Make the ``n``-th next submission of a TW envelope misbehave (where the configured mode sends it);
+    returns (fault rule id, counter rule id)."""
+    submit = tw_submissions(settings)
     if n > 1:
-        ledger.add_fault(**SUBMIT, action="delay", params={"ms": 0}, times=n - 1)
-    fault = ledger.add_fault(**SUBMIT, action=action, params=params, times=1)
-    counter = ledger.add_fault(**SUBMIT, action="delay", params={"ms": 0}, times=0)
+        ledger.add_fault(**submit, action="delay", params={"ms": 0}, times=n - 1)
+    fault = ledger.add_fault(**submit, action=action, params=params, times=1)
+    counter = ledger.add_fault(**submit, action="delay", params={"ms": 0}, times=0)
     return fault["id"], counter["id"]
 
 
@@ -152,10 +156,10 @@ async def assert_released_once(api: Api, ledger: SandboxControl, order: dict[str
 
 @pytest.mark.parametrize("action", ["apply_then_drop", "apply_then_error"])
 async def test_a_fund_and_a_release_that_landed_but_lost_their_answer_are_looked_up_and_paid_once(
-        action: str, api: Api, engine: Engine, ledger: SandboxControl) -> None:
+        action: str, api: Api, engine: Engine, ledger: SandboxControl, settings: Settings) -> None:
     order, buyer, buyer_wallet, seller, seller_wallet = await escrowed_order(api, engine, ledger)
     try:
-        fault, after = fault_on_submission(ledger, 1, action)
+        fault, after = fault_on_submission(ledger, settings, 1, action)
         funded = await settled(api, await api.post(f"/orders/{order['id']}/escrow/fund", headers=WAIT), order["id"])
         assert funded["status"] == "IN_PROGRESS"
         assert len(firings(ledger, fault)) == 1
@@ -168,7 +172,7 @@ async def test_a_fund_and_a_release_that_landed_but_lost_their_answer_are_looked
         ledger.clear_faults()
 
         # the release's third transaction (release_funds) lands and loses its answer
-        fault, after = fault_on_submission(ledger, 3, action)
+        fault, after = fault_on_submission(ledger, settings, 3, action)
         released = await settled(api, await api.post(f"/orders/{order['id']}/resolution/release", headers=WAIT),
                                  order["id"])
         assert len(firings(ledger, fault)) == 1
@@ -184,11 +188,11 @@ async def test_a_fund_and_a_release_that_landed_but_lost_their_answer_are_looked
 
 
 async def test_submissions_that_time_out_unapplied_are_resubmitted_unchanged_and_land_once(
-        api: Api, engine: Engine, ledger: SandboxControl) -> None:
+        api: Api, engine: Engine, ledger: SandboxControl, settings: Settings) -> None:
     # the fault's `ms` holds the connection 0.3 s, not the client's 35 s, then closes it unapplied
     order, buyer, buyer_wallet, *_ = await escrowed_order(api, engine, ledger)
     try:
-        fault, after = fault_on_submission(ledger, 1, "timeout", ms=300)
+        fault, after = fault_on_submission(ledger, settings, 1, "timeout", ms=300)
         funded = await settled(api, await api.post(f"/orders/{order['id']}/escrow/fund", headers=WAIT), order["id"])
         assert funded["status"] == "IN_PROGRESS"
         assert len(firings(ledger, fault)) == 1
@@ -200,7 +204,7 @@ async def test_submissions_that_time_out_unapplied_are_resubmitted_unchanged_and
         ledger.clear_faults()
 
         # the refund's second transaction (resolve_dispute, signed by the platform) times out unapplied
-        fault, after = fault_on_submission(ledger, 2, "timeout", ms=300)
+        fault, after = fault_on_submission(ledger, settings, 2, "timeout", ms=300)
         refunded = await settled(api, await api.post(f"/orders/{order['id']}/resolution/refund",
                                                      {"reason": "faults"}, headers=WAIT), order["id"])
         assert len(firings(ledger, fault)) == 1
@@ -217,11 +221,11 @@ async def test_submissions_that_time_out_unapplied_are_resubmitted_unchanged_and
 
 
 async def test_a_fund_whose_sequence_was_taken_is_rebuilt_and_applied_once(
-        api: Api, engine: Engine, ledger: SandboxControl) -> None:
+        api: Api, engine: Engine, ledger: SandboxControl, settings: Settings) -> None:
     order, buyer, buyer_wallet, *_ = await escrowed_order(api, engine, ledger)
     before = int(ledger.http.get(f"{ledger.horizon_url}/accounts/{buyer_wallet['public_key']}").json()["sequence"])
     try:
-        fault, after = fault_on_submission(ledger, 1, "bad_seq")
+        fault, after = fault_on_submission(ledger, settings, 1, "bad_seq")
         funded = await settled(api, await api.post(f"/orders/{order['id']}/escrow/fund", headers=WAIT), order["id"])
         assert len(firings(ledger, fault)) == 1
         assert len(firings(ledger, after)) == 1  # one new envelope, no resubmission of the dead one
@@ -266,11 +270,11 @@ async def test_a_fund_priced_out_by_a_fee_surge_is_rebuilt_at_trustless_works_fe
 
 
 async def test_a_fund_from_a_wallet_drained_of_xlm_keeps_its_envelope_and_lands_once_when_xlm_arrives(
-        api: Api, engine: Engine, ledger: SandboxControl) -> None:
+        api: Api, engine: Engine, ledger: SandboxControl, settings: Settings) -> None:
     order, buyer, buyer_wallet, *_ = await escrowed_order(api, engine, ledger)
     key = buyer_wallet["public_key"]
     try:
-        fault, _ = fault_on_submission(ledger, 1, "drain_xlm")
+        fault, _ = fault_on_submission(ledger, settings, 1, "drain_xlm")
         started = await api.post(f"/orders/{order['id']}/escrow/fund", headers={"Prefer": "respond-async"})
         assert started.status == 202, started.body
         await wait_until(lambda: refused(engine, order["id"], "tw_fund", "tx_insufficient_balance"),
@@ -297,11 +301,11 @@ async def test_a_fund_from_a_wallet_drained_of_xlm_keeps_its_envelope_and_lands_
 
 
 async def test_a_release_refused_by_the_contract_rolls_back_before_any_step_landed_and_retries_after(
-        api: Api, engine: Engine, ledger: SandboxControl) -> None:
+        api: Api, engine: Engine, ledger: SandboxControl, settings: Settings) -> None:
     order, buyer, seller, wallets = await in_progress_order(api, engine, ledger, "40.00")
     try:
         # the first transaction (change_milestone_status) traps: nothing landed, so O13 rolls back
-        fault, _ = fault_on_submission(ledger, 1, "contract_reject")
+        fault, _ = fault_on_submission(ledger, settings, 1, "contract_reject")
         refused = await api.post(f"/orders/{order['id']}/resolution/release", headers=WAIT)
         assert len(firings(ledger, fault)) == 1
         assert refused.status >= 400, refused.body
@@ -314,7 +318,7 @@ async def test_a_release_refused_by_the_contract_rolls_back_before_any_step_land
         ledger.clear_faults()
 
         # the third (release_funds) traps after two landed: no rollback, the step is tried again
-        fault, _ = fault_on_submission(ledger, 3, "contract_reject")
+        fault, _ = fault_on_submission(ledger, settings, 3, "contract_reject")
         released = await settled(api, await api.post(f"/orders/{order['id']}/resolution/release", headers=WAIT),
                                  order["id"])
         assert len(firings(ledger, fault)) == 1
@@ -458,7 +462,8 @@ def chain_prefix(settings: Settings) -> Iterator[str]:
 
 @pytest.mark.slow
 async def test_a_chain_worker_killed_while_its_fund_is_in_flight_confirms_the_landed_envelope_once_after_restart(
-        api: Api, engine: Engine, ledger: SandboxControl, broker: dramatiq.Broker, chain_prefix: str) -> None:
+        api: Api, engine: Engine, ledger: SandboxControl, broker: dramatiq.Broker, chain_prefix: str,
+        settings: Settings) -> None:
     order, buyer, buyer_wallet, *_ = await escrowed_order(api, engine, ledger)
     key = buyer_wallet["public_key"]
     command_id = ids.new_id("command")
@@ -470,7 +475,7 @@ async def test_a_chain_worker_killed_while_its_fund_is_in_flight_confirms_the_la
               "--queues", f"{chain_prefix}commands", f"{chain_prefix}chain")
     try:
         # the submission is held 3 s by Horizon before it applies: the worker dies while it waits
-        fault, after = fault_on_submission(ledger, 1, "delay", ms=3000)
+        fault, after = fault_on_submission(ledger, settings, 1, "delay", ms=3000)
         with processes.process(*worker, QUEUE_PREFIX=chain_prefix) as first:
             broker.enqueue(dramatiq.Message(queue_name=f"{chain_prefix}commands", actor_name="execute_command",
                                             args=(command_id,), kwargs={}, options={}))
