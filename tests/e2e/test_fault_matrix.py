@@ -421,8 +421,9 @@ def check_fault_met(case: Case, engine: Engine, ledger: SandboxControl) -> None:
         if name in case.rules and case.fault != "indexer_lag":
             assert len(fired(ledger, case.rules[name])) == 1, (name, ledger.fault_log())
     if case.fault == "indexer_lag":
-        hidden = fired(ledger, case.rules["fault"])
-        assert bool(hidden) == (case.target.flow == "create")  # only a new contract is hidden
+        # a deploy's contract id is derived from its signed envelope (DESIGN decision 17): no flow reads TW's
+        # indexer on its way, so the lag hides nothing from it (creation used to poll T10 until it showed)
+        assert fired(ledger, case.rules["fault"]) == []
         return
     if case.fault in ("status_429", "status_5xx") or (case.fault == "contract_reject" and case.target.function):
         return
