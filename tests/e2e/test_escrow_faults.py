@@ -21,6 +21,7 @@ from typing import Any
 import dramatiq
 import pytest
 from sqlalchemy import Engine, text
+from stellar_sdk import BumpSequence, TransactionEnvelope
 
 from orchestrator import ids
 from orchestrator.commands import Kind
@@ -31,7 +32,7 @@ from tests.e2e.test_deposits import active_wallet
 from tests.e2e.test_escrow_flow import funded_buyer, in_progress_order, usdc
 from tests.fixtures import processes
 from tests.fixtures.broker import delete_queues
-from tests.fixtures.sandbox import SandboxControl, tw_submissions
+from tests.fixtures.sandbox import SandboxControl, submitted_hash, tw_submissions
 
 WAIT = {"Prefer": "wait=30"}
 pytestmark = pytest.mark.usefixtures("monitor")  # every test needs deposits credited
@@ -407,6 +408,60 @@ async def test_unbounded_trustless_envelopes_are_signed_and_the_flows_complete(
     assert funded["status"] == "IN_PROGRESS", steps_note(order["id"])
     fund = step(engine, order["id"], "tw_fund")
     assert fund["max_time"] is None
+
+
+def ledger_transactions(ledger: SandboxControl, source: str) -> list[tuple[dict[str, Any], TransactionEnvelope]]:
+    """The sandbox's most recent transactions of one source account, with their decoded envelopes."""
+    recent = ledger.state()["transactions"]["recent"]
+    return [(record, TransactionEnvelope.from_xdr(record["envelope_xdr"], ledger.passphrase))
+            for record in recent if record["source_account"] == source]
+
+
+async def test_an_unbounded_fund_priced_out_is_rebuilt_only_after_a_bump_sequence_of_its_source_landed(
+        api: Api, engine: Engine, ledger: SandboxControl, settings: Settings) -> None:
+    """DESIGN decision 22: a fund envelope without an upper time bound, refused for its fee, could still land
+    later (TW's relay holds it), so it is dead only once its sequence number is spent. The engine lands a
+    `bump_sequence` to that number from the same source first, then builds the fund again; the first envelope
+    never lands and the money moves once."""
+    submit = tw_submissions(settings)
+    try:
+        ledger.add_fault(service="trustless", action="unbounded_envelopes", path="/escrow/single-release/fund-escrow",
+                         times=0)
+        order, buyer, buyer_wallet, *_ = await escrowed_order(api, engine, ledger)
+        key = buyer_wallet["public_key"]
+        before = int(ledger.http.get(f"{ledger.horizon_url}/accounts/{key}").json()["sequence"])
+        funds = ledger.add_fault(**submit, when={"function": "fund_escrow", "source": key}, action="delay",
+                                 params={"ms": 0}, times=0)["id"]
+        # a surge to 1 000 stroops an operation for one ledger: TW's envelope bids 100 (its fee less the resource
+        # fee), our bump_sequence bids the network's base fee, so only the bump gets in (and closes the ledger)
+        ledger.add_fault(service="horizon", action="surge", params={"stroops": 1000, "ledgers": 1}, times=1)
+        funded = await settled(api, await api.post(f"/orders/{order['id']}/escrow/fund", headers=WAIT), order["id"])
+        sent = [submitted_hash(entry) for entry in firings(ledger, funds)]
+    finally:
+        ledger.clear_faults()
+    assert funded["status"] == "IN_PROGRESS", steps_note(order["id"])
+    fund = step(engine, order["id"], "tw_fund")
+    assert (fund["status"], fund["max_time"]) == ("CONFIRMED", None)
+    first, rebuilt = sent[0], sent[-1]
+    assert first != rebuilt == fund["tx_hash"]
+    assert sent.count(first) == 1  # refused once, then consumed: never resubmitted once dead
+    # the first envelope (sequence before+1) never landed: a bump_sequence of the buyer's own took its number
+    assert ledger.http.get(f"{ledger.horizon_url}/transactions/{first}", timeout=10).status_code == 404
+    ours = ledger_transactions(ledger, key)
+    bumps = [(record, envelope) for record, envelope in ours
+             if isinstance(envelope.transaction.operations[0], BumpSequence)]
+    assert len(bumps) == 1, [record["hash"] for record, _ in ours]
+    bump_record, bump = bumps[0]
+    assert bump_record["successful"] is True
+    operation = bump.transaction.operations[0]
+    assert isinstance(operation, BumpSequence)
+    assert operation.bump_to == before + 1
+    # ... before the fund was built again: the rebuilt envelope has the next number and a later ledger
+    landed = transaction(ledger, fund["tx_hash"])
+    assert fund["sequence"] == int(landed["source_account_sequence"]) == before + 2
+    assert bump_record["ledger"] < landed["ledger"]
+    await assert_funded_once(api, ledger, funded, buyer, key)
+    assert events(engine, order["id"], "order.operation_failed") == []
 
 
 async def test_trustless_work_503s_on_the_build_endpoints_are_retried_and_the_flows_complete(
