@@ -404,7 +404,22 @@ async def resolve(request: web.Request) -> web.Response:
 
 
 async def send_transaction(request: web.Request) -> web.StreamResponse:
-    """T8: verify and apply exactly as Horizon's submit (same code path)."""
+    """T8: verify and apply exactly as Horizon's submit (same code path), with the submission faults a relay
+    can meet, as TW presents them:
+
+    - `delay`, `status`, `timeout` (in `_guarded`, before anything is applied): TW itself slow, answering an
+      error (its 429 "ThrottlerException", a 5xx) or never answering;
+    - `apply_then_drop`, `apply_then_error`: the network applied the envelope, TW's answer is lost or is its
+      500 `{status: "FAILED", message}` (V1 docs, Helpers > Send Transaction, 500 "The transaction could not
+      be sent to the Stellar network for some unknown reason. Please try again.": Trustless-Work/Product
+      gitbook/developer-resources/api-reference/helpers/send-transaction.md);
+    - `bad_seq`, `drain_xlm`, a surge (Horizon's `surge`, network-wide), `contract_reject`: what Horizon
+      refuses or the ledger applies as failed, passed on as `400 {status: "FAILED", message}` naming the
+      transaction code (TW's V2 errors name each one: STELLAR_TX_BAD_SEQ, STELLAR_TX_INSUFFICIENT_FEE, ...,
+      docs.trustlesswork.com/trustless-work/v2-en/api-rest/errors/stellar/) or, for a contract trap, the
+      contract's message (TW's helper service maps `HostError: Error(Contract, #n)` to a 400 `{status,
+      message}`). A fault's `when` matches `source`, `operation`, `function` and `hash` read from `signedXdr`
+      (`_submitted`), as on Horizon's `tx`."""
     body, rule, node = request["tw_body"], request["tw_rule"], request.app[NODE]
     signed = _s(body, "signedXdr")
     try:
