@@ -28,6 +28,7 @@ from enum import StrEnum
 from typing import Any
 
 from stellar_sdk import Account, Keypair, TransactionBuilder, TransactionEnvelope
+from stellar_sdk import xdr as stellar_xdr
 
 from orchestrator import crypto, logs
 from orchestrator.db import chain_steps as steps_db
@@ -49,6 +50,16 @@ CLOSE_MARGIN = timedelta(seconds=10)
 #: Transaction codes that leave the envelope unapplied and worth building again.
 REBUILD_TX_CODES = frozenset({"tx_bad_seq", "tx_too_late", "tx_insufficient_fee", "tx_no_source_account"})
 RUN_ACTOR = "run_chain_step"
+#: Horizon's names for an ``invoke_host_function`` result (stellar/go services/horizon/internal/codes/main.go,
+#: ``stringForInvokeHostFunctionResult``): the only operation a Trustless Work envelope holds.
+_INVOKE_CODES = {
+    "INVOKE_HOST_FUNCTION_SUCCESS": "op_success",
+    "INVOKE_HOST_FUNCTION_MALFORMED": "op_malformed",
+    "INVOKE_HOST_FUNCTION_TRAPPED": "function_trapped",
+    "INVOKE_HOST_FUNCTION_RESOURCE_LIMIT_EXCEEDED": "resource_limit_exceeded",
+    "INVOKE_HOST_FUNCTION_ENTRY_ARCHIVED": "entry_archived",
+    "INVOKE_HOST_FUNCTION_INSUFFICIENT_REFUNDABLE_FEE": "insufficient_refundable_fee",
+}
 
 
 class Status(StrEnum):
@@ -208,13 +219,32 @@ def _resolve_signed(ctx: ChainContext, step: Step, kind: StepKind) -> Submission
     if record is not None:
         if record.get("successful"):
             return Submission("applied", record=record)
-        return Submission("failed", record=record, tx_code="tx_failed", error="failed in ledger history")
+        return Submission("failed", record=record, tx_code="tx_failed", op_codes=failed_op_codes(record),
+                          error="failed in ledger history")
     if not _dead(ctx, step):
         return _submit(ctx, step, kind, step.signed_xdr)
     with session.transaction(ctx.engine) as conn:
         steps_db.discard_envelope(conn, step.id, "envelope proven dead; building a new one")
         conn.commit()
     return None
+
+
+def failed_op_codes(record: dict[str, Any]) -> list[str]:
+    """The operation codes of a transaction the ledger applied as failed, read from its record's
+    ``result_xdr``: Horizon's submit answer names them (``extras.result_codes.operations``), but a record
+    found by its hash, or a transaction relayed by TW's T8, carries only the result. Only contract calls
+    are named (empty otherwise): a wrong name would be worse than none."""
+    try:
+        result = stellar_xdr.TransactionResult.from_xdr(str(record.get("result_xdr") or ""))
+        operations = result.result.results or []
+    except Exception:  # no result to read: the codes stay unknown
+        return []
+    codes = []
+    for operation in operations:
+        invoked = operation.tr.invoke_host_function_result if operation.tr is not None else None
+        if invoked is not None and invoked.code.name in _INVOKE_CODES:
+            codes.append(_INVOKE_CODES[invoked.code.name])
+    return codes
 
 
 def _submit(ctx: ChainContext, step: Step, kind: StepKind, signed_xdr: str) -> Submission:

@@ -22,7 +22,7 @@ from typing import Any
 from stellar_sdk import TransactionEnvelope
 
 from orchestrator import tw_envelopes
-from orchestrator.chain_steps import ChainContext, StepNotFinished
+from orchestrator.chain_steps import ChainContext, StepNotFinished, failed_op_codes
 from orchestrator.db.chain_steps import Step
 from orchestrator.errors import OrchestratorError
 from orchestrator.providers.horizon import Submission
@@ -54,7 +54,8 @@ def submit(ctx: ChainContext, step: Step, signed_xdr: str) -> Submission:
     if record is not None:
         if record.get("successful"):
             return Submission("applied", record={**record, RELAYED: sent.outcome == "applied"})
-        return Submission("failed", record=record, tx_code="tx_failed", error=sent.message or "failed in ledger")
+        return Submission("failed", record=record, tx_code="tx_failed", op_codes=failed_op_codes(record),
+                          error=sent.message or "failed in ledger")
     # refused and not on the ledger: a transaction-level code TW passed on decides like Horizon's would
     code = _TX_CODE.search(sent.message or "")
     if code is not None:

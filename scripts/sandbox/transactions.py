@@ -48,6 +48,12 @@ class Decoded:
     def is_soroban(self) -> bool:
         return any(op.body.type == sx.OperationType.INVOKE_HOST_FUNCTION for op in self.tx.operations)
 
+    @property
+    def resource_fee(self) -> int:
+        """The part of `fee` a Soroban transaction sets aside for its resources (`sorobanData.resourceFee`)."""
+        data = self.tx.ext.soroban_data if self.tx.ext.v == 1 else None
+        return data.resource_fee.int64 if data is not None else 0
+
 
 @dataclass
 class Outcome:
@@ -134,7 +140,9 @@ class Engine:
                 return "tx_too_late"
         if d.seq != account.seq + pending_seq + 1:
             return "tx_bad_seq"
-        if d.fee < self.base_fee() * len(tx.operations):
+        # surge pricing compares the inclusion fee: "defined as `tx.fee - resourceFee`" (Stellar-transaction.x,
+        # SorobanTransactionData; developers.stellar.org/docs/learn/fundamentals/fees-resource-limits-metering)
+        if d.fee - d.resource_fee < self.base_fee() * len(tx.operations):
             return "tx_insufficient_fee"
         auth = self._check_signatures(d)
         if auth is not None:

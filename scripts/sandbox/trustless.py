@@ -52,6 +52,8 @@ _NOT_YET = (
     "The transaction was sent, but its result is not available yet (no resultMetaXdr): it may not be complete yet"
 )
 LIMITER = web.AppKey("tw_limiter", collections.deque)
+#: T8, TW's relay of a signed envelope (V1 docs, API REST > Helpers > Send Transaction).
+SEND_PATH = "/helper/send-transaction"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -85,7 +87,7 @@ def setup(app: web.Application, config: SandboxConfig) -> None:
         "/escrow/single-release/release-funds": release,
         "/escrow/single-release/dispute-escrow": dispute,
         "/escrow/single-release/resolve-dispute": resolve,
-        "/helper/send-transaction": send_transaction,
+        SEND_PATH: send_transaction,
     }
     for path, handler in routes.items():
         app.router.add_post("/trustless" + path, _guarded(config, handler))
@@ -124,7 +126,8 @@ def _guarded(config: SandboxConfig, handler: Handler) -> Handler:
         if body is None:
             return failed(400, "The body must be a JSON object")
         path = request.path.removeprefix("/trustless")
-        rule = request.app[FAULTS].match("trustless", request.method, path, body, actions=_SUBMIT_ACTIONS)
+        matched = _submitted(request, body) if path == SEND_PATH else body
+        rule = request.app[FAULTS].match("trustless", request.method, path, matched, actions=_SUBMIT_ACTIONS)
         if rule is not None and rule.action in fl.GENERIC_ACTIONS:
             early = await fl.apply_generic(rule, request, failed)
             if early is not None:
@@ -138,6 +141,29 @@ def _guarded(config: SandboxConfig, handler: Handler) -> Handler:
             return nest_error(400, [str(exc)], "Bad Request")
 
     return wrapper
+
+
+def _submitted(request: web.Request, body: dict[str, Any]) -> dict[str, Any]:
+    """What a fault's `when` can name on a T8 submission, the same fields as on Horizon's `tx` form field
+    (`horizon._submitted`): `source`, `operation`, `function` and `hash`, read from `signedXdr`. Decoded only
+    while a trustless rule exists, so the fault-free path costs nothing; the body itself stays as sent (the
+    fault log keeps `signedXdr` whole, so a test can hash the very envelope it saw)."""
+    envelope = body.get("signedXdr")
+    if not isinstance(envelope, str) or not request.app[FAULTS].rules_of("trustless"):
+        return body
+    try:
+        decoded = decode(envelope, request.app[NODE].network_id)
+    except MalformedError:
+        return body
+    fields: dict[str, Any] = {"source": decoded.source, "hash": decoded.hash_hex}
+    operations = decoded.tx.operations
+    if operations:
+        first = operations[0].body
+        fields["operation"] = first.type.name.lower()
+        call = first.invoke_host_function_op.host_function.invoke_contract if first.invoke_host_function_op else None
+        if call is not None:
+            fields["function"] = call.function_name.sc_symbol.decode()
+    return {**body, **fields}
 
 
 def _rate_limited(window: collections.deque, per_minute: int) -> int | None:
@@ -378,7 +404,22 @@ async def resolve(request: web.Request) -> web.Response:
 
 
 async def send_transaction(request: web.Request) -> web.StreamResponse:
-    """T8: verify and apply exactly as Horizon's submit (same code path)."""
+    """T8: verify and apply exactly as Horizon's submit (same code path), with the submission faults a relay
+    can meet, as TW presents them:
+
+    - `delay`, `status`, `timeout` (in `_guarded`, before anything is applied): TW itself slow, answering an
+      error (its 429 "ThrottlerException", a 5xx) or never answering;
+    - `apply_then_drop`, `apply_then_error`: the network applied the envelope, TW's answer is lost or is its
+      500 `{status: "FAILED", message}` (V1 docs, Helpers > Send Transaction, 500 "The transaction could not
+      be sent to the Stellar network for some unknown reason. Please try again.": Trustless-Work/Product
+      gitbook/developer-resources/api-reference/helpers/send-transaction.md);
+    - `bad_seq`, `drain_xlm`, a surge (Horizon's `surge`, network-wide), `contract_reject`: what Horizon
+      refuses or the ledger applies as failed, passed on as `400 {status: "FAILED", message}` naming the
+      transaction code (TW's V2 errors name each one: STELLAR_TX_BAD_SEQ, STELLAR_TX_INSUFFICIENT_FEE, ...,
+      docs.trustlesswork.com/trustless-work/v2-en/api-rest/errors/stellar/) or, for a contract trap, the
+      contract's message (TW's helper service maps `HostError: Error(Contract, #n)` to a 400 `{status,
+      message}`). A fault's `when` matches `source`, `operation`, `function` and `hash` read from `signedXdr`
+      (`_submitted`), as on Horizon's `tx`."""
     body, rule, node = request["tw_body"], request["tw_rule"], request.app[NODE]
     signed = _s(body, "signedXdr")
     try:

@@ -4,15 +4,16 @@ The worker is a real `dramatiq actors` process on a queue prefix of its own (the
 sees its messages). The sandbox pauses it at the exact point, with nothing in our code to help:
 
 - **between sign and submit**: the signed envelope and its hash are committed, and the submission is
-  held by Horizon and then dropped unapplied (`timeout`): the ledger never saw it, as if the worker had
+  held and then dropped unapplied (`timeout`): the ledger never saw it, as if the worker had
   died just before sending. After the restart the hash is not in history and the time bounds are
   open, so the *same* envelope is sent again and lands once.
-- **between submit and confirm**: Horizon applied the envelope and holds the answer
+- **between submit and confirm**: the network applied the envelope and the answer is held
   (`apply_then_drop` with a long `ms`): the money moved while nobody was listening. After the restart
   the hash is found in history and the step is confirmed without sending anything again.
 
-Each is run on the two steps that pay someone: a release's `release_funds` (the seller) and a crypto
-withdrawal's payment (an outside account).
+Each is run on the two steps that pay someone: a release's `release_funds` (the seller), held where its
+envelope goes under ``TRUSTLESS_SUBMIT_VIA`` (TW's T8 relay or Horizon's submit), and a crypto withdrawal's
+payment (an outside account), held by Horizon.
 """
 
 from __future__ import annotations
@@ -34,10 +35,9 @@ from tests.e2e.test_escrow_faults import contract_balance, transaction, wait_unt
 from tests.e2e.test_escrow_flow import funded_buyer, in_progress_order, usdc
 from tests.fixtures import processes
 from tests.fixtures.broker import delete_queues
-from tests.fixtures.sandbox import SandboxControl
+from tests.fixtures.sandbox import HORIZON_SUBMISSIONS, SandboxControl, submitted_hash, tw_submissions
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("monitor")]
-SUBMIT = {"service": "horizon", "method": "POST", "path": "/transactions"}
 #: How the sandbox holds the submission while the worker is killed (long enough to kill it in).
 PAUSES = {"sign_submit": ("timeout", {"ms": 4000}), "submit_confirm": ("apply_then_drop", {"ms": 4000})}
 
@@ -70,21 +70,21 @@ def step_rows(engine: Engine, kind: str, subject_ids: list[str]) -> list[dict[st
 
 
 async def killed_and_restarted(engine: Engine, ledger: SandboxControl, broker: dramatiq.Broker, prefix: str,
-                               command_id: str, pause: str, when: dict[str, Any], kind: str,
-                               subjects: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Run the command in a worker, kill it while the target submission is held, restart it; returns the
-    signed step row at the kill and the submissions Horizon saw after the held one."""
+                               command_id: str, pause: str, submit: dict[str, str], when: dict[str, Any],
+                               kind: str, subjects: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Run the command in a worker, kill it while the target submission is held at ``submit``, restart it;
+    returns the signed step row at the kill and the submissions ``submit`` saw after the held one."""
     action, params = PAUSES[pause]
     worker = ("-m", "dramatiq", "actors", "--processes", "1", "--threads", "2",
               "--queues", f"{prefix}commands", f"{prefix}chain")
-    held = ledger.add_fault(**SUBMIT, when=when, action=action, params=params, times=1)["id"]
-    after = ledger.add_fault(**SUBMIT, when=when, action="delay", params={"ms": 0}, times=0)["id"]
+    held = ledger.add_fault(**submit, when=when, action=action, params=params, times=1)["id"]
+    after = ledger.add_fault(**submit, when=when, action="delay", params={"ms": 0}, times=0)["id"]
     try:
         with processes.process(*worker, QUEUE_PREFIX=prefix) as first:
             broker.enqueue(dramatiq.Message(queue_name=f"{prefix}commands", actor_name="execute_command",
                                             args=(command_id,), kwargs={}, options={}))
             await wait_until(lambda: any(e["rule"] == held for e in ledger.fault_log()), seconds=60,
-                             what="the submission to be held by Horizon")
+                             what="the submission to be held")
             (signed,) = step_rows(engine, kind, subjects())
             # envelope and hash were committed before the submission left
             assert signed["status"] == "SIGNED"
@@ -105,7 +105,7 @@ def check_sent(pause: str, signed: dict[str, Any], later: list[dict[str, Any]], 
     assert landed["status"] == "CONFIRMED"
     assert landed["tx_hash"] == signed["tx_hash"]  # the envelope signed before the kill, no other
     if pause == "sign_submit":  # never applied: the same envelope sent once more
-        assert [e["request"]["body"]["hash"] for e in later] == [signed["tx_hash"]]
+        assert [submitted_hash(e) for e in later] == [signed["tx_hash"]]
     else:  # applied while nobody listened: found by its hash, never sent again
         assert later == []
 
@@ -113,12 +113,12 @@ def check_sent(pause: str, signed: dict[str, Any], later: list[dict[str, Any]], 
 @pytest.mark.parametrize("pause", list(PAUSES))
 async def test_a_release_whose_chain_worker_is_killed_mid_payment_pays_the_seller_once_after_restart(
         pause: str, api: Api, engine: Engine, ledger: SandboxControl, broker: dramatiq.Broker,
-        chain_prefix: str) -> None:
+        chain_prefix: str, settings: Settings) -> None:
     order, buyer, seller, wallets = await in_progress_order(api, engine, ledger, "40.00")
     escrow_id = (await api.get(f"/orders/{order['id']}")).data["escrow"]["id"]
     command_id = command(engine, Kind.RELEASE_ORDER, {"orderId": order["id"]})
     signed, later = await killed_and_restarted(
-        engine, ledger, broker, chain_prefix, command_id, pause,
+        engine, ledger, broker, chain_prefix, command_id, pause, tw_submissions(settings),
         {"function": "release_funds", "source": wallets["buyer_public_key"]}, "tw_release", lambda: [escrow_id])
     (landed,) = step_rows(engine, "tw_release", [escrow_id])
     check_sent(pause, signed, later, landed)
@@ -148,7 +148,7 @@ async def test_a_withdrawal_whose_chain_worker_is_killed_mid_payment_pays_the_de
                         .scalars())
 
     signed, later = await killed_and_restarted(
-        engine, ledger, broker, chain_prefix, command_id, pause,
+        engine, ledger, broker, chain_prefix, command_id, pause, HORIZON_SUBMISSIONS,
         {"operation": "payment", "source": wallet["public_key"]}, "withdrawal_payment", withdrawals)
     (landed,) = step_rows(engine, "withdrawal_payment", withdrawals())
     check_sent(pause, signed, later, landed)

@@ -1,8 +1,10 @@
 """Escrow flows under the sandbox's injected faults: each completes exactly once or fails visibly.
 
-Horizon's submit route hands no body to the fault matcher, so a `when` cannot pick the transaction: a
-fault is aimed at the n-th submission after it is added, with pass-through `delay 0` rules in front and
-a counting `delay 0` rule behind it (its firings are the submissions that followed the fault).
+A submission fault is aimed where a Trustless Work envelope goes under ``TRUSTLESS_SUBMIT_VIA`` (TW's T8
+relay, or Horizon's submit: `tw_submissions`), at the n-th submission after it is added, with pass-through
+`delay 0` rules in front and a counting `delay 0` rule behind it (its firings are the submissions that
+followed the fault). The escrow steps are the only submissions there while a test runs, so the n-th is the
+n-th step of the flow in both modes.
 
 The run keeps the product's Trustless Work budget (45 calls a minute, shared through Redis): the fast tests
 stay under it; the slow 429 test waits out the full minute the product blocks after a 429.
@@ -19,6 +21,7 @@ from typing import Any
 import dramatiq
 import pytest
 from sqlalchemy import Engine, text
+from stellar_sdk import BumpSequence, TransactionEnvelope
 
 from orchestrator import ids
 from orchestrator.commands import Kind
@@ -29,21 +32,23 @@ from tests.e2e.test_deposits import active_wallet
 from tests.e2e.test_escrow_flow import funded_buyer, in_progress_order, usdc
 from tests.fixtures import processes
 from tests.fixtures.broker import delete_queues
-from tests.fixtures.sandbox import SandboxControl
+from tests.fixtures.sandbox import SandboxControl, submitted_hash, tw_submissions
 
 WAIT = {"Prefer": "wait=30"}
-SUBMIT = {"service": "horizon", "method": "POST", "path": "/transactions"}
 pytestmark = pytest.mark.usefixtures("monitor")  # every test needs deposits credited
 IN_FLIGHT = ("CREATING", "FUNDING", "RELEASING", "REFUNDING")
 FINAL = ("IN_PROGRESS", "CLOSED", "ESCROW_CREATING", "FUNDS_RESERVED")
 
 
-def fault_on_submission(ledger: SandboxControl, n: int, action: str, **params: Any) -> tuple[str, str]:
-    """Make the ``n``-th next Horizon submission misbehave; returns (fault rule id, counter rule id)."""
+def fault_on_submission(ledger: SandboxControl, settings: Settings, n: int, action: str,
+                        **params: Any) -> tuple[str, str]:
+    """Make the ``n``-th next submission of a TW envelope misbehave (where the configured mode sends it);
+    returns (fault rule id, counter rule id)."""
+    submit = tw_submissions(settings)
     if n > 1:
-        ledger.add_fault(**SUBMIT, action="delay", params={"ms": 0}, times=n - 1)
-    fault = ledger.add_fault(**SUBMIT, action=action, params=params, times=1)
-    counter = ledger.add_fault(**SUBMIT, action="delay", params={"ms": 0}, times=0)
+        ledger.add_fault(**submit, action="delay", params={"ms": 0}, times=n - 1)
+    fault = ledger.add_fault(**submit, action=action, params=params, times=1)
+    counter = ledger.add_fault(**submit, action="delay", params={"ms": 0}, times=0)
     return fault["id"], counter["id"]
 
 
@@ -152,10 +157,10 @@ async def assert_released_once(api: Api, ledger: SandboxControl, order: dict[str
 
 @pytest.mark.parametrize("action", ["apply_then_drop", "apply_then_error"])
 async def test_a_fund_and_a_release_that_landed_but_lost_their_answer_are_looked_up_and_paid_once(
-        action: str, api: Api, engine: Engine, ledger: SandboxControl) -> None:
+        action: str, api: Api, engine: Engine, ledger: SandboxControl, settings: Settings) -> None:
     order, buyer, buyer_wallet, seller, seller_wallet = await escrowed_order(api, engine, ledger)
     try:
-        fault, after = fault_on_submission(ledger, 1, action)
+        fault, after = fault_on_submission(ledger, settings, 1, action)
         funded = await settled(api, await api.post(f"/orders/{order['id']}/escrow/fund", headers=WAIT), order["id"])
         assert funded["status"] == "IN_PROGRESS"
         assert len(firings(ledger, fault)) == 1
@@ -168,7 +173,7 @@ async def test_a_fund_and_a_release_that_landed_but_lost_their_answer_are_looked
         ledger.clear_faults()
 
         # the release's third transaction (release_funds) lands and loses its answer
-        fault, after = fault_on_submission(ledger, 3, action)
+        fault, after = fault_on_submission(ledger, settings, 3, action)
         released = await settled(api, await api.post(f"/orders/{order['id']}/resolution/release", headers=WAIT),
                                  order["id"])
         assert len(firings(ledger, fault)) == 1
@@ -184,11 +189,11 @@ async def test_a_fund_and_a_release_that_landed_but_lost_their_answer_are_looked
 
 
 async def test_submissions_that_time_out_unapplied_are_resubmitted_unchanged_and_land_once(
-        api: Api, engine: Engine, ledger: SandboxControl) -> None:
+        api: Api, engine: Engine, ledger: SandboxControl, settings: Settings) -> None:
     # the fault's `ms` holds the connection 0.3 s, not the client's 35 s, then closes it unapplied
     order, buyer, buyer_wallet, *_ = await escrowed_order(api, engine, ledger)
     try:
-        fault, after = fault_on_submission(ledger, 1, "timeout", ms=300)
+        fault, after = fault_on_submission(ledger, settings, 1, "timeout", ms=300)
         funded = await settled(api, await api.post(f"/orders/{order['id']}/escrow/fund", headers=WAIT), order["id"])
         assert funded["status"] == "IN_PROGRESS"
         assert len(firings(ledger, fault)) == 1
@@ -200,7 +205,7 @@ async def test_submissions_that_time_out_unapplied_are_resubmitted_unchanged_and
         ledger.clear_faults()
 
         # the refund's second transaction (resolve_dispute, signed by the platform) times out unapplied
-        fault, after = fault_on_submission(ledger, 2, "timeout", ms=300)
+        fault, after = fault_on_submission(ledger, settings, 2, "timeout", ms=300)
         refunded = await settled(api, await api.post(f"/orders/{order['id']}/resolution/refund",
                                                      {"reason": "faults"}, headers=WAIT), order["id"])
         assert len(firings(ledger, fault)) == 1
@@ -217,11 +222,11 @@ async def test_submissions_that_time_out_unapplied_are_resubmitted_unchanged_and
 
 
 async def test_a_fund_whose_sequence_was_taken_is_rebuilt_and_applied_once(
-        api: Api, engine: Engine, ledger: SandboxControl) -> None:
+        api: Api, engine: Engine, ledger: SandboxControl, settings: Settings) -> None:
     order, buyer, buyer_wallet, *_ = await escrowed_order(api, engine, ledger)
     before = int(ledger.http.get(f"{ledger.horizon_url}/accounts/{buyer_wallet['public_key']}").json()["sequence"])
     try:
-        fault, after = fault_on_submission(ledger, 1, "bad_seq")
+        fault, after = fault_on_submission(ledger, settings, 1, "bad_seq")
         funded = await settled(api, await api.post(f"/orders/{order['id']}/escrow/fund", headers=WAIT), order["id"])
         assert len(firings(ledger, fault)) == 1
         assert len(firings(ledger, after)) == 1  # one new envelope, no resubmission of the dead one
@@ -266,11 +271,11 @@ async def test_a_fund_priced_out_by_a_fee_surge_is_rebuilt_at_trustless_works_fe
 
 
 async def test_a_fund_from_a_wallet_drained_of_xlm_keeps_its_envelope_and_lands_once_when_xlm_arrives(
-        api: Api, engine: Engine, ledger: SandboxControl) -> None:
+        api: Api, engine: Engine, ledger: SandboxControl, settings: Settings) -> None:
     order, buyer, buyer_wallet, *_ = await escrowed_order(api, engine, ledger)
     key = buyer_wallet["public_key"]
     try:
-        fault, _ = fault_on_submission(ledger, 1, "drain_xlm")
+        fault, _ = fault_on_submission(ledger, settings, 1, "drain_xlm")
         started = await api.post(f"/orders/{order['id']}/escrow/fund", headers={"Prefer": "respond-async"})
         assert started.status == 202, started.body
         await wait_until(lambda: refused(engine, order["id"], "tw_fund", "tx_insufficient_balance"),
@@ -297,11 +302,11 @@ async def test_a_fund_from_a_wallet_drained_of_xlm_keeps_its_envelope_and_lands_
 
 
 async def test_a_release_refused_by_the_contract_rolls_back_before_any_step_landed_and_retries_after(
-        api: Api, engine: Engine, ledger: SandboxControl) -> None:
+        api: Api, engine: Engine, ledger: SandboxControl, settings: Settings) -> None:
     order, buyer, seller, wallets = await in_progress_order(api, engine, ledger, "40.00")
     try:
         # the first transaction (change_milestone_status) traps: nothing landed, so O13 rolls back
-        fault, _ = fault_on_submission(ledger, 1, "contract_reject")
+        fault, _ = fault_on_submission(ledger, settings, 1, "contract_reject")
         refused = await api.post(f"/orders/{order['id']}/resolution/release", headers=WAIT)
         assert len(firings(ledger, fault)) == 1
         assert refused.status >= 400, refused.body
@@ -314,7 +319,7 @@ async def test_a_release_refused_by_the_contract_rolls_back_before_any_step_land
         ledger.clear_faults()
 
         # the third (release_funds) traps after two landed: no rollback, the step is tried again
-        fault, _ = fault_on_submission(ledger, 3, "contract_reject")
+        fault, _ = fault_on_submission(ledger, settings, 3, "contract_reject")
         released = await settled(api, await api.post(f"/orders/{order['id']}/resolution/release", headers=WAIT),
                                  order["id"])
         assert len(firings(ledger, fault)) == 1
@@ -405,6 +410,60 @@ async def test_unbounded_trustless_envelopes_are_signed_and_the_flows_complete(
     assert fund["max_time"] is None
 
 
+def ledger_transactions(ledger: SandboxControl, source: str) -> list[tuple[dict[str, Any], TransactionEnvelope]]:
+    """The sandbox's most recent transactions of one source account, with their decoded envelopes."""
+    recent = ledger.state()["transactions"]["recent"]
+    return [(record, TransactionEnvelope.from_xdr(record["envelope_xdr"], ledger.passphrase))
+            for record in recent if record["source_account"] == source]
+
+
+async def test_an_unbounded_fund_priced_out_is_rebuilt_only_after_a_bump_sequence_of_its_source_landed(
+        api: Api, engine: Engine, ledger: SandboxControl, settings: Settings) -> None:
+    """DESIGN decision 22: a fund envelope without an upper time bound, refused for its fee, could still land
+    later (TW's relay holds it), so it is dead only once its sequence number is spent. The engine lands a
+    `bump_sequence` to that number from the same source first, then builds the fund again; the first envelope
+    never lands and the money moves once."""
+    submit = tw_submissions(settings)
+    try:
+        ledger.add_fault(service="trustless", action="unbounded_envelopes", path="/escrow/single-release/fund-escrow",
+                         times=0)
+        order, buyer, buyer_wallet, *_ = await escrowed_order(api, engine, ledger)
+        key = buyer_wallet["public_key"]
+        before = int(ledger.http.get(f"{ledger.horizon_url}/accounts/{key}").json()["sequence"])
+        funds = ledger.add_fault(**submit, when={"function": "fund_escrow", "source": key}, action="delay",
+                                 params={"ms": 0}, times=0)["id"]
+        # a surge to 1 000 stroops an operation for one ledger: TW's envelope bids 100 (its fee less the resource
+        # fee), our bump_sequence bids the network's base fee, so only the bump gets in (and closes the ledger)
+        ledger.add_fault(service="horizon", action="surge", params={"stroops": 1000, "ledgers": 1}, times=1)
+        funded = await settled(api, await api.post(f"/orders/{order['id']}/escrow/fund", headers=WAIT), order["id"])
+        sent = [submitted_hash(entry) for entry in firings(ledger, funds)]
+    finally:
+        ledger.clear_faults()
+    assert funded["status"] == "IN_PROGRESS", steps_note(order["id"])
+    fund = step(engine, order["id"], "tw_fund")
+    assert (fund["status"], fund["max_time"]) == ("CONFIRMED", None)
+    first, rebuilt = sent[0], sent[-1]
+    assert first != rebuilt == fund["tx_hash"]
+    assert sent.count(first) == 1  # refused once, then consumed: never resubmitted once dead
+    # the first envelope (sequence before+1) never landed: a bump_sequence of the buyer's own took its number
+    assert ledger.http.get(f"{ledger.horizon_url}/transactions/{first}", timeout=10).status_code == 404
+    ours = ledger_transactions(ledger, key)
+    bumps = [(record, envelope) for record, envelope in ours
+             if isinstance(envelope.transaction.operations[0], BumpSequence)]
+    assert len(bumps) == 1, [record["hash"] for record, _ in ours]
+    bump_record, bump = bumps[0]
+    assert bump_record["successful"] is True
+    operation = bump.transaction.operations[0]
+    assert isinstance(operation, BumpSequence)
+    assert operation.bump_to == before + 1
+    # ... before the fund was built again: the rebuilt envelope has the next number and a later ledger
+    landed = transaction(ledger, fund["tx_hash"])
+    assert fund["sequence"] == int(landed["source_account_sequence"]) == before + 2
+    assert bump_record["ledger"] < landed["ledger"]
+    await assert_funded_once(api, ledger, funded, buyer, key)
+    assert events(engine, order["id"], "order.operation_failed") == []
+
+
 async def test_trustless_work_503s_on_the_build_endpoints_are_retried_and_the_flows_complete(
         api: Api, engine: Engine, ledger: SandboxControl) -> None:
     buyer, buyer_wallet = await funded_buyer(api, engine, ledger, "100.00")
@@ -458,7 +517,8 @@ def chain_prefix(settings: Settings) -> Iterator[str]:
 
 @pytest.mark.slow
 async def test_a_chain_worker_killed_while_its_fund_is_in_flight_confirms_the_landed_envelope_once_after_restart(
-        api: Api, engine: Engine, ledger: SandboxControl, broker: dramatiq.Broker, chain_prefix: str) -> None:
+        api: Api, engine: Engine, ledger: SandboxControl, broker: dramatiq.Broker, chain_prefix: str,
+        settings: Settings) -> None:
     order, buyer, buyer_wallet, *_ = await escrowed_order(api, engine, ledger)
     key = buyer_wallet["public_key"]
     command_id = ids.new_id("command")
@@ -470,7 +530,7 @@ async def test_a_chain_worker_killed_while_its_fund_is_in_flight_confirms_the_la
               "--queues", f"{chain_prefix}commands", f"{chain_prefix}chain")
     try:
         # the submission is held 3 s by Horizon before it applies: the worker dies while it waits
-        fault, after = fault_on_submission(ledger, 1, "delay", ms=3000)
+        fault, after = fault_on_submission(ledger, settings, 1, "delay", ms=3000)
         with processes.process(*worker, QUEUE_PREFIX=chain_prefix) as first:
             broker.enqueue(dramatiq.Message(queue_name=f"{chain_prefix}commands", actor_name="execute_command",
                                             args=(command_id,), kwargs={}, options={}))

@@ -10,7 +10,7 @@ from sqlalchemy import Engine, text
 from orchestrator.settings import Settings
 from tests.api import Api
 from tests.e2e.test_deposits import active_wallet, credited
-from tests.fixtures.sandbox import SandboxControl
+from tests.fixtures.sandbox import SandboxControl, tw_submissions
 
 
 async def funded_buyer(api: Api, engine: Engine, ledger: SandboxControl, amount: str) -> tuple[dict, dict]:
@@ -19,13 +19,6 @@ async def funded_buyer(api: Api, engine: Engine, ledger: SandboxControl, amount:
     ledger.pay("issuer", wallet["public_key"], amount)
     await credited(engine, buyer["id"], 1)
     return buyer, wallet
-
-
-def tw_submissions(settings: Settings) -> dict[str, str]:
-    """Where a signed TW envelope is sent (TRUSTLESS_SUBMIT_VIA): faults on submission are aimed there."""
-    if settings.trustless_submit_via == "horizon":
-        return {"service": "horizon", "method": "POST", "path": "/transactions"}
-    return {"service": "trustless", "method": "POST", "path": "/helper/send-transaction"}
 
 
 def usdc(ledger: SandboxControl, account: str) -> Decimal:

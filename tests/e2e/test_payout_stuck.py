@@ -25,12 +25,12 @@ from orchestrator import check
 from orchestrator.commands import Kind
 from orchestrator.settings import Settings
 from tests.api import Api
-from tests.e2e.test_chain_kills import SUBMIT, command, flow_status
+from tests.e2e.test_chain_kills import command, flow_status
 from tests.e2e.test_escrow_faults import contract_balance, events, wait_until
 from tests.e2e.test_escrow_flow import in_progress_order, usdc
 from tests.fixtures import processes
 from tests.fixtures.broker import delete_queues
-from tests.fixtures.sandbox import SandboxControl
+from tests.fixtures.sandbox import SandboxControl, tw_submissions
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("monitor")]
 STUCK_AFTER = 3
@@ -66,7 +66,8 @@ async def test_a_release_refused_again_and_again_after_its_first_steps_landed_is
                 for e in events(engine, order["id"], "order.operation_failed")]
 
     try:
-        refusal = ledger.add_fault(**SUBMIT, when={"function": "release_funds"}, action="contract_reject", times=0)
+        refusal = ledger.add_fault(**tw_submissions(settings), when={"function": "release_funds"},
+                                   action="contract_reject", times=0)
         with processes.process(*worker, **env) as first:
             broker.enqueue(dramatiq.Message(queue_name=f"{chain_prefix}commands", actor_name="execute_command",
                                             args=(command_id,), kwargs={}, options={}))

@@ -25,9 +25,10 @@ from orchestrator.client import (
     NotFoundError,
     ValidationError,
 )
+from orchestrator.settings import Settings
 from scripts.ports import free_port
 from tests.api import unique
-from tests.fixtures.sandbox import SandboxControl
+from tests.fixtures.sandbox import SandboxControl, tw_submissions
 from tests.sdk.proxy import FaultyProxy, faulty_proxy
 
 
@@ -228,10 +229,10 @@ def reserved_order(client: Client) -> dict:
 
 
 def test_prefer_wait_bounds_the_servers_wait_and_answers_202_while_the_ledger_works(
-        client: Client, ledger: SandboxControl) -> None:
+        client: Client, ledger: SandboxControl, settings: Settings) -> None:
     order = reserved_order(client)
-    ledger.add_fault(service="horizon", method="POST", path="/transactions", action="delay", params={"ms": 4000},
-                     times=1)
+    # the deploy's envelope is held where TRUSTLESS_SUBMIT_VIA sends it
+    ledger.add_fault(**tw_submissions(settings), action="delay", params={"ms": 4000}, times=1)
     try:
         started = time.monotonic()
         accepted = client.orders.create_escrow(order["id"], wait=1)
