@@ -22,6 +22,8 @@ DEFAULT_FAULTS = {"kill_web": 3, "kill_worker": 3, "kill_chain": 3, "kill_monito
                   "kill_webhooks": 2, "kill_airtm": 2, "restart_redis": 1, "restart_rabbitmq": 1, "drop_postgres": 2,
                   "sandbox": 4}
 SUBMIT = {"service": "horizon", "method": "POST", "path": "/transactions"}
+#: Trustless Work's send-transaction (T8), where signed TW envelopes go by default (TRUSTLESS_SUBMIT_VIA).
+T8 = {"service": "trustless", "method": "POST", "path": "/helper/send-transaction"}
 #: Sandbox fault rules every real client must survive (providers.md §4.5), each armed for a few firings.
 SANDBOX_FAULTS: dict[str, dict[str, Any]] = {
     "horizon_apply_then_drop": {**SUBMIT, "action": "apply_then_drop"},
@@ -40,8 +42,12 @@ SANDBOX_FAULTS: dict[str, dict[str, Any]] = {
                       "times": 2},
     "trustless_429": {"service": "trustless", "method": "POST", "action": "status",
                       "params": {"status": 429, "retry_after": 1}, "times": 2},
-    "trustless_apply_then_error": {"service": "trustless", "method": "POST", "path": "/helper/send-transaction",
-                                   "action": "apply_then_error"},
+    "trustless_apply_then_error": {**T8, "action": "apply_then_error"},
+    # TRUSTLESS_SUBMIT_VIA=trustless relays every Trustless Work envelope through T8: the relay's own faults
+    "trustless_apply_then_drop": {**T8, "action": "apply_then_drop"},
+    "trustless_timeout": {**T8, "action": "timeout"},
+    "trustless_bad_seq": {**T8, "action": "bad_seq"},
+    "trustless_contract_reject": {**T8, "action": "contract_reject"},
     "trustless_indexer_lag": {"service": "trustless", "action": "indexer_lag", "params": {"seconds": 1},
                               "times": 3},
     "friendbot_503": {"service": "friendbot", "action": "status", "params": {"status": 503}},
