@@ -568,7 +568,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         stale = stale_pages()
         for name in stale:
-            print(f"docs/{name} is stale: run python -m scripts.docs_gen", file=sys.stderr)  # noqa: T201
+            print(f"docs/{name} is stale: run python -m scripts.docs_gen", file=sys.stderr)
         return 1 if stale else 0
     for name, render in PAGES.items():
         (DOCS / name).parent.mkdir(parents=True, exist_ok=True)
