@@ -429,21 +429,17 @@ def errors_page() -> str:
              "Branch on `code`; `message` is for people and may change. The status is the one the server "
              "sends for the code (read from `web/errors.py`, the only place that maps errors to HTTP). "
              "What to retry is explained in [Errors and retries](../developers/concepts/errors.md).", ""]
-    by_status: dict[int, list[str]] = {}
-    for code, status in known.items():
-        by_status.setdefault(status, []).append(code)
-    seen: set[str] = set()
-    for status in sorted(by_status):
-        heading = FAMILIES.get(status, "Other")
-        if heading not in seen:
-            seen.add(heading)
-            lines += [f"## {heading}", "", "| Code | HTTP | Meaning | What to do |", "|---|---|---|---|"]
-        for code in by_status[status]:
+    by_heading: dict[str, list[str]] = {}
+    for code, status in sorted(known.items(), key=lambda item: (item[1], item[0])):
+        by_heading.setdefault(FAMILIES.get(status, "Other"), []).append(code)
+    for heading in dict.fromkeys([*FAMILIES.values(), "Other"]):
+        if heading not in by_heading:
+            continue
+        lines += [f"## {heading}", "", "| Code | HTTP | Meaning | What to do |", "|---|---|---|---|"]
+        for code in by_heading[heading]:
             meaning, action = ERRORS[code]
-            lines.append(f"| `{code}` | {status} | {meaning} | {action} |")
-        following = [s for s in sorted(by_status) if s > status]
-        if not following or FAMILIES.get(following[0], "Other") != heading:
-            lines.append("")
+            lines.append(f"| `{code}` | {known[code]} | {meaning} | {action} |")
+        lines.append("")
     lines += ["## Field codes", "",
               "Inside a `VALIDATION_ERROR`, `details.fields` lists each failing field as "
               "`{field, code, message}` with one of these codes.", "",
