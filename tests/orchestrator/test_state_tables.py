@@ -1,4 +1,7 @@
-"""The balance moves the ledger performs equal the spec's balance table (states.md §1.1), read as data."""
+"""The balance moves and state machines of the code equal the tables the docs show, read as data.
+
+The pages are docs/developers/concepts/balances.md and states.md: a change to either side fails here.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +13,11 @@ import pytest
 from orchestrator.balances import ADMIN_OPERATIONS
 from orchestrator.ledger import AVAILABLE, MOVES, RESERVED
 
-SPEC = Path(__file__).resolve().parents[3] / "shared" / "spec" / "states.md"
+CONCEPTS = Path(__file__).resolve().parents[2] / "docs" / "developers" / "concepts"
+SPEC = CONCEPTS / "states.md"
+BALANCES = CONCEPTS / "balances.md"
 
-#: Spec row -> the ledger move that implements it (rows with no user-side effect map to None).
+#: Docs row -> the ledger move that implements it (rows with no user-side effect map to None).
 ROWS = {
     "Deposit USDC": "deposit",
     "Reserve (order)": "reserve",
@@ -27,9 +32,9 @@ ROWS = {
 }
 
 
-def spec_table(heading: str) -> list[list[str]]:
+def spec_table(heading: str, page: Path = SPEC) -> list[list[str]]:
     """The first Markdown table after ``heading``, as rows of cells (the separator row left out)."""
-    text = SPEC.read_text()
+    text = page.read_text()
     lines = text[text.index(heading):].splitlines()[1:]
     start = next(i for i, line in enumerate(lines) if line.startswith("|"))
     rows = []
@@ -59,7 +64,7 @@ def effect(move: str) -> tuple[int, int]:
 
 
 def balance_rows() -> list[list[str]]:
-    rows = spec_table("### 1.1 Balance operations")
+    rows = spec_table("### Balance operations", BALANCES)
     header, body = rows[0], rows[1:]
     assert header[:3] == ["Operation", "`available`", "`reserved`"]
     return body[: len(ROWS)]
@@ -99,14 +104,14 @@ def transition_table(heading: str) -> dict[str, set[str]]:
 def test_the_order_transition_table_equals_the_spec() -> None:
     from orchestrator.orders import TRANSITIONS
 
-    assert transition_table("### 2.3 Transition table as data") == {
+    assert transition_table("### Order transitions") == {
         str(s): {str(t) for t in targets} for s, targets in TRANSITIONS.items()}
 
 
 def test_failure_only_order_moves_are_the_starred_ones() -> None:
     from orchestrator.orders import FAILURE_ONLY
 
-    rows = spec_table("### 2.3 Transition table as data")[1:]
+    rows = spec_table("### Order transitions")[1:]
     starred = {(row[0].strip("`"), t.strip().strip("`").rstrip("*").strip("`"))
                for row in rows if row[0].strip("`").isupper() for t in row[1].split(",") if t.strip().endswith("*")}
     assert starred == {(str(a), str(b)) for a, b in FAILURE_ONLY}
@@ -115,7 +120,7 @@ def test_failure_only_order_moves_are_the_starred_ones() -> None:
 def test_milestones_go_from_open_to_completed_only() -> None:
     from orchestrator.orders import MILESTONE_TRANSITIONS
 
-    rows = spec_table("## 4. Milestone")
+    rows = spec_table("## Milestones")
     moves = {(row[0].strip("`"), row[1].strip("`")) for row in rows[1:] if row[0].strip("`") != "—"}
     assert moves == {(str(a), str(b)) for a, targets in MILESTONE_TRANSITIONS.items() for b in targets}
 
@@ -132,18 +137,18 @@ def test_every_api_action_is_an_allowed_move_that_is_not_failure_only() -> None:
 def test_the_escrow_transitions_equal_the_spec() -> None:
     from orchestrator.escrows import FAILURE_ONLY, TRANSITIONS
 
-    rows = spec_table("### 3.2 Transitions")[1:]
+    rows = spec_table("### Escrow transitions")[1:]
     moves = {(row[0].strip("`"), row[1].strip("`")) for row in rows
              if row[0].strip("`").isupper() and row[1].strip("`").isupper()}
     assert moves == {(str(a), str(b)) for a, targets in TRANSITIONS.items() for b in targets}
-    new = {(row[0].strip("`"), row[1].strip("`")) for row in rows if "(new)" in row[2]}
+    new = {(row[0].strip("`"), row[1].strip("`")) for row in rows if "(failure)" in row[2]}
     assert new == {(str(a), str(b)) for a, b in FAILURE_ONLY}
 
 
 def test_the_dispute_transitions_equal_the_spec() -> None:
     from orchestrator.disputes import TRANSITIONS
 
-    rows = spec_table("### 5.2 Transitions")[1:]
+    rows = spec_table("### Dispute transitions")[1:]
     moves = {(row[0].strip("`"), row[1].strip("`")) for row in rows if row[0].strip("`") != "—"}
     assert moves == {(str(a), str(b)) for a, targets in TRANSITIONS.items() for b in targets}
 
@@ -152,7 +157,7 @@ def test_the_withdrawal_transitions_equal_the_spec() -> None:
     from orchestrator.withdrawals import TRANSITIONS
 
     moves = set()
-    for row in spec_table("### 7.2 Transitions")[1:]:
+    for row in spec_table("### Withdrawal transitions")[1:]:
         sources = [c.strip().strip("`") for c in row[0].split(",")]
         moves |= {(source, row[1].strip("`")) for source in sources if source != "—"}
     assert moves == {(str(a), str(b)) for a, targets in TRANSITIONS.items() for b in targets}
