@@ -135,6 +135,14 @@ VARIABLES: dict[str, dict[str, str]] = {
         "TOPUP_CANCEL_REDIRECT_URL": "Where a buyer lands after canceling a top-up when the request names no "
                                      "`cancelUrl`.",
     },
+    "Treasury (escrow for AirTM-backed users)": {
+        "TREASURY_ACCOUNTS": "How many platform-held treasury accounts fund and receive escrows for users "
+                             "backed by AirTM (a pool, so escrows do not wait on one account's sequence).",
+        "TREASURY_LOW_WATERMARK": "USD: when the pool's free USDC falls under it, `treasury.low` is emitted "
+                                  "(top the treasury up).",
+        "SETTLEMENT_SWEEP_SECONDS": "How often the scheduler moves the settlement account's USDC (released and "
+                                    "split escrows) back to the treasury pool.",
+    },
     "Outbound webhooks": {
         "WEBHOOKS_ALLOW_PRIVATE": "Accept endpoint URLs that resolve to private, loopback or link-local "
                                   "addresses (development only).",
@@ -325,6 +333,9 @@ ERRORS: dict[str, tuple[str, str]] = {
                            "Ask the user to fix the AirTM account."),
     "WEBHOOK_ENDPOINT_LIMIT": ("The instance already has `WEBHOOKS_MAX_ENDPOINTS` endpoints.",
                                "Delete or reuse one."),
+    "TREASURY_INSUFFICIENT_FUNDS": ("No treasury account can cover this escrow for an AirTM-backed buyer; "
+                                    "nothing moved. `details.required`, `details.available`.",
+                                    "The operator tops the treasury up; then fund again."),
     # limits and availability
     "RATE_LIMITED": ("Too many requests (or open streams) for this credential.", "Wait `Retry-After` seconds."),
     "MAINTENANCE_MODE": ("The instance is in maintenance; writes are refused.", "Retry later."),
