@@ -35,7 +35,8 @@ SANDBOX_FAULTS: dict[str, dict[str, Any]] = {
     "horizon_timeout": {**SUBMIT, "action": "timeout"},
     # within STELLAR_MAX_FEE_STROOPS and under Trustless Work's 100 000-stroop envelopes: in instant mode a
     # surge nobody can pay never ends (no ledger closes), which the real network's 5 s ledgers never do
-    "horizon_surge": {"service": "horizon", "action": "surge", "params": {"stroops": 5_000, "ledgers": 1}},
+    "horizon_surge": {"service": "horizon", "action": "surge", "params": {"stroops": 5_000, "ledgers": 1,
+                                                                          "seconds": 10}},
     "horizon_stream_disconnect": {"service": "horizon", "action": "stream_disconnect"},
     "contract_reject": {"service": "horizon", "action": "contract_reject"},
     "trustless_503": {"service": "trustless", "method": "POST", "action": "status", "params": {"status": 503},

@@ -163,6 +163,11 @@ class Node:
         if rule.service == "horizon" and rule.action == "surge":
             self.engine.surge_fee = int(rule.params.get("stroops", 1000))
             self.engine.surge_until = self.ledger.sequence + int(rule.params.get("ledgers", rule.times or 1))
+            # `seconds`: the network closes a ledger on a 5,000 ms target even when nothing of ours lands
+            # (stellar/stellar-protocol core/cap-0088.md), so a real surge also ends with time; without it,
+            # only our own transactions close the sandbox's (instant-mode) ledgers
+            seconds = rule.params.get("seconds")
+            self.engine.surge_ends_at = self.clock.time() + float(seconds) if seconds else None
             self.faults.fire(rule, {"effect": f"fee raised until ledger {self.engine.surge_until}"})
 
     async def submit(self, envelope: str, pre: PreApply | None = None, wait: bool = True) -> Outcome:

@@ -107,6 +107,7 @@ class Engine:
         self.host = host
         self.surge_fee = 0
         self.surge_until = 0
+        self.surge_ends_at: float | None = None
         self._keys: dict[str, Keypair] = {}
         self._open: list[TxRecord] = []
         #: Called when a ledger has closed, before streams wake: what they are about to send is kept first.
@@ -114,7 +115,8 @@ class Engine:
 
     def base_fee(self) -> int:
         """The per-operation price now: 100 stroops unless a surge is injected."""
-        if self.surge_fee and self.ledger.sequence < self.surge_until:
+        over = self.surge_ends_at is not None and self.clock.time() >= self.surge_ends_at
+        if self.surge_fee and self.ledger.sequence < self.surge_until and not over:
             return self.surge_fee
         return BASE_FEE
 
