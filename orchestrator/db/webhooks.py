@@ -217,37 +217,51 @@ def event_row(conn: Connection, event_id: str) -> Any:
     return conn.execute(select(outbox).where(outbox.c.event_id == event_id)).first()
 
 
-def lock_endpoint(conn: Connection, endpoint_id: str) -> bool:
-    """Lock the endpoint row first (``FOR NO KEY UPDATE``), as every writer that touches an endpoint and
-    its deliveries does, so a delete (which cascades to the deliveries) and a recording never deadlock.
-    False if the endpoint is gone."""
-    return conn.execute(select(webhook_endpoints.c.id).where(webhook_endpoints.c.id == endpoint_id)
-                        .with_for_update(key_share=True)).first() is not None
+#: The failing streak an attempt leaves: ended (a success), started if none runs (a failure), untouched.
+HEALTHY, FAILING, UNCHANGED = "healthy", "failing", "unchanged"
+
+#: One attempt recorded in one statement (one round trip): the endpoint row locked first (``ep``: only
+#: rows it yields reach the delivery update, so the endpoint is locked before the delivery, the order of
+#: a delete cascading to the deliveries, and a deleted endpoint records nothing), the delivery's next
+#: state, its attempt row, and the failing streak, written only when it changes.
+_RECORD = text("""
+WITH ep AS (
+    SELECT id, failing_since FROM webhook_endpoints WHERE id = :endpoint FOR NO KEY UPDATE
+), d AS (
+    UPDATE webhook_deliveries SET status = :status, attempts = attempts + 1,
+        next_attempt_at = CAST(:next_attempt_at AS timestamptz), updated_at = now()
+    WHERE id = :delivery AND endpoint_id IN (SELECT id FROM ep) RETURNING id
+), a AS (
+    INSERT INTO webhook_attempts (delivery_id, attempted_at, status_code, succeeded, latency_ms, error,
+                                  response_excerpt, next_attempt_at)
+    SELECT d.id, CAST(:attempted_at AS timestamptz), CAST(:status_code AS integer), CAST(:succeeded AS boolean),
+           CAST(:latency_ms AS integer), CAST(:error AS varchar), CAST(:excerpt AS text),
+           CAST(:next_attempt_at AS timestamptz) FROM d
+), streak AS (
+    SELECT ep.id, CASE CAST(:streak AS text) WHEN 'healthy' THEN NULL
+                      WHEN 'failing' THEN coalesce(ep.failing_since, CAST(:attempted_at AS timestamptz))
+                      ELSE ep.failing_since END AS failing_since
+    FROM ep
+), changed AS (
+    UPDATE webhook_endpoints w SET failing_since = streak.failing_since FROM streak
+    WHERE w.id = streak.id AND w.failing_since IS DISTINCT FROM streak.failing_since
+)
+SELECT (SELECT count(*) FROM d) AS recorded, (SELECT failing_since FROM streak) AS failing_since
+""")
 
 
-def record_attempt(conn: Connection, delivery: Delivery, *, status: str, status_code: int | None, succeeded: bool,
-                   latency_ms: int, error: str | None, excerpt: str | None, next_attempt_at: datetime | None,
-                   attempted_at: datetime) -> None:
-    """The attempt row and the delivery's new state, in the caller's transaction."""
-    conn.execute(insert(webhook_attempts).values(
-        delivery_id=delivery.id, attempted_at=attempted_at, status_code=status_code, succeeded=succeeded,
-        latency_ms=latency_ms, error=error, response_excerpt=excerpt, next_attempt_at=next_attempt_at))
-    conn.execute(update(webhook_deliveries).where(webhook_deliveries.c.id == delivery.id).values(
-        status=status, attempts=webhook_deliveries.c.attempts + 1, next_attempt_at=next_attempt_at,
-        updated_at=func.now()))
-
-
-def mark_failing(conn: Connection, endpoint_id: str, *, at: datetime) -> datetime | None:
-    """Start the endpoint's failing streak if none is running; returns when the streak began."""
-    return conn.execute(update(webhook_endpoints).where(webhook_endpoints.c.id == endpoint_id).values(
-        failing_since=func.coalesce(webhook_endpoints.c.failing_since, at))
-        .returning(webhook_endpoints.c.failing_since)).scalar()
-
-
-def mark_healthy(conn: Connection, endpoint_id: str) -> None:
-    conn.execute(update(webhook_endpoints).where(webhook_endpoints.c.id == endpoint_id,
-                                                 webhook_endpoints.c.failing_since.is_not(None))
-                 .values(failing_since=None))
+def record(conn: Connection, delivery: Delivery, *, status: str, status_code: int | None, succeeded: bool,
+           latency_ms: int, error: str | None, excerpt: str | None, next_attempt_at: datetime | None,
+           attempted_at: datetime, streak: str) -> tuple[bool, datetime | None]:
+    """The attempt row, the delivery's new state and the endpoint's failing streak (``HEALTHY``, ``FAILING``
+    or ``UNCHANGED``); returns whether it was recorded (False: the endpoint is gone, with its deliveries)
+    and when the endpoint's failing streak began, if one runs."""
+    row = conn.execute(_RECORD, {
+        "endpoint": delivery.endpoint_id, "delivery": delivery.id, "status": status,
+        "next_attempt_at": next_attempt_at, "attempted_at": attempted_at, "status_code": status_code,
+        "succeeded": succeeded, "latency_ms": latency_ms, "error": error, "excerpt": excerpt,
+        "streak": streak}).one()
+    return bool(row.recorded), row.failing_since
 
 
 def disable(conn: Connection, endpoint_id: str, reason: str) -> Endpoint | None:
