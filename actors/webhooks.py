@@ -3,9 +3,11 @@ size delivery apart from commands and a slow receiver never holds up money movem
 
 from __future__ import annotations
 
+import atexit
 import logging
 
 import dramatiq
+from dramatiq.brokers.rabbitmq import RabbitmqBroker
 
 from actors.broker import WEBHOOKS, engine, settings
 from orchestrator import webhook_delivery
@@ -28,10 +30,21 @@ def deliver_webhooks(endpoint_id: str) -> None:
         deliver_webhooks.send_with_options(args=(endpoint_id,), delay=int(drained.next_due_in * 1000) + 50)
 
 
+#: Publishes the drain messages without publisher confirms. A confirmed send waits a round trip with
+#: RabbitMQ, and the relay sends one per endpoint in a row: the tenth endpoint's message left 6-13 ms after
+#: the first on a loaded machine, 0.4 ms without confirms. Nothing is lost by not waiting: the deliveries
+#: are committed before the message is sent, and the scheduler's sweep publishes a drain for every endpoint
+#: with a due delivery (every COMMAND_SWEEP_SECONDS / 2), so a message RabbitMQ never took delays its
+#: deliveries by a few seconds and loses none. Consumption stays on the process's broker (its middleware).
+publisher = RabbitmqBroker(url=settings.rabbitmq_url, confirm_delivery=False, middleware=[])
+atexit.register(publisher.close)
+
+
 def send_drains(endpoint_ids: list[str]) -> None:
-    """The relay's hook: a message per endpoint that received deliveries in its pass."""
+    """The relay's and the sweep's hook: a message per endpoint that received deliveries, published
+    without waiting for RabbitMQ's confirmations (see ``publisher``)."""
     try:
         for endpoint_id in endpoint_ids:
-            deliver_webhooks.send(endpoint_id)
+            publisher.enqueue(deliver_webhooks.message(endpoint_id))
     except Exception:  # the deliveries are committed: the scheduler's sweep publishes them instead
         log.warning("Publishing webhook deliveries failed; the scheduler's sweep will", exc_info=True)

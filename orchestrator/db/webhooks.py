@@ -11,12 +11,10 @@ from typing import Any
 
 from sqlalchemy import (
     Connection,
-    Engine,
     Insert,
     Select,
     Update,
     delete,
-    exists,
     func,
     insert,
     select,
@@ -73,8 +71,8 @@ class Delivery:
     updated_at: datetime
 
 
-def to_endpoint(row: Any) -> Endpoint:
-    r = row._mapping
+def to_endpoint(row: Any, prefix: str = "") -> Endpoint:
+    r = {k[len(prefix):]: v for k, v in row._mapping.items() if k.startswith(prefix)} if prefix else row._mapping
     return Endpoint(r["id"], r["lock_key"], r["url"], r["description"], list(r["event_types"]), r["enabled"],
                     r["disabled_reason"], r["secret"], r["previous_secret"], r["previous_expires_at"],
                     r["failing_since"], r["created_at"], r["updated_at"])
@@ -177,77 +175,115 @@ def create_deliveries(conn: Connection, *, after: int, upto: int) -> list[str]:
 # --- deliveries: the drain ------------------------------------------------------------------------------
 
 @contextmanager
-def drain_lock(engine: Engine, lock_key: int) -> Iterator[Connection | None]:
-    """Try the endpoint's drain lock on a connection of its own (autocommit, so no transaction stays open
-    across HTTP calls); yields the connection if taken, else None. A killed worker's lock goes with its
-    connection."""
-    with engine.connect() as conn:
-        conn.execution_options(isolation_level="AUTOCOMMIT")
-        held = conn.execute(text("SELECT pg_try_advisory_lock(:a, :b)"),
-                            {"a": DRAIN_LOCK_CLASS, "b": lock_key}).scalar_one()
-        try:
-            yield conn if held else None
-        finally:
-            if held:
-                conn.execute(text("SELECT pg_advisory_unlock(:a, :b)"), {"a": DRAIN_LOCK_CLASS, "b": lock_key})
+def drain_lock(conn: Connection, endpoint_id: str) -> Iterator[bool]:
+    """Try the drain lock of an enabled endpoint, looked up and taken in one statement, on the drain's
+    connection (autocommit, so no transaction stays open across HTTP calls); yields whether it was taken
+    (False: another worker holds it, or the endpoint is disabled or gone). A killed worker's lock goes
+    with its connection."""
+    row = conn.execute(text(
+        "SELECT lock_key, pg_try_advisory_lock(:a, CAST(lock_key AS integer)) AS held FROM webhook_endpoints "
+        "WHERE id = :endpoint AND enabled"), {"a": DRAIN_LOCK_CLASS, "endpoint": endpoint_id}).first()
+    held = bool(row and row.held)
+    try:
+        yield held
+    finally:
+        if held and row is not None:
+            conn.execute(text("SELECT pg_advisory_unlock(:a, :b)"), {"a": DRAIN_LOCK_CLASS, "b": row.lock_key})
 
 
-def due(conn: Connection, endpoint_id: str, *, limit: int = 50) -> list[Delivery]:
-    """Pending deliveries whose time has come, in stream order (tests before positioned events)."""
-    rows = conn.execute(select(webhook_deliveries).where(
-        webhook_deliveries.c.endpoint_id == endpoint_id, webhook_deliveries.c.status == "PENDING",
-        webhook_deliveries.c.next_attempt_at <= func.now())
+@dataclass(frozen=True)
+class Due:
+    """One delivery of a drain's batch, with the event object it sends (None: no longer retained)."""
+
+    delivery: Delivery
+    envelope: dict[str, Any] | None
+
+
+_ENDPOINT_COLUMNS = [c.label(f"e_{c.name}") for c in webhook_endpoints.c]
+_EVENT_COLUMNS = [c.label(f"o_{c.name}") for c in (
+    outbox.c.event_id, outbox.c.event_type, outbox.c.aggregate_type, outbox.c.aggregate_id, outbox.c.payload,
+    outbox.c.metadata, outbox.c.occurred_at, outbox.c.position)]
+
+
+def due(conn: Connection, endpoint_id: str, *, limit: int = 50) -> tuple[Endpoint | None, list[Due]]:
+    """The enabled endpoint, as it is now (rotated or edited meanwhile), and its pending deliveries whose
+    time has come, in stream order (tests before positioned events), each with its event's body from the
+    outbox: one statement for what took a transaction per delivery."""
+    rows = conn.execute(
+        select(webhook_deliveries, *_ENDPOINT_COLUMNS, *_EVENT_COLUMNS)
+        .join(webhook_endpoints, (webhook_endpoints.c.id == webhook_deliveries.c.endpoint_id)
+              & webhook_endpoints.c.enabled.is_(True))
+        .outerjoin(outbox, outbox.c.event_id == webhook_deliveries.c.event_id)
+        .where(webhook_deliveries.c.endpoint_id == endpoint_id, webhook_deliveries.c.status == "PENDING",
+               webhook_deliveries.c.next_attempt_at <= func.now())
         .order_by(webhook_deliveries.c.position.asc().nulls_first(), webhook_deliveries.c.created_at)
         .limit(limit)).all()
-    return [to_delivery(r) for r in rows]
+    if not rows:
+        return None, []
+    return to_endpoint(rows[0], "e_"), [Due(to_delivery(r), r.body or _envelope(r._mapping)) for r in rows]
 
 
-def next_due_at(conn: Connection, endpoint_id: str) -> datetime | None:
-    return conn.execute(select(func.min(webhook_deliveries.c.next_attempt_at)).where(
-        webhook_deliveries.c.endpoint_id == endpoint_id, webhook_deliveries.c.status == "PENDING")).scalar()
+def _envelope(r: Any) -> dict[str, Any] | None:
+    if r["o_event_id"] is None:
+        return None
+    return Event(r["o_event_id"], r["o_event_type"], r["o_aggregate_type"], r["o_aggregate_id"], r["o_payload"],
+                 r["o_metadata"], r["o_occurred_at"], r["o_position"]).envelope()
 
 
-def has_due(conn: Connection, endpoint_id: str) -> bool:
-    return bool(conn.execute(select(exists().where(
-        webhook_deliveries.c.endpoint_id == endpoint_id, webhook_deliveries.c.status == "PENDING",
-        webhook_deliveries.c.next_attempt_at <= func.now()))).scalar())
+def next_due_in(conn: Connection, endpoint_id: str) -> float | None:
+    """Seconds until the endpoint's next pending delivery is due by the database's clock (0: due now), or
+    None when nothing is pending."""
+    seconds = conn.execute(text(
+        "SELECT extract(epoch FROM min(next_attempt_at) - now())::float FROM webhook_deliveries "
+        "WHERE endpoint_id = :endpoint AND status = 'PENDING'"), {"endpoint": endpoint_id}).scalar()
+    return None if seconds is None else max(0.0, seconds)
 
 
-def event_row(conn: Connection, event_id: str) -> Any:
-    return conn.execute(select(outbox).where(outbox.c.event_id == event_id)).first()
+#: The failing streak an attempt leaves: ended (a success), started if none runs (a failure), untouched.
+HEALTHY, FAILING, UNCHANGED = "healthy", "failing", "unchanged"
+
+#: One attempt recorded in one statement (one round trip): the endpoint row locked first (``ep``: only
+#: rows it yields reach the delivery update, so the endpoint is locked before the delivery, the order of
+#: a delete cascading to the deliveries, and a deleted endpoint records nothing), the delivery's next
+#: state, its attempt row, and the failing streak, written only when it changes.
+_RECORD = text("""
+WITH ep AS (
+    SELECT id, failing_since FROM webhook_endpoints WHERE id = :endpoint FOR NO KEY UPDATE
+), d AS (
+    UPDATE webhook_deliveries SET status = :status, attempts = attempts + 1,
+        next_attempt_at = CAST(:next_attempt_at AS timestamptz), updated_at = now()
+    WHERE id = :delivery AND endpoint_id IN (SELECT id FROM ep) RETURNING id
+), a AS (
+    INSERT INTO webhook_attempts (delivery_id, attempted_at, status_code, succeeded, latency_ms, error,
+                                  response_excerpt, next_attempt_at)
+    SELECT d.id, CAST(:attempted_at AS timestamptz), CAST(:status_code AS integer), CAST(:succeeded AS boolean),
+           CAST(:latency_ms AS integer), CAST(:error AS varchar), CAST(:excerpt AS text),
+           CAST(:next_attempt_at AS timestamptz) FROM d
+), streak AS (
+    SELECT ep.id, CASE CAST(:streak AS text) WHEN 'healthy' THEN NULL
+                      WHEN 'failing' THEN coalesce(ep.failing_since, CAST(:attempted_at AS timestamptz))
+                      ELSE ep.failing_since END AS failing_since
+    FROM ep
+), changed AS (
+    UPDATE webhook_endpoints w SET failing_since = streak.failing_since FROM streak
+    WHERE w.id = streak.id AND w.failing_since IS DISTINCT FROM streak.failing_since
+)
+SELECT (SELECT count(*) FROM d) AS recorded, (SELECT failing_since FROM streak) AS failing_since
+""")
 
 
-def lock_endpoint(conn: Connection, endpoint_id: str) -> bool:
-    """Lock the endpoint row first (``FOR NO KEY UPDATE``), as every writer that touches an endpoint and
-    its deliveries does, so a delete (which cascades to the deliveries) and a recording never deadlock.
-    False if the endpoint is gone."""
-    return conn.execute(select(webhook_endpoints.c.id).where(webhook_endpoints.c.id == endpoint_id)
-                        .with_for_update(key_share=True)).first() is not None
-
-
-def record_attempt(conn: Connection, delivery: Delivery, *, status: str, status_code: int | None, succeeded: bool,
-                   latency_ms: int, error: str | None, excerpt: str | None, next_attempt_at: datetime | None,
-                   attempted_at: datetime) -> None:
-    """The attempt row and the delivery's new state, in the caller's transaction."""
-    conn.execute(insert(webhook_attempts).values(
-        delivery_id=delivery.id, attempted_at=attempted_at, status_code=status_code, succeeded=succeeded,
-        latency_ms=latency_ms, error=error, response_excerpt=excerpt, next_attempt_at=next_attempt_at))
-    conn.execute(update(webhook_deliveries).where(webhook_deliveries.c.id == delivery.id).values(
-        status=status, attempts=webhook_deliveries.c.attempts + 1, next_attempt_at=next_attempt_at,
-        updated_at=func.now()))
-
-
-def mark_failing(conn: Connection, endpoint_id: str, *, at: datetime) -> datetime | None:
-    """Start the endpoint's failing streak if none is running; returns when the streak began."""
-    return conn.execute(update(webhook_endpoints).where(webhook_endpoints.c.id == endpoint_id).values(
-        failing_since=func.coalesce(webhook_endpoints.c.failing_since, at))
-        .returning(webhook_endpoints.c.failing_since)).scalar()
-
-
-def mark_healthy(conn: Connection, endpoint_id: str) -> None:
-    conn.execute(update(webhook_endpoints).where(webhook_endpoints.c.id == endpoint_id,
-                                                 webhook_endpoints.c.failing_since.is_not(None))
-                 .values(failing_since=None))
+def record(conn: Connection, delivery: Delivery, *, status: str, status_code: int | None, succeeded: bool,
+           latency_ms: int, error: str | None, excerpt: str | None, next_attempt_at: datetime | None,
+           attempted_at: datetime, streak: str) -> tuple[bool, datetime | None]:
+    """The attempt row, the delivery's new state and the endpoint's failing streak (``HEALTHY``, ``FAILING``
+    or ``UNCHANGED``); returns whether it was recorded (False: the endpoint is gone, with its deliveries)
+    and when the endpoint's failing streak began, if one runs."""
+    row = conn.execute(_RECORD, {
+        "endpoint": delivery.endpoint_id, "delivery": delivery.id, "status": status,
+        "next_attempt_at": next_attempt_at, "attempted_at": attempted_at, "status_code": status_code,
+        "succeeded": succeeded, "latency_ms": latency_ms, "error": error, "excerpt": excerpt,
+        "streak": streak}).one()
+    return bool(row.recorded), row.failing_since
 
 
 def disable(conn: Connection, endpoint_id: str, reason: str) -> Endpoint | None:

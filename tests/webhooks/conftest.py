@@ -58,6 +58,8 @@ class Received:
     headers: CIMultiDict[str]  # case-insensitive, as HTTP header names are
     body: bytes
     at: float
+    #: The sender's (address, port): a new port is a new connection.
+    peer: tuple[str, int] | None = None
 
 
 @dataclass
@@ -77,7 +79,8 @@ class Receiver:
 
     async def handle(self, request: web.Request) -> web.Response:
         body = await request.read()
-        received = Received(CIMultiDict(request.headers), body, time.monotonic())
+        peer = request.transport.get_extra_info("peername") if request.transport else None
+        received = Received(CIMultiDict(request.headers), body, time.monotonic(), peer[:2] if peer else None)
         self.requests.append(received)
         if self.delay:
             await asyncio.sleep(self.delay)

@@ -247,6 +247,25 @@ async def test_the_worker_refuses_a_private_destination_when_not_allowed(
     assert len(receiver.requests) == 1
 
 
+async def test_each_attempt_of_a_thread_checks_its_destination_and_connects_anew(receiver: Receiver) -> None:
+    """A worker thread keeps its event loop and HTTP session across attempts; the check still runs per
+    attempt (a refusal between two allowed attempts to the same receiver), and no connection is kept for
+    the next attempt, which connects to the addresses it checked itself."""
+    from orchestrator import webhook_delivery
+
+    def three_attempts() -> list[Any]:
+        return [webhook_delivery.post(url, {}, b"{}", timeout=2, allow_private=allowed)
+                for url, allowed in ((receiver.url, True), (f"http://localhost:{receiver.port}/hooks", False),
+                                     (f"http://localhost:{receiver.port}/hooks", True))]
+
+    first, refused, third = await asyncio.to_thread(three_attempts)
+    assert (first.status, third.status) == (200, 200)
+    assert refused.status is None
+    assert (refused.error or "").startswith("PRIVATE_ADDRESS")
+    assert len(receiver.requests) == 2
+    assert receiver.requests[0].peer != receiver.requests[1].peer  # two connections, none reused
+
+
 async def test_a_slow_or_huge_answer_costs_at_most_the_timeout_and_4kb_and_redirects_are_not_followed(
         receiver: Receiver) -> None:
     from orchestrator import webhook_delivery
