@@ -75,7 +75,7 @@ def _sweep() -> None:
     for step_id in sweeps.stalled_steps(engine(), older_than_seconds=max(age, settings.chain_stall_seconds)):
         log.warning("Driving on stalled chain step %s", step_id)
         run_chain_step.send(step_id)
-    if settings.airtm_enabled:
+    if settings.airtm_configured:  # AIRTM-backed money in flight is settled in either mode (decision 26)
         _sweep_airtm(age)
     send_drains(sweeps.due_webhooks(engine()))
 
@@ -130,8 +130,8 @@ def _pause(leading: threading.Event, seconds: float) -> bool:
 def _lead(holder: object, stop: Callable[[], bool]) -> None:
     leading = threading.Event()
     leading.set()
-    if settings.payment_provider == "crypto":
-        threading.Thread(target=_reconcile_while, args=(leading,), name="reconcile", daemon=True).start()
+    # in either mode: WALLET-backed users keep their wallets after a switch to AirTM (decision 26)
+    threading.Thread(target=_reconcile_while, args=(leading,), name="reconcile", daemon=True).start()
     if settings.settlement_sweep_seconds > 0:
         threading.Thread(target=_sweep_settlement_while, args=(leading,), name="settlement-sweep",
                          daemon=True).start()
