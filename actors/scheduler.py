@@ -39,7 +39,7 @@ def _reconcile() -> None:
             if reconcile.due(engine(), settings):
                 horizon, trustless = reconcile.providers(settings)
                 report = reconcile.run(engine(), settings, horizon=horizon, trustless=trustless,
-                                       airtm=reconcile.airtm_client(settings), trigger="scheduler")
+                                       airtm=reconcile.airtm_client(settings, engine()), trigger="scheduler")
                 log.info("Reconciliation report %s: %s", report.id, report.status)
         except Exception:
             log.exception("The reconciliation report failed; the next check retries")

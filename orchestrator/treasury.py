@@ -233,3 +233,114 @@ def swept(uow: UnitOfWork, step: Any, record: dict[str, Any] | None) -> None:
 def sweep_failed(uow: UnitOfWork, step: Any, reason: str) -> None:
     """Nothing moved (the step failed finally): the next sweep reads the settlement account again."""
     log.error("The settlement sweep %s failed: %s", step.id, reason)
+
+
+# --- the pool against the journal, and the operator's float (``offerhub check`` and ``reconcile``) ---
+
+#: ``operation_figures`` row holding the operator's float as last recorded: ``pool`` (USDC the operator put
+#: into the pool's accounts) and ``enterprise`` (USD of its own in the AirTM enterprise account).
+FLOAT_FIGURE = "operator_float"
+
+
+@dataclass(frozen=True)
+class PoolBook:
+    """The pool's accounts on the ledger beside the journal's pool accounts.
+
+    The journal books every movement of the pool's USDC that the product makes (escrows funded from it,
+    releases and refunds paid to it, sweeps within it), never the USDC the operator pays in or takes out. So
+    ``float`` = the pool's ledger USDC - ``platform:treasury`` - ``platform:settlement`` stays what the operator
+    put in, and ``recorded`` is that figure as the operator last acknowledged it (``offerhub reconcile
+    --record-float``); any other change is USDC that moved without the book."""
+
+    usdc: dict[str, Decimal]
+    journal_treasury: Decimal
+    journal_settlement: Decimal
+    backed_escrows: int
+    backed_amount: Decimal
+    in_flight: bool
+    recorded: Decimal | None
+    errors: tuple[str, ...] = ()
+
+    @property
+    def total(self) -> Decimal:
+        return sum(self.usdc.values(), Decimal(0))
+
+    @property
+    def float(self) -> Decimal:
+        return self.total - self.journal_treasury - self.journal_settlement
+
+    @property
+    def difference(self) -> Decimal | None:
+        """The float now minus the recorded one (``None``: nothing recorded, or the ledger unreadable)."""
+        return None if self.recorded is None or self.errors else self.float - self.recorded
+
+    def as_json(self) -> dict[str, Any]:
+        def show(amount: Decimal | None) -> str | None:
+            return None if amount is None else f"{amount:.7f}"
+
+        return {"usdc": show(self.total), "accounts": {k: show(v) for k, v in self.usdc.items()},
+                "journalTreasury": show(self.journal_treasury), "journalSettlement": show(self.journal_settlement),
+                "float": show(self.float), "recordedFloat": show(self.recorded),
+                "difference": show(self.difference), "backedEscrows": self.backed_escrows,
+                "backedAmount": money.format_balance(self.backed_amount), "inFlight": self.in_flight}
+
+    def describe(self) -> str:
+        recorded = ("not recorded (run `offerhub reconcile --record-float` once the pool is funded)"
+                    if self.recorded is None else f"recorded {self.recorded:.7f}")
+        return (f"Treasury pool: {self.total:.7f} USDC on the ledger in {len(self.usdc)} account(s) - journal "
+                f"platform:treasury {self.journal_treasury:.7f} - platform:settlement {self.journal_settlement:.7f}"
+                f" = operator's float {self.float:.7f} ({recorded}); backs {self.backed_escrows} escrow(s) holding "
+                f"{money.format_balance(self.backed_amount)}")
+
+
+def _pool_journal(conn: Any) -> tuple[Decimal, Decimal, bool]:
+    return (treasury_db.journal_sum(conn, POOL_TREASURY), treasury_db.journal_sum(conn, POOL_SETTLEMENT),
+            treasury_db.steps_in_flight(conn))
+
+
+def read_pool(engine: Any, horizon: Any) -> PoolBook:
+    """Read the journal, then the ledger (no transaction open across HTTP), then the journal again: a step that
+    ran in between (or is running) marks the comparison in flight instead of reporting a false difference."""
+    with engine.connect() as conn:
+        keys = [a.public_key for a in wallets_db.pool(conn)]
+        before = _pool_journal(conn)
+        count, amount = treasury_db.backed(conn)
+        row = conn.execute(operations_db.figures(FLOAT_FIGURE)).first()
+    usdc: dict[str, Decimal] = {}
+    errors: list[str] = []
+    for key in keys:
+        try:
+            usdc[key] = _usdc(horizon, key)
+        except Exception as error:  # an unreadable ledger is reported, not raised
+            errors.append(f"pool account {key}: the ledger could not be read ({type(error).__name__})")
+    with engine.connect() as conn:
+        after = _pool_journal(conn)
+    recorded = row.figures.get("pool") if row is not None else None
+    return PoolBook(usdc, after[0], after[1], count, amount, before[2] or after[2] or before != after,
+                    None if recorded is None else Decimal(recorded), tuple(errors))
+
+
+def recorded_enterprise_float(engine: Any) -> Decimal | None:
+    with engine.connect() as conn:
+        row = conn.execute(operations_db.figures(FLOAT_FIGURE)).first()
+    value = row.figures.get("enterprise") if row is not None else None
+    return None if value is None else Decimal(value)
+
+
+def record_float(engine: Any, pool: PoolBook, enterprise: Decimal | None) -> str | None:
+    """The operator acknowledges the float as it is now (after paying USDC into the pool or USD into the
+    enterprise account, or taking some out): later checks compare with these figures to the stroop and cent.
+    An enterprise figure not read now (AirTM not configured) keeps the one recorded before. Returns why nothing
+    was recorded, or ``None``."""
+    if pool.errors:
+        return "; ".join(pool.errors)
+    if pool.in_flight:
+        return "a ledger step of the pool is running: try again when it has finished"
+    previous = recorded_enterprise_float(engine)
+    figures = {"pool": format(pool.float, "f"),
+               "enterprise": format(enterprise, "f") if enterprise is not None else (
+                   None if previous is None else format(previous, "f"))}
+    with engine.begin() as conn:
+        operations_db.put_figures(conn, FLOAT_FIGURE, figures)
+    log.info("Recorded the operator's float: pool %s USDC, enterprise %s USD", figures["pool"], figures["enterprise"])
+    return None
