@@ -119,6 +119,17 @@ def _sweep_settlement_while(leading: threading.Event) -> None:
             log.exception("The settlement sweep could not be planned; trying again at the next interval")
 
 
+def _watch_treasury_while(leading: threading.Event) -> None:
+    """Measure the treasury pool every ``TREASURY_WATCH_SECONDS`` (a thread of its own: Horizon reads) for
+    /health/detailed, /metrics and ``treasury.low``."""
+    horizon = Horizon(settings)
+    while _pause(leading, settings.treasury_watch_seconds):
+        try:
+            dispatch(treasury.measure(engine(), settings, horizon))
+        except Exception:
+            log.exception("The treasury pool could not be measured; trying again at the next interval")
+
+
 def _pause(leading: threading.Event, seconds: float) -> bool:
     """Sleep ``seconds`` while still leading; whether to go on."""
     deadline = time.monotonic() + seconds
@@ -132,6 +143,9 @@ def _lead(holder: object, stop: Callable[[], bool]) -> None:
     leading.set()
     # in either mode: WALLET-backed users keep their wallets after a switch to AirTM (decision 26)
     threading.Thread(target=_reconcile_while, args=(leading,), name="reconcile", daemon=True).start()
+    if settings.treasury_watch_seconds > 0:
+        threading.Thread(target=_watch_treasury_while, args=(leading,), name="treasury-watch",
+                         daemon=True).start()
     if settings.settlement_sweep_seconds > 0:
         threading.Thread(target=_sweep_settlement_while, args=(leading,), name="settlement-sweep",
                          daemon=True).start()

@@ -344,3 +344,37 @@ def record_float(engine: Any, pool: PoolBook, enterprise: Decimal | None) -> str
         operations_db.put_figures(conn, FLOAT_FIGURE, figures)
     log.info("Recorded the operator's float: pool %s USDC, enterprise %s USD", figures["pool"], figures["enterprise"])
     return None
+
+
+# --- the scheduler's watch: the pool's figures for /health/detailed and /metrics, and ``treasury.low`` ---
+
+#: ``operation_figures`` row holding the pool as the scheduler last measured it.
+POOL_FIGURE = "treasury_pool"
+
+
+def measure(engine: Any, settings: Settings, horizon: Any) -> list[Any]:
+    """Read the pool's accounts on the ledger (outside any transaction), then, under the pool's lock, what is
+    promised to escrows still funding: store the figures and re-evaluate ``treasury.low`` (a refill clears
+    it, a crossing emits once, shared with the funds' own check). Skipped while the pool is not in use (crypto
+    mode and no escrow backed by it). Returns the after-commit messages. A fund landing between the read and
+    the lock can make this one reading high for a moment; it only informs, the funds decide under the lock."""
+    from orchestrator.unit_of_work import Context
+
+    with engine.connect() as conn:
+        if settings.payment_provider != "airtm" and not treasury_db.backed(conn)[0]:
+            return []
+        treasuries, settlement = ready(conn, platform.TREASURY), ready(conn, platform.SETTLEMENT)
+    usdc = {key: _usdc(horizon, key) for key in treasuries}
+    settled = sum((_usdc(horizon, key) for key in settlement), Decimal(0))
+    with UnitOfWork(engine, Context(actor_type="SYSTEM", actor_id="scheduler"), settings=settings) as uow:
+        treasury_db.lock_pool(uow.conn)
+        room = Headroom(usdc, treasury_db.funding_by_account(uow.conn))
+        count, amount = treasury_db.backed(uow.conn)
+        watch_low(uow, room.total_free)
+        operations_db.put_figures(uow.conn, POOL_FIGURE, {
+            "treasuryUsdc": format(sum(usdc.values(), Decimal(0)), "f"), "settlementUsdc": format(settled, "f"),
+            "backedEscrows": count, "backedAmount": format(amount, "f"), "headroom": format(room.total_free, "f"),
+            "watermark": format(settings.treasury_low_watermark, "f"),
+            "low": room.total_free < settings.treasury_low_watermark})
+        uow.commit()
+    return list(uow.messages)

@@ -88,7 +88,9 @@ def switchable(settings: Settings, sandbox_url: str) -> Iterator[SwitchableInsta
            "AIRTM_TIMEOUT_MS": "3000", "COMMAND_WAIT_SECONDS": "15", "COMMAND_SWEEP_SECONDS": "2",
            "TOPUP_SUCCESS_REDIRECT_URL": "https://marketplace.example/topup/done",
            "TOPUP_CANCEL_REDIRECT_URL": "https://marketplace.example/topup/canceled",
-           "SETTLEMENT_SWEEP_SECONDS": "0", "TREASURY_ACCOUNTS": "2"}
+           "SETTLEMENT_SWEEP_SECONDS": "0", "TREASURY_ACCOUNTS": "2",
+           # the pool is measured every second against a watermark above what tests pay it (test_treasury_watch)
+           "TREASURY_WATCH_SECONDS": "1", "TREASURY_LOW_WATERMARK": "1000"}
     subprocess.run([sys.executable, "-m", "orchestrator", "bootstrap"], cwd=ROOT,
                    env={**os.environ, **env, "PAYMENT_PROVIDER": "crypto"}, check=True, capture_output=True)
     engine = create_sync_engine(database_url, pool_size=4)

@@ -15,6 +15,7 @@ import asyncio
 from decimal import Decimal
 from typing import Any
 
+import pytest
 from sqlalchemy import Engine, text
 
 from tests.airtm.helpers import linked_user, status_of, until
@@ -276,3 +277,58 @@ async def test_mixed_orders_release_and_refund_to_the_stroop(
         paid = {buyer["id"]: -gross + (net if how == "refund" else 0), seller["id"]: net if how == "release" else 0}
         for user_id, (available, reserved) in books.items():
             assert await balance(switch_api, user_id) == (available + paid[user_id], reserved), (how, user_id)
+
+
+def low_events(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(text("SELECT count(*) FROM outbox WHERE event_type = 'treasury.low'")).scalar() or 0)
+
+
+async def pool_health(api: Api, **wanted: Any) -> dict[str, Any]:
+    async def probe() -> Any:
+        reply = await api.get("/health/detailed")
+        found = reply.body["data"]["operations"].get("treasury")
+        return found if found and all(found.get(k) == v for k, v in wanted.items()) else None
+
+    return dict(await until(probe, f"the pool's health to show {wanted}", seconds=30))
+
+
+async def test_the_scheduler_measures_the_pool_and_treasury_low_fires_once_per_crossing(
+        switch_api: Api, switchable: SwitchableInstance, airtm: AirtmControl) -> None:
+    """The pool (TREASURY_LOW_WATERMARK 1000 here) under the watermark, refilled, then crossed by a fund:
+    /health/detailed and /metrics show its USDC, backed escrows and headroom, and ``treasury.low`` is emitted
+    once per crossing however often the scheduler measures."""
+    switchable.switch("airtm")
+    accounts = await pool_ready(switchable, airtm)
+    treasuries = [k for k, p in accounts.items() if p == "TREASURY"]
+    held = sum((usdc(airtm, k) for k in treasuries), Decimal(0))
+    if held >= 1000:
+        pytest.skip("the pool already holds more than the watermark")  # pragma: no cover - earlier tests pay less
+    found = await pool_health(switch_api, status="degraded", treasuryUsdc=f"{held:f}")
+    assert Decimal(found["headroom"]) == held  # nothing is funding now
+    first = low_events(switchable.engine)
+    assert first >= 1
+    for key in treasuries:  # the operator refills the pool over the watermark: the flag clears, no event
+        airtm.sandbox.pay("issuer", key, "600")
+    held += 600 * len(treasuries)
+    refilled = await pool_health(switch_api, status="healthy", treasuryUsdc=f"{held:f}")
+    assert Decimal(refilled["headroom"]) == held
+    metrics = await switch_api.client.get("/metrics")
+    body = await metrics.text()
+    assert f"offerhub_treasury_headroom_usdc {float(held)}" in body, body
+    assert "offerhub_treasury_low 0.0" in body
+    assert low_events(switchable.engine) == first
+
+    # a fund crosses the watermark again: one more event, however many measurements follow
+    amount = (held - Decimal(1000) + Decimal("0.01")).quantize(Decimal("0.01"))
+    assert amount <= max(usdc(airtm, k) for k in treasuries), "one treasury account must cover the escrow"
+    buyer, _ = await airtm_user(switch_api, airtm)
+    assert (await switch_api.post(f"/users/{buyer['id']}/balance/credit", {"amount": f"{amount}"})).status == 200
+    seller, _ = await airtm_user(switch_api, airtm)
+    order = await funded_order(switch_api, buyer["id"], seller["id"], f"{amount}")
+    low = await pool_health(switch_api, status="degraded")
+    assert Decimal(low["headroom"]) == held - amount
+    assert low["backedEscrows"] >= 1
+    await asyncio.sleep(3)  # three more measurements
+    assert low_events(switchable.engine) == first + 1
+    assert order["fundingMode"] == "TREASURY"
