@@ -39,7 +39,7 @@ def _reconcile() -> None:
             if reconcile.due(engine(), settings):
                 horizon, trustless = reconcile.providers(settings)
                 report = reconcile.run(engine(), settings, horizon=horizon, trustless=trustless,
-                                       airtm=reconcile.airtm_client(settings), trigger="scheduler")
+                                       airtm=reconcile.airtm_client(settings, engine()), trigger="scheduler")
                 log.info("Reconciliation report %s: %s", report.id, report.status)
         except Exception:
             log.exception("The reconciliation report failed; the next check retries")
@@ -75,7 +75,7 @@ def _sweep() -> None:
     for step_id in sweeps.stalled_steps(engine(), older_than_seconds=max(age, settings.chain_stall_seconds)):
         log.warning("Driving on stalled chain step %s", step_id)
         run_chain_step.send(step_id)
-    if settings.airtm_enabled:
+    if settings.airtm_configured:  # AIRTM-backed money in flight is settled in either mode (decision 26)
         _sweep_airtm(age)
     send_drains(sweeps.due_webhooks(engine()))
 
@@ -119,6 +119,17 @@ def _sweep_settlement_while(leading: threading.Event) -> None:
             log.exception("The settlement sweep could not be planned; trying again at the next interval")
 
 
+def _watch_treasury_while(leading: threading.Event) -> None:
+    """Measure the treasury pool every ``TREASURY_WATCH_SECONDS`` (a thread of its own: Horizon reads) for
+    /health/detailed, /metrics and ``treasury.low``."""
+    horizon = Horizon(settings)
+    while _pause(leading, settings.treasury_watch_seconds):
+        try:
+            dispatch(treasury.measure(engine(), settings, horizon))
+        except Exception:
+            log.exception("The treasury pool could not be measured; trying again at the next interval")
+
+
 def _pause(leading: threading.Event, seconds: float) -> bool:
     """Sleep ``seconds`` while still leading; whether to go on."""
     deadline = time.monotonic() + seconds
@@ -130,8 +141,11 @@ def _pause(leading: threading.Event, seconds: float) -> bool:
 def _lead(holder: object, stop: Callable[[], bool]) -> None:
     leading = threading.Event()
     leading.set()
-    if settings.payment_provider == "crypto":
-        threading.Thread(target=_reconcile_while, args=(leading,), name="reconcile", daemon=True).start()
+    # in either mode: WALLET-backed users keep their wallets after a switch to AirTM (decision 26)
+    threading.Thread(target=_reconcile_while, args=(leading,), name="reconcile", daemon=True).start()
+    if settings.treasury_watch_seconds > 0:
+        threading.Thread(target=_watch_treasury_while, args=(leading,), name="treasury-watch",
+                         daemon=True).start()
     if settings.settlement_sweep_seconds > 0:
         threading.Thread(target=_sweep_settlement_while, args=(leading,), name="settlement-sweep",
                          daemon=True).start()

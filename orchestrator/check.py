@@ -145,3 +145,31 @@ def compare_with_ledger(books: list[reconciliation_db.WalletBook], horizon: Hori
             continue  # compared: its account simply does not exist yet, and the book owes it nothing
         if account is None or difference.amount != 0:
             report.differences.append(difference)
+
+
+def verify_pool(engine: Any, horizon: Horizon, report: Report) -> Any:
+    """The treasury pool's ledger USDC against the journal's pool accounts and the operator's recorded float
+    (``treasury.PoolBook``), to the stroop; a comparison made while a pool step runs is not a problem."""
+    from orchestrator import treasury
+
+    pool = treasury.read_pool(engine, horizon)
+    report.problems.extend(pool.errors)
+    if pool.difference and not pool.in_flight:
+        report.problems.append(f"the treasury pool's float is {pool.float:.7f} USDC, not the recorded "
+                               f"{pool.recorded:.7f} (difference {pool.difference:+.7f}): USDC moved without the "
+                               f"book, or the operator changed the float without recording it")
+    return pool
+
+
+def verify_enterprise(engine: Any, enterprise: Any, report: Report) -> None:
+    """The AirTM enterprise's operator funds (``airtm_treasury.Treasury.operator_funds``) against the recorded
+    figure, to the cent."""
+    from orchestrator import treasury
+
+    recorded = treasury.recorded_enterprise_float(engine)
+    if recorded is not None and enterprise.operator_funds != recorded:
+        funds = enterprise.operator_funds
+        report.problems.append(f"the AirTM enterprise holds operator funds of {format_balance(funds)}"
+                               f" USD, not the recorded {format_balance(recorded)} (difference "
+                               f"{format_balance(enterprise.operator_funds - recorded)}): money moved at AirTM "
+                               f"without the book, or the operator changed its funds without recording them")

@@ -41,15 +41,21 @@ def _bootstrap(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _check(settings: Settings, _: argparse.Namespace) -> int:
-    """The book's invariants and, in crypto mode, each wallet's ledger USDC against the book (decision 7)."""
-    from orchestrator import check
+    """The book's invariants, each wallet's ledger USDC against the book (decision 7; in either mode, since
+    WALLET-backed users keep their wallets after a switch), the treasury pool against the journal and the
+    recorded float, and (while AirTM money exists) the enterprise balance against the AIRTM-backed claims."""
+    from orchestrator import check, reconcile
     from orchestrator.db import create_sync_engine
     from orchestrator.providers.horizon import Horizon
 
-    horizon = Horizon(settings) if settings.payment_provider == "crypto" else None
+    horizon = Horizon(settings)
     engine = create_sync_engine(settings.database_url, pool_size=1)
     report = check.verify(engine, horizon, stuck_after=settings.payout_stuck_after)
-    if settings.airtm_enabled:
+    pool = check.verify_pool(engine, horizon, report)
+    print(pool.describe())
+    client = reconcile.airtm_client(settings, engine)
+    if client is not None:
+        client.close()
         _check_treasury(settings, engine, report)
     for problem in report.problems:
         print(f"FAIL {problem}")
@@ -84,6 +90,9 @@ def _check_treasury(settings: Settings, engine: Any, report: Any) -> None:
     if not treasury.covered:
         report.problems.append(f"the AirTM enterprise balance does not cover the users' balances: "
                                f"{treasury.describe()}")
+    from orchestrator import check
+
+    check.verify_enterprise(engine, treasury, report)
 
 
 def _wallets(settings: Settings, args: argparse.Namespace) -> int:
@@ -129,14 +138,21 @@ def _audit(settings: Settings, args: argparse.Namespace) -> int:
     return 1
 
 
-def _reconcile(settings: Settings, _: argparse.Namespace) -> int:
-    """``reconcile``: compare the book with the ledger (and AirTM), store the report, print every difference."""
+def _reconcile(settings: Settings, args: argparse.Namespace) -> int:
+    """``reconcile``: compare the book with the ledger (and AirTM), store the report, print every difference;
+    ``--record-float`` first records the operator's float as it is now (after the operator paid into the pool
+    or the enterprise account, or took some out)."""
     from orchestrator import reconcile, relay
     from orchestrator.db import create_sync_engine
 
     engine = create_sync_engine(settings.database_url, pool_size=1)
     horizon, trustless = reconcile.providers(settings)
-    airtm = reconcile.airtm_client(settings)
+    airtm = reconcile.airtm_client(settings, engine)
+    if getattr(args, "record_float", False):
+        refused = reconcile.record_float(engine, horizon, airtm)
+        if refused:
+            print(f"FAIL the float was not recorded: {refused}")
+            return 1
     report = reconcile.run(engine, settings, horizon=horizon, trustless=trustless, airtm=airtm, trigger="cli")
     relay.relay(engine)  # number the event and chain the audit entry now, not at the scheduler's next pass
     for problem in report.problems:
@@ -150,6 +166,10 @@ def _reconcile(settings: Settings, _: argparse.Namespace) -> int:
     if isinstance(airtm_summary, dict):
         airtm_summary = (f"enterprise available {airtm_summary['enterpriseAvailable']} vs users' balances "
                          f"{airtm_summary['userBalances']}, {airtm_summary['itemsCompared']} item(s) compared")
+    pool = summary.get("treasuryPool")
+    if isinstance(pool, dict):
+        print(f"Treasury pool: {pool['usdc']} USDC, float {pool['float']} (recorded {pool['recordedFloat']}), backs "
+              f"{pool['backedEscrows']} escrow(s) holding {pool['backedAmount']}")
     print(f"Compared {summary.get('walletsCompared') or 0} wallet(s) and {summary.get('escrowsCompared')} escrow(s); "
           f"AirTM: {airtm_summary}")
     print(f"Report {report.id}: " + ("OK, no differences" if report.ok else
@@ -217,6 +237,10 @@ def build_parser(prog: str = "offerhub") -> argparse.ArgumentParser:
             operator.add_argument("action", choices=ACTIONS[name], help=", ".join(ACTIONS[name]))
         if name == "wallets":
             operator.add_argument("--batch-size", type=_positive, default=100, help="wallets per transaction")
+        if name == "reconcile":
+            operator.add_argument("--record-float", action="store_true",
+                                  help="first record the treasury pool's and the AirTM enterprise's operator float "
+                                       "as they are now (after the operator paid in or took out)")
     text = "show every setting's effective value and where it came from (environment, .env, default)"
     sub.add_parser("settings", help=text, description=text)
     cli_api.add_commands(sub)

@@ -7,7 +7,13 @@ Compared, each with the amounts on both sides:
 - each live escrow: its ``escrow:<order>`` account against the escrow's amount (FUNDED and DISPUTED hold
   it, every other state holds nothing) and, for FUNDED/DISPUTED, against the contract's balance (T11);
 - the Trustless Work fee account against the fees recorded on settled orders;
-- AirTM mode: the enterprise balance against the users' balances (``airtm_treasury``), and each top-up
+- the treasury pool (decision 25): its accounts' USDC on the ledger less the journal's ``platform:treasury``
+  and ``platform:settlement`` is the operator's float, compared to the stroop with the float the operator
+  recorded (``offerhub reconcile --record-float``, run after paying USDC into the pool or taking some out;
+  nothing is compared before the first record); the escrows it backs are compared like every escrow;
+- while AirTM money exists (AirTM mode, or AIRTM-backed users after a switch, decision 26): the enterprise
+  balance against the AIRTM-backed users' balances (``airtm_treasury``), its ``operatorFunds`` to the cent
+  against the figure recorded with the pool's, and each top-up
   and AirTM withdrawal changed since the previous report (at most ``AIRTM_ITEMS``) against the
   pay-in's or payout's status at AirTM: a final status in the book that AirTM does not show is a
   difference; AirTM ahead of an open one is pending (the refresh sweep moves it).
@@ -25,6 +31,7 @@ from decimal import Decimal
 from typing import Any
 
 from orchestrator import check, ids, money
+from orchestrator import treasury as treasury_pool
 from orchestrator.db import reconciliation as reconciliation_db
 from orchestrator.db import session
 from orchestrator.escrows import ESCROW_ACCOUNT, TRUSTLESS_FEES
@@ -61,19 +68,28 @@ def _show(value: Decimal | None) -> str | None:
     return None if value is None else money.format_balance(value)
 
 
-def airtm_client(settings: Any) -> Any:
-    """The AirTM client a reconciliation reads in AirTM mode (None when AirTM is not configured)."""
-    if not settings.airtm_enabled:
+def airtm_client(settings: Any, engine: Any = None) -> Any:
+    """The AirTM client a reconciliation reads: in AirTM mode, and in crypto mode while AIRTM-backed users
+    remain (their claims stay at AirTM after a switch, decision 26); None when AirTM is not configured."""
+    if not settings.airtm_configured:
+        return None
+    if settings.payment_provider != "airtm" and (engine is None or not _airtm_backed_users(engine)):
         return None
     from orchestrator.providers.airtm import AirtmClient
 
     return AirtmClient(settings)
 
 
+def _airtm_backed_users(engine: Any) -> bool:
+    from orchestrator.db import users as users_db
+
+    with engine.connect() as conn:
+        return users_db.any_backed(conn, "AIRTM")
+
+
 def providers(settings: Any) -> tuple[Any, Any]:
-    """The Horizon and Trustless Work clients a reconciliation reads (none in AirTM mode: no wallets)."""
-    if settings.payment_provider != "crypto":
-        return None, None
+    """The Horizon and Trustless Work clients a reconciliation reads, in either mode: WALLET-backed users keep
+    their wallets after a switch, and escrow (the treasury pool's too) lives on the ledger in both."""
     from orchestrator.providers.horizon import Horizon
     from orchestrator.providers.trustless import TrustlessClient
 
@@ -85,6 +101,14 @@ def providers(settings: Any) -> tuple[Any, Any]:
         budget = RateBudget(redis.Redis.from_url(settings.redis_url), settings.redis_prefix,
                             per_minute=settings.trustless_requests_per_minute)
     return Horizon(settings), TrustlessClient(settings, budget=budget)
+
+
+def record_float(engine: Any, horizon: Any, airtm: Any) -> str | None:
+    """Record the operator's float as it is now (``offerhub reconcile --record-float``); why not, or ``None``."""
+    from orchestrator import airtm_treasury
+
+    enterprise = airtm_treasury.read(engine, airtm).operator_funds if airtm is not None else None
+    return treasury_pool.record_float(engine, treasury_pool.read_pool(engine, horizon), enterprise)
 
 
 def due(engine: Any, settings: Any) -> bool:
@@ -127,6 +151,8 @@ def run(engine: Any, settings: Any, *, horizon: Any = None, trustless: Any = Non
         "airtm": ("not compared: AirTM is not configured (AIRTM_API_KEY, AIRTM_API_SECRET)"
                   if settings.payment_provider == "airtm" else "not used"),
     })
+    if horizon is not None:
+        _pool(report, engine, horizon)
     if airtm is not None:
         _airtm(report, engine, airtm, items)
     report.summary.update(differences=len(report.differences), pending=len(report.pending),
@@ -145,11 +171,14 @@ def _airtm(report: Report, engine: Any, client: Any, items: list[tuple[str, str,
         report.problems.append(f"the AirTM enterprise balance could not be read ({type(error).__name__})")
         report.summary["airtm"] = "not compared: AirTM could not be read"
         return
-    report.summary["airtm"] = {**treasury.as_json(), "itemsCompared": len(items)}
+    recorded = treasury_pool.recorded_enterprise_float(engine)
+    report.summary["airtm"] = {**treasury.as_json(), "itemsCompared": len(items),
+                               "recordedOperatorFunds": _show(recorded)}
     if not treasury.covered:
         report.differences.append({"kind": "airtm_treasury", **treasury.as_json(),
                                    "difference": _show(treasury.platform_owned),
                                    "detail": treasury.describe()})
+    pending_before = len(report.pending)
     for kind, item_id, status, ref in items:
         mapping, final = ((topups.PAYIN_STATUS, topups.TERMINAL) if kind == "topup"
                           else (airtm_withdrawals.PAYOUT_STATUS, airtm_withdrawals.TERMINAL))
@@ -167,6 +196,28 @@ def _airtm(report: Report, engine: Any, client: Any, items: list[tuple[str, str,
             report.differences.append({**entry, "detail": f"the book says {status}, AirTM says {at_airtm}"})
         elif mapped != status and mapped in final:
             report.pending.append({**entry, "detail": f"AirTM says {at_airtm}; the refresh sweep will apply it"})
+    if recorded is not None and treasury.operator_funds != recorded:
+        # to the cent: the enterprise's money the journal never saw arrive changed without the operator saying so
+        entry = {"kind": "airtm_enterprise", "book": _show(recorded), "airtm": _show(treasury.operator_funds),
+                 "difference": _show(treasury.operator_funds - recorded),
+                 "detail": f"the AirTM enterprise holds {_show(treasury.operator_funds - recorded)} USD more than "
+                           f"the users' claims, the payouts not yet sent and the operator's recorded funds "
+                           f"{_show(recorded)} explain ({treasury.describe()})"}
+        (report.pending if len(report.pending) > pending_before else report.differences).append(entry)
+
+
+def _pool(report: Report, engine: Any, horizon: Any) -> None:
+    """The treasury pool's USDC on the ledger against the journal's pool accounts and the recorded float."""
+    pool = treasury_pool.read_pool(engine, horizon)
+    report.summary["treasuryPool"] = pool.as_json()
+    report.problems.extend(pool.errors)
+    difference = pool.difference
+    if difference:
+        entry = {"kind": "treasury_pool", "book": f"{pool.recorded:.7f}", "ledger": f"{pool.float:.7f}",
+                 "difference": f"{difference:.7f}",
+                 "detail": f"the treasury pool holds {difference:.7f} USDC more than the journal and the recorded "
+                           f"float explain ({pool.describe()})"}
+        (report.pending if pool.in_flight else report.differences).append(entry)
 
 
 def _wallets(report: Report, book: check.Report, lagging: set[str], horizon: Any) -> None:

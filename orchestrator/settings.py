@@ -129,6 +129,8 @@ class Settings:
     treasury_low_watermark: Decimal = Decimal("100")
     #: How often the scheduler sweeps the settlement account's USDC back to the treasury pool (0: never).
     settlement_sweep_seconds: float = 30.0
+    #: How often the scheduler measures the treasury pool (USDC, headroom, ``treasury.low``); 0 = never.
+    treasury_watch_seconds: float = 30.0
     event_retention_days: int = 30
     reconcile_interval_hours: float = 24.0  # the scheduler's reconciliation report (0: off)
     sse_heartbeat_seconds: float = 15.0
@@ -283,6 +285,7 @@ class _Reader:
             "treasury_accounts": self.coerce("TREASURY_ACCOUNTS", 4, int),
             "treasury_low_watermark": self.coerce("TREASURY_LOW_WATERMARK", Decimal("100"), Decimal),
             "settlement_sweep_seconds": self.coerce("SETTLEMENT_SWEEP_SECONDS", 30.0, float),
+            "treasury_watch_seconds": self.coerce("TREASURY_WATCH_SECONDS", 30.0, float),
             "event_retention_days": self.coerce("EVENT_RETENTION_DAYS", 30, int),
             "sse_heartbeat_seconds": self.coerce("SSE_HEARTBEAT_SECONDS", 15.0, float),
             "rate_limit_per_minute": self.coerce("RATE_LIMIT_PER_MINUTE", 100, int),

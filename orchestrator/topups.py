@@ -14,10 +14,10 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from orchestrator import balances, ids, ledger, money
+from orchestrator import balances, ids, ledger, money, users
 from orchestrator.db import commands as commands_db
 from orchestrator.db import topups as topups_db
-from orchestrator.errors import NotFound
+from orchestrator.errors import BusinessRuleViolation, NotFound
 from orchestrator.ledger import AVAILABLE, user_account
 from orchestrator.providers.airtm import amount_of
 from orchestrator.results import Result
@@ -54,6 +54,8 @@ CREATE_PAYIN = "airtm_create_payin"
 def create(uow: UnitOfWork, payload: dict[str, Any]) -> Result:
     """Record the top-up; the pay-in is created by an actor after this commits (``CREATE_PAYIN``)."""
     topup_id, user_id, amount = ids.new_id("topup"), payload["userId"], Decimal(payload["amount"])
+    if users.require_backing(uow.conn, user_id, users.Backing.AIRTM).airtm_user_id is None:
+        raise BusinessRuleViolation("The user has no linked AirTM account", code="AIRTM_USER_NOT_LINKED")
     topups_db.create(uow.conn, id=topup_id, user_id=user_id, amount=amount, status=T.CREATED,
                      return_url=payload["returnUrl"], cancel_url=payload["cancelUrl"],
                      description=payload.get("description"), metadata=payload.get("metadata"))

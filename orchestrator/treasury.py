@@ -233,3 +233,148 @@ def swept(uow: UnitOfWork, step: Any, record: dict[str, Any] | None) -> None:
 def sweep_failed(uow: UnitOfWork, step: Any, reason: str) -> None:
     """Nothing moved (the step failed finally): the next sweep reads the settlement account again."""
     log.error("The settlement sweep %s failed: %s", step.id, reason)
+
+
+# --- the pool against the journal, and the operator's float (``offerhub check`` and ``reconcile``) ---
+
+#: ``operation_figures`` row holding the operator's float as last recorded: ``pool`` (USDC the operator put
+#: into the pool's accounts) and ``enterprise`` (USD of its own in the AirTM enterprise account).
+FLOAT_FIGURE = "operator_float"
+
+
+@dataclass(frozen=True)
+class PoolBook:
+    """The pool's accounts on the ledger beside the journal's pool accounts.
+
+    The journal books every movement of the pool's USDC that the product makes (escrows funded from it,
+    releases and refunds paid to it, sweeps within it), never the USDC the operator pays in or takes out. So
+    ``float`` = the pool's ledger USDC - ``platform:treasury`` - ``platform:settlement`` stays what the operator
+    put in, and ``recorded`` is that figure as the operator last acknowledged it (``offerhub reconcile
+    --record-float``); any other change is USDC that moved without the book."""
+
+    usdc: dict[str, Decimal]
+    journal_treasury: Decimal
+    journal_settlement: Decimal
+    backed_escrows: int
+    backed_amount: Decimal
+    in_flight: bool
+    recorded: Decimal | None
+    errors: tuple[str, ...] = ()
+
+    @property
+    def total(self) -> Decimal:
+        return sum(self.usdc.values(), Decimal(0))
+
+    @property
+    def float(self) -> Decimal:
+        return self.total - self.journal_treasury - self.journal_settlement
+
+    @property
+    def difference(self) -> Decimal | None:
+        """The float now minus the recorded one (``None``: nothing recorded, or the ledger unreadable)."""
+        return None if self.recorded is None or self.errors else self.float - self.recorded
+
+    def as_json(self) -> dict[str, Any]:
+        def show(amount: Decimal | None) -> str | None:
+            return None if amount is None else f"{amount:.7f}"
+
+        return {"usdc": show(self.total), "accounts": {k: show(v) for k, v in self.usdc.items()},
+                "journalTreasury": show(self.journal_treasury), "journalSettlement": show(self.journal_settlement),
+                "float": show(self.float), "recordedFloat": show(self.recorded),
+                "difference": show(self.difference), "backedEscrows": self.backed_escrows,
+                "backedAmount": money.format_balance(self.backed_amount), "inFlight": self.in_flight}
+
+    def describe(self) -> str:
+        recorded = ("not recorded (run `offerhub reconcile --record-float` once the pool is funded)"
+                    if self.recorded is None else f"recorded {self.recorded:.7f}")
+        return (f"Treasury pool: {self.total:.7f} USDC on the ledger in {len(self.usdc)} account(s) - journal "
+                f"platform:treasury {self.journal_treasury:.7f} - platform:settlement {self.journal_settlement:.7f}"
+                f" = operator's float {self.float:.7f} ({recorded}); backs {self.backed_escrows} escrow(s) holding "
+                f"{money.format_balance(self.backed_amount)}")
+
+
+def _pool_journal(conn: Any) -> tuple[Decimal, Decimal, bool]:
+    return (treasury_db.journal_sum(conn, POOL_TREASURY), treasury_db.journal_sum(conn, POOL_SETTLEMENT),
+            treasury_db.steps_in_flight(conn))
+
+
+def read_pool(engine: Any, horizon: Any) -> PoolBook:
+    """Read the journal, then the ledger (no transaction open across HTTP), then the journal again: a step that
+    ran in between (or is running) marks the comparison in flight instead of reporting a false difference."""
+    with engine.connect() as conn:
+        keys = [a.public_key for a in wallets_db.pool(conn)]
+        before = _pool_journal(conn)
+        count, amount = treasury_db.backed(conn)
+        row = conn.execute(operations_db.figures(FLOAT_FIGURE)).first()
+    usdc: dict[str, Decimal] = {}
+    errors: list[str] = []
+    for key in keys:
+        try:
+            usdc[key] = _usdc(horizon, key)
+        except Exception as error:  # an unreadable ledger is reported, not raised
+            errors.append(f"pool account {key}: the ledger could not be read ({type(error).__name__})")
+    with engine.connect() as conn:
+        after = _pool_journal(conn)
+    recorded = row.figures.get("pool") if row is not None else None
+    return PoolBook(usdc, after[0], after[1], count, amount, before[2] or after[2] or before != after,
+                    None if recorded is None else Decimal(recorded), tuple(errors))
+
+
+def recorded_enterprise_float(engine: Any) -> Decimal | None:
+    with engine.connect() as conn:
+        row = conn.execute(operations_db.figures(FLOAT_FIGURE)).first()
+    value = row.figures.get("enterprise") if row is not None else None
+    return None if value is None else Decimal(value)
+
+
+def record_float(engine: Any, pool: PoolBook, enterprise: Decimal | None) -> str | None:
+    """The operator acknowledges the float as it is now (after paying USDC into the pool or USD into the
+    enterprise account, or taking some out): later checks compare with these figures to the stroop and cent.
+    An enterprise figure not read now (AirTM not configured) keeps the one recorded before. Returns why nothing
+    was recorded, or ``None``."""
+    if pool.errors:
+        return "; ".join(pool.errors)
+    if pool.in_flight:
+        return "a ledger step of the pool is running: try again when it has finished"
+    previous = recorded_enterprise_float(engine)
+    figures = {"pool": format(pool.float, "f"),
+               "enterprise": format(enterprise, "f") if enterprise is not None else (
+                   None if previous is None else format(previous, "f"))}
+    with engine.begin() as conn:
+        operations_db.put_figures(conn, FLOAT_FIGURE, figures)
+    log.info("Recorded the operator's float: pool %s USDC, enterprise %s USD", figures["pool"], figures["enterprise"])
+    return None
+
+
+# --- the scheduler's watch: the pool's figures for /health/detailed and /metrics, and ``treasury.low`` ---
+
+#: ``operation_figures`` row holding the pool as the scheduler last measured it.
+POOL_FIGURE = "treasury_pool"
+
+
+def measure(engine: Any, settings: Settings, horizon: Any) -> list[Any]:
+    """Read the pool's accounts on the ledger (outside any transaction), then, under the pool's lock, what is
+    promised to escrows still funding: store the figures and re-evaluate ``treasury.low`` (a refill clears
+    it, a crossing emits once, shared with the funds' own check). Skipped while the pool is not in use (crypto
+    mode and no escrow backed by it). Returns the after-commit messages. A fund landing between the read and
+    the lock can make this one reading high for a moment; it only informs, the funds decide under the lock."""
+    from orchestrator.unit_of_work import Context
+
+    with engine.connect() as conn:
+        if settings.payment_provider != "airtm" and not treasury_db.backed(conn)[0]:
+            return []
+        treasuries, settlement = ready(conn, platform.TREASURY), ready(conn, platform.SETTLEMENT)
+    usdc = {key: _usdc(horizon, key) for key in treasuries}
+    settled = sum((_usdc(horizon, key) for key in settlement), Decimal(0))
+    with UnitOfWork(engine, Context(actor_type="SYSTEM", actor_id="scheduler"), settings=settings) as uow:
+        treasury_db.lock_pool(uow.conn)
+        room = Headroom(usdc, treasury_db.funding_by_account(uow.conn))
+        count, amount = treasury_db.backed(uow.conn)
+        watch_low(uow, room.total_free)
+        operations_db.put_figures(uow.conn, POOL_FIGURE, {
+            "treasuryUsdc": format(sum(usdc.values(), Decimal(0)), "f"), "settlementUsdc": format(settled, "f"),
+            "backedEscrows": count, "backedAmount": format(amount, "f"), "headroom": format(room.total_free, "f"),
+            "watermark": format(settings.treasury_low_watermark, "f"),
+            "low": room.total_free < settings.treasury_low_watermark})
+        uow.commit()
+    return list(uow.messages)

@@ -7,6 +7,7 @@ from typing import Any
 
 from orchestrator import ids, ledger, platform, wallets
 from orchestrator.db import users as users_db
+from orchestrator.errors import BusinessRuleViolation, NotFound
 from orchestrator.results import Result
 from orchestrator.unit_of_work import UnitOfWork
 
@@ -33,6 +34,24 @@ class UserStatus(StrEnum):
 def backing_for_new_users(settings: Any) -> Backing:
     """``PAYMENT_PROVIDER`` decides how new users are backed: AirTM mode backs them by the enterprise account."""
     return Backing.AIRTM if settings is not None and settings.payment_provider == "airtm" else Backing.WALLET
+
+
+#: The money flow each backing uses: a user's money in and out follow its own backing (decision 26).
+PROVIDER_OF = {Backing.WALLET: "crypto", Backing.AIRTM: "airtm"}
+
+
+def require_backing(conn: Any, user_id: str, backing: Backing) -> users_db.Backing:
+    """Refuse (``422 PROVIDER_NOT_ENABLED``, as the web tier answers) a money flow of ``backing`` for a user backed
+    otherwise, whoever asks: the core's own guard, so no actor, replay or script can move a user's money through
+    the other provider (DESIGN decision 26)."""
+    found = users_db.backings(conn, [user_id]).get(user_id)
+    if found is None:
+        raise NotFound(f"User {user_id} not found", code="USER_NOT_FOUND")
+    if found.backing != backing:
+        raise BusinessRuleViolation(f"This user's balance is backed by {found.backing}: it does not use "
+                                    f"{PROVIDER_OF[backing]} payments", code="PROVIDER_NOT_ENABLED",
+                                    details={"provider": PROVIDER_OF[backing], "backing": found.backing})
+    return found
 
 
 def create(uow: UnitOfWork, payload: dict[str, Any], *, backing: Backing | None = None) -> Result:

@@ -15,7 +15,7 @@ from typing import Any
 
 from stellar_sdk import Account, TransactionBuilder, TransactionEnvelope
 
-from orchestrator import balances, chain_steps, ids, ledger, money
+from orchestrator import balances, chain_steps, ids, ledger, money, users
 from orchestrator.chain_steps import ChainContext, StepKind, StepNotFinished
 from orchestrator.db import commands as commands_db
 from orchestrator.db import wallets as wallets_db
@@ -61,11 +61,13 @@ TIMEOUT_SECONDS = 60
 
 def create(uow: UnitOfWork, payload: dict[str, Any]) -> Result:
     """Debit ``available``, commit the crypto withdrawal and start its payment from the user's wallet."""
+    user_id, amount = payload["userId"], Decimal(payload["amount"])
     if payload["destinationType"] != "crypto":
         from orchestrator import airtm_withdrawals  # AirTM's path (it imports this module's states)
 
+        users.require_backing(uow.conn, user_id, users.Backing.AIRTM)
         return airtm_withdrawals.create(uow, payload)
-    user_id, amount = payload["userId"], Decimal(payload["amount"])
+    users.require_backing(uow.conn, user_id, users.Backing.WALLET)
     wallet = wallets_db.of_user_now(uow.conn, user_id)
     if wallet is None or wallet.status != "ACTIVE":
         raise NotFound(f"User {user_id} has no active wallet", code="WALLET_NOT_FOUND")

@@ -52,6 +52,12 @@ class OperationHealth(BaseSchema):
     ageSeconds = fields.Float()
     error = fields.String(allow_none=True)
     measuredAt = Time(metadata={"description": "when the monitor's lag was read"})
+    treasuryUsdc = fields.String(metadata={"description": "treasury: USDC the treasury accounts hold"})
+    settlementUsdc = fields.String(metadata={"description": "treasury: USDC in the settlement account"})
+    backedEscrows = fields.Integer(metadata={"description": "treasury: escrows funded from the pool"})
+    backedAmount = fields.String(metadata={"description": "treasury: what those escrows hold"})
+    headroom = fields.String(metadata={"description": "treasury: USDC free for new escrows"})
+    lowWatermark = fields.String(metadata={"description": "treasury: TREASURY_LOW_WATERMARK"})
 
 
 class Backlog(BaseSchema):

@@ -16,13 +16,6 @@ from web.keys import REDIS, SETTINGS
 T = TypeVar("T")
 
 
-def require_enabled(request: web.Request) -> None:
-    """``422 PROVIDER_NOT_ENABLED`` unless this instance runs AirTM (api.md §8, errors.md §2.7)."""
-    if not request.app[SETTINGS].airtm_enabled:
-        raise BusinessRuleViolation("AirTM is not the payment provider of this instance",
-                                    code="PROVIDER_NOT_ENABLED", details={"provider": "airtm"})
-
-
 def require_backed(request: web.Request, user: Any) -> None:
     """``422 PROVIDER_NOT_ENABLED`` unless ``user`` is AIRTM-backed and AirTM is configured: a user's money in
     and out follow its own backing, whatever ``PAYMENT_PROVIDER`` says now (DESIGN decision 26)."""
@@ -30,6 +23,15 @@ def require_backed(request: web.Request, user: Any) -> None:
         raise BusinessRuleViolation("This user's balance is backed by its own wallet: AirTM top-ups and payouts "
                                     "are not offered to it", code="PROVIDER_NOT_ENABLED",
                                     details={"provider": "airtm", "backing": user.backing})
+    if not request.app[SETTINGS].airtm_configured:
+        raise BusinessRuleViolation("AirTM is not configured on this instance", code="PROVIDER_NOT_ENABLED",
+                                    details={"provider": "airtm"})
+
+
+def require_configured(request: web.Request) -> None:
+    """``422 PROVIDER_NOT_ENABLED`` unless AirTM's credentials are configured: a top-up or AirTM withdrawal
+    already recorded is driven on (refresh, commit, cancel) in either mode, since money follows its own backing
+    (DESIGN decision 26); only an instance that cannot call AirTM at all refuses."""
     if not request.app[SETTINGS].airtm_configured:
         raise BusinessRuleViolation("AirTM is not configured on this instance", code="PROVIDER_NOT_ENABLED",
                                     details={"provider": "airtm"})

@@ -37,7 +37,8 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from orchestrator import operations
+from orchestrator import operations, treasury
+from orchestrator.db import operations as operations_db
 from orchestrator.events import now
 from web import shared_metrics
 from web.apidoc import doc
@@ -76,6 +77,8 @@ class Snapshot:
     reconciliation: tuple[operations.Reconciliation, float] | None
     #: When ``monitor`` was read from Horizon (a cached reading is up to ``HORIZON_READ_CACHE_SECONDS`` old).
     monitor_measured_at: datetime | None = None
+    #: The treasury pool as the scheduler last measured it (``orchestrator.treasury.measure``) and its age.
+    treasury: tuple[dict[str, Any], float] | None = None
 
 
 async def snapshot(app: web.Application) -> Snapshot:
@@ -83,16 +86,18 @@ async def snapshot(app: web.Application) -> Snapshot:
     the monitor's lag from its stored cursor (one Horizon read, at most every ``HORIZON_READ_CACHE_SECONDS``
     per process: ``web.horizon_reads``; its failure is part of the answer)."""
 
-    async def read() -> tuple[Any, Any]:
+    async def read() -> tuple[Any, Any, Any]:
         async with app[ENGINE].connect() as conn:
             backlog = (await conn.execute(operations.backlog_statement())).one()
-            return backlog, (await conn.execute(operations.figures_statement())).first()
+            pool = (await conn.execute(operations_db.figures(treasury.POOL_FIGURE))).first()
+            return backlog, (await conn.execute(operations.figures_statement())).first(), pool
 
-    row, stored = await asyncio.wait_for(read(), PROBE_TIMEOUT)
+    row, stored, pool = await asyncio.wait_for(read(), PROBE_TIMEOUT)
     backlog = operations.Backlog.from_row(row)
+    measured = None if pool is None else (dict(pool.figures), float(pool.age))
     if app[SETTINGS].payment_provider != "crypto":
         return Snapshot(backlog, operations.MonitorLag(None, 0, "AirTM mode has no monitor"),
-                        operations.stored_reconciliation(stored))
+                        operations.stored_reconciliation(stored), treasury=measured)
 
     async def read_lag() -> operations.MonitorLag:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=PROBE_TIMEOUT)) as http:
@@ -102,7 +107,7 @@ async def snapshot(app: web.Application) -> Snapshot:
         lag, measured_at = await read_lag(), now()
     else:
         lag, measured_at = await app[HORIZON_READS].monitor_lag.get(read_lag)
-    return Snapshot(backlog, lag, operations.stored_reconciliation(stored), measured_at)
+    return Snapshot(backlog, lag, operations.stored_reconciliation(stored), measured_at, measured)
 
 
 def queue_depths(rabbitmq_url: str, prefix: str) -> dict[str, int]:
@@ -179,6 +184,25 @@ class _Figures(Collector):
                          "Sum of the absolute differences at the last reconciliation.",
                          float(figures.difference_total))
             yield _gauge("offerhub_reconciliation_age_seconds", "Seconds since the last reconciliation.", age)
+        if self.taken.treasury is not None:
+            pool, age = self.taken.treasury
+            for name, key, text in TREASURY_GAUGES:
+                yield _gauge(name, text, float(pool[key]))
+            yield _gauge("offerhub_treasury_low", "1 while the pool's headroom is under TREASURY_LOW_WATERMARK.",
+                         1 if pool["low"] else 0)
+            yield _gauge("offerhub_treasury_measured_age_seconds", "Seconds since the scheduler measured the pool.",
+                         age)
+
+
+#: The treasury pool's gauges (decision 25): (name, figure, help).
+TREASURY_GAUGES = (
+    ("offerhub_treasury_usdc", "treasuryUsdc", "USDC the treasury accounts hold on the ledger."),
+    ("offerhub_treasury_settlement_usdc", "settlementUsdc", "USDC the settlement account holds, not yet swept."),
+    ("offerhub_treasury_backed_escrows", "backedEscrows", "Escrows funded (or funding) from the treasury pool."),
+    ("offerhub_treasury_backed_usdc", "backedAmount", "USDC those escrows hold (or are about to hold)."),
+    ("offerhub_treasury_headroom_usdc", "headroom",
+     "Treasury USDC free for new escrows: ledger USDC less escrows still funding."),
+)
 
 
 def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:

@@ -7,7 +7,7 @@ from decimal import Decimal
 from sqlalchemy import Connection, func, literal_column, select
 
 from orchestrator.db import session
-from orchestrator.db.tables import escrows, journal_entries
+from orchestrator.db.tables import chain_steps, escrows, journal_entries
 
 #: The transaction-level lock under which a fund reserves the pool's headroom: funds from the pool are
 #: decided one at a time, so two concurrent funds never count the same USDC (a 64-bit constant of ours).
@@ -45,3 +45,11 @@ def journal_sum(conn: Connection, account: str) -> Decimal:
     total = conn.execute(select(func.coalesce(func.sum(journal_entries.c.amount), 0))
                          .where(journal_entries.c.account == literal_column(f"'{account}'"))).scalar()
     return Decimal(total or 0)
+
+
+def steps_in_flight(conn: Connection) -> bool:
+    """Whether a chain step that can move the pool's USDC is running (an escrow's step or a settlement sweep):
+    while one is, the ledger may be ahead of the journal for a moment."""
+    return bool(conn.execute(select(func.count()).select_from(chain_steps).where(
+        chain_steps.c.status.in_(("PENDING", "SIGNED")),
+        (chain_steps.c.subject_type == "escrow") | (chain_steps.c.kind == "settlement_sweep"))).scalar())

@@ -101,3 +101,8 @@ def backings(conn: Connection, user_ids: list[str]) -> dict[str, Backing]:
     rows = conn.execute(select(users.c.id, users.c.backing, users.c.airtm_user_id)
                         .where(users.c.id.in_(user_ids))).all()
     return {r.id: Backing(r.id, r.backing, r.airtm_user_id) for r in rows}
+
+
+def any_backed(conn: Connection, backing: str) -> bool:
+    """Whether any user is backed by ``backing`` (after a switch, the other mode's users remain)."""
+    return conn.execute(select(users.c.id).where(users.c.backing == backing).limit(1)).first() is not None

@@ -170,7 +170,7 @@ async def refresh_topup(request: web.Request) -> web.Response:
     topup = await load_topup(request)
     if topup.status in topups.TERMINAL:
         return envelope(request, TOPUP_OUT.dump(topup))
-    airtm.require_enabled(request)
+    airtm.require_configured(request)
     payin = await _read_payin(request, topup)
     if payin is None:
         return envelope(request, TOPUP_OUT.dump(topup))
@@ -189,7 +189,7 @@ async def cancel_topup(request: web.Request) -> web.Response:
     if topup.status not in allowed or topup.airtm_payin_id is None:
         raise InvalidStateTransition(resource="topup", id=topup.id, current=topup.status, action="cancel",
                                      allowed=allowed)
-    airtm.require_enabled(request)
+    airtm.require_configured(request)
     payin_id = topup.airtm_payin_id
 
     def cancel(client: AirtmClient) -> tuple[dict[str, Any] | None, str | None]:
@@ -225,7 +225,7 @@ async def topup_callback(request: web.Request) -> web.StreamResponse:
         if settings.topup_cancel_redirect_url:
             return _redirect(settings.topup_cancel_redirect_url)
         raise
-    if topup.status not in topups.TERMINAL and settings.airtm_enabled:
+    if topup.status not in topups.TERMINAL and settings.airtm_configured:
         request[CREDENTIAL] = SystemCredential("system", "airtm-callback", "AirTM redirect", ())
         try:
             payin = await _read_payin(request, topup)

@@ -150,11 +150,23 @@ def _operations(taken: metrics.Snapshot | str, settings: Any) -> dict[str, dict[
                        lagSeconds=round(lag.seconds, 3))
     if settings.payment_provider == "crypto" and taken.monitor_measured_at is not None:
         monitor["measuredAt"] = iso(taken.monitor_measured_at)  # read from Horizon at most every few seconds
-    return {"monitor": monitor,
+    out = {"monitor": monitor}
+    if taken.treasury is not None:
+        out["treasury"] = _treasury_pool(*taken.treasury)
+    return {**out,
             "oldestPendingCommand": _age_check(b.commands_pending, b.oldest_command_seconds,
                                                settings.health_command_age_seconds),
             "oldestOpenChainStep": _age_check(b.chain_steps_open, b.oldest_chain_step_seconds,
                                               settings.health_chain_step_age_seconds)}
+
+
+def _treasury_pool(figures: dict[str, Any], age: float) -> dict[str, Any]:
+    """The treasury pool as the scheduler last measured it (decision 25): its USDC, the escrows it backs and
+    the headroom; ``degraded`` while the headroom is under ``TREASURY_LOW_WATERMARK``."""
+    return {"status": "degraded" if figures.get("low") else "healthy",
+            "treasuryUsdc": figures["treasuryUsdc"], "settlementUsdc": figures["settlementUsdc"],
+            "backedEscrows": figures["backedEscrows"], "backedAmount": figures["backedAmount"],
+            "headroom": figures["headroom"], "lowWatermark": figures["watermark"], "ageSeconds": round(age, 3)}
 
 
 def _age_check(count: int, age: float, threshold: float) -> dict[str, Any]:

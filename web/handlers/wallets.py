@@ -47,10 +47,11 @@ async def get_wallet(request: web.Request) -> web.Response:
      errors=("USER_NOT_FOUND", "WALLET_NOT_FOUND"))
 @requires("read")
 async def get_deposit_instructions(request: web.Request) -> web.Response:
-    """Crypto mode names the wallet's address; AirTM mode points at top-ups (spec api.md §2.4)."""
+    """A WALLET-backed user is told its wallet's address, an AIRTM-backed one is pointed at top-ups (spec
+    api.md §2.4): by the user's own backing, whatever mode the instance runs now (DESIGN decision 26)."""
     settings = request.app[SETTINGS]
     user = await render.user_from_path(request)
-    if settings.payment_provider == "airtm":
+    if user.backing == "AIRTM":
         return envelope(request, AIRTM_DEPOSIT)
     wallet = await _wallet(request, user)
     if wallet.status != "ACTIVE":  # the account cannot receive USDC before its trustline exists
@@ -141,7 +142,7 @@ async def _compare(request: web.Request, user: users_db.User) -> Comparison:
     async with request.app[ENGINE].connect() as conn:
         books = await conn.run_sync(lambda sync: reconciliation.wallet_books(
             sync, adjustment_account=ADJUSTMENT, user_ids=[user.id]))
-    if not books or settings.payment_provider != "crypto":
+    if not books or user.backing != "WALLET":  # an AIRTM-backed user's balance is a claim at AirTM
         return Comparison(user.available + user.reserved, books[0].adjustments if books else None, None)
     book = books[0]
     local = book.available + book.reserved

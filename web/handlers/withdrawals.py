@@ -143,7 +143,7 @@ async def commit_withdrawal(request: web.Request) -> web.Response:
     if not _airtm_only(withdrawal) or withdrawal.status != Status.CREATED:
         raise Conflict(f"Withdrawal {withdrawal.id} cannot be committed in state {withdrawal.status}",
                        code="WITHDRAWAL_NOT_COMMITTABLE", details={"currentState": withdrawal.status})
-    airtm.require_enabled(request)
+    airtm.require_configured(request)
     payout_id = withdrawal.airtm_payout_id
     if payout_id is None:
         raise ProviderFailure("The AirTM payout of this withdrawal is not created yet; retry shortly",
@@ -161,7 +161,7 @@ async def refresh_withdrawal(request: web.Request) -> web.Response:
     withdrawal = await _load(request)
     if not _airtm_only(withdrawal) or withdrawal.status in TERMINAL:
         return envelope(request, WITHDRAWAL_OUT.dump(withdrawal))
-    airtm.require_enabled(request)
+    airtm.require_configured(request)
 
     def read(client: AirtmClient) -> dict[str, Any] | None:
         if withdrawal.airtm_payout_id:
@@ -185,7 +185,7 @@ async def cancel_withdrawal(request: web.Request) -> web.Response:
     if not _airtm_only(withdrawal) or withdrawal.status != Status.CREATED:
         raise InvalidStateTransition(resource="withdrawal", id=withdrawal.id, current=withdrawal.status,
                                      action="cancel", allowed=allowed)
-    airtm.require_enabled(request)
+    airtm.require_configured(request)
     payout_id = withdrawal.airtm_payout_id
     if payout_id is None:
         raise ProviderFailure("The AirTM payout of this withdrawal is not created yet; retry shortly",
