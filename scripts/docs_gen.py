@@ -142,6 +142,9 @@ VARIABLES: dict[str, dict[str, str]] = {
                                   "(top the treasury up).",
         "SETTLEMENT_SWEEP_SECONDS": "How often the scheduler moves the settlement account's USDC (released and "
                                     "split escrows) back to the treasury pool.",
+        "TREASURY_WATCH_SECONDS": "How often the scheduler reads the pool on the ledger for `/health/detailed`, "
+                                  "`/metrics` and `treasury.low` (skipped in crypto mode while no escrow is "
+                                  "treasury-backed).",
     },
     "Outbound webhooks": {
         "WEBHOOKS_ALLOW_PRIVATE": "Accept endpoint URLs that resolve to private, loopback or link-local "
