@@ -6,6 +6,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 from actors.airtm import airtm_refresh, process_airtm_webhook
 from actors.broker import engine, settings
@@ -17,6 +18,7 @@ from actors.webhooks import send_drains
 from orchestrator import operations, reconcile, relay, sweeps, treasury
 from orchestrator.db import leader
 from orchestrator.providers.horizon import Horizon
+from orchestrator.settings import Settings
 
 log = logging.getLogger(__name__)
 RELAY_SECONDS = 1.0
@@ -111,23 +113,24 @@ def _reconcile_while(leading: threading.Event) -> None:
 def _sweep_settlement_while(leading: threading.Event) -> None:
     """Sweep the settlement account's USDC back to the treasury pool every ``SETTLEMENT_SWEEP_SECONDS`` (a
     thread of its own: it reads the pool's accounts on the ledger). Each sweep is a chain step."""
-    horizon = Horizon(settings)
-    while _pause(leading, settings.settlement_sweep_seconds):
-        try:
-            dispatch(treasury.plan_sweep(engine(), settings, horizon))
-        except Exception:
-            log.exception("The settlement sweep could not be planned; trying again at the next interval")
+    _with_horizon_every(leading, settings.settlement_sweep_seconds, treasury.plan_sweep, "The settlement sweep")
 
 
 def _watch_treasury_while(leading: threading.Event) -> None:
     """Measure the treasury pool every ``TREASURY_WATCH_SECONDS`` (a thread of its own: Horizon reads) for
     /health/detailed, /metrics and ``treasury.low``."""
+    _with_horizon_every(leading, settings.treasury_watch_seconds, treasury.measure, "Measuring the treasury pool")
+
+
+def _with_horizon_every(leading: threading.Event, seconds: float,
+                        work: Callable[[Any, Settings, Horizon], list[Any]], what: str) -> None:
+    """Run ``work`` every ``seconds`` while leading and dispatch what it plans; a failure waits for the next."""
     horizon = Horizon(settings)
-    while _pause(leading, settings.treasury_watch_seconds):
+    while _pause(leading, seconds):
         try:
-            dispatch(treasury.measure(engine(), settings, horizon))
+            dispatch(work(engine(), settings, horizon))
         except Exception:
-            log.exception("The treasury pool could not be measured; trying again at the next interval")
+            log.exception("%s failed; trying again at the next interval", what)
 
 
 def _pause(leading: threading.Event, seconds: float) -> bool:

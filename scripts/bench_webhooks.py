@@ -16,7 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
-from scripts.ports import free_port
+from scripts.loopback import LoopbackServer
 
 Post = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
 
@@ -39,21 +39,16 @@ class Receiver:
         self.arrivals: list[dict[str, float]] = [{} for _ in range(endpoints)]
         self.duplicates = 0
         self.changed = asyncio.Event()
-        self._runner: web.AppRunner | None = None
+        self._server = LoopbackServer()
         self.url = ""
 
     async def start(self) -> None:
         app = web.Application()
         app.router.add_post("/hook/{n}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        port = free_port()
-        await web.TCPSite(self._runner, "127.0.0.1", port).start()
-        self.url = f"http://127.0.0.1:{port}"
+        self.url = await self._server.start(app)
 
     async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
+        await self._server.stop()
 
     async def _handle(self, request: web.Request) -> web.Response:
         seen = self.arrivals[int(request.match_info["n"])]

@@ -22,7 +22,7 @@ from aiohttp import web
 from orchestrator.client.webhooks import WebhookVerificationError, verify
 from scripts.chaos_checks import Report
 from scripts.chaos_driver import Api
-from scripts.ports import free_port
+from scripts.loopback import LoopbackServer
 
 #: The endpoints: name -> event-type filter (empty: every event).
 ENDPOINTS: dict[str, list[str]] = {"all": [], "orders": ["order.*"]}
@@ -60,21 +60,16 @@ class Receiver:
     def __init__(self, rng: random.Random) -> None:
         self.rng = rng
         self.hooks = {name: Hook(name, types) for name, types in ENDPOINTS.items()}
-        self._runner: web.AppRunner | None = None
+        self._server = LoopbackServer()
         self.url = ""
 
     async def start(self) -> None:
         app = web.Application()
         app.router.add_post("/hook/{name}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        port = free_port()
-        await web.TCPSite(self._runner, "127.0.0.1", port).start()
-        self.url = f"http://127.0.0.1:{port}"
+        self.url = await self._server.start(app)
 
     async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
+        await self._server.stop()
 
     async def _handle(self, request: web.Request) -> web.Response:
         hook = self.hooks[request.match_info["name"]]
