@@ -91,16 +91,22 @@ async def test_deposit_instructions_name_the_wallet_and_the_configured_usdc(
         "instructions": "Send USDC to this Stellar address. Deposits are detected automatically within seconds."}
 
 
-async def test_deposit_instructions_in_airtm_mode_point_at_top_ups(
-        api: Api, aiohttp_client: Any, settings: Settings, master_key: str) -> None:
-    user = await api.user()
-    airtm = Api(await aiohttp_client(create_app(dataclasses.replace(settings, payment_provider="airtm"))),
-                master_key)
-    reply = await airtm.get(f"/users/{user['id']}/wallet/deposit")
+async def test_deposit_instructions_follow_the_users_backing_whatever_the_mode(
+        api: Api, engine: Engine, aiohttp_client: Any, settings: Settings, master_key: str) -> None:
+    # DESIGN decision 26: money enters the way the user is backed, whichever PAYMENT_PROVIDER is in force
+    airtm_mode = dataclasses.replace(settings, payment_provider="airtm")
+    airtm = Api(await aiohttp_client(create_app(airtm_mode)), master_key)
+    backed_by_airtm = builders.user(engine, settings=airtm_mode)  # created while AirTM mode was in force
+    assert (await airtm.get(f"/users/{backed_by_airtm}")).data["backing"] == "AIRTM"
+    reply = await airtm.get(f"/users/{backed_by_airtm}/wallet/deposit")
     assert reply.status == 200, reply.body
     assert {k: v for k, v in reply.data.items() if k != "instructions"} == {
         "provider": "airtm", "method": "redirect_uri", "address": None, "asset": None, "network": None}
     assert "POST /topups" in reply.data["instructions"]
+    user_id, public_key = await active_user(api, engine)  # backed by its wallet, asked in AirTM mode
+    reply = await airtm.get(f"/users/{user_id}/wallet/deposit")
+    assert reply.status == 200, reply.body
+    assert (reply.data["provider"], reply.data["address"]) == ("crypto", public_key)
 
 
 async def test_wallet_transactions_list_the_latest_payment_first(
@@ -139,17 +145,18 @@ async def test_wallet_routes_answer_not_found_for_unknown_users_and_users_withou
     assert_error(await api.get(f"/users/{walletless}/{route}"), 404, "WALLET_NOT_FOUND")
 
 
-@pytest.mark.parametrize(("path", "fault"), [
-    ("", {"action": "status", "params": {"status": 503}}),
-    ("", {"action": "timeout", "params": {"ms": 50}, "times": 2}),  # aiohttp retries a dropped GET once
-    ("/payments", {"action": "status", "params": {"status": 429}}),
+@pytest.mark.parametrize(("path", "fault", "code"), [
+    ("", {"action": "status", "params": {"status": 503}}, "STELLAR_NETWORK_ERROR"),
+    ("", {"action": "timeout", "params": {"ms": 50}, "times": 2}, "STELLAR_NETWORK_ERROR"),  # a GET is retried once
+    # Horizon's rate limit is told apart, with its Retry-After passed on (errors.md: provider answered 429)
+    ("/payments", {"action": "status", "params": {"status": 429}}, "PROVIDER_RATE_LIMITED"),
 ])
-async def test_a_failing_horizon_is_a_stellar_network_error(
-        api: Api, engine: Engine, ledger: SandboxControl, path: str, fault: dict[str, Any]) -> None:
+async def test_a_failing_horizon_is_a_provider_error(
+        api: Api, engine: Engine, ledger: SandboxControl, path: str, fault: dict[str, Any], code: str) -> None:
     user_id, public_key = await active_user(api, engine)
     break_horizon(ledger, public_key, path, **fault)
     route = "wallet/transactions" if path else "wallet"
-    assert_error(await api.get(f"/users/{user_id}/{route}"), 502, "STELLAR_NETWORK_ERROR")
+    assert_error(await api.get(f"/users/{user_id}/{route}"), 502, code)
     assert (await api.get(f"/users/{user_id}/{route}")).status == 200  # the fault is spent
 
 
