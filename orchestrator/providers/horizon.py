@@ -49,7 +49,7 @@ def patiently(call: Callable[[], Any]) -> Any:
             response = error.args[0] if error.args else None
             headers = getattr(response, "headers", None) or {}
             try:
-                wait = float(headers.get("Retry-After") or headers.get("retry-after") or 2 ** attempt)
+                wait = float(headers.get("Retry-After") or headers.get("retry-after") or 2 ** attempt)  # not money
             except ValueError:
                 wait = 2.0 ** attempt
             log.warning("Horizon's request budget is spent; waiting %.1f s as it asks", min(wait, MAX_RATE_WAIT))

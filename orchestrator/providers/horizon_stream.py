@@ -75,7 +75,7 @@ def ledger_of(paging_token: str | int) -> int:
 def retry_after(response: aiohttp.ClientResponse) -> float | None:
     raw = response.headers.get("Retry-After")
     try:
-        return max(0.0, float(raw)) if raw is not None else None
+        return max(0.0, float(raw)) if raw is not None else None  # not money: seconds
     except ValueError:
         return None
 
