@@ -322,21 +322,13 @@ def _submitted(request: web.Request, envelope: str) -> dict[str, Any] | None:
     horizon rule exists, so the fault-free path costs nothing."""
     if not request.app[FAULTS].rules_of("horizon"):
         return None
-    from scripts.sandbox.transactions import decode
+    from scripts.sandbox.transactions import decode, fault_fields
 
     try:
         decoded = decode(envelope, request.app[NODE].network_id)
     except MalformedError:
         return None
-    fields: dict[str, Any] = {"source": decoded.source, "hash": decoded.hash_hex}
-    operations = decoded.tx.operations
-    if operations:
-        body = operations[0].body
-        fields["operation"] = body.type.name.lower()
-        call = body.invoke_host_function_op.host_function.invoke_contract if body.invoke_host_function_op else None
-        if call is not None:
-            fields["function"] = call.function_name.sc_symbol.decode()
-    return fields
+    return fault_fields(decoded)
 
 
 def _tx(request: web.Request) -> TxRecord | None:

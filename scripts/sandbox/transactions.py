@@ -411,3 +411,17 @@ def _memo(memo: sx.Memo) -> str:
         return str(memo.id.uint64)
     raw = memo.hash or memo.ret_hash
     return base64.b64encode(raw.hash).decode() if raw is not None else ""
+
+
+def fault_fields(decoded: Decoded) -> dict[str, Any]:
+    """What a fault rule's ``when`` matches a submission on (Horizon's ``tx`` and TW's T8 ``signedXdr`` alike):
+    its source, hash, first operation and, for a contract call, the function."""
+    fields: dict[str, Any] = {"source": decoded.source, "hash": decoded.hash_hex}
+    operations = decoded.tx.operations
+    if operations:
+        first = operations[0].body
+        fields["operation"] = first.type.name.lower()
+        call = first.invoke_host_function_op.host_function.invoke_contract if first.invoke_host_function_op else None
+        if call is not None:
+            fields["function"] = call.function_name.sc_symbol.decode()
+    return fields

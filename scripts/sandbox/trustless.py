@@ -32,7 +32,7 @@ from scripts.sandbox.escrow import DEPLOY_FUNCTION, INIT_FUNCTION, escrow_json, 
 from scripts.sandbox.horizon import FAULTS, NODE, pre_apply_for
 from scripts.sandbox.ledger import ContractEntry, fmt_amount
 from scripts.sandbox.node import Node, SubmitTimeoutError
-from scripts.sandbox.transactions import MalformedError, decode
+from scripts.sandbox.transactions import MalformedError, decode, fault_fields
 
 #: TW's envelope fee and validity window (providers.md §5: sandbox 100 000 stroops / 300 s).
 ENVELOPE_FEE = 100_000
@@ -155,15 +155,7 @@ def _submitted(request: web.Request, body: dict[str, Any]) -> dict[str, Any]:
         decoded = decode(envelope, request.app[NODE].network_id)
     except MalformedError:
         return body
-    fields: dict[str, Any] = {"source": decoded.source, "hash": decoded.hash_hex}
-    operations = decoded.tx.operations
-    if operations:
-        first = operations[0].body
-        fields["operation"] = first.type.name.lower()
-        call = first.invoke_host_function_op.host_function.invoke_contract if first.invoke_host_function_op else None
-        if call is not None:
-            fields["function"] = call.function_name.sc_symbol.decode()
-    return {**body, **fields}
+    return {**body, **fault_fields(decoded)}
 
 
 def _rate_limited(window: collections.deque, per_minute: int) -> int | None:
