@@ -14,7 +14,7 @@ from sqlalchemy import exc as sa_exc
 
 from orchestrator import platform
 from orchestrator.api_keys import REVOKED_CHANNEL
-from orchestrator.db import create_sync_engine, create_web_engine, libpq_url
+from orchestrator.db import create_sync_engine, create_web_engine, libpq_url, prepared
 from orchestrator.errors import ConfigError
 from orchestrator.logs import configure_logging
 from orchestrator.maintenance import CHANGED_CHANNEL
@@ -31,6 +31,7 @@ from web.keys import (
     KEY_CACHE,
     LISTENER,
     MAINTENANCE,
+    READS,
     REDIS,
     SETTINGS,
     TX_ENGINE,
@@ -40,12 +41,17 @@ from web.middlewares import MAX_BODY, MaintenanceSwitch, setup_middlewares
 from web.routes import setup_routes
 
 log = logging.getLogger(__name__)
+#: Connections for the hot reads, beside the engine's twenty: a read holds one for its round trip only.
+READ_POOL = 10
 
 
 async def _engine(app: web.Application) -> AsyncIterator[None]:
     app[TX_ENGINE] = create_web_engine(app[SETTINGS].database_url)
     app[ENGINE] = app[TX_ENGINE].execution_options(isolation_level="AUTOCOMMIT")
+    app[READS] = prepared.open_pool(libpq_url(app[SETTINGS].database_url), max_size=READ_POOL, name="web-reads")
+    await app[READS].open(wait=False)  # connects in the background: a database still starting is waited for
     yield
+    await app[READS].close()
     await app[TX_ENGINE].dispose()
 
 

@@ -9,10 +9,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy.ext.asyncio import AsyncEngine
+from psycopg_pool import AsyncConnectionPool
 
 from orchestrator import api_keys
 from orchestrator.db import api_keys as keys_db
+from orchestrator.db import prepared
 from orchestrator.errors import Forbidden, Unauthorized
 from orchestrator.settings import Settings
 from web.request_state import CREDENTIAL
@@ -81,7 +82,7 @@ def check_scope(credential: Credential, scope: str | None) -> None:
                         details={"requiredScope": scope, "currentScopes": list(credential.scopes)})
 
 
-async def authenticate(header: str | None, *, settings: Settings, engine: AsyncEngine,
+async def authenticate(header: str | None, *, settings: Settings, reads: AsyncConnectionPool,
                        cache: KeyCache) -> Credential:
     """The credential named by an ``Authorization`` header, or ``Unauthorized``."""
     scheme, _, value = (header or "").strip().partition(" ")
@@ -91,32 +92,31 @@ async def authenticate(header: str | None, *, settings: Settings, engine: AsyncE
     if hmac.compare_digest(value.encode(), settings.master_key.encode()):
         return Credential("master", "master", "master", ("*",))
     if value.startswith(api_keys.TOKEN_PREFIX):
-        return await _token(value, settings=settings, engine=engine, cache=cache)
+        return await _token(value, settings=settings, reads=reads, cache=cache)
     match = api_keys.KEY_PATTERN.fullmatch(value)
     if not match or (match.group(1) == "live") != settings.is_mainnet:
         raise _invalid()
-    key = await _load(match.group(2), engine, cache)
+    key = await _load(match.group(2), reads, cache)
     if key is None or key.status != "ACTIVE" or not api_keys.matches(key, value):
         raise _invalid()
     return Credential("api_key", key.id, key.name, tuple(key.scopes))
 
 
-async def _token(value: str, *, settings: Settings, engine: AsyncEngine, cache: KeyCache) -> Credential:
+async def _token(value: str, *, settings: Settings, reads: AsyncConnectionPool, cache: KeyCache) -> Credential:
     payload = api_keys.read_token(settings.jwt_secret, value)
     if payload is None:
         raise _invalid()
-    key = await _load(str(payload["sub"]), engine, cache)
+    key = await _load(str(payload["sub"]), reads, cache)
     if key is None or key.status != "ACTIVE":
         raise _invalid()
     scopes = tuple(s for s in payload.get("scopes", []) if s in key.scopes or "*" in key.scopes)
     return Credential("token", key.id, key.name, scopes, int(payload["exp"]))
 
 
-async def _load(key_id: str, engine: AsyncEngine, cache: KeyCache) -> keys_db.ApiKey | None:
+async def _load(key_id: str, reads: AsyncConnectionPool, cache: KeyCache) -> keys_db.ApiKey | None:
     key = cache.get(key_id)
     if key is None:
-        async with engine.connect() as conn:
-            row = (await conn.execute(keys_db.by_id(key_id))).first()
+        row = await prepared.fetch_one(reads, keys_db.BY_ID, key_id=key_id)
         if row is None:
             return None
         key = keys_db.to_key(row)

@@ -23,10 +23,11 @@ from orchestrator import errors, ids, logs
 from orchestrator.commands import Status, pending_subject
 from orchestrator.db import commands as commands_db
 from orchestrator.db import idempotency as idempotency_db
+from orchestrator.db import prepared
 from orchestrator.results import Result
 from web import render
 from web.auth import request_credential
-from web.keys import ENGINE, EXECUTOR, LISTENER, SETTINGS, TX_ENGINE
+from web.keys import EXECUTOR, LISTENER, READS, SETTINGS, TX_ENGINE
 from web.request_state import COMMAND_ID, IDEMPOTENCY, PREFERENCE, REQUEST_ID
 from web.responses import envelope
 
@@ -115,8 +116,7 @@ async def wait(app: web.Application, command_id: str, seconds: float) -> Command
 
 
 async def read(app: web.Application, command_id: str) -> CommandState:
-    async with app[ENGINE].connect() as conn:
-        row = (await conn.execute(commands_db.status_of(command_id))).first()
+    row = await prepared.fetch_one(app[READS], commands_db.STATUS_OF, command_id=command_id)
     if row is None:
         return CommandState(command_id, "MISSING", None, None)
     return CommandState(command_id, row.status, row.result, row.error, row.flow_status, row.flow_error)

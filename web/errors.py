@@ -7,6 +7,7 @@ from typing import Any
 
 import psycopg
 from aiohttp import web
+from psycopg_pool import PoolTimeout
 from sqlalchemy import exc as sa_exc
 
 from orchestrator.errors import (
@@ -59,7 +60,7 @@ STATUS_BY_CODE = {"PROVIDER_TIMEOUT": 504}
 #: twice, web/idempotency.py): 503, never 500.
 DATABASE_FAILURES: tuple[type[BaseException], ...] = (
     sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError, psycopg.OperationalError,
-    psycopg.InterfaceError)
+    psycopg.InterfaceError, PoolTimeout)
 
 
 def database_unavailable() -> Unavailable:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 from aiohttp import web
+from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -19,6 +20,8 @@ SETTINGS = web.AppKey("settings", Settings)
 ENGINE = web.AppKey("engine", AsyncEngine)
 #: The same pool in transactional mode, for the few writes that must be atomic across statements.
 TX_ENGINE = web.AppKey("tx_engine", AsyncEngine)
+#: Plain psycopg connections for the fixed-shape hot reads (``orchestrator/db/prepared.py``).
+READS = web.AppKey("reads", AsyncConnectionPool)
 REDIS = web.AppKey("redis", Redis)
 EXECUTOR = web.AppKey("executor", ThreadPoolExecutor)
 LISTENER = web.AppKey("listener", Listener)

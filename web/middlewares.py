@@ -35,7 +35,7 @@ from web.errors import (
     error_response,
 )
 from web.idempotency import idempotency
-from web.keys import ENGINE, KEY_CACHE, MAINTENANCE, REDIS, SETTINGS
+from web.keys import ENGINE, KEY_CACHE, MAINTENANCE, READS, REDIS, SETTINGS
 from web.request_state import BODY, CREDENTIAL, PREFERENCE, RATE_HEADERS, REQUEST_ID
 
 log = logging.getLogger(__name__)
@@ -129,7 +129,7 @@ async def authentication(request: web.Request, handler: Handler) -> web.StreamRe
         return await handler(request)
     try:
         credential = await authenticate(request.headers.get("Authorization"), settings=settings,
-                                        engine=request.app[ENGINE], cache=request.app[KEY_CACHE])
+                                        reads=request.app[READS], cache=request.app[KEY_CACHE])
     except OrchestratorError:
         await _limit(request, f"ip:{request.remote}")
         raise

@@ -14,6 +14,7 @@ from orchestrator.db import disputes as disputes_db
 from orchestrator.db import escrows as escrows_db
 from orchestrator.db import maintenance as maintenance_db
 from orchestrator.db import orders as orders_db
+from orchestrator.db import prepared
 from orchestrator.db import topups as topups_db
 from orchestrator.db import users as users_db
 from orchestrator.db import withdrawals as withdrawals_db
@@ -27,7 +28,7 @@ from schemas.disputes import DISPUTE_OUT
 from schemas.orders import ESCROW_OUT, MILESTONE_OUT, ORDER_OUT
 from schemas.users import USER_OUT
 from schemas.withdrawals import WITHDRAWAL_OUT
-from web.keys import ENGINE
+from web.keys import ENGINE, READS
 
 Renderer = Callable[[web.Request, Result], Awaitable[Any]]
 
@@ -61,7 +62,7 @@ async def user_from_path(request: web.Request) -> users_db.User:
 
 
 async def load_user(request: web.Request, user_id: str) -> users_db.User:
-    row = await fetch_one(request, users_db.by_id(user_id))
+    row = await prepared.fetch_one(request.app[READS], users_db.BY_ID, user_id=user_id)
     if row is None:
         raise NotFound(f"User {user_id} not found", code="USER_NOT_FOUND")
     return users_db.to_user(row)
@@ -94,16 +95,15 @@ async def maintenance_status(request: web.Request, result: Result | None = None)
 
 async def order_view(request: web.Request, order_id: str, *, order: orders_db.Order | None = None) -> Any:
     """An order with its milestones, escrow and dispute summary."""
-    async with request.app[ENGINE].connect() as conn:
-        if order is None:
-            row = (await conn.execute(orders_db.by_id(order_id))).first()
-            if row is None:
-                raise NotFound(f"Order {order_id} not found", code="ORDER_NOT_FOUND")
-            order = orders_db.to_order(row)
-        rows = (await conn.execute(orders_db.milestones_of(order_id))).all()
-        escrow = (await conn.execute(escrows_db.of_order(order_id))).first()
-        dispute = (await conn.execute(disputes_db.of_order(order_id))).first()
-    return _order_out(order, rows, escrow, dispute)
+    params = {"order_id": order_id}
+    found, rows, escrow, dispute = await prepared.fetch_many(request.app[READS], [
+        (orders_db.BY_ID, params), (orders_db.MILESTONES_OF, params), (escrows_db.OF_ORDER, params),
+        (disputes_db.OF_ORDER, params)])  # one round trip; an unknown order reads three empty results
+    if order is None:
+        if not found:
+            raise NotFound(f"Order {order_id} not found", code="ORDER_NOT_FOUND")
+        order = orders_db.to_order(found[0])
+    return _order_out(order, rows, escrow[0] if escrow else None, dispute[0] if dispute else None)
 
 
 async def order_views(conn: Any, found: list[orders_db.Order]) -> list[Any]:

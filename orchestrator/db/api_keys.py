@@ -6,8 +6,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Select, Update, func, insert, select, tuple_, update
+from sqlalchemy import Connection, Select, Update, bindparam, func, insert, select, tuple_, update
 
+from orchestrator.db.prepared import Query
 from orchestrator.db.tables import api_keys
 
 
@@ -32,8 +33,12 @@ def to_key(row: Any) -> ApiKey:
                   r["masked_key"], r["status"], r["last_used_at"], r["created_at"], r["revoked_at"])
 
 
+#: Read on an authentication cache miss (``web/auth.py``).
+BY_ID = Query(select(api_keys).where(api_keys.c.id == bindparam("key_id")))
+
+
 def by_id(key_id: str) -> Select:
-    return select(api_keys).where(api_keys.c.id == key_id)
+    return BY_ID.bind(key_id=key_id)  # type: ignore[no-any-return]
 
 
 def get(conn: Connection, key_id: str, *, for_update: bool = False) -> ApiKey | None:

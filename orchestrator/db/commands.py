@@ -6,8 +6,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Insert, Select, func, literal_column, select, update
+from sqlalchemy import Connection, Insert, Select, bindparam, func, literal_column, select, update
 
+from orchestrator.db.prepared import Query
 from orchestrator.db.tables import commands
 
 #: Channel notified when a command (or the ledger work it started) finishes; web processes wake the
@@ -48,9 +49,13 @@ def by_id(command_id: str) -> Select:
     return select(commands).where(commands.c.id == command_id)
 
 
+#: Read by every waited write once its command's notification came (``web/enqueue.py``).
+STATUS_OF = Query(select(commands.c.status, commands.c.result, commands.c.error, commands.c.flow_status,
+                         commands.c.flow_error).where(commands.c.id == bindparam("command_id")))
+
+
 def status_of(command_id: str) -> Select:
-    return select(commands.c.status, commands.c.result, commands.c.error, commands.c.flow_status,
-                  commands.c.flow_error).where(commands.c.id == command_id)
+    return STATUS_OF.bind(command_id=command_id)  # type: ignore[no-any-return]
 
 
 def start_flow(conn: Connection, command_id: str) -> None:

@@ -7,8 +7,9 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, Select, func, insert, select, tuple_, update
+from sqlalchemy import Connection, Select, bindparam, func, insert, select, tuple_, update
 
+from orchestrator.db.prepared import Query
 from orchestrator.db.tables import disputes
 
 
@@ -41,8 +42,12 @@ def by_id(dispute_id: str) -> Select:
     return select(disputes).where(disputes.c.id == dispute_id)
 
 
+#: An order's dispute (read with the order by ``GET /orders/{id}``).
+OF_ORDER = Query(select(disputes).where(disputes.c.order_id == bindparam("order_id")))
+
+
 def of_order(order_id: str) -> Select:
-    return select(disputes).where(disputes.c.order_id == order_id)
+    return OF_ORDER.bind(order_id=order_id)  # type: ignore[no-any-return]
 
 
 def of_orders(order_ids: list[str]) -> Select:

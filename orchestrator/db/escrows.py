@@ -7,8 +7,9 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, Select, func, insert, select, update
+from sqlalchemy import Connection, Select, bindparam, func, insert, select, update
 
+from orchestrator.db.prepared import Query
 from orchestrator.db.tables import escrows
 
 
@@ -37,8 +38,12 @@ def to_escrow(row: Any) -> Escrow:
                   r["treasury_account"], r["funder_account"])
 
 
+#: An order's live escrow (read with the order by ``GET /orders/{id}``).
+OF_ORDER = Query(select(escrows).where(escrows.c.order_id == bindparam("order_id"), escrows.c.status != "DISCARDED"))
+
+
 def of_order(order_id: str) -> Select:
-    return select(escrows).where(escrows.c.order_id == order_id, escrows.c.status != "DISCARDED")
+    return OF_ORDER.bind(order_id=order_id)  # type: ignore[no-any-return]
 
 
 def of_orders(order_ids: list[str]) -> Select:

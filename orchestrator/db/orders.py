@@ -7,9 +7,10 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, Select, func, insert, select, tuple_, update
+from sqlalchemy import Connection, Select, bindparam, func, insert, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
+from orchestrator.db.prepared import Query
 from orchestrator.db.tables import milestones, orders
 
 
@@ -59,8 +60,12 @@ def to_milestone(row: Any) -> Milestone:
                      r["completed_at"], r["created_at"])
 
 
+#: ``GET /orders/{id}`` reads these four together (``web/render.py``), in one round trip.
+BY_ID = Query(select(orders).where(orders.c.id == bindparam("order_id")))
+
+
 def by_id(order_id: str) -> Select:
-    return select(orders).where(orders.c.id == order_id)
+    return BY_ID.bind(order_id=order_id)  # type: ignore[no-any-return]
 
 
 def get(conn: Connection, order_id: str, *, for_update: bool = False) -> Order | None:
@@ -93,9 +98,12 @@ def set_status(conn: Connection, order_id: str, *, expected: str, status: str, *
     return bool(result.rowcount)
 
 
+MILESTONES_OF = Query(select(milestones).where(milestones.c.order_id == bindparam("order_id"))
+                      .order_by(milestones.c.position))
+
+
 def milestones_of(order_id: str) -> Select:
-    return (select(milestones).where(milestones.c.order_id == order_id)
-            .order_by(milestones.c.position))
+    return MILESTONES_OF.bind(order_id=order_id)  # type: ignore[no-any-return]
 
 
 def milestones_of_orders(order_ids: list[str]) -> Select:

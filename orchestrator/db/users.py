@@ -7,9 +7,10 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, Select, select, tuple_
+from sqlalchemy import Connection, Select, bindparam, select, tuple_
 from sqlalchemy.dialects.postgresql import insert
 
+from orchestrator.db.prepared import Query
 from orchestrator.db.tables import balances, users
 
 
@@ -45,8 +46,12 @@ def to_user(row: Any) -> User:
                 r["reserved"], r["balance_updated_at"], r["backing"])
 
 
+#: A user with its balance: the web tier's hottest read (``GET /users/{id}/balance``), compiled once.
+BY_ID = Query(_select().where(users.c.id == bindparam("user_id")))
+
+
 def by_id(user_id: str) -> Select:
-    return _select().where(users.c.id == user_id)
+    return BY_ID.bind(user_id=user_id)  # type: ignore[no-any-return]
 
 
 def exists(user_id: str) -> Select:
