@@ -447,13 +447,23 @@ def add_commands(sub: Any) -> None:
     setter.add_argument("--payment-provider", choices=["crypto", "airtm"])
     setter.set_defaults(local=_config_set)
 
-    demo = command(sub, "demo", _demo, "run the seed flows (release, refund, split dispute) against a running "
-                                       "system on the sandbox, printing each step and event")
+    _demo_command(sub, command)
+    _smoke_command(sub, command)
+
+
+def _demo_command(sub: Any, command: Callable[..., argparse.ArgumentParser]) -> None:
+    demo = command(sub, "demo", _demo, "run the seed flows (money in, release, refund, split dispute; a withdrawal "
+                                       "in AirTM mode) against a running system on the sandbox, printing each "
+                                       "step and event, and the book beside the ledger (and AirTM)")
+    demo.add_argument("--provider", choices=["crypto", "airtm"], default="crypto",
+                      help="the instance's PAYMENT_PROVIDER (checked against its /config): crypto deposits USDC "
+                           "into the buyer's wallet; airtm tops up through the sandbox's AirTM checkout, escrows "
+                           "are funded by the treasury pool and the seller withdraws to AirTM (default: crypto)")
     demo.add_argument("--sandbox-url", help="the sandbox's control plane (default: SANDBOX_URL, .env, "
                                             "http://127.0.0.1:4100)")
-    demo.add_argument("--deposit", default="250.00", help="USDC the buyer deposits on the ledger first")
-
-    _smoke_command(sub, command)
+    demo.add_argument("--deposit", default="250.00", help="what the buyer pays in first: USDC on the ledger "
+                                                          "(crypto) or USD topped up at AirTM (airtm)")
+    demo.add_argument("--withdraw", default="20.00", help="airtm: USD the seller withdraws to AirTM at the end")
 
 
 def _smoke_command(sub: Any, command: Callable[..., argparse.ArgumentParser]) -> None:

@@ -3,7 +3,9 @@
 Two users are created; the buyer is funded by a real USDC payment on the sandbox ledger into its wallet (the
 deposit monitor credits it); then one order is released, one refunded and one disputed and split. Events
 stream in beside the steps (the SDK's ``events.stream``), and the run ends with each party's book balance
-beside the USDC its wallet holds on the sandbox ledger.
+beside the USDC its wallet holds on the sandbox ledger. ``--provider airtm`` runs the same story on an
+AirTM-mode instance (``orchestrator/demo_airtm.py``); the instance's ``/config`` must name the same provider,
+since each mode's money-in flow is refused by the other.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import secrets
 import threading
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -150,7 +152,19 @@ def run(client: Client, args: argparse.Namespace) -> int:
         raise SystemExit(f"Error: the sandbox's control plane at {sandbox} does not answer ({error}). The demo "
                          "runs against the local sandbox: start the system with scripts/dev.") from None
     client.system.health()
-    return Demo(client, sandbox).run(args.deposit)
+    wanted = getattr(args, "provider", None) or "crypto"
+    running = (client.system.config().get("providers") or {}).get("payment")
+    if running != wanted:
+        raise SystemExit(
+            f"Error: the instance at {client.config.api_url} runs PAYMENT_PROVIDER={running}, and "
+            f"`offerhub demo --provider {wanted}` needs one in {wanted} mode (each mode refuses the other's "
+            f"money-in flow). Run `offerhub demo --provider {running}`, or set PAYMENT_PROVIDER={wanted} in the "
+            "instance's .env and restart it.")
+    if wanted == "airtm":
+        from orchestrator.demo_airtm import AirtmDemo
+
+        return AirtmDemo(client, sandbox).run(args)
+    return Demo(client, sandbox).run(args)
 
 
 class Demo:
@@ -161,26 +175,37 @@ class Demo:
         # replay from just before the first step, so no event of the demo is missed while the stream connects
         self.watcher = Watcher(client, narrator, (datetime.now(UTC) - timedelta(seconds=1)).isoformat())
         self.parties: dict[str, tuple[dict[str, Any], str]] = {}
+        self.steps = 0
 
-    def run(self, deposit: str) -> int:
+    def step(self, text: str) -> None:
+        """A numbered step heading (the modes have different steps; the numbers follow)."""
+        self.steps += 1
+        self.say(f"{self.steps}. {text}")
+
+    def run(self, args: argparse.Namespace) -> int:
         self.watcher.start()
         self.say(f"OFFER-HUB demo {self.tag} against {self.client.config.api_url} (sandbox {self.sandbox})")
         self.users()
-        self.deposit(deposit)
-        self.say("3. Release: the buyer approves and the seller is paid from the escrow")
+        self.deposit(args.deposit)
+        self.orders()
+        time.sleep(1.5)  # let the last events reach the screen
+        self.step("Balances: the book beside the sandbox ledger")
+        return _summary(self.client, self.sandbox, self.say, self.watcher, self.parties)
+
+    def orders(self) -> None:
+        """The three order stories, the same in both modes: released, refunded, disputed and split."""
+        self.step("Release: the buyer approves and the seller is paid from the escrow")
         first = self.order("Logo design", "100.00")
         done = settled(self.client, self.client.orders.release(first["id"], reason="Work delivered"))
         self.say(f"release        -> {done['status']} / {done.get('finalStatus')}", 1)
-        self.say("4. Refund: the escrow goes back to the buyer")
+        self.step("Refund: the escrow goes back to the buyer")
         second = self.order("Website copy", "50.00")
         done = settled(self.client, self.client.orders.refund(second["id"], reason="Seller cancelled"))
         self.say(f"refund         -> {done['status']} / {done.get('finalStatus')}", 1)
         self.dispute()
-        time.sleep(1.5)  # let the last events reach the screen
-        return _summary(self.client, self.sandbox, self.say, self.watcher, self.parties)
 
     def users(self) -> None:
-        self.say("1. Two marketplace users; each gets an invisible Stellar wallet")
+        self.step("Two marketplace users; each gets an invisible Stellar wallet")
         for who in ("buyer", "seller"):
             user = self.client.users.create(external_user_id=f"demo-{who}-{self.tag}",
                                             email=f"{who}-{self.tag}@example.com")
@@ -195,7 +220,7 @@ class Demo:
 
     def deposit(self, amount: str) -> None:
         buyer, address = self.parties["buyer"]
-        self.say(f"2. A real deposit: {amount} USDC paid on the sandbox ledger into the buyer's wallet")
+        self.step(f"A real deposit: {amount} USDC paid on the sandbox ledger into the buyer's wallet")
         paid = _http("POST", f"{self.sandbox}/_sandbox/stellar/pay",
                      {"from": "issuer", "to": address, "amount": amount, "asset": "USDC"})
         self.say(f"ledger transaction {paid.get('hash')}", 1)
@@ -212,7 +237,8 @@ class Demo:
         created = orders.create(buyer_id=self.parties["buyer"][0]["id"], seller_id=self.parties["seller"][0]["id"],
                                 amount=amount, title=title, client_order_ref=f"demo-{self.tag}-{amount}")
         self.watcher.follow(created["id"])
-        self.say(f"order {created['id']} {amount} '{title}': {created['status']}", 1)
+        funding = " (escrow funded by the platform's treasury pool)" if created.get("fundingMode") == "TREASURY" else ""
+        self.say(f"order {created['id']} {amount} '{title}': {created['status']}{funding}", 1)
         self.say(f"reserve        -> {orders.reserve(created['id'])['status']}", 1)
         escrow = orders.create_escrow(created["id"])
         if (escrow.get("escrow") or {}).get("status") != "CREATED":  # 202: the deploy is still on the ledger
@@ -229,7 +255,7 @@ class Demo:
         return funded
 
     def dispute(self) -> None:
-        self.say("5. Dispute: the buyer disputes, support splits 60.00 to the seller and 20.00 back")
+        self.step("Dispute: the buyer disputes, support splits 60.00 to the seller and 20.00 back")
         third = self.order("Mobile app", "80.00")
         disputes = self.client.disputes
         dispute = disputes.open(third["id"], opened_by="BUYER", reason="QUALITY_ISSUE")
@@ -251,7 +277,6 @@ class Demo:
 
 def _summary(client: Client, sandbox: str, say: Callable[..., None], watcher: Watcher,
              parties: dict[str, tuple[dict[str, Any], str]]) -> int:
-    say("6. Balances: the book beside the sandbox ledger")
     rows, agree = [], True
     for who, (user, address) in parties.items():
         book = client.balance.get(user["id"])
@@ -260,11 +285,7 @@ def _summary(client: Client, sandbox: str, say: Callable[..., None], watcher: Wa
         same = abs(total - ledger) <= TOLERANCE
         agree = agree and same
         rows.append((who, book["available"], book["reserved"], f"{ledger:f}", "yes" if same else "NO"))
-    header = ("party", "available", "reserved", "ledger USDC", "book = ledger")
-    widths = [max(len(str(r[i])) for r in (header, *rows)) for i in range(len(header))]
-    for row in (header, *rows):
-        print("    " + "  ".join(str(c).rjust(w) if i else str(c).ljust(w) for i, (c, w) in
-                                enumerate(zip(row, widths, strict=True))), flush=True)
+    table(("party", "available", "reserved", "ledger USDC", "book = ledger"), rows)
     say(f"{watcher.count} events streamed" + (f"; the stream stopped: {watcher.error}" if watcher.error else ""))
     if not agree:
         say("The book and the ledger disagree: run `offerhub check` on the server.")
@@ -272,3 +293,11 @@ def _summary(client: Client, sandbox: str, say: Callable[..., None], watcher: Wa
     say("Done: every party's book balance equals the USDC its wallet holds on the ledger.")
     return 0
 
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """Indented columns: the first left-aligned, the others right-aligned."""
+    widths = [max(len(str(r[i])) for r in (header, *rows)) for i in range(len(header))]
+    for row in (header, *rows):
+        print("    " + "  ".join(str(c).rjust(w) if i else str(c).ljust(w) for i, (c, w) in
+                                enumerate(zip(row, widths, strict=True))), flush=True)
