@@ -76,23 +76,30 @@ def running_flows(conn: Connection, resource_id: str) -> list[str]:
         commands.c.result.op("->>")(literal_column("'id'")) == resource_id)).scalars())
 
 
+# Every command runs these three: built once, executed with parameters (no per-call construction).
+_LOCK = select(commands).where(commands.c.id == bindparam("command_id")).with_for_update()
+_COUNT_ATTEMPT = (update(commands).where(commands.c.id == bindparam("command_id"))
+                  .values(attempts=commands.c.attempts + 1).returning(commands.c.attempts))
+_FINISH = (update(commands).where(commands.c.id == bindparam("command_id"), commands.c.status == "PENDING")
+           .values(status=bindparam("new_status"), result=bindparam("new_result", type_=commands.c.result.type),
+                   error=bindparam("new_error", type_=commands.c.error.type), completed_at=func.now()))
+
+
 def lock(conn: Connection, command_id: str) -> Command | None:
     """The command, row-locked for this transaction, so two deliveries never run it together."""
-    row = conn.execute(by_id(command_id).with_for_update()).first()
+    row = conn.execute(_LOCK, {"command_id": command_id}).first()
     return to_command(row) if row else None
 
 
 def count_attempt(conn: Connection, command_id: str) -> int:
     """Increment and return the attempt counter (committed on its own, so crashes are counted)."""
-    return conn.execute(update(commands).where(commands.c.id == command_id)
-                        .values(attempts=commands.c.attempts + 1)
-                        .returning(commands.c.attempts)).scalar() or 0
+    return conn.execute(_COUNT_ATTEMPT, {"command_id": command_id}).scalar() or 0
 
 
 def finish(conn: Connection, command_id: str, *, status: str, result: dict[str, Any] | None = None,
            error: dict[str, Any] | None = None) -> None:
-    conn.execute(update(commands).where(commands.c.id == command_id, commands.c.status == "PENDING")
-                 .values(status=status, result=result, error=error, completed_at=func.now()))
+    conn.execute(_FINISH, {"command_id": command_id, "new_status": status, "new_result": result,
+                           "new_error": error})
 
 
 def stale_pending(conn: Connection, *, older_than: datetime, limit: int = 500) -> list[str]:

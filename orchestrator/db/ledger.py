@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, Select, func, insert, select, update
+from sqlalchemy import Connection, Select, bindparam, func, insert, select, update
 
 from orchestrator.db.tables import balances, journal_entries, journal_transactions
 
@@ -19,32 +19,40 @@ class BalanceRow:
     reserved: Decimal
 
 
+# Every posting runs these: built once, executed with parameters (no per-call construction or cache key).
+_LOCK_BALANCES = (select(balances.c.user_id, balances.c.available, balances.c.reserved)
+                  .where(balances.c.user_id.in_(bindparam("user_ids", expanding=True)))
+                  .order_by(balances.c.user_id).with_for_update())
+_INSERT_TRANSACTION = insert(journal_transactions).returning(journal_transactions.c.id)
+_INSERT_ENTRIES = insert(journal_entries)
+_SET_BALANCE = (update(balances).where(balances.c.user_id == bindparam("balance_user_id"))
+                .values(available=bindparam("new_available"), reserved=bindparam("new_reserved"),
+                        updated_at=func.now()))
+
+
 def lock_balances(conn: Connection, user_ids: Iterable[str]) -> dict[str, BalanceRow]:
     """Row-lock the balances of ``user_ids`` in id order (one global order, so no deadlocks)."""
     ordered = sorted(set(user_ids))
-    rows = conn.execute(select(balances.c.user_id, balances.c.available, balances.c.reserved)
-                        .where(balances.c.user_id.in_(ordered)).order_by(balances.c.user_id)
-                        .with_for_update()).all()
+    rows = conn.execute(_LOCK_BALANCES, {"user_ids": ordered}).all()
     return {r.user_id: BalanceRow(r.user_id, r.available, r.reserved) for r in rows}
 
 
 def insert_transaction(conn: Connection, *, kind: str, reference: str | None, command_id: str | None,
                        description: str | None) -> int:
-    return conn.execute(insert(journal_transactions).values(
-        kind=kind, reference=reference, command_id=command_id, description=description)
-        .returning(journal_transactions.c.id)).scalar_one()
+    return conn.execute(_INSERT_TRANSACTION, {"kind": kind, "reference": reference, "command_id": command_id,
+                                              "description": description}).scalar_one()
 
 
 def insert_entries(conn: Connection, transaction_id: int,
                    entries: Sequence[tuple[str, str | None, Decimal]]) -> None:
-    conn.execute(insert(journal_entries), [
+    conn.execute(_INSERT_ENTRIES, [
         {"transaction_id": transaction_id, "account": account, "user_id": user_id, "amount": amount}
         for account, user_id, amount in entries])
 
 
 def set_balance(conn: Connection, row: BalanceRow) -> None:
-    conn.execute(update(balances).where(balances.c.user_id == row.user_id)
-                 .values(available=row.available, reserved=row.reserved, updated_at=func.now()))
+    conn.execute(_SET_BALANCE, {"balance_user_id": row.user_id, "new_available": row.available,
+                                "new_reserved": row.reserved})
 
 
 def create_balance(conn: Connection, user_id: str) -> None:

@@ -13,10 +13,14 @@ from orchestrator.events import Event
 RELAY_LOCK = 0x0FFE_0001
 
 
+#: Built once, executed with each event's values (no per-event statement construction or cache key).
+_INSERT = outbox.insert()
+
+
 def insert(conn: Connection, event: Event) -> None:
-    conn.execute(outbox.insert().values(
-        event_id=event.event_id, event_type=event.event_type, aggregate_type=event.aggregate_type,
-        aggregate_id=event.aggregate_id, payload=event.payload, metadata=event.metadata))
+    conn.execute(_INSERT, {"event_id": event.event_id, "event_type": event.event_type,
+                           "aggregate_type": event.aggregate_type, "aggregate_id": event.aggregate_id,
+                           "payload": event.payload, "metadata": event.metadata})
 
 
 def assign_positions(conn: Connection, *, batch: int = 5000) -> int | None:
