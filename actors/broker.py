@@ -11,6 +11,7 @@ from functools import cache
 
 import dramatiq
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
+from dramatiq.middleware import CurrentMessage
 from sqlalchemy import Engine
 
 from actors.metrics import metrics
@@ -41,4 +42,7 @@ def engine() -> Engine:
 broker = RabbitmqBroker(url=settings.rabbitmq_url, confirm_delivery=True)
 broker.add_middleware(ProcessContext(engine, settings.log_level))
 broker.add_middleware(metrics)
+#: Lets ``execute_command`` tell a first delivery from a redelivery (it then counts the attempt in one
+#: transaction fewer).
+broker.add_middleware(CurrentMessage())
 dramatiq.set_broker(broker)

@@ -112,26 +112,33 @@ def count_attempt(engine: Any, command_id: str) -> int:
     return session.autocommit(engine, lambda conn: commands_db.count_attempt(conn, command_id))
 
 
-def execute(engine: Any, command_id: str, settings: Any = None) -> Outcome:
+def execute(engine: Any, command_id: str, settings: Any = None, *, first_delivery: bool = False) -> Outcome:
     """Run the command once: lock it, apply its handler, record the result, notify, commit.
 
     A domain error rolls the whole transaction back and its outcome is stored by a second, short
     transaction (a failure is the rare path; a savepoint on every command cost two round trips).
     Any other exception propagates, leaving the command pending for the queue's retry (or the
     sweep) to run again.
+
+    The attempt is counted in a transaction of its own, so a delivery that kills its process still
+    counts; except on a message's ``first_delivery`` (not redelivered by the broker, not a retry),
+    where the command's own transaction counts it: should that delivery die, the broker's redelivery
+    is counted on its own, so a command that always kills its worker still ends after
+    ``MAX_ATTEMPTS`` + 1 deliveries, and the common case saves a transaction.
     """
-    attempts = count_attempt(engine, command_id)
+    attempts = None if first_delivery else count_attempt(engine, command_id)
     try:
         return _attempt(engine, command_id, settings, attempts)
     except OrchestratorError as error:
         return _record_failure(engine, command_id, settings, error)
 
 
-def _attempt(engine: Any, command_id: str, settings: Any, attempts: int) -> Outcome:
+def _attempt(engine: Any, command_id: str, settings: Any, counted: int | None) -> Outcome:
     with UnitOfWork(engine, settings=settings) as uow:
-        command = _claim(uow, command_id)
+        command = _claim(uow, command_id, count=counted is None)
         if command is None:
             return Outcome("FINISHED", [])
+        attempts = command.attempts if counted is None else counted
         if attempts > MAX_ATTEMPTS:
             raise InternalError(f"command failed after {MAX_ATTEMPTS} attempts")
         result = HANDLERS[command.kind](uow, command.payload)
@@ -211,9 +218,10 @@ def _age(command: commands_db.Command) -> float:
     return max(0.0, (datetime.now(UTC) - command.created_at).total_seconds())
 
 
-def _claim(uow: UnitOfWork, command_id: str) -> commands_db.Command | None:
-    """The pending command, row-locked, with the unit of work's context taken from it."""
-    command = commands_db.lock(uow.conn, command_id)
+def _claim(uow: UnitOfWork, command_id: str, *, count: bool = False) -> commands_db.Command | None:
+    """The pending command, row-locked (its attempt counted too, with ``count``), with the unit of
+    work's context taken from it."""
+    command = commands_db.lock(uow.conn, command_id, count=count)
     if command is None or command.status != Status.PENDING:
         return None
     logs.bind(command_id=command.id, request_id=command.request_id, command_kind=command.kind)

@@ -27,7 +27,7 @@ from orchestrator.db import prepared
 from orchestrator.results import Result
 from web import render
 from web.auth import request_credential
-from web.keys import EXECUTOR, LISTENER, READS, SETTINGS, TX_ENGINE
+from web.keys import ENGINE, EXECUTOR, LISTENER, READS, SETTINGS, TX_ENGINE
 from web.request_state import COMMAND_ID, IDEMPOTENCY, PREFERENCE, REQUEST_ID
 from web.responses import envelope
 
@@ -71,13 +71,16 @@ async def run(request: web.Request, kind: str, payload: dict[str, Any]) -> Comma
     app, credential = request.app, request_credential(request)
     command_id = ids.new_id("command")
     idempotency = request.get(IDEMPOTENCY)
-    async with app[TX_ENGINE].begin() as conn:
-        await conn.execute(commands_db.insert(
-            id=command_id, kind=kind, payload=payload, actor_type=credential.actor_type,
-            actor_id=credential.key_id, request_id=request[REQUEST_ID],
-            idempotency_key=idempotency[1] if idempotency else None))
-        if idempotency:
+    values = commands_db.row(id=command_id, kind=kind, payload=payload, actor_type=credential.actor_type,
+                             actor_id=credential.key_id, request_id=request[REQUEST_ID],
+                             idempotency_key=idempotency[1] if idempotency else None)
+    if idempotency:  # the command and its key's link commit together
+        async with app[TX_ENGINE].begin() as conn:
+            await conn.execute(commands_db.INSERT, values)
             await conn.execute(idempotency_db.attach_command(*idempotency, command_id))
+    else:  # one autocommit statement: no BEGIN and COMMIT round trips
+        async with app[ENGINE].connect() as conn:
+            await conn.execute(commands_db.INSERT, values)
     request[COMMAND_ID] = command_id
     logs.bind(command_id=command_id)
     listener = app[LISTENER]

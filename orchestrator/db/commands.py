@@ -38,11 +38,20 @@ def to_command(row: Any) -> Command:
                    r["actor_id"], r["request_id"], r["idempotency_key"], r["attempts"], r["created_at"])
 
 
+#: The web tier records every write with this, executed with ``row(...)``: built once.
+INSERT = commands.insert()
+
+
+def row(*, id: str, kind: str, payload: dict[str, Any], actor_type: str, actor_id: str | None,
+        request_id: str | None, idempotency_key: str | None) -> dict[str, Any]:
+    return {"id": id, "kind": kind, "payload": payload, "actor_type": actor_type, "actor_id": actor_id,
+            "request_id": request_id, "idempotency_key": idempotency_key}
+
+
 def insert(*, id: str, kind: str, payload: dict[str, Any], actor_type: str,
            actor_id: str | None, request_id: str | None, idempotency_key: str | None) -> Insert:
-    return commands.insert().values(id=id, kind=kind, payload=payload, actor_type=actor_type,
-                                    actor_id=actor_id, request_id=request_id,
-                                    idempotency_key=idempotency_key)
+    return INSERT.values(row(id=id, kind=kind, payload=payload, actor_type=actor_type, actor_id=actor_id,
+                             request_id=request_id, idempotency_key=idempotency_key))
 
 
 def by_id(command_id: str) -> Select:
@@ -78,6 +87,9 @@ def running_flows(conn: Connection, resource_id: str) -> list[str]:
 
 # Every command runs these three: built once, executed with parameters (no per-call construction).
 _LOCK = select(commands).where(commands.c.id == bindparam("command_id")).with_for_update()
+#: Locks by updating: the attempt is counted in the command's own transaction (``commands.execute``).
+_LOCK_COUNTING = (update(commands).where(commands.c.id == bindparam("command_id"))
+                  .values(attempts=commands.c.attempts + 1).returning(*commands.c))
 _COUNT_ATTEMPT = (update(commands).where(commands.c.id == bindparam("command_id"))
                   .values(attempts=commands.c.attempts + 1).returning(commands.c.attempts))
 _FINISH = (update(commands).where(commands.c.id == bindparam("command_id"), commands.c.status == "PENDING")
@@ -85,9 +97,10 @@ _FINISH = (update(commands).where(commands.c.id == bindparam("command_id"), comm
                    error=bindparam("new_error", type_=commands.c.error.type), completed_at=func.now()))
 
 
-def lock(conn: Connection, command_id: str) -> Command | None:
-    """The command, row-locked for this transaction, so two deliveries never run it together."""
-    row = conn.execute(_LOCK, {"command_id": command_id}).first()
+def lock(conn: Connection, command_id: str, *, count: bool = False) -> Command | None:
+    """The command, row-locked for this transaction, so two deliveries never run it together; with
+    ``count``, its attempt counter incremented in the same statement."""
+    row = conn.execute(_LOCK_COUNTING if count else _LOCK, {"command_id": command_id}).first()
     return to_command(row) if row else None
 
 
