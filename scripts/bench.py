@@ -156,6 +156,12 @@ class Ceilings:
 
 
 async def measure_ceilings(args: argparse.Namespace, log_dir: Path) -> tuple[Ceilings, list[Figure]]:
+    # Ctrl-C or SIGTERM (also in the background, where SIGINT is ignored) cancels this task: the ``finally``
+    # blocks on the way out stop the skeletons' processes and drop their databases and queues
+    task, loop = asyncio.current_task(), asyncio.get_running_loop()
+    assert task is not None
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, task.cancel)
     found = Ceilings()
     database = f"offerhub_bench_{secrets.token_hex(4)}"
     create_database(database)
@@ -798,14 +804,10 @@ def main(argv: list[str] | None = None) -> int:
     ceilings = Ceilings()
     if "ceilings" in args.parts:
 
-        def terminate(signum: int, _frame: object) -> None:
-            raise KeyboardInterrupt(f"signal {signum}")
-
-        signal.signal(signal.SIGTERM, terminate)  # the skeletons' processes, databases and queues go too
         try:
             ceilings, limits = asyncio.run(measure_ceilings(args, log_dir))
             figures += limits
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, asyncio.CancelledError):
             say("interrupted; everything the ceilings started was stopped and removed")
             return 130
         except Exception as error:
