@@ -13,7 +13,16 @@ Parts (``--only`` takes a comma-separated subset; all by default):
 ``ceilings``  the machine's limits: ``pgbench -c 16 -j 2`` (``BEGIN; UPDATE; INSERT; END`` on scratch
               tables), a bare aiohttp handler (``GET /health`` answering ``ok`` from a subprocess of this
               script) closed loop at ``--concurrency`` and at one connection, and the
-              RabbitMQ publish rate with publisher confirms (one message at a time, as ``web`` sends).
+              RabbitMQ publish rate with publisher confirms (one message at a time, as ``web`` sends);
+              then the skeletons of our own architecture with nothing else in them
+              (``scripts/bench_skeletons.py``, issue 16): the *read skeleton* (aiohttp, one indexed
+              SELECT through psycopg's async pool sized as the web tier's, JSON) at ``--concurrency``,
+              its p50 at ``--api-concurrency`` and its p99 open loop at half its rate; the *write
+              skeleton* (INSERT, a Dramatiq message published with confirms, an actor in the Procfile's
+              worker shape that UPDATEs and NOTIFYs, the handler woken by LISTEN) waited and answered
+              after the publish at ``--post-concurrency``; the *ledger-only lifecycle* (the envelopes of
+              one escrow lifecycle built by the sandbox's Trustless Work API, signed and relayed by one
+              async script) ``--ledger-lifecycles`` times, ``--lifecycle-concurrency`` in flight.
 ``api``, ``deposits``, ``lifecycle``, ``sandbox``
               ``scripts/bench_api.py``, ``bench_deposits.py``, ``bench_lifecycle.py``, ``bench_sandbox.py``
               as subprocesses (their own rigs), their figures handed over through ``$BENCH_FIGURES``
@@ -33,10 +42,17 @@ Parts (``--only`` takes a comma-separated subset; all by default):
 The last three share one rig (``bench_common.rig_environment``: sandbox, scratch database, the
 Procfile's processes, own queues and Redis keys; all removed at the end, also on Ctrl-C).
 
-Ratios: a rate is divided by the ceiling it can at best reach (requests by the bare handler, writes by
-pgbench, accepted-but-queued writes by the RabbitMQ publish rate, stored-event replay by the raw query);
-a latency by the bare handler's p50 at one connection (how many bare round trips it costs); the
-1,000,000-order latencies by the same request with the small table. Figures from a busy machine are
+Ratios: a rate is divided by the ceiling it can at best reach: GET balance by the read skeleton (target
+>= 0.6), credits waited / answered 202 / completed after a 202 by the write skeleton's same figure
+(>= 0.5), escrow lifecycles by the ledger-only ones (>= 0.5, and >= 25/s), other requests by the bare
+handler, other writes by pgbench, stored-event replay by the raw query. The open-loop GET runs at half
+the read skeleton's rate and its p99 is divided by the 10 ms target (< 1). The order reads' p50 with the
+small table is divided by the read skeleton's p50 at the same connections (<= 3); other latencies by the
+bare handler's p50 at one connection; the 1,000,000-order latencies by the same request with the small
+table. Under the table, every figure that carries them shows the CPU milliseconds per operation of each
+process role (web, worker, chain, sandbox, PostgreSQL, RabbitMQ, the others, the load generator) read
+from ``/proc`` during its phase, and the database transactions per operation (``pg_stat_database``);
+``api`` and ``lifecycle`` hand theirs over with ``bench_common.record``. Figures from a busy machine are
 noise: the load generator shares the cores with everything it measures.
 """
 
@@ -51,6 +67,7 @@ import math
 import os
 import resource
 import secrets
+import signal
 import subprocess
 import sys
 import tempfile
@@ -86,10 +103,12 @@ import aiohttp  # noqa: E402  (after the re-exec into the virtualenv)
 import pika  # noqa: E402
 import psycopg  # noqa: E402
 
-from scripts import bench_webhooks  # noqa: E402
+from scripts import bench_skeletons, bench_webhooks  # noqa: E402
 from scripts.bench_api import hammer  # noqa: E402
 
 PARTS = ("ceilings", "api", "deposits", "lifecycle", "sandbox", "fanout", "webhooks", "replay", "orders")
+#: Share of lifecycles refunded (``scripts/bench_lifecycle.py``'s default), for the ledger-only ones too.
+REFUND_SHARE = 0.2
 #: The outbox relay's advisory lock (orchestrator/db/outbox.py): stored events are numbered under it.
 RELAY_LOCK = 0x0FFE_0001
 
@@ -103,6 +122,10 @@ class Figure:
     limit_name: str = ""
     limit: float | None = None
     note: str = ""
+    #: CPU seconds per operation by process group (``bench_common.cpu_per_op``) during the phase, and
+    #: database transactions per operation: printed in the block under the table.
+    cpu: dict[str, float] | None = None
+    xacts: float | None = None
 
     @property
     def ratio(self) -> float | None:
@@ -117,6 +140,15 @@ class Ceilings:
     bare_rate: float | None = None
     bare_p50_ms: float | None = None
     rabbit_rate: float | None = None
+    read_rate: float | None = None  # read skeleton, closed loop at --concurrency
+    read_p50_ms: float | None = None  # read skeleton p50 at --api-concurrency (the order reads')
+    read_open_rate: float | None = None  # half the read skeleton's rate: the open-loop GET target's rate
+    read_open_p99_ms: float | None = None  # the read skeleton's own p99 at that rate
+    write_rate: float | None = None  # write skeleton, completed (waited) at --post-concurrency
+    write_async_rate: float | None = None  # write skeleton, answered after the publish (202)
+    write_async_completed: float | None = None  # the accepted writes completed per second (load + drain)
+    ledger_rate: float | None = None  # ledger-only lifecycles/s at --lifecycle-concurrency
+    ledger_tx_rate: float | None = None  # their ledger transactions/s
 
 
 # --------------------------------------------------------------------------------------------------
@@ -124,6 +156,12 @@ class Ceilings:
 
 
 async def measure_ceilings(args: argparse.Namespace, log_dir: Path) -> tuple[Ceilings, list[Figure]]:
+    # Ctrl-C or SIGTERM (also in the background, where SIGINT is ignored) cancels this task: the ``finally``
+    # blocks on the way out stop the skeletons' processes and drop their databases and queues
+    task, loop = asyncio.current_task(), asyncio.get_running_loop()
+    assert task is not None
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, task.cancel)
     found = Ceilings()
     database = f"offerhub_bench_{secrets.token_hex(4)}"
     create_database(database)
@@ -146,12 +184,70 @@ async def measure_ceilings(args: argparse.Namespace, log_dir: Path) -> tuple[Cei
         found.rabbit_rate = await asyncio.to_thread(rabbit_publish_rate, args.rabbit_messages)
     except Exception as error:
         say(f"the RabbitMQ publish rate could not be measured: {error!r}")
-    return found, [
+    figures = [
         Figure("pgbench UPDATE+INSERT (-c 16 -j 2)", found.pgbench_tps, "tps", "limit"),
         Figure(f"bare aiohttp handler (c={args.concurrency})", found.bare_rate, "req/s", "limit"),
         Figure("bare aiohttp handler p50 (c=1)", found.bare_p50_ms, "ms", "limit"),
         Figure("RabbitMQ publish, confirmed one by one", found.rabbit_rate, "msg/s", "limit"),
     ]
+    return found, figures + await skeletons(args, log_dir, found)
+
+
+async def skeletons(args: argparse.Namespace, log_dir: Path, found: Ceilings) -> list[Figure]:
+    """The three skeletons of ``scripts/bench_skeletons.py``; one that fails is a failed row, not the end."""
+    figures: list[Figure] = []
+    low, high = bench_skeletons.web_pool_sizes()
+    try:
+        read = await bench_skeletons.read_skeleton(log_dir=log_dir, concurrency=args.concurrency,
+                                                   p50_concurrency=args.api_concurrency, duration=args.duration)
+        found.read_rate, found.read_p50_ms = read.closed.value, read.p50_ms.value
+        found.read_open_rate, found.read_open_p99_ms = read.open_rate, read.open_p99_ms
+        figures += [
+            Figure(f"read skeleton: aiohttp + 1 SELECT (c={args.concurrency})", read.closed.value, "req/s", "limit",
+                   note=f"psycopg pool {low}..{high}", cpu=read.closed.cpu_per_op, xacts=read.closed.xacts_per_op),
+            Figure(f"read skeleton p50 (c={args.api_concurrency})", read.p50_ms.value, "ms", "limit",
+                   note=read.p50_ms.note, cpu=read.p50_ms.cpu_per_op),
+            Figure(f"read skeleton p99, open loop @{read.open_rate:.0f}/s", read.open_p99_ms, "ms", "limit",
+                   note="half its closed-loop rate"),
+        ]
+    except Exception as error:
+        say(f"the read skeleton could not be measured: {error!r}")
+        figures.append(Figure("read skeleton: failed", None, "", "failed"))
+    try:
+        write = await bench_skeletons.write_skeleton(log_dir=log_dir, concurrency=args.post_concurrency,
+                                                     duration=args.duration, workers=args.workers,
+                                                     threads=args.threads)
+        found.write_rate, found.write_async_rate = write.waited.value, write.accepted.value
+        found.write_async_completed = write.completed.value
+        c = args.post_concurrency
+        figures += [
+            Figure(f"write skeleton: INSERT, publish, actor, NOTIFY (c={c})", write.waited.value, "writes/s",
+                   "limit", note=write.waited.note, cpu=write.waited.cpu_per_op, xacts=write.waited.xacts_per_op),
+            Figure(f"write skeleton, answered after the publish (c={c})", write.accepted.value, "writes/s",
+                   "limit", cpu=write.accepted.cpu_per_op, xacts=write.accepted.xacts_per_op),
+            Figure("write skeleton, answered after the publish: completed", write.completed.value, "writes/s",
+                   "limit", note=write.completed.note, cpu=write.completed.cpu_per_op,
+                   xacts=write.completed.xacts_per_op),
+        ]
+    except Exception as error:
+        say(f"the write skeleton could not be measured: {error!r}")
+        figures.append(Figure("write skeleton: failed", None, "", "failed"))
+    try:
+        ledger = await bench_skeletons.ledger_lifecycles(log_dir=log_dir, lifecycles=args.ledger_lifecycles,
+                                                         concurrency=args.lifecycle_concurrency,
+                                                         refund_share=REFUND_SHARE)
+        if ledger.failed:
+            raise RuntimeError(f"{ledger.failed} ledger-only lifecycles failed")
+        found.ledger_rate, found.ledger_tx_rate = ledger.lifecycles.value, ledger.tx_rate
+        figures += [
+            Figure(f"ledger-only lifecycles ({args.lifecycle_concurrency} in flight)", ledger.lifecycles.value,
+                   "lifecycles/s", "limit", note=ledger.lifecycles.note, cpu=ledger.lifecycles.cpu_per_op),
+            Figure("ledger-only lifecycles: ledger transactions", ledger.tx_rate, "tx/s", "limit"),
+        ]
+    except Exception as error:
+        say(f"the ledger-only lifecycles could not be measured: {error!r}")
+        figures.append(Figure("ledger-only lifecycles: failed", None, "", "failed"))
+    return figures
 
 
 async def bare_handler(args: argparse.Namespace, log_dir: Path) -> tuple[float | None, float | None]:
@@ -221,18 +317,25 @@ def rabbit_publish_rate(count: int) -> float:
 # The existing benchmarks, as subprocesses
 
 
-def existing_commands(args: argparse.Namespace) -> dict[str, list[str]]:
+def existing_commands(args: argparse.Namespace, ceilings: Ceilings) -> dict[str, list[str]]:
+    """The parts that are scripts of their own, sized like the skeletons they are compared with (same
+    connections for reads and credits, same lifecycles in flight; the open-loop GET at half the read
+    skeleton's rate when it was measured)."""
     python = sys.executable
     quick = args.quick
+    rate = ["--get-rate", f"{ceilings.read_open_rate:.0f}"] if ceilings.read_open_rate else []
     return {
         "api": [python, "scripts/bench_api.py", "--skip-ceiling", "--duration", str(args.duration),
-                *(["--concurrency", "20", "--post-concurrency", "8", "--users", "20", "--drain-limit", "60"]
-                  if quick else [])],
+                "--concurrency", str(args.concurrency), "--post-concurrency", str(args.post_concurrency),
+                "--workers", str(args.workers), "--threads", str(args.threads), *rate,
+                *(["--users", "20", "--drain-limit", "60"] if quick else [])],
         "deposits": [python, "scripts/bench_deposits.py",
                      *(["--deposits", "40", "--users", "4", "--rate", "20", "--concurrency", "8", "--settle", "20"]
                        if quick else [])],
         "lifecycle": [python, "scripts/bench_lifecycle.py", "--pgbench-seconds", "0",
-                      *(["--lifecycles", "6", "--concurrency", "3"] if quick else [])],
+                      "--concurrency", str(args.lifecycle_concurrency), "--refund-share", str(REFUND_SHARE),
+                      "--workers", str(args.workers), "--threads", str(args.threads),
+                      *(["--lifecycles", "6"] if quick else [])],
         "sandbox": [python, "-m", "scripts.bench_sandbox",
                     *(["--sources", "4", "--per-source", "25", "--stream-samples", "20"] if quick else [])],
     }
@@ -249,7 +352,8 @@ def run_existing(name: str, command: list[str], log_dir: Path) -> list[Figure]:
     if figures_file.exists():
         for line in figures_file.read_text().splitlines():
             item = json.loads(line)
-            figures.append(Figure(item["name"], float(item["value"]), item["unit"], item["kind"]))
+            figures.append(Figure(item["name"], float(item["value"]), item["unit"], item["kind"],
+                                  cpu=item.get("cpu"), xacts=item.get("xacts")))
     if done.returncode != 0 or not figures:
         figures.append(Figure(f"{name}: exited {done.returncode}, see {report}", None, "", "failed"))
     return figures
@@ -495,6 +599,9 @@ async def system_parts(args: argparse.Namespace, rig: Rig) -> list[Figure]:
             say(f"orders: {args.small_orders} rows")
             await asyncio.to_thread(grow_orders, rig.database_url, args.small_orders, buyer, seller, tag)
             small = await order_latencies(args, api, buyer, args.small_orders, tag)
+            for name, (p50, _, rate) in small.items():
+                figures.append(Figure(f"{name} p50 (c={args.api_concurrency}), {args.small_orders:,} orders", p50,
+                                      "ms", "latency", note=f"{rate:.0f} req/s"))
         sse_p99 = None
         if "fanout" in args.parts:
             fan = await fanout(args, api, buyer)
@@ -521,11 +628,42 @@ async def system_parts(args: argparse.Namespace, rig: Rig) -> list[Figure]:
 # The table
 
 
+#: The issue 16 targets, as notes beside their figures.
+TARGETS = {"read": "target: ratio >= 0.6", "open": "target: p99 < 10 ms (ratio < 1)", "write": "target: ratio >= 0.5",
+           "orders": "target: ratio <= 3", "lifecycles": "target: ratio >= 0.5 and >= 25/s"}
+#: The open-loop GET's absolute target (issue 16): p99 under 10 ms at half the read skeleton's rate.
+OPEN_LOOP_P99_MS = 10.0
+
+
 def attach_limits(figures: list[Figure], ceilings: Ceilings, args: argparse.Namespace) -> None:
+    """Each product figure beside the ceiling it can at best reach: the skeleton of the same shape where
+    there is one (issue 16), else the machine's limits as before."""
     for f in figures:
         if f.kind in ("limit", "failed", "scaled") or f.limit is not None:
             continue
-        if f.kind == "latency":
+        target = ""
+        if f.name.startswith("API GET balance (") and f.unit == "req/s":
+            f.limit_name, f.limit, target = f"read skeleton, c={args.concurrency}", ceilings.read_rate, "read"
+        elif f.name.startswith("API GET balance @") and f.kind == "latency":
+            f.limit_name, f.limit, target = "target p99", OPEN_LOOP_P99_MS, "open"
+            if ceilings.read_open_p99_ms is not None:
+                f.note = f"read skeleton's p99 at its half rate: {ceilings.read_open_p99_ms:.1f} ms"
+        elif f.name.startswith("API GET balance @") and f.unit == "req/s":
+            f.limit_name, f.limit = f"read skeleton, c={args.concurrency}", ceilings.read_rate
+        elif f.name.startswith("API POST credit (waited)") and f.kind != "latency":
+            f.limit_name, f.limit, target = "write skeleton, waited", ceilings.write_rate, "write"
+        elif f.name.startswith("API POST credit (async 202)") and f.kind != "latency":
+            f.limit_name, f.limit, target = "write skeleton, 202", ceilings.write_async_rate, "write"
+        elif f.name.startswith("API POST credit (async, completed)"):
+            f.limit_name, f.limit, target = "write skeleton, 202 done", ceilings.write_async_completed, "write"
+        elif f.name.startswith("escrow lifecycles"):
+            f.limit_name, f.limit, target = "ledger-only lifecycles", ceilings.ledger_rate, "lifecycles"
+        elif f.name.startswith("ledger transactions during lifecycles"):
+            f.limit_name, f.limit = "ledger-only tx/s", ceilings.ledger_tx_rate
+        elif f.name.startswith("GET /orders") and " p50 (c=" in f.name:
+            f.limit_name, f.limit, target = f"read skeleton p50, c={args.api_concurrency}", ceilings.read_p50_ms, \
+                "orders"
+        elif f.kind == "latency":
             f.limit_name, f.limit = "bare handler p50, c=1", ceilings.bare_p50_ms
         elif f.unit == "req/s" and "async" in f.name:
             f.limit_name, f.limit = "RabbitMQ confirmed publishes", ceilings.rabbit_rate
@@ -533,6 +671,8 @@ def attach_limits(figures: list[Figure], ceilings: Ceilings, args: argparse.Name
             f.limit_name, f.limit = f"bare handler, c={args.concurrency}", ceilings.bare_rate
         else:
             f.limit_name, f.limit = "pgbench", ceilings.pgbench_tps
+        if target:
+            f.note = f"{TARGETS[target]}; {f.note}" if f.note else TARGETS[target]
 
 
 def print_table(figures: list[Figure], args: argparse.Namespace, log_dir: Path, seconds: float) -> None:
@@ -552,10 +692,51 @@ def print_table(figures: list[Figure], args: argparse.Namespace, log_dir: Path, 
         text = f"{f.name:<62}{value:>12} {f.unit:<13}{limit:<38}{ratio:>8}"
         print(text + (f"  ({f.note})" if f.note else ""))
     print(line)
-    print("Ratios: rates over their ceiling (1.00 = as fast as the bare limit); latencies over the bare "
-          "handler's p50 at one connection;")
-    print("order reads with the large table over the same read with the small one (near 1.00 = flat).")
+    print("Ratios: rates over their ceiling, the skeleton of the same shape where there is one (1.00 = as fast as "
+          "the skeleton); latencies over the")
+    print("bare handler's p50 at one connection, the small-table order reads' p50 over the read skeleton's at the "
+          "same connections, the open-loop")
+    print("GET p99 over its 10 ms target; order reads with the large table over the same read with the small one "
+          "(near 1.00 = flat).")
+    print_costs(figures)
     print(f"Each benchmark's own report: {log_dir}")
+
+
+#: Process roles of the cost block, and the CPU meter's groups each one sums.
+ROLES = (("web", ("web", "bare handler")), ("worker", ("workers",)), ("chain", ("chain",)),
+         ("sandbox", ("sandbox",)), ("postgres", ("postgres",)), ("rabbitmq", ("rabbitmq",)),
+         ("others", ("monitor", "scheduler", "webhooks")), ("client", ("load generator",)))
+
+
+def print_costs(figures: list[Figure]) -> None:
+    """CPU milliseconds per operation by process role, and database transactions per operation, of every
+    figure that carries them (the skeletons' and the product's side by side)."""
+    rows = [f for f in figures if f.cpu or f.xacts is not None]
+    if not rows:
+        return
+    line = "-" * 134
+    print()
+    print("Where the time goes: CPU ms per operation by process role (/proc, during the phase; client = the load "
+          "generator, which for the ledger-only")
+    print("lifecycles is the script that builds and signs; other people's work on the machine is left out), "
+          "and database transactions per operation")
+    print(line)
+    print(f"{'figure':<54}" + "".join(f"{role:>9}" for role, _ in ROLES) + f"{'total':>9}{'DB tx':>7}")
+    print(line)
+    for f in rows:
+        cpu = f.cpu or {}
+        values = [sum(cpu.get(g, 0.0) for g in groups) * 1000 for _, groups in ROLES]
+        cells = "".join(f"{_ms(v):>9}" for v in values)
+        total = _ms(sum(values)) if cpu else ""
+        xacts = f"{f.xacts:.1f}" if f.xacts is not None else ""
+        print(f"{f.name[:53]:<54}{cells}{total:>9}{xacts:>7}")
+    print(line)
+
+
+def _ms(value: float) -> str:
+    if not value:
+        return ""
+    return f"{value:.0f}" if value >= 100 else f"{value:.1f}" if value >= 10 else f"{value:.2f}"
 
 
 def _num(value: float | None) -> str:
@@ -571,7 +752,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--only", default=",".join(PARTS), help=f"comma-separated parts ({', '.join(PARTS)})")
     parser.add_argument("--duration", type=float, help="seconds per closed-loop phase (10; quick: 2)")
     parser.add_argument("--concurrency", type=int, help="connections for the bare handler (200; quick: 20)")
-    parser.add_argument("--api-concurrency", type=int, help="connections for the order reads (16; quick: 4)")
+    parser.add_argument("--api-concurrency", type=int, help="connections for the order reads and the read "
+                                                            "skeleton's p50 (16; quick: 4)")
+    parser.add_argument("--post-concurrency", type=int, help="connections for the credits and the write skeleton "
+                                                             "(64; quick: 8)")
+    parser.add_argument("--lifecycle-concurrency", type=int, help="lifecycles in flight, in the lifecycle part and "
+                                                                  "the ledger-only ones (32; quick: 3)")
+    parser.add_argument("--ledger-lifecycles", type=int, help="ledger-only lifecycles (200; quick: 12)")
     parser.add_argument("--listeners", type=int, help="SSE listeners of the fan-out (1000; quick: 50)")
     parser.add_argument("--rounds", type=int, help="credits sent to the listeners (10; quick: 3)")
     parser.add_argument("--replay-events", type=int, help="stored events replayed (100000; quick: 5000)")
@@ -587,10 +774,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     full = {"duration": 10.0, "concurrency": 200, "api_concurrency": 16, "listeners": 1000, "rounds": 10,
             "replay_events": 100_000, "orders": 1_000_000, "small_orders": 10_000, "rabbit_messages": 5000,
-            "webhook_burst": 200}
+            "webhook_burst": 200, "post_concurrency": 64, "lifecycle_concurrency": 32, "ledger_lifecycles": 200}
     quick = {"duration": 2.0, "concurrency": 20, "api_concurrency": 4, "listeners": 50, "rounds": 3,
              "replay_events": 5000, "orders": 20_000, "small_orders": 1000, "rabbit_messages": 500,
-             "webhook_burst": 20}
+             "webhook_burst": 20, "post_concurrency": 8, "lifecycle_concurrency": 3, "ledger_lifecycles": 12}
     for name, default in (quick if args.quick else full).items():
         if getattr(args, name) is None:
             setattr(args, name, default)
@@ -616,13 +803,17 @@ def main(argv: list[str] | None = None) -> int:
     figures: list[Figure] = []
     ceilings = Ceilings()
     if "ceilings" in args.parts:
+
         try:
             ceilings, limits = asyncio.run(measure_ceilings(args, log_dir))
             figures += limits
+        except (KeyboardInterrupt, asyncio.CancelledError):
+            say("interrupted; everything the ceilings started was stopped and removed")
+            return 130
         except Exception as error:
             say(f"the ceilings failed: {error!r}")
             figures.append(Figure("machine limits: failed", None, "", "failed"))
-    for name, command in existing_commands(args).items():
+    for name, command in existing_commands(args, ceilings).items():
         if name in args.parts:
             figures += run_existing(name, command, log_dir)
     if {"fanout", "webhooks", "replay", "orders"} & set(args.parts):

@@ -75,6 +75,7 @@ from scripts.bench_common import (  # noqa: E402  (standard library only; safe b
     CpuMeter,
     PgbenchResult,
     Processes,
+    cpu_per_op,
     create_database,
     delete_queues,
     delete_redis_keys,
@@ -469,6 +470,10 @@ class Report:
     pgbench: PgbenchResult | None = None
     drain_seconds: float | None = None
     async_completed_rate: float | None = None
+    #: CPU seconds per completed credit by process group, and database transactions per credit, from the
+    #: start of the async phase until its backlog drained (the workers finish the work after the load).
+    async_cpu: dict[str, float] = field(default_factory=dict)
+    async_xacts: float | None = None
     book_check: str = ""
 
     def phase(self, name: str) -> PhaseResult | None:
@@ -517,9 +522,11 @@ def print_report(report: Report) -> None:
     print("Targets:")
     for p in report.phases:
         if not p.name.startswith(BASE_PHASE):
-            record(f"API {p.name} (c={p.concurrency})", p.rate, "req/s")
+            record(f"API {p.name} (c={p.concurrency})", p.rate, "req/s", cpu=cpu_per_op(p.cpu, 1, p.rate),
+                   xacts=p.db_xacts / p.ok if p.db_xacts and p.ok else None)
             record(f"API {p.name} p99 (c={p.concurrency})", p.percentile(99), "ms", kind="latency")
-    record("API POST credit (async, completed)", report.async_completed_rate, "credits/s")
+    record("API POST credit (async, completed)", report.async_completed_rate, "credits/s", cpu=report.async_cpu,
+           xacts=report.async_xacts)
     get, base = report.phase(GET_PHASE), report.phase(BASE_PHASE)
     opened = [p for p in report.phases if p.name.startswith(GET_PHASE + " @")]
     base_opened = [p for p in report.phases if p.name.startswith(BASE_PHASE + " @")]
@@ -618,6 +625,8 @@ async def measure(args: argparse.Namespace, scratch: Scratch, report: Report, ap
         spy.wait(timeout=60)
     await api.wait_drained(120)
 
+    span = CpuMeter(scratch.groups, scratch.database if scratch.own_system else None)
+    span.start()
     async_phase = await phase(ASYNC_PHASE, lambda i: ("POST", f"{v1}/users/{users[i % n]}/balance/credit",
                                                       async_headers, credit_body), args.post_concurrency)
     load_end = time.perf_counter()
@@ -629,6 +638,9 @@ async def measure(args: argparse.Namespace, scratch: Scratch, report: Report, ap
         # every accepted credit (warm-up included) was completed within warm-up + load + drain
         total_span = async_phase.seconds + warmup + report.drain_seconds
         report.async_completed_rate = async_phase.acknowledged / total_span
+        whole = time.perf_counter() - span.started
+        report.async_cpu = cpu_per_op(span.stop(), whole, async_phase.acknowledged)
+        report.async_xacts = span.xacts / async_phase.acknowledged if span.xacts and async_phase.acknowledged else None
 
     expected = waited.acknowledged + async_phase.acknowledged
     total = await api.total_available(users)

@@ -85,6 +85,7 @@ from scripts.bench_common import (  # noqa: E402  (standard library only; safe b
     CpuMeter,
     PgbenchResult,
     Rig,
+    cpu_per_op,
     create_users,
     percentile,
     record,
@@ -468,7 +469,8 @@ def print_report(args: argparse.Namespace, setup: str, run: RunResult, pg: Pgben
     for text in checks.lines:
         print(text)
     print("Target:")
-    record("escrow lifecycles (create .. release/refund)", run.rate, "lifecycles/s")
+    record("escrow lifecycles (create .. release/refund)", run.rate, "lifecycles/s",
+           cpu=cpu_per_op(run.cpu, run.seconds, len(done)), xacts=xacts if done else None)
     record("ledger transactions during lifecycles", run.ledger_txs / run.seconds if run.seconds else None, "tx/s")
     met = run.rate >= RATE_TARGET and len(done) == len(run.lifecycles) and checks.ok
     print(f"  >= {RATE_TARGET:.0f} complete lifecycles/s with the Procfile's pools: {run.rate:.1f}/s -> "
