@@ -41,8 +41,9 @@ from web.middlewares import MAX_BODY, MaintenanceSwitch, setup_middlewares
 from web.routes import setup_routes
 
 log = logging.getLogger(__name__)
-#: Connections for the hot reads, beside the engine's twenty: a read holds one for its round trip only.
-READ_POOL = 10
+#: Connections for the hot reads, beside the engine's twenty (the read skeleton of scripts/bench_skeletons.py
+#: gets as many); opened on demand, and a read holds one for its round trip only.
+READ_POOL = 20
 
 
 async def _engine(app: web.Application) -> AsyncIterator[None]:
