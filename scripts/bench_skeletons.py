@@ -69,8 +69,8 @@ from aiohttp import web  # noqa: E402
 
 #: ``web/app.py``'s publishing threads (pika keeps one BlockingConnection per thread).
 PUBLISH_THREADS = 8
-#: The web tier's pool when it cannot be read from ``orchestrator.db.create_web_engine``: 10 + 10 overflow.
-WEB_POOL_FALLBACK = (10, 20)
+#: The web tier's read pool when it cannot be read from ``orchestrator.db.prepared.READ_POOL``.
+WEB_POOL_FALLBACK = (1, 20)
 DONE_CHANNEL = "bench_skeleton_done"
 #: Rows of the read skeleton's table (the balance reads spread over 200 users; more rows cost nothing).
 READ_ROWS = 1000
@@ -85,17 +85,15 @@ def rabbitmq_url() -> str:
 
 
 def web_pool_sizes() -> tuple[int, int]:
-    """(min, max) connections of the web tier's pool, read from the product's own factory so the read
-    skeleton follows it when it changes (SQLAlchemy's ``pool_size`` and ``pool_size + max_overflow``)."""
+    """(min, max) connections of the pool the web tier's hot reads use (``orchestrator.db.prepared``:
+    ``open_pool`` starts with one and grows to ``READ_POOL``), read from the product so the read skeleton
+    follows it when it changes."""
     try:
-        from orchestrator.db import create_web_engine
+        from orchestrator.db.prepared import READ_POOL
 
-        engine = create_web_engine("postgresql://bench@127.0.0.1:5432/none")  # connects to nothing
-        pool: Any = engine.pool
-        size = int(pool.size())
-        return size, size + int(getattr(pool, "_max_overflow", 0))
-    except Exception as error:  # the factory changed shape: fall back to what it was
-        say(f"could not read the web tier's pool sizes ({error!r}); using {WEB_POOL_FALLBACK}")
+        return 1, int(READ_POOL)
+    except Exception as error:  # the product changed shape: fall back to what it was
+        say(f"could not read the web tier's read pool size ({error!r}); using {WEB_POOL_FALLBACK}")
         return WEB_POOL_FALLBACK
 
 

@@ -41,15 +41,12 @@ from web.middlewares import MAX_BODY, MaintenanceSwitch, setup_middlewares
 from web.routes import setup_routes
 
 log = logging.getLogger(__name__)
-#: Connections for the hot reads, beside the engine's twenty (the read skeleton of scripts/bench_skeletons.py
-#: gets as many); opened on demand, and a read holds one for its round trip only.
-READ_POOL = 20
 
 
 async def _engine(app: web.Application) -> AsyncIterator[None]:
     app[TX_ENGINE] = create_web_engine(app[SETTINGS].database_url)
     app[ENGINE] = app[TX_ENGINE].execution_options(isolation_level="AUTOCOMMIT")
-    app[READS] = prepared.open_pool(libpq_url(app[SETTINGS].database_url), max_size=READ_POOL, name="web-reads")
+    app[READS] = prepared.open_pool(libpq_url(app[SETTINGS].database_url), name="web-reads")
     await app[READS].open(wait=False)  # connects in the background: a database still starting is waited for
     yield
     await app[READS].close()

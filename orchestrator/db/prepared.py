@@ -83,7 +83,12 @@ class Query:
         return await cursor.fetchall()
 
 
-def open_pool(url: str, *, max_size: int, name: str) -> AsyncConnectionPool:
+#: Connections for a web process's hot reads (the read skeleton of ``scripts/bench_skeletons.py`` gets as
+#: many), beside its engine's ten; opened on demand, and a read holds one for its round trip only.
+READ_POOL = 20
+
+
+def open_pool(url: str, *, name: str, max_size: int = READ_POOL) -> AsyncConnectionPool:
     """An autocommit pool for ``Query`` reads (opened by the caller with ``await pool.open()``).
 
     ``prepare=True`` on every read makes each connection parse a shape once and then only bind and
