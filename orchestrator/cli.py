@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import faulthandler
+import signal
 import sys
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -289,7 +291,12 @@ INTERRUPTED = 130
 
 
 def main(argv: list[str] | None = None, prog: str = "offerhub") -> int:
-    """Run one command; Ctrl-C at any point of it (imports included) exits 130 without a traceback."""
+    """Run one command; Ctrl-C at any point of it (imports included) exits 130 without a traceback.
+
+    ``kill -USR1`` prints every thread's stack to stderr (POSIX): a command that seems stuck can say where.
+    """
+    if hasattr(signal, "SIGUSR1"):
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
     try:
         return _run(argv, prog)
     except KeyboardInterrupt:

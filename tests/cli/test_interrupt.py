@@ -85,15 +85,25 @@ class Tail:
         for _ in self.process.stdout:
             self.printed.set()
 
-    def interrupt(self) -> tuple[int | None, float]:
-        """Send SIGINT; the exit status and how long the process took to exit (``None``: it did not)."""
+    def interrupt(self) -> tuple[int | None, float, str]:
+        """Send SIGINT; the exit status, how long the process took to exit (``None``: it did not) and, when
+        it did not exit in time, where its threads were (``kill -USR1``) and whether it exited later."""
         started = time.monotonic()
         self.process.send_signal(signal.SIGINT)
         try:
             code: int | None = self.process.wait(EXIT_SECONDS)
         except subprocess.TimeoutExpired:
             code = None
-        return code, time.monotonic() - started
+        took = time.monotonic() - started
+        if code is not None:
+            return code, took, ""
+        self.process.send_signal(signal.SIGUSR1)  # every thread's stack to stderr (orchestrator.cli.main)
+        try:
+            later = f"exited {self.process.wait(10)} after {time.monotonic() - started:.2f} s"
+        except subprocess.TimeoutExpired:
+            later = "still running after 12 s"
+        time.sleep(0.2)  # the stderr reader's last lines
+        return code, took, later
 
     def kill(self) -> None:
         if self.process.poll() is None:
@@ -168,12 +178,12 @@ def test_ctrl_c_ends_a_live_tail_within_two_seconds_every_time(home: Path, serve
         tail = Tail(home, server_url, master_key)
         try:
             problem = reach(phase, tail, user_stream, rng)
-            code, took = tail.interrupt()
+            code, took, later = tail.interrupt()
         finally:
             user_stream.burst(False)
             tail.kill()
         stderr = "".join(tail.stderr)
         if problem or code != 130 or "Traceback" in stderr:
-            failures.append(f"trial {trial} ({phase}): exit {code} after {took:.2f} s; {problem or ''} "
-                            f"stderr {stderr[-400:]!r}")
+            failures.append(f"trial {trial} ({phase}): exit {code} after {took:.2f} s{f' ({later})' if later else ''}; "
+                            f"{problem or ''} stderr {stderr[-3000:] if later else stderr[-400:]!r}")
     assert not failures, f"seed {seed}: {len(failures)} of {TRIALS} interrupts failed:\n" + "\n".join(failures)
