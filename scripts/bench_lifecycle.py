@@ -457,7 +457,7 @@ async def verify(session: aiohttp.ClientSession, rig: Rig, run: RunResult, selle
                                    env=rig.env, capture_output=True, text=True, timeout=600, check=False)
     output = (done.stdout + done.stderr).strip().splitlines()
     problems = [line for line in output if line.startswith(("FAIL", "DIFF"))]
-    summary = "; ".join(line for line in output if not line.startswith(("FAIL", "DIFF")))[-200:]
+    summary = "; ".join(line for line in output[-2:] if not line.startswith(("FAIL", "DIFF")))
     checks.add(done.returncode == 0, f"python -m orchestrator check: exit {done.returncode} ({summary})"
                + (f"; {'; '.join(problems[:3])}" if problems else ""))
     return checks
@@ -467,28 +467,31 @@ async def verify_airtm(checks: Checks, session: aiohttp.ClientSession, rig: Rig,
                        run: RunResult, buyers: list[str], sellers: list[str], topped_up: list[Decimal],
                        amount: Decimal, enterprise_before: Decimal) -> None:
     """The AirTM-mode run: every order CLOSED as asked; each seller's claim is the net the contract paid (0 for
-    a refund) and each buyer's its top-up less what it released; the enterprise balance did not move (escrows
+    a refund) and each buyer's its top-up less what it released and less Trustless Work's fee on what was
+    refunded to it (the contract pays the net either way, decision 1); the enterprise balance did not move (escrows
     are on the ledger, paid from the treasury pool); ``offerhub check`` on the instance (the book, the treasury
     pool's USDC on the ledger against the journal and the recorded float, the enterprise against the claims
     and the recorded operator funds) exits 0."""
     books = await check_orders(checks, rig, run, buyers + sellers, "AirTM mode: ")
     net = cents(amount * (1 - TW_FEE))
-    released: Counter[str] = Counter(life.buyer for life in run.lifecycles if not life.refund)
+    spent: Counter[str] = Counter()
+    for life in run.lifecycles:
+        spent[life.buyer] += amount - net if life.refund else amount
     wrong = [f"seller {life.seller}: {books.get(life.seller, Decimal(0))} != {Decimal(0) if life.refund else net}"
              for life in run.lifecycles if books.get(life.seller, Decimal(0)) != (Decimal(0) if life.refund else net)]
-    wrong += [f"buyer {b}: {books.get(b, Decimal(0))} != {n - amount * released[b]}"
-              for b, n in zip(buyers, topped_up, strict=True) if books.get(b, Decimal(0)) != n - amount * released[b]]
+    wrong += [f"buyer {b}: {books.get(b, Decimal(0))} != {n - spent[b]}"
+              for b, n in zip(buyers, topped_up, strict=True) if books.get(b, Decimal(0)) != n - spent[b]]
     checks.add(not wrong, f"AirTM mode: {len(buyers) + len(sellers) - len(wrong)} of {len(buyers) + len(sellers)} "
-               f"claims as expected (seller: {net} per release, 0 per refund; buyer: top-up - {amount} per release)"
-               + (f"; {'; '.join(wrong[:3])}" if wrong else ""))
+               f"claims as expected (seller: {net} per release, 0 per refund; buyer: its top-up - {amount} per "
+               f"release - {amount - net} per refund)" + (f"; {'; '.join(wrong[:3])}" if wrong else ""))
     after = await enterprise_balance(session, rig)
     checks.add(after == enterprise_before, f"AirTM mode: the enterprise balance did not move during the run "
                                            f"({enterprise_before} -> {after})")
     code, output = await orchestrator_check(instance.env)
     problems = [line for line in output if line.startswith(("FAIL", "DIFF", "STUCK"))]
     pool = next((line for line in output if line.startswith("Treasury pool:")), "no treasury pool line")
-    checks.add(code == 0, f"AirTM mode: python -m orchestrator check: exit {code} ({pool[:170]}; "
-               f"{output[-1] if output else ''})" + (f"; {'; '.join(problems[:3])}" if problems else ""))
+    checks.add(code == 0, f"AirTM mode: python -m orchestrator check: exit {code} ({output[-1] if output else ''}); "
+               f"{pool}" + (f"; {'; '.join(problems[:3])}" if problems else ""))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -577,8 +580,9 @@ def print_report(args: argparse.Namespace, setup: str, run: RunResult, pg: Pgben
                cpu=cpu_per_op(airtm.cpu, airtm.seconds, len(airtm.done)),
                xacts=airtm.db_xacts / len(airtm.done) if airtm.done else None)
     met = run.rate >= RATE_TARGET and len(done) == len(run.lifecycles) and checks.ok
-    print(f"  >= {RATE_TARGET:.0f} complete lifecycles/s with the Procfile's pools: {run.rate:.1f}/s -> "
-          f"{'met' if met else 'NOT MET'}")
+    if run.lifecycles:
+        print(f"  >= {RATE_TARGET:.0f} complete lifecycles/s with the Procfile's pools: {run.rate:.1f}/s -> "
+              f"{'met' if met else 'NOT MET'}")
 
 
 def print_money(run: RunResult) -> None:
@@ -598,7 +602,7 @@ def print_money(run: RunResult) -> None:
         req = [f.request_ms for f in ok]
         total = [f.total_ms for f in ok]
         rate = len(ok) / seconds if seconds > 0 else 0.0
-        record(f"{kind}s (until {final.split()[0]})", rate, f"{kind.split()[-1]}s/s")
+        record(f"{kind}s (until {final.split()[0]})", rate, "top-ups/s" if kind == "top-up" else "payouts/s")
         print(f"{kind:<22}{len(ok):>6}{len(flows) - len(ok):>8}{rate:>8.1f}{fmt(percentile(req, 50)):>9}"
               f"{fmt(percentile(req, 90)):>9}{fmt(percentile(total, 50)):>11}{fmt(percentile(total, 90)):>11}"
               f"{fmt(percentile(total, 99)):>11}  {final}")
