@@ -474,7 +474,7 @@ async def verify_airtm(checks: Checks, session: aiohttp.ClientSession, rig: Rig,
     and the recorded operator funds) exits 0."""
     books = await check_orders(checks, rig, run, buyers + sellers, "AirTM mode: ")
     net = cents(amount * (1 - TW_FEE))
-    spent: Counter[str] = Counter()
+    spent: dict[str, Decimal] = dict.fromkeys(buyers, Decimal(0))
     for life in run.lifecycles:
         spent[life.buyer] += amount - net if life.refund else amount
     wrong = [f"seller {life.seller}: {books.get(life.seller, Decimal(0))} != {Decimal(0) if life.refund else net}"
