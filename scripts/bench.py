@@ -23,10 +23,15 @@ Parts (``--only`` takes a comma-separated subset; all by default):
               after the publish at ``--post-concurrency``; the *ledger-only lifecycle* (the envelopes of
               one escrow lifecycle built by the sandbox's Trustless Work API, signed and relayed by one
               async script) ``--ledger-lifecycles`` times, ``--lifecycle-concurrency`` in flight.
-``api``, ``deposits``, ``lifecycle``, ``sandbox``
+``api``, ``deposits``, ``lifecycle``, ``money``, ``sandbox``
               ``scripts/bench_api.py``, ``bench_deposits.py``, ``bench_lifecycle.py``, ``bench_sandbox.py``
               as subprocesses (their own rigs), their figures handed over through ``$BENCH_FIGURES``
               (``bench_common.record``); their own reports go to the log directory printed at the end.
+              ``lifecycle`` is escrow lifecycles only: the crypto ones, then the same plan (count,
+              ``--lifecycle-concurrency``, refund share) on an AirTM-mode instance with the same pools,
+              its escrows funded by the treasury pool and its buyers by top-ups in the set-up (issue 15).
+              ``money`` is ``bench_lifecycle.py --lifecycles 0``: crypto withdrawals, then top-ups and
+              AirTM withdrawals on the AirTM-mode instance, each kind's rate.
 ``fanout``    SSE fan-out: ``--listeners`` streams (1,000) on ``GET /api/v1/events`` (five per API key,
               the per-key limit), then ``--rounds`` credits to one user; the time from sending each
               credit until every listener has its ``balance.credited``.
@@ -44,7 +49,8 @@ Procfile's processes, own queues and Redis keys; all removed at the end, also on
 
 Ratios: a rate is divided by the ceiling it can at best reach: GET balance by the read skeleton (target
 >= 0.6), credits waited / answered 202 / completed after a 202 by the write skeleton's same figure
-(>= 0.5), escrow lifecycles by the ledger-only ones (>= 0.5, and >= 25/s), other requests by the bare
+(>= 0.5), escrow lifecycles by the ledger-only ones (>= 0.5, and >= 25/s), AirTM-mode lifecycles by the
+crypto ones of the same run (0.8..1.25: the ledger work is the same), other requests by the bare
 handler, other writes by pgbench, stored-event replay by the raw query. The open-loop GET runs at half
 the read skeleton's rate and its p99 is divided by the 10 ms target (< 1). The order reads' p50 with the
 small table is divided by the read skeleton's p50 at the same connections (<= 3); other latencies by the
@@ -106,7 +112,7 @@ import psycopg  # noqa: E402
 from scripts import bench_skeletons, bench_webhooks  # noqa: E402
 from scripts.bench_api import hammer  # noqa: E402
 
-PARTS = ("ceilings", "api", "deposits", "lifecycle", "sandbox", "fanout", "webhooks", "replay", "orders")
+PARTS = ("ceilings", "api", "deposits", "lifecycle", "money", "sandbox", "fanout", "webhooks", "replay", "orders")
 #: Share of lifecycles refunded (``scripts/bench_lifecycle.py``'s default), for the ledger-only ones too.
 REFUND_SHARE = 0.2
 #: The outbox relay's advisory lock (orchestrator/db/outbox.py): stored events are numbered under it.
@@ -332,10 +338,16 @@ def existing_commands(args: argparse.Namespace, ceilings: Ceilings) -> dict[str,
         "deposits": [python, "scripts/bench_deposits.py",
                      *(["--deposits", "40", "--users", "4", "--rate", "20", "--concurrency", "8", "--settle", "20"]
                        if quick else [])],
+        # lifecycles only (crypto, then AirTM mode on its own instance): money in and out is its own part
         "lifecycle": [python, "scripts/bench_lifecycle.py", "--pgbench-seconds", "0",
                       "--concurrency", str(args.lifecycle_concurrency), "--refund-share", str(REFUND_SHARE),
                       "--workers", str(args.workers), "--threads", str(args.threads),
+                      "--withdrawals", "0", "--topups", "0", "--airtm-withdrawals", "0",
                       *(["--lifecycles", "6"] if quick else [])],
+        # money in and out alone: crypto withdrawals, then top-ups and AirTM withdrawals on the AirTM instance
+        "money": [python, "scripts/bench_lifecycle.py", "--pgbench-seconds", "0", "--lifecycles", "0",
+                  "--workers", str(args.workers), "--threads", str(args.threads),
+                  *(["--withdrawals", "6", "--topups", "6", "--airtm-withdrawals", "6"] if quick else [])],
         "sandbox": [python, "-m", "scripts.bench_sandbox",
                     *(["--sources", "4", "--per-source", "25", "--stream-samples", "20"] if quick else [])],
     }
@@ -630,14 +642,17 @@ async def system_parts(args: argparse.Namespace, rig: Rig) -> list[Figure]:
 
 #: The issue 16 targets, as notes beside their figures.
 TARGETS = {"read": "target: ratio >= 0.6", "open": "target: p99 < 10 ms (ratio < 1)", "write": "target: ratio >= 0.5",
-           "orders": "target: ratio <= 3", "lifecycles": "target: ratio >= 0.5 and >= 25/s"}
+           "orders": "target: ratio <= 3", "lifecycles": "target: ratio >= 0.5 and >= 25/s",
+           "airtm": "target: ratio 0.8..1.25 (the ledger work is the same)"}
 #: The open-loop GET's absolute target (issue 16): p99 under 10 ms at half the read skeleton's rate.
 OPEN_LOOP_P99_MS = 10.0
 
 
 def attach_limits(figures: list[Figure], ceilings: Ceilings, args: argparse.Namespace) -> None:
     """Each product figure beside the ceiling it can at best reach: the skeleton of the same shape where
-    there is one (issue 16), else the machine's limits as before."""
+    there is one (issue 16), else the machine's limits as before; AirTM-mode lifecycles by the crypto ones of
+    the same run (issue 15)."""
+    crypto = next((f.value for f in figures if f.name.startswith("escrow lifecycles")), None)
     for f in figures:
         if f.kind in ("limit", "failed", "scaled") or f.limit is not None:
             continue
@@ -656,6 +671,8 @@ def attach_limits(figures: list[Figure], ceilings: Ceilings, args: argparse.Name
             f.limit_name, f.limit, target = "write skeleton, 202", ceilings.write_async_rate, "write"
         elif f.name.startswith("API POST credit (async, completed)"):
             f.limit_name, f.limit, target = "write skeleton, 202 done", ceilings.write_async_completed, "write"
+        elif f.name.startswith("AirTM-mode escrow lifecycles"):
+            f.limit_name, f.limit, target = "crypto lifecycles, same run", crypto, "airtm"
         elif f.name.startswith("escrow lifecycles"):
             f.limit_name, f.limit, target = "ledger-only lifecycles", ceilings.ledger_rate, "lifecycles"
         elif f.name.startswith("ledger transactions during lifecycles"):

@@ -336,17 +336,23 @@ def start_sandbox(rig: Rig, seed: str) -> None:
     raise RuntimeError("the sandbox did not print SANDBOX_READY within 30 s")
 
 
-def start_system(rig: Rig, seed: str, args: argparse.Namespace) -> None:
-    """Migrate, bootstrap, then the Procfile's six processes."""
+def start_system(rig: Rig, seed: str, args: argparse.Namespace, *, env: dict[str, str] | None = None,
+                 label: str = "") -> dict[str, int]:
+    """Migrate, bootstrap, then the Procfile's six processes; returns their pids by role.
+
+    ``env`` starts another instance on the same sandbox (``scripts/bench_airtm.py``'s AirTM-mode one: its own
+    database, queue and Redis prefixes) with the same pools, so the two compare like for like; ``label``
+    prefixes its processes' names (their logs), while the CPU meter still counts them by role."""
     python = sys.executable
-    say("migrating the scratch database and bootstrapping the platform user")
+    env = env if env is not None else rig.env
+    say(f"migrating {env['DATABASE_URL'].rsplit('/', 1)[-1]} and bootstrapping the platform user")
     for what, command in (("migration", [python, "-c", "import sys; from orchestrator.db.migrate import upgrade; "
-                                                       "upgrade(sys.argv[1])", rig.database_url]),
+                                                       "upgrade(sys.argv[1])", env["DATABASE_URL"]]),
                           ("bootstrap", [python, "-m", "orchestrator", "bootstrap"])):
-        done = subprocess.run(command, cwd=ROOT, env=rig.env, capture_output=True, text=True, check=False)
+        done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             raise RuntimeError(f"{what} failed ({done.returncode}):\n{done.stdout}{done.stderr}")
-    prefix = rig.env["QUEUE_PREFIX"]
+    prefix = env["QUEUE_PREFIX"]
     commands = {
         "web": [python, "-m", "web"],
         "workers": [python, "-m", "dramatiq", "actors", "--processes", str(args.workers), "--threads",
@@ -360,11 +366,21 @@ def start_system(rig: Rig, seed: str, args: argparse.Namespace) -> None:
     }
     # each dramatiq command serves its Prometheus figures on a port and from a directory of its own
     metrics = {name: {"dramatiq_prom_port": str(free_port()), "dramatiq_prom_host": "127.0.0.1",
-                      "dramatiq_prom_db": str(rig.log_dir / f"metrics-{name}")}
+                      "dramatiq_prom_db": str(rig.log_dir / f"metrics-{label}{name}")}
                for name in ("workers", "chain", "webhooks")}
+    pids: dict[str, int] = {}
     for name, command in commands.items():
-        child = rig.processes.start(name, command, {**rig.env, **metrics.get(name, {})})
-        rig.groups[child.process.pid], rig.pids[name] = name, child.process.pid
+        child = rig.processes.start(f"{label}{name}", command, {**env, **metrics.get(name, {})})
+        rig.groups[child.process.pid], rig.pids[f"{label}{name}"] = name, child.process.pid
+        pids[name] = child.process.pid
+    return pids
+
+
+def stop_system(rig: Rig, pids: dict[str, int]) -> None:
+    """Stop an instance's processes (``start_system``'s pids), leaving the sandbox and the rest running."""
+    for child in [c for c in rig.processes.children if c.process.pid in pids.values()]:
+        rig.processes.stop(child)
+        rig.groups.pop(child.process.pid, None)
 
 
 @contextlib.contextmanager

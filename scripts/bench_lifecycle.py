@@ -1,11 +1,14 @@
 #!/usr/bin/env python3
 """Benchmark full escrow lifecycles: create -> reserve -> escrow -> fund -> release (a share refunded),
-with crypto withdrawals alongside them, then top-ups and AirTM withdrawals on an AirTM-mode instance.
+in crypto mode and then the same lifecycles in AirTM mode (escrows funded by the treasury pool), with
+crypto withdrawals alongside the crypto ones, then top-ups and AirTM withdrawals on the AirTM-mode instance.
 
 Run it from the repository (it re-executes itself under ``.venv/bin/python`` when needed)::
 
-    scripts/bench_lifecycle.py                        # 600 lifecycles, 32 in flight, 20 % refunded
+    scripts/bench_lifecycle.py                        # 600 lifecycles, 32 in flight, 20 % refunded, both modes
     scripts/bench_lifecycle.py --lifecycles 1000 --concurrency 48 --refund-share 0.1
+    scripts/bench_lifecycle.py --withdrawals 0 --topups 0 --airtm-withdrawals 0   # lifecycles only
+    scripts/bench_lifecycle.py --lifecycles 0         # money in and out only
     scripts/bench_lifecycle.py --profile /tmp/prof    # also py-spy chain, workers, web and sandbox
 
 What it starts (and stops again, also on failure or Ctrl-C; everything on 127.0.0.1): the same rig as
@@ -34,15 +37,32 @@ one. It prints lifecycles/s (completed lifecycles over the run's wall time), led
 of each step and of the whole lifecycle, the CPU cores each process group used (``/proc``) and the
 database transactions per lifecycle (``pg_stat_database``).
 
+AirTM mode (issue 15; ``--no-airtm`` skips it): after the crypto run and its checks, the crypto instance's
+processes stop and a second instance starts on the same sandbox with ``PAYMENT_PROVIDER=airtm``
+(``scripts/bench_airtm.py``: its own database, queue and Redis prefixes, the Procfile's six processes with
+the same pools, chain included, so the comparison is like for like; ``--treasury-accounts`` sizes its
+treasury pool, default the product's). Set-up, not measured: as many buyers and sellers as the crypto run,
+each linked to an AirTM account seeded at the sandbox; each buyer tops up exactly what its lifecycles need
+(POST, the buyer's confirmation at the sandbox's AirTM, the webhook's credit); each treasury account is paid
+USDC for every escrow of the run by the sandbox's issuer and that float is recorded (``offerhub reconcile
+--record-float``). Then the same plan of lifecycles at the same concurrency, timed the same way: the
+escrows are funded from the treasury pool and released to its settlement account (refunds back to the
+treasury account), while the book moves the users' USD claims as in crypto mode. Its lifecycles/s is
+printed beside the crypto figure (target: within 0.8..1.25 of it, the ledger work being the same) with
+its own CPU and database-transaction rows. Checks: every order CLOSED as asked; each seller's claim is
+the net paid (0 for a refund) and each buyer's its top-up less what it released; the AirTM enterprise
+balance did not move during the run; ``python -m orchestrator check`` on that instance exits 0 (the
+book, the treasury pool's USDC on the ledger against the journal and the recorded float, the enterprise
+balance against the users' claims and the recorded operator funds).
+
 Money in and out (``scripts/bench_airtm.py``): ``--withdrawals`` extra users, funded in the set-up like the
-buyers, each withdraw ``--withdrawal-amount`` to one external account while the lifecycles run
-(``--money-concurrency`` in flight; 201 once the ledger payment landed). After the lifecycles, a second
-instance with ``PAYMENT_PROVIDER=airtm`` (DESIGN decision 5: its own database and queues, the Procfile's web,
-worker and scheduler) takes ``--topups`` top-ups (POST, the buyer confirms on the sandbox's AirTM, the
-webhook credits) and then ``--airtm-withdrawals`` AirTM withdrawals with ``commit: true``. Each kind's rate and
-its latency (the request's answer, and until the final state) are printed; checks: the destination
-received exactly the crypto withdrawals, the AirTM enterprise balance moved by exactly top-ups less payouts,
-each AirTM user's balance is its top-up less its withdrawal, ``offerhub check`` passes on the AirTM instance.
+buyers, each withdraw ``--withdrawal-amount`` to one external account while the crypto lifecycles run
+(``--money-concurrency`` in flight; 201 once the ledger payment landed). After the AirTM-mode lifecycles,
+the AirTM-mode instance takes ``--topups`` top-ups and then ``--airtm-withdrawals`` AirTM withdrawals with
+``commit: true``. Each kind's rate and its latency (the request's answer, and until the final state) are
+printed; checks: the destination received exactly the crypto withdrawals, the AirTM enterprise balance
+moved by exactly top-ups less payouts, each AirTM user's balance is its top-up less its withdrawal,
+``offerhub check`` passes on the AirTM instance.
 
 Then, in the same run, the machine's PostgreSQL ceiling: ``pgbench -c 16 -j 2`` of one
 ``BEGIN; UPDATE; INSERT; END`` for ``--pgbench-seconds`` against scratch tables of the same database,
@@ -96,18 +116,36 @@ from scripts.bench_common import (  # noqa: E402  (standard library only; safe b
     start_profiles,
     start_system,
     stop_profiles,
+    stop_system,
     wait_healthy,
     wait_wallets_active,
 )
 
 reexec_in_venv(__file__)
 
+import dataclasses  # noqa: E402
+
 import aiohttp  # noqa: E402  (after the re-exec into the virtualenv)
 import psycopg  # noqa: E402
 
-from scripts.bench_airtm import Flow, MoneyResult, airtm_mix, crypto_withdrawal, start_airtm, stop_airtm  # noqa: E402
+from scripts.bench_airtm import (  # noqa: E402
+    AirtmRig,
+    Flow,
+    MoneyResult,
+    airtm_mix,
+    crypto_withdrawal,
+    enterprise_balance,
+    fund_pool,
+    linked_users,
+    orchestrator_check,
+    start_airtm,
+    stop_airtm,
+    top_up_all,
+)
 
 RATE_TARGET = 100.0
+#: AirTM-mode lifecycles/s over crypto ones of the same run: the ledger work is the same (issue 15).
+AIRTM_RATIO = (0.8, 1.25)
 TW_FEE = Decimal("0.003")  # Trustless Work keeps 0.3 % of what the contract pays out (decision 1)
 STEPS = ("create", "reserve", "escrow", "fund", "release", "refund")
 PROCESS_GROUPS = ("sandbox", "web", "workers", "chain", "monitor", "scheduler", "postgres", "rabbitmq",
@@ -273,19 +311,28 @@ async def db_now(conn: psycopg.AsyncConnection[Any]) -> Any:
     return row[0]
 
 
-async def measured_run(session: aiohttp.ClientSession, rig: Rig, args: argparse.Namespace, buyers: list[str],
-                       sellers: list[str], withdrawers: list[str], destination: str) -> RunResult:
+def plan(args: argparse.Namespace, buyers: list[str], sellers: list[str]) -> list[Lifecycle]:
+    """The run's lifecycles: ``w``-th in flight uses buyer ``w mod buyers``; every ``1/refund-share``-th refunded.
+    The crypto and the AirTM-mode runs use the same plan."""
     share = args.refund_share
-    lives = [Lifecycle(i, buyers[i % args.concurrency % len(buyers)], sellers[i],
-                       math.floor((i + 1) * share) > math.floor(i * share)) for i in range(args.lifecycles)]
+    return [Lifecycle(i, buyers[i % args.concurrency % len(buyers)], sellers[i],
+                      math.floor((i + 1) * share) > math.floor(i * share)) for i in range(args.lifecycles)]
+
+
+async def measured_run(session: aiohttp.ClientSession, rig: Rig, args: argparse.Namespace, buyers: list[str],
+                       sellers: list[str], withdrawers: list[str], destination: str, label: str = "") -> RunResult:
+    """The closed loop on ``rig``'s instance (the AirTM-mode one is a view of the rig with its database and
+    environment); ``label`` names its profiles' subdirectory."""
+    lives = plan(args, buyers, sellers)
     client = Client(session, rig)
     result = RunResult(lives, withdrawals=[Flow("crypto withdrawal") for _ in withdrawers])
-    say(f"run: {len(lives)} lifecycles ({sum(life.refund for life in lives)} refunded), "
-        f"{args.concurrency} in flight, {len(buyers)} buyers, {len(sellers)} sellers")
+    say(f"run{f' ({label})' if label else ''}: {len(lives)} lifecycles ({sum(life.refund for life in lives)} "
+        f"refunded), {args.concurrency} in flight, {len(buyers)} buyers, {len(sellers)} sellers")
     async with await psycopg.AsyncConnection.connect(rig.database_url, autocommit=True) as conn:
         meter = CpuMeter(rig.groups, rig.database)
         meter.start()
-        spies = start_profiles(rig, Path(args.profile), ("chain", "workers", "web", "sandbox")) if args.profile else []
+        spies = (start_profiles(rig, Path(args.profile) / label if label else Path(args.profile),
+                                ("chain", "workers", "web", "sandbox")) if args.profile else [])
         window_start = await db_now(conn)
         started = time.perf_counter()
         try:
@@ -351,6 +398,31 @@ async def ledger_usdc(session: aiohttp.ClientSession, rig: Rig, account: str) ->
     return next((Decimal(b["balance"]) for b in body["balances"] if b.get("asset_code") == "USDC"), Decimal(0))
 
 
+async def check_orders(checks: Checks, rig: Rig, run: RunResult, users: list[str],
+                       prefix: str = "") -> dict[str, Decimal]:
+    """Every lifecycle completed and its order CLOSED with the finalStatus asked; returns the book (available +
+    reserved) of each of ``users``."""
+    lives = run.lifecycles
+    failed = Counter(life.error.split(":")[0] + ": " + life.error.split(":", 1)[-1].strip()[:60]
+                     for life in lives if not life.ok)
+    checks.add(not failed, f"{prefix}Lifecycles: {len(run.done)} of {len(lives)} completed"
+               + (f"; failures: {dict(failed.most_common(5))}" if failed else ""))
+    ids = [life.order_id for life in lives if life.order_id]
+    async with await psycopg.AsyncConnection.connect(rig.database_url, autocommit=True) as conn:
+        cursor = await conn.execute("SELECT id, status, final_status FROM orders WHERE id = ANY(%s)", (ids,))
+        orders = {row[0]: (row[1], row[2]) for row in await cursor.fetchall()}
+        cursor = await conn.execute("SELECT user_id, available, reserved FROM balances WHERE user_id = ANY(%s)",
+                                    (users,))
+        books = {row[0]: Decimal(row[1]) + Decimal(row[2]) for row in await cursor.fetchall()}
+    wrong = [f"{life.order_id or f'#{life.index} (never created)'} {orders.get(life.order_id)}" for life in lives
+             if orders.get(life.order_id) != ("CLOSED", "REFUNDED" if life.refund else "RELEASED")]
+    released = sum(not life.refund for life in lives)
+    checks.add(not wrong, f"{prefix}Orders: {len(lives) - len(wrong)} of {len(lives)} CLOSED with the right "
+               f"finalStatus ({released} RELEASED, {len(lives) - released} REFUNDED asked)"
+               + (f"; wrong: {'; '.join(wrong[:3])}" if wrong else ""))
+    return books
+
+
 async def verify(session: aiohttp.ClientSession, rig: Rig, run: RunResult, sellers: list[str],
                  seller_wallets: list[str], amount: Decimal, destination: str, withdrawal_amount: Decimal) -> Checks:
     checks = Checks()
@@ -364,24 +436,7 @@ async def verify(session: aiohttp.ClientSession, rig: Rig, run: RunResult, selle
                    f"{received} USDC = {expected_usdc}" + (f"; failures: {dict(failed_w.most_common(3))}"
                                                            if failed_w else ""))
     lives = run.lifecycles
-    failed = Counter(life.error.split(":")[0] + ": " + life.error.split(":", 1)[-1].strip()[:60]
-                     for life in lives if not life.ok)
-    checks.add(not failed, f"Lifecycles: {len(run.done)} of {len(lives)} completed"
-               + (f"; failures: {dict(failed.most_common(5))}" if failed else ""))
-    ids = [life.order_id for life in lives if life.order_id]
-    async with await psycopg.AsyncConnection.connect(rig.database_url, autocommit=True) as conn:
-        cursor = await conn.execute("SELECT id, status, final_status FROM orders WHERE id = ANY(%s)", (ids,))
-        orders = {row[0]: (row[1], row[2]) for row in await cursor.fetchall()}
-        cursor = await conn.execute("SELECT user_id, available, reserved FROM balances WHERE user_id = ANY(%s)",
-                                    (sellers,))
-        books = {row[0]: Decimal(row[1]) + Decimal(row[2]) for row in await cursor.fetchall()}
-    wrong = [f"{life.order_id or f'#{life.index} (never created)'} {orders.get(life.order_id)}" for life in lives
-             if orders.get(life.order_id) != ("CLOSED", "REFUNDED" if life.refund else "RELEASED")]
-    released = sum(not life.refund for life in lives)
-    checks.add(not wrong, f"Orders: {len(lives) - len(wrong)} of {len(lives)} CLOSED with the right finalStatus "
-               f"({released} RELEASED, {len(lives) - released} REFUNDED asked)"
-               + (f"; wrong: {'; '.join(wrong[:3])}" if wrong else ""))
-
+    books = await check_orders(checks, rig, run, sellers)
     net = cents(amount * (1 - TW_FEE))
     semaphore = asyncio.Semaphore(16)
     differences: list[str] = []
@@ -402,10 +457,41 @@ async def verify(session: aiohttp.ClientSession, rig: Rig, run: RunResult, selle
                                    env=rig.env, capture_output=True, text=True, timeout=600, check=False)
     output = (done.stdout + done.stderr).strip().splitlines()
     problems = [line for line in output if line.startswith(("FAIL", "DIFF"))]
-    summary = "; ".join(line for line in output if not line.startswith(("FAIL", "DIFF")))[-200:]
+    summary = "; ".join(line for line in output[-2:] if not line.startswith(("FAIL", "DIFF")))
     checks.add(done.returncode == 0, f"python -m orchestrator check: exit {done.returncode} ({summary})"
                + (f"; {'; '.join(problems[:3])}" if problems else ""))
     return checks
+
+
+async def verify_airtm(checks: Checks, session: aiohttp.ClientSession, rig: Rig, instance: AirtmRig,
+                       run: RunResult, buyers: list[str], sellers: list[str], topped_up: list[Decimal],
+                       amount: Decimal, enterprise_before: Decimal) -> None:
+    """The AirTM-mode run: every order CLOSED as asked; each seller's claim is the net the contract paid (0 for
+    a refund) and each buyer's its top-up less what it released and less Trustless Work's fee on what was
+    refunded to it (the contract pays the net either way, decision 1); the enterprise balance did not move (escrows
+    are on the ledger, paid from the treasury pool); ``offerhub check`` on the instance (the book, the treasury
+    pool's USDC on the ledger against the journal and the recorded float, the enterprise against the claims
+    and the recorded operator funds) exits 0."""
+    books = await check_orders(checks, rig, run, buyers + sellers, "AirTM mode: ")
+    net = cents(amount * (1 - TW_FEE))
+    spent: dict[str, Decimal] = dict.fromkeys(buyers, Decimal(0))
+    for life in run.lifecycles:
+        spent[life.buyer] += amount - net if life.refund else amount
+    wrong = [f"seller {life.seller}: {books.get(life.seller, Decimal(0))} != {Decimal(0) if life.refund else net}"
+             for life in run.lifecycles if books.get(life.seller, Decimal(0)) != (Decimal(0) if life.refund else net)]
+    wrong += [f"buyer {b}: {books.get(b, Decimal(0))} != {n - spent[b]}"
+              for b, n in zip(buyers, topped_up, strict=True) if books.get(b, Decimal(0)) != n - spent[b]]
+    checks.add(not wrong, f"AirTM mode: {len(buyers) + len(sellers) - len(wrong)} of {len(buyers) + len(sellers)} "
+               f"claims as expected (seller: {net} per release, 0 per refund; buyer: its top-up - {amount} per "
+               f"release - {amount - net} per refund)" + (f"; {'; '.join(wrong[:3])}" if wrong else ""))
+    after = await enterprise_balance(session, rig)
+    checks.add(after == enterprise_before, f"AirTM mode: the enterprise balance did not move during the run "
+                                           f"({enterprise_before} -> {after})")
+    code, output = await orchestrator_check(instance.env)
+    problems = [line for line in output if line.startswith(("FAIL", "DIFF", "STUCK"))]
+    pool = next((line for line in output if line.startswith("Treasury pool:")), "no treasury pool line")
+    checks.add(code == 0, f"AirTM mode: python -m orchestrator check: exit {code} ({output[-1] if output else ''}); "
+               f"{pool}" + (f"; {'; '.join(problems[:3])}" if problems else ""))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -417,10 +503,9 @@ def fmt(value: float) -> str:
 
 
 def print_report(args: argparse.Namespace, setup: str, run: RunResult, pg: PgbenchResult | None,
-                 checks: Checks) -> None:
+                 checks: Checks, airtm: RunResult | None = None) -> None:
     line = "-" * 118
     done = run.done
-    refunded = sum(life.refund for life in done)
     print()
     print(f"Orchestrator lifecycle benchmark: {os.cpu_count()} CPU cores "
           f"({platform.processor() or platform.machine()}), {args.lifecycles} lifecycles of {args.amount} USDC, "
@@ -431,50 +516,73 @@ def print_report(args: argparse.Namespace, setup: str, run: RunResult, pg: Pgben
     print(line)
     print(f"{'run':<34}{'done':>6}{'failed':>8}{'seconds':>9}{'lifecycles/s':>14}{'ledger txs':>12}"
           f"{'ledger tx/s':>13}{'txs/lifecycle':>15}")
-    per = run.ledger_txs / len(done) if done else 0.0
-    print(f"{f'{args.concurrency} in flight, closed loop':<34}{len(done):>6}{len(run.lifecycles) - len(done):>8}"
-          f"{run.seconds:>9.2f}{run.rate:>14.1f}{run.ledger_txs:>12}{run.ledger_txs / run.seconds:>13.1f}"
-          f"{per:>15.2f}")
-    kinds = ", ".join(f"{k} {n}" for k, n in sorted(run.ledger_by_kind.items()))
-    print(f"  ledger transactions by kind (chain_steps CONFIRMED with a tx hash, confirmed in the run): {kinds}")
+    runs = [(f"crypto, {args.concurrency} in flight", run)]
+    if airtm is not None:
+        runs.append((f"AirTM mode, {args.concurrency} in flight", airtm))
+    for name, each in runs:
+        per = each.ledger_txs / len(each.done) if each.done else 0.0
+        tx_rate = each.ledger_txs / each.seconds if each.seconds else 0.0
+        print(f"{name:<34}{len(each.done):>6}{len(each.lifecycles) - len(each.done):>8}{each.seconds:>9.2f}"
+              f"{each.rate:>14.1f}{each.ledger_txs:>12}{tx_rate:>13.1f}{per:>15.2f}")
+    for name, each in runs:
+        kinds = ", ".join(f"{k} {n}" for k, n in sorted(each.ledger_by_kind.items()))
+        print(f"  {name.split(',')[0]}: ledger transactions by kind (chain_steps CONFIRMED with a tx hash, confirmed "
+              f"in the run): {kinds}")
+    refunded = sum(life.refund for life in done)
     print(f"  expected per lifecycle: deploy + fund + 3 for a release ({len(done) - refunded} done) or 2 for a "
           f"refund ({refunded} done) = {5 * (len(done) - refunded) + 4 * refunded}")
+    if airtm is not None and run.rate:
+        low, high = AIRTM_RATIO
+        ratio = airtm.rate / run.rate
+        print(f"  AirTM mode / crypto: {ratio:.2f} (target {low}..{high}: the ledger work is the same) -> "
+              f"{'met' if low <= ratio <= high else 'NOT MET'}")
     if pg is not None:
         tps = f"{pg.tps:.0f} tps" if pg.tps is not None else "n/a"
         lat = f", avg latency {pg.latency_ms:.1f} ms" if pg.latency_ms is not None else ""
         print(f"  PostgreSQL ceiling, same run, Orchestrator idle: pgbench {tps}{lat} ({pg.note})")
     print(line)
     print(f"{'step (ms)':<34}{'n':>6}{'p50':>9}{'p90':>9}{'p99':>9}{'max':>9}{'202 polled':>12}")
-    for step in (*STEPS, "whole lifecycle"):
-        if step == "whole lifecycle":
-            values = [(life.finished - life.started) * 1000 for life in done]
-            polled = sum(bool(life.polled) for life in done)
-        else:
-            values = [life.steps_ms[step] for life in run.lifecycles if step in life.steps_ms]
-            polled = sum(step in life.polled for life in run.lifecycles)
-        if not values:
-            continue
-        print(f"{step:<34}{len(values):>6}{fmt(percentile(values, 50)):>9}{fmt(percentile(values, 90)):>9}"
-              f"{fmt(percentile(values, 99)):>9}{fmt(max(values)):>9}{polled:>12}")
+    for name, each in runs:
+        for step in (*STEPS, "whole lifecycle"):
+            if step == "whole lifecycle":
+                values = [(life.finished - life.started) * 1000 for life in each.done]
+                polled = sum(bool(life.polled) for life in each.done)
+            else:
+                values = [life.steps_ms[step] for life in each.lifecycles if step in life.steps_ms]
+                polled = sum(step in life.polled for life in each.lifecycles)
+            if not values:
+                continue
+            label = f"{name.split(',')[0]}: {step}" if airtm is not None else step
+            print(f"{label:<34}{len(values):>6}{fmt(percentile(values, 50)):>9}{fmt(percentile(values, 90)):>9}"
+                  f"{fmt(percentile(values, 99)):>9}{fmt(max(values)):>9}{polled:>12}")
     print(line)
-    groups = [g for g in PROCESS_GROUPS if run.cpu.get(g, 0) >= 0.005]
+    groups = [g for g in PROCESS_GROUPS if any(each.cpu.get(g, 0) >= 0.005 for _, each in runs)]
     print(f"{'CPU cores used (/proc)':<34}" + "".join(f"{g[:10]:>11}" for g in groups) + f"{'total':>8}"
           + "  DB xacts/lifecycle")
+    for name, each in runs:
+        per_xacts = each.db_xacts / len(each.done) if each.done else 0.0
+        print(f"{name.split(',')[0] + ' run':<34}" + "".join(f"{each.cpu.get(g, 0.0):>11.2f}" for g in groups)
+              + f"{sum(each.cpu.get(g, 0.0) for g in groups):>8.2f}{per_xacts:>20.1f}")
     xacts = run.db_xacts / len(done) if done else 0.0
-    print(f"{'measured run':<34}" + "".join(f"{run.cpu.get(g, 0.0):>11.2f}" for g in groups)
-          + f"{sum(run.cpu.get(g, 0.0) for g in groups):>8.2f}{xacts:>20.1f}")
     print(line)
     print_money(run)
     print(line)
     for text in checks.lines:
         print(text)
     print("Target:")
-    record("escrow lifecycles (create .. release/refund)", run.rate, "lifecycles/s",
-           cpu=cpu_per_op(run.cpu, run.seconds, len(done)), xacts=xacts if done else None)
-    record("ledger transactions during lifecycles", run.ledger_txs / run.seconds if run.seconds else None, "tx/s")
+    if run.lifecycles:  # --lifecycles 0: money in and out alone (bench.py's ``money`` part)
+        record("escrow lifecycles (create .. release/refund)", run.rate, "lifecycles/s",
+               cpu=cpu_per_op(run.cpu, run.seconds, len(done)), xacts=xacts if done else None)
+        record("ledger transactions during lifecycles", run.ledger_txs / run.seconds if run.seconds else None,
+               "tx/s")
+    if airtm is not None:
+        record("AirTM-mode escrow lifecycles (treasury-funded)", airtm.rate, "lifecycles/s",
+               cpu=cpu_per_op(airtm.cpu, airtm.seconds, len(airtm.done)),
+               xacts=airtm.db_xacts / len(airtm.done) if airtm.done else None)
     met = run.rate >= RATE_TARGET and len(done) == len(run.lifecycles) and checks.ok
-    print(f"  >= {RATE_TARGET:.0f} complete lifecycles/s with the Procfile's pools: {run.rate:.1f}/s -> "
-          f"{'met' if met else 'NOT MET'}")
+    if run.lifecycles:
+        print(f"  >= {RATE_TARGET:.0f} complete lifecycles/s with the Procfile's pools: {run.rate:.1f}/s -> "
+              f"{'met' if met else 'NOT MET'}")
 
 
 def print_money(run: RunResult) -> None:
@@ -494,24 +602,58 @@ def print_money(run: RunResult) -> None:
         req = [f.request_ms for f in ok]
         total = [f.total_ms for f in ok]
         rate = len(ok) / seconds if seconds > 0 else 0.0
+        record(f"{kind}s (until {final.split()[0]})", rate, "top-ups/s" if kind == "top-up" else "payouts/s")
         print(f"{kind:<22}{len(ok):>6}{len(flows) - len(ok):>8}{rate:>8.1f}{fmt(percentile(req, 50)):>9}"
               f"{fmt(percentile(req, 90)):>9}{fmt(percentile(total, 50)):>11}{fmt(percentile(total, 90)):>11}"
               f"{fmt(percentile(total, 99)):>11}  {final}")
-    print("  crypto withdrawals run alongside the lifecycles (their rate is over the whole run); top-ups, then AirTM "
-          "withdrawals, run after it on the second (AirTM-mode) instance, each phase timed on its own")
+    print("  crypto withdrawals run alongside the crypto lifecycles (their rate is over the whole run); top-ups, "
+          "then AirTM withdrawals, run on the AirTM-mode instance after its lifecycles, each phase timed on its own")
 
 
 # --------------------------------------------------------------------------------------------------
 # The run
 
 
-async def bench(args: argparse.Namespace, rig: Rig) -> tuple[str, RunResult, PgbenchResult | None, Checks]:
+async def airtm_lifecycles(session: aiohttp.ClientSession, rig: Rig, args: argparse.Namespace, instance: AirtmRig,
+                           checks: Checks) -> tuple[str, RunResult]:
+    """The same lifecycles on the AirTM-mode instance: AIRTM-backed buyers funded by top-ups and sellers linked
+    to AirTM (set-up, not measured), escrows funded by the treasury pool; its checks join ``checks``."""
+    buyers_n, amount = args.buyers or args.concurrency, Decimal(args.amount)
+    started = time.perf_counter()
+    say(f"AirTM instance at {instance.api}: linking {buyers_n} buyers and {args.lifecycles} sellers to AirTM")
+    buyers = await linked_users(session, rig, instance, buyers_n, "buyer")
+    sellers = await linked_users(session, rig, instance, args.lifecycles, "seller")
+    uses = Counter(i % args.concurrency % buyers_n for i in range(args.lifecycles))
+    needs = [amount * uses[b] for b in range(buyers_n)]
+    linked = time.perf_counter() - started
+    say(f"AirTM instance: {sum(needs)} USD topped up by {buyers_n} buyers; funding the treasury pool")
+    started = time.perf_counter()
+    await top_up_all(session, rig, instance, [(u, e, n) for (u, e), n in zip(buyers, needs, strict=True)],
+                     args.money_concurrency, args.activation_timeout)
+    topped = time.perf_counter() - started
+    per_account = amount * args.lifecycles  # each treasury account could fund every escrow of the run
+    accounts = await fund_pool(session, rig, instance, per_account, args.activation_timeout)
+    before = await enterprise_balance(session, rig)
+    view = dataclasses.replace(rig, database=instance.database, env=instance.env,
+                               pids={**instance.pids, "sandbox": rig.pids["sandbox"]})
+    buyer_ids, seller_ids = [u for u, _ in buyers], [u for u, _ in sellers]
+    run = await measured_run(session, view, args, buyer_ids, seller_ids, [], "", label="airtm")
+    say(f"AirTM run done: {len(run.done)} lifecycles in {run.seconds:.1f} s; checking")
+    await verify_airtm(checks, session, view, instance, run, buyer_ids, seller_ids, needs, amount, before)
+    setup = (f"AirTM set-up: {buyers_n + args.lifecycles} users linked to AirTM in {linked:.1f} s; {sum(needs)} USD "
+             f"topped up in {topped:.1f} s; {accounts} treasury account(s) paid {per_account} USDC each, float "
+             f"recorded")
+    return setup, run
+
+
+async def bench(args: argparse.Namespace, rig: Rig
+                ) -> tuple[str, RunResult, PgbenchResult | None, Checks, RunResult | None]:
     timeout = aiohttp.ClientTimeout(total=args.step_timeout + 30)
     connector = aiohttp.TCPConnector(limit=args.concurrency + 16)
     async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
-        start_system(rig, rig.env["SANDBOX_SEED"], args)
+        crypto = start_system(rig, rig.env["SANDBOX_SEED"], args)
         await wait_healthy(session, rig, 60)
-        buyers_n = args.buyers or args.concurrency
+        buyers_n = (args.buyers or args.concurrency) if args.lifecycles else 0
         total = buyers_n + args.lifecycles + args.withdrawals
         say(f"system up at {rig.api}; creating {buyers_n} buyers, {args.lifecycles} sellers and "
             f"{args.withdrawals} withdrawers, waiting for their wallets")
@@ -541,15 +683,22 @@ async def bench(args: argparse.Namespace, rig: Rig) -> tuple[str, RunResult, Pgb
         say(f"run done: {len(run.done)} lifecycles in {run.seconds:.1f} s; checking")
         checks = await verify(session, rig, run, sellers, wallets[buyers_n:buyers_n + args.lifecycles], amount,
                               destination, withdrawal_amount)
-        if args.topups > 0:
-            say(f"AirTM instance: {args.topups} top-ups, then {min(args.airtm_withdrawals, args.topups)} AirTM "
-                f"withdrawals")
-            instance = await start_airtm(session, rig, args.threads)
+        airtm: RunResult | None = None
+        if (args.airtm_lifecycles and args.lifecycles) or args.topups > 0:
+            # one instance at a time: the crypto one's processes stop, so neither run pays for the other's
+            stop_system(rig, crypto)
+            instance = await start_airtm(session, rig, args)
             try:
-                run.money = await airtm_mix(session, rig, instance, topups=args.topups,
-                                            payouts=min(args.airtm_withdrawals, args.topups),
-                                            concurrency=args.money_concurrency, amount=args.withdrawal_amount,
-                                            wait_seconds=args.step_timeout)
+                if args.airtm_lifecycles and args.lifecycles:
+                    airtm_setup, airtm = await airtm_lifecycles(session, rig, args, instance, checks)
+                    setup += "\n" + airtm_setup
+                if args.topups > 0:
+                    say(f"AirTM instance: {args.topups} top-ups, then {min(args.airtm_withdrawals, args.topups)} "
+                        f"AirTM withdrawals")
+                    run.money = await airtm_mix(session, rig, instance, topups=args.topups,
+                                                payouts=min(args.airtm_withdrawals, args.topups),
+                                                concurrency=args.money_concurrency, amount=args.withdrawal_amount,
+                                                wait_seconds=args.step_timeout)
             finally:
                 stop_airtm(rig, instance)
             failed_money = [f.error for f in run.money.flows if f.error]
@@ -567,7 +716,7 @@ async def bench(args: argparse.Namespace, rig: Rig) -> tuple[str, RunResult, Pgb
         say(f"pgbench for {args.pgbench_seconds:.0f} s (the Orchestrator idle)")
         pg = run_pgbench({"dsn": rig.database_url, "port": "5432", "dbname": rig.database},
                          accounts=max(100, len(users)), duration=args.pgbench_seconds)
-    return setup, run, pg, checks
+    return setup, run, pg, checks, airtm
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -578,6 +727,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="buyers (default: one per lifecycle in flight, so no two in flight share a wallet)")
     parser.add_argument("--refund-share", type=float, default=0.2, help="share refunded instead of released (0.2)")
     parser.add_argument("--amount", default="10.00", help="USDC per order (default 10.00)")
+    parser.add_argument("--airtm", dest="airtm_lifecycles", action=argparse.BooleanOptionalAction, default=True,
+                        help="the same lifecycles again on an AirTM-mode instance, escrows funded by its treasury "
+                             "pool (default: yes)")
+    parser.add_argument("--treasury-accounts", type=int, default=0,
+                        help="TREASURY_ACCOUNTS of the AirTM-mode instance (default 0: the product's default)")
     parser.add_argument("--withdrawals", type=int, default=48,
                         help="crypto withdrawals run alongside the lifecycles, one per extra funded user (48)")
     parser.add_argument("--topups", type=int, default=48,
@@ -602,8 +756,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if min(args.withdrawals, args.topups, args.airtm_withdrawals) < 0 or args.money_concurrency < 1:
         parser.error("--withdrawals, --topups and --airtm-withdrawals must not be negative")
-    if args.lifecycles < 1 or args.concurrency < 1 or args.buyers < 0:
-        parser.error("--lifecycles and --concurrency must be positive, --buyers not negative")
+    if args.lifecycles < 0 or args.concurrency < 1 or args.buyers < 0:
+        parser.error("--concurrency must be positive, --lifecycles and --buyers not negative")
     if not 0 <= args.refund_share <= 1:
         parser.error("--refund-share must be between 0 and 1")
     if Decimal(args.amount) <= 0:
@@ -618,8 +772,8 @@ def main(argv: list[str] | None = None) -> int:
                          extra_env={"TRUSTLESS_REQUESTS_PER_MINUTE": "0"})
     if isinstance(outcome, int):
         return outcome
-    setup, run, pg, checks = outcome
-    print_report(args, setup, run, pg, checks)
+    setup, run, pg, checks, airtm = outcome
+    print_report(args, setup, run, pg, checks, airtm)
     return 0 if checks.ok else 1
 
 
