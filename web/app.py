@@ -41,15 +41,18 @@ from web.middlewares import MAX_BODY, MaintenanceSwitch, setup_middlewares
 from web.routes import setup_routes
 
 log = logging.getLogger(__name__)
+#: Connections for the few writes that span statements (idempotency keys, webhook endpoints, statements).
+TX_POOL = 5
 
 
 async def _engine(app: web.Application) -> AsyncIterator[None]:
-    app[TX_ENGINE] = create_web_engine(app[SETTINGS].database_url)
-    app[ENGINE] = app[TX_ENGINE].execution_options(isolation_level="AUTOCOMMIT")
+    app[TX_ENGINE] = create_web_engine(app[SETTINGS].database_url, pool_size=TX_POOL)
+    app[ENGINE] = create_web_engine(app[SETTINGS].database_url, autocommit=True)
     app[READS] = prepared.open_pool(libpq_url(app[SETTINGS].database_url), name="web-reads")
     await app[READS].open(wait=False)  # connects in the background: a database still starting is waited for
     yield
     await app[READS].close()
+    await app[ENGINE].dispose()
     await app[TX_ENGINE].dispose()
 
 

@@ -18,7 +18,7 @@ from web.listener import Listener
 SETTINGS = web.AppKey("settings", Settings)
 #: Reads and single-statement writes run in autocommit (no BEGIN/ROLLBACK round trips).
 ENGINE = web.AppKey("engine", AsyncEngine)
-#: The same pool in transactional mode, for the few writes that must be atomic across statements.
+#: A pool of its own in transactional mode, for the few writes that must be atomic across statements.
 TX_ENGINE = web.AppKey("tx_engine", AsyncEngine)
 #: Plain psycopg connections for the fixed-shape hot reads (``orchestrator/db/prepared.py``).
 READS = web.AppKey("reads", AsyncConnectionPool)

@@ -30,14 +30,19 @@ def create_sync_engine(database_url: str, *, pool_size: int = 10, max_overflow: 
                          pool_recycle=RECYCLE_SECONDS)
 
 
-def create_web_engine(database_url: str, *, pool_size: int = 10) -> AsyncEngine:
-    """The web tier's async engine (psycopg 3 async driver): writes and the reads of varying shape.
+def create_web_engine(database_url: str, *, pool_size: int = 10, autocommit: bool = False) -> AsyncEngine:
+    """The web tier's async engines (psycopg 3 async driver): writes and the reads of varying shape.
 
     A fixed pool and no overflow: under load an overflow connection was opened for a request and closed
     again when it came back (SQLAlchemy keeps only ``pool_size`` idle), so a busy web process spent a
     tenth of its CPU connecting and disconnecting (py-spy of ``GET balance`` at 200 connections). A
-    request waits for one of the ten instead; every statement holds it only for its round trip. The hot
-    reads have a pool of their own (``web/app.py``, ``READ_POOL``).
+    request waits for one of them instead; every statement holds it only for its round trip. The hot
+    reads have a pool of their own (``orchestrator.db.prepared``).
+
+    ``autocommit``: a pool of its own whose connections stay in autocommit, rather than one pool switched
+    per checkout by ``execution_options(isolation_level=...)``, which set and reset the level on every
+    checkout (9 % of a web process taking credits, issue 16 profile).
     """
     return create_async_engine(sqlalchemy_url(database_url), pool_size=pool_size, max_overflow=0,
-                               pool_recycle=RECYCLE_SECONDS)
+                               pool_recycle=RECYCLE_SECONDS,
+                               **({"isolation_level": "AUTOCOMMIT"} if autocommit else {}))

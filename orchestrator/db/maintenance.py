@@ -6,11 +6,15 @@ from typing import Any
 
 from sqlalchemy import Connection, Select, func, select, update
 
+from orchestrator.db.prepared import Query
 from orchestrator.db.tables import maintenance
+
+#: Read by every web process at most once a second (``web/middlewares.py``), and by the operators.
+CURRENT = Query(select(maintenance).where(maintenance.c.id == 1))
 
 
 def current() -> Select:
-    return select(maintenance).where(maintenance.c.id == 1)
+    return CURRENT.bind()  # type: ignore[no-any-return]
 
 
 def set_enabled(conn: Connection, *, message: str, enabled_by: str | None) -> None:

@@ -14,7 +14,7 @@ from orchestrator import check
 from tests.api import Api, idempotency_key, unique
 from tests.web.test_errors import assert_error, field_errors
 from tests.web.test_users import ISO_MS
-from web.keys import TX_ENGINE
+from web.keys import ENGINE
 
 ORDER_FIELDS = {"id", "clientOrderRef", "buyerId", "sellerId", "amount", "currency", "status", "finalStatus",
                 "fundingMode", "title", "description", "metadata", "escrow", "milestones", "dispute", "createdAt",
@@ -431,7 +431,7 @@ async def test_a_list_page_reads_each_related_table_once_and_shows_each_order_as
     def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
         statements.append(statement)
 
-    engine = client.server.app[TX_ENGINE].sync_engine
+    engine = client.server.app[ENGINE].sync_engine  # the list reads through the autocommit engine
     event.listen(engine, "before_cursor_execute", count)
     try:
         # When the buyer's orders are listed

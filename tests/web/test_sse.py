@@ -12,7 +12,7 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy import Engine, event, text
 
 from tests.api import Api
-from web.keys import TX_ENGINE
+from web.keys import ENGINE
 
 
 async def read_events(client: TestClient, key: str, *, query: str = "", last_id: str | None = None,
@@ -202,7 +202,7 @@ async def test_many_streams_share_one_outbox_read_per_event_and_each_gets_it(
         if "FROM outbox" in statement and "outbox.position >" in statement:
             outbox_reads.append(statement)
 
-    engine = client.server.app[TX_ENGINE].sync_engine
+    engine = client.server.app[ENGINE].sync_engine  # the feed reads through the autocommit engine
     try:
         # Given 15 open streams that are all live (each already received a first credit)
         await everyone_gets("1.00")
