@@ -315,18 +315,20 @@ async def drive(args: argparse.Namespace, rig: chaos_rig.Rig) -> Outcome:
         listening = [asyncio.create_task(chaos_driver.listen(streams, rig.api, listener, stop_listening,
                                                              random.Random(args.seed + 2 + i)))
                      for i, listener in enumerate(listeners)]
-        kinds = chaos_driver.plan(args.lifecycles, args.mix_weights, rng)
+        kinds = chaos_driver.plan_by_backing(args.lifecycles, args.mix_weights, rng, {
+            chaos_driver.WALLET: args.lanes, chaos_driver.AIRTM: args.airtm_lanes})
+        total = sum(len(share) for share in kinds.values())
         driver = chaos_driver.Driver(api, sandbox, rig.sandbox_url, rig.direct_database_url, facts, rig.run,
                                      args.step_timeout)
-        say(f"driving {len(kinds)} lifecycles on {args.lanes} WALLET + {args.airtm_lanes} AIRTM lanes in "
+        say(f"driving {total} lifecycles on {args.lanes} WALLET + {args.airtm_lanes} AIRTM lanes in "
             f"{rig.provider} mode, {args.switches} switch(es), faults every ~{args.fault_interval:.1f} s "
             f"(seed {args.seed})")
         started = outcome.started = time.monotonic()
         stop_at = started + args.duration if args.duration else float("inf")
         lanes_done = asyncio.Event()
         chaos = asyncio.create_task(monkey.run(stop_faults, sandbox))
-        switching = asyncio.create_task(switch_midway(args, rig, driver, len(kinds), started, lanes_done, outcome))
-        progress = asyncio.create_task(report_progress(facts, monkey, len(kinds), listeners))
+        switching = asyncio.create_task(switch_midway(args, rig, driver, total, started, lanes_done, outcome))
+        progress = asyncio.create_task(report_progress(facts, monkey, total, listeners))
         try:
             await chaos_driver.run_lanes(driver, facts.lanes, kinds, stop_at)
         finally:

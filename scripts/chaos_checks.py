@@ -167,8 +167,8 @@ def check_switches(facts: Facts, switches: list[Switch], report: Report) -> None
     after it (the driver holds a few funded orders across each switch): at least one per switch."""
     for n, switch in enumerate(switches, 1):
         spanned = Counter(life.funding_mode for life in facts.lifecycles if life.spans(switch.started, switch.ended))
-        report.add(f"switch {n} to {switch.provider} ({switch.ended - switch.started:.0f} s): orders funded "
-                   f"before, settled after (WALLET / TREASURY)", f"{spanned['WALLET']} / {spanned['TREASURY']}",
+        report.add(f"switch {n} to {switch.provider} ({switch.ended - switch.started:.0f} s): funded before, settled "
+                   "after", f"WALLET {spanned['WALLET']}, TREASURY {spanned['TREASURY']}",
                    sum(spanned.values()) > 0,
                    [] if spanned else ["no order was funded before the switch and settled after it"])
 
@@ -216,7 +216,7 @@ def check_airtm(conn: psycopg.Connection[Any], sandbox_url: str, facts: Facts, r
         if status in final and at_airtm != final[status]:
             problems.append(f"{withdrawal_id}: {status} in the book, {at_airtm} at AirTM")
     completed = sum(1 for w in withdrawals if w[1] == "WITHDRAWAL_COMPLETED")
-    report.add("AirTM withdrawals made / completed: one payout each, as the book says", f"{len(withdrawals)} / "
+    report.add("AirTM withdrawals made / completed, one payout each", f"{len(withdrawals)} / "
                f"{completed}", not problems, problems)
 
 
@@ -226,6 +226,7 @@ def check_treasury(database_url: str, env: dict[str, str], report: Report) -> No
     from orchestrator import check as book_check
     from orchestrator import treasury as treasury_pool
     from orchestrator.db import create_sync_engine
+    from orchestrator.money import format_balance
     from orchestrator.providers.horizon import Horizon
     from orchestrator.settings import Settings
 
@@ -235,7 +236,7 @@ def check_treasury(database_url: str, env: dict[str, str], report: Report) -> No
         found = book_check.Report()
         pool = book_check.verify_pool(engine, Horizon(settings), found)
         recorded = "not recorded" if pool.recorded is None else f"{pool.recorded:.7f}"
-        report.add("treasury pool: ledger USDC - journal = recorded float (to the stroop)",
+        report.add("treasury pool: ledger - journal = recorded float (stroop)",
                    f"{pool.float:.7f} = {recorded}", pool.recorded is not None and not found.problems,
                    [*found.problems, pool.describe()])
         report.add("treasury pool: escrows it backs (count / USDC)", f"{pool.backed_escrows} / {pool.backed_amount}")
@@ -248,11 +249,13 @@ def check_treasury(database_url: str, env: dict[str, str], report: Report) -> No
         found = book_check.Report()
         book_check.verify_enterprise(engine, treasury, found)
         recorded_funds = treasury_pool.recorded_enterprise_float(engine)
-        report.add("AirTM enterprise available - unsent payouts >= users' AirTM claims",
-                   f"{treasury.enterprise_available - treasury.payouts_unsent} >= {treasury.user_claims}",
+        report.add("AirTM enterprise - unsent payouts >= users' claims",
+                   f"{format_balance(treasury.enterprise_available - treasury.payouts_unsent)} >= "
+                   f"{format_balance(treasury.user_claims)}",
                    treasury.covered, [treasury.describe()])
         report.add("AirTM enterprise: operator funds = recorded (to the cent)",
-                   f"{treasury.operator_funds} = {recorded_funds}",
+                   f"{format_balance(treasury.operator_funds)} = "
+                   f"{'not recorded' if recorded_funds is None else format_balance(recorded_funds)}",
                    recorded_funds is not None and not found.problems, found.problems)
     finally:
         engine.dispose()

@@ -509,19 +509,35 @@ async def make_airtm_lanes(api: Api, sandbox: aiohttp.ClientSession, sandbox_url
     return lanes
 
 
-async def run_lanes(driver: Driver, lanes: list[Lane], kinds: list[str], stop_at: float) -> None:
-    """Hand out lifecycles to lanes until every one has run or the clock says stop."""
-    queue = iter(enumerate(kinds))
+async def run_lanes(driver: Driver, lanes: list[Lane], kinds: dict[str, list[str]], stop_at: float) -> None:
+    """Hand out lifecycles to lanes until every one has run or the clock says stop: each backing's lanes draw
+    from their own share of the plan (``plan_by_backing``), numbered in the order they start."""
+    queues = {backing: iter(share) for backing, share in kinds.items()}
+    numbers = iter(range(sum(len(share) for share in kinds.values())))
 
     async def lane_loop(lane: Lane) -> None:
-        for index, kind in queue:
+        for kind in queues.get(lane.backing, iter(())):
             if time.monotonic() > stop_at:
                 return
-            life = Lifecycle(index, kind, lane.index, lane.backing)
+            life = Lifecycle(next(numbers), kind, lane.index, lane.backing)
             driver.facts.lifecycles.append(life)
             await driver.lifecycle(lane, life)
 
     await asyncio.gather(*(lane_loop(lane) for lane in lanes))
+
+
+def plan_by_backing(count: int, mix: dict[str, int], rng: random.Random, lanes: dict[str, int]) -> dict[str, list[str]]:
+    """``count`` lifecycles shared between the backings in proportion to their lanes, each share a ``plan`` of
+    its own (so a small run still has every kind on both kinds of lanes)."""
+    total = sum(lanes.values())
+    shares: dict[str, list[str]] = {}
+    left = count
+    for i, (backing, n) in enumerate(sorted(lanes.items())):
+        share = left if i == len(lanes) - 1 else round(count * n / total)
+        if n:
+            shares[backing] = plan(share, mix, rng)
+        left -= share
+    return shares
 
 
 def plan(count: int, mix: dict[str, int], rng: random.Random) -> list[str]:
