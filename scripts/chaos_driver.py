@@ -232,9 +232,12 @@ class Driver:
     async def deposit_credited(self, deposit: Deposit) -> bool:
         import psycopg
 
-        async with await psycopg.AsyncConnection.connect(self.database_url, autocommit=True) as conn:
-            cursor = await conn.execute("SELECT status FROM deposits WHERE tx_hash = %s", (deposit.tx_hash,))
-            row = await cursor.fetchone()
+        try:
+            async with await psycopg.AsyncConnection.connect(self.database_url, autocommit=True) as conn:
+                cursor = await conn.execute("SELECT status FROM deposits WHERE tx_hash = %s", (deposit.tx_hash,))
+                row = await cursor.fetchone()
+        except psycopg.OperationalError:  # the shared server full for a moment (other users): read again
+            return False
         return row is not None and row[0] == "CREDITED"
 
     async def available(self, user_id: str) -> Decimal:
@@ -318,7 +321,7 @@ class Driver:
                     raise Unavailable(f"order {life.order_id} closed {order.get('finalStatus')}, "
                                       f"expected {FINAL_STATUS[life.kind]}")
                 return
-            if order["status"] == "IN_PROGRESS" and self.hold is not None:
+            if order["status"] == "IN_PROGRESS" and self.hold is not None and not life.settle_answered:
                 hold, waited = self.hold, time.monotonic()
                 self.held[lane.backing] += 1
                 try:

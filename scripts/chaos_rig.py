@@ -311,6 +311,10 @@ class Rig(Instance):
             for child in self.processes.values():
                 child.kill(signal.SIGTERM)
                 child.env = self.env
+            # the old web's socket closes only when its process is gone: the new one must be the one answering
+            deadline = time.monotonic() + 30
+            while port_open(int(self.env["PORT"])) and time.monotonic() < deadline:
+                time.sleep(0.1)
             for child in self.processes.values():
                 child.start()
             # under the lock: no kill may take web down while the switch waits for it
