@@ -1,10 +1,18 @@
 """What must hold after the chaos stops: quiescence first, then every invariant, each printed as a figure.
 
 ``wait_quiet`` waits until nothing is left to do (no pending command or running flow, no open chain
-step, no pending deposit, every event relayed). ``check`` then reads the run's database (directly,
-not through the proxy), the sandbox ledger and what the driver recorded, and returns one ``Figure``
-per invariant; any failing figure makes the run fail. ``check`` only reads, so it can be run again
-after the database was changed (the test corrupts a balance to prove the checker fires).
+step, no pending deposit, top-up or AirTM webhook, every event relayed). ``check`` then reads the run's
+database (directly, not through the proxy), the sandbox ledger and AirTM, and what the driver recorded,
+and returns one ``Figure`` per invariant; any failing figure makes the run fail. ``check`` only reads, so
+it can be run again after the database was changed (the test corrupts a balance to prove the checker fires).
+
+The money of both backings is compared with the product's own functions (``orchestrator/check.py``,
+``orchestrator/treasury.py``, ``orchestrator/airtm_treasury.py``), never a copy of them: each wallet's book
+against its ledger USDC; the treasury pool's USDC on the ledger against the journal's pool accounts and the
+float recorded at the start (to the stroop); the AirTM enterprise balance at the sandbox against the users'
+AirTM claims and the operator funds recorded at the start (to the cent). ``reconciliation_figure`` shows the
+``offerhub reconcile`` report the run stores after quiescence (escrows against their contracts, fees, the
+pool, AirTM's records).
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ import psycopg
 import requests
 
 from scripts.chaos_driver import Facts, Listener
+from scripts.chaos_rig import Switch
 
 #: Order states that wait for the marketplace's next call (states.md §2.1): not stuck by themselves.
 WAITING_ORDER_STATES = ("ORDER_CREATED", "FUNDS_RESERVED", "IN_PROGRESS", "DISPUTED")
@@ -135,39 +144,38 @@ def usdc_payments_to(sandbox_url: str, account: str) -> list[dict[str, Any]]:
 
 
 def check(database_url: str, sandbox_url: str, env: dict[str, str], facts: Facts,
-          listeners: list[Listener], airtm_database_url: str | None = None,
-          airtm_env: dict[str, str] | None = None) -> Report:
+          listeners: list[Listener], switches: list[Switch] | None = None) -> Report:
     report = Report()
+    airtm = bool(env.get("AIRTM_API_KEY"))
     with psycopg.connect(database_url, autocommit=True) as conn:
         check_orders(conn, facts, report)
+        check_switches(facts, switches or [], report)
         check_stuck(conn, report)
         check_book(database_url, env, report)
         check_deposits(conn, facts, report)
         check_payments(conn, sandbox_url, facts, report)
+        if airtm:
+            check_airtm(conn, sandbox_url, facts, report)
         check_listeners(conn, listeners, report)
-    if airtm_database_url and airtm_env:
-        with psycopg.connect(airtm_database_url, autocommit=True) as conn:
-            check_airtm(conn, airtm_database_url, airtm_env, sandbox_url, facts, report)
+    if airtm:
+        check_treasury(database_url, env, report)
     return report
 
 
-def check_airtm(conn: psycopg.Connection[Any], database_url: str, env: dict[str, str], sandbox_url: str,
-                facts: Facts, report: Report) -> None:
-    """The AirTM-mode instance: nothing open, its own book consistent, every confirmed top-up credited
-    exactly once with its amount, and one pay-in at AirTM per top-up."""
-    for name, sql in OPEN_WORK.items():
-        count = int(scalar(conn, sql))
-        report.add(f"AirTM instance: {name} after quiescence", count, count == 0)
-    from orchestrator import check as book_check
-    from orchestrator.db import create_sync_engine
+def check_switches(facts: Facts, switches: list[Switch], report: Report) -> None:
+    """Each provider switch made mid-run, with the orders funded before it and settled by a call answered
+    after it (the driver holds a few funded orders across each switch): at least one per switch."""
+    for n, switch in enumerate(switches, 1):
+        spanned = Counter(life.funding_mode for life in facts.lifecycles if life.spans(switch.started, switch.ended))
+        report.add(f"switch {n} to {switch.provider} ({switch.ended - switch.started:.0f} s): funded before, settled "
+                   "after", f"WALLET {spanned['WALLET']}, TREASURY {spanned['TREASURY']}",
+                   sum(spanned.values()) > 0,
+                   [] if spanned else ["no order was funded before the switch and settled after it"])
 
-    engine = create_sync_engine(database_url, pool_size=1)
-    try:
-        book = book_check.verify(engine)
-    finally:
-        engine.dispose()
-    report.add("AirTM instance: journal unbalanced or projection != journal", len(book.problems), book.ok,
-               book.problems)
+
+def check_airtm(conn: psycopg.Connection[Any], sandbox_url: str, facts: Facts, report: Report) -> None:
+    """Every confirmed top-up credited exactly once with its amount, one pay-in at AirTM per top-up; every
+    AirTM withdrawal one payout at AirTM, whose status and amount the book's final status follows."""
     rows = {r[0]: r for r in conn.execute(
         "SELECT t.id, t.status, t.amount, (SELECT count(*) FROM journal_transactions j WHERE j.kind = 'topup' "
         "AND j.reference = t.id) FROM topups t").fetchall()}
@@ -190,6 +198,79 @@ def check_airtm(conn: psycopg.Connection[Any], database_url: str, env: dict[str,
     report.add("AirTM top-ups made / confirmed / credited exactly once",
                f"{len(facts.topups)} / {confirmed} / {confirmed - len([p for p in problems if 'confirmed' in p])}",
                not problems, problems)
+    payouts: dict[str, list[dict[str, Any]]] = {}
+    for payout in state.get("airtm", state).get("payouts", []):
+        payouts.setdefault(str(payout.get("code")), []).append(payout)
+    final = {"WITHDRAWAL_COMPLETED": "COMPLETED", "WITHDRAWAL_FAILED": "FAILED", "WITHDRAWAL_CANCELED": "CANCELED"}
+    withdrawals = conn.execute("SELECT id, status, amount FROM withdrawals WHERE destination_type <> 'crypto'"
+                               ).fetchall()
+    problems = []
+    for withdrawal_id, status, amount in withdrawals:
+        found = payouts.get(withdrawal_id, [])
+        if len(found) != 1:
+            problems.append(f"{withdrawal_id} ({status}): {len(found)} payout(s) at AirTM")
+            continue
+        at_airtm = str(found[0].get("status"))
+        if Decimal(str(found[0].get("grossAmount"))) != Decimal(amount):
+            problems.append(f"{withdrawal_id}: {amount} in the book, a payout of {found[0].get('grossAmount')}")
+        if status in final and at_airtm != final[status]:
+            problems.append(f"{withdrawal_id}: {status} in the book, {at_airtm} at AirTM")
+    completed = sum(1 for w in withdrawals if w[1] == "WITHDRAWAL_COMPLETED")
+    report.add("AirTM withdrawals made / completed, one payout each", f"{len(withdrawals)} / "
+               f"{completed}", not problems, problems)
+
+
+def check_treasury(database_url: str, env: dict[str, str], report: Report) -> None:
+    """The treasury pool and the AirTM enterprise, with ``offerhub check``'s own functions."""
+    from orchestrator import airtm_treasury, reconcile
+    from orchestrator import check as book_check
+    from orchestrator import treasury as treasury_pool
+    from orchestrator.db import create_sync_engine
+    from orchestrator.money import format_balance
+    from orchestrator.providers.horizon import Horizon
+    from orchestrator.settings import Settings
+
+    settings = Settings.from_env({**env, "DATABASE_URL": database_url})
+    engine = create_sync_engine(database_url, pool_size=1)
+    try:
+        found = book_check.Report()
+        pool = book_check.verify_pool(engine, Horizon(settings), found)
+        recorded = "not recorded" if pool.recorded is None else f"{pool.recorded:.7f}"
+        report.add("treasury pool: ledger - journal = recorded float (stroop)",
+                   f"{pool.float:.7f} = {recorded}", pool.recorded is not None and not found.problems,
+                   [*found.problems, pool.describe()])
+        report.add("treasury pool: escrows it backs (count / USDC)", f"{pool.backed_escrows} / {pool.backed_amount}")
+        client = reconcile.airtm_client(settings, engine)
+        if client is None:
+            report.add("AirTM enterprise compared", "no (AirTM not configured)", False)
+            return
+        with client:
+            treasury = airtm_treasury.read(engine, client)
+        found = book_check.Report()
+        book_check.verify_enterprise(engine, treasury, found)
+        recorded_funds = treasury_pool.recorded_enterprise_float(engine)
+        report.add("AirTM enterprise - unsent payouts >= users' claims",
+                   f"{format_balance(treasury.enterprise_available - treasury.payouts_unsent)} >= "
+                   f"{format_balance(treasury.user_claims)}",
+                   treasury.covered, [treasury.describe()])
+        report.add("AirTM enterprise: operator funds = recorded (to the cent)",
+                   f"{format_balance(treasury.operator_funds)} = "
+                   f"{'not recorded' if recorded_funds is None else format_balance(recorded_funds)}",
+                   recorded_funds is not None and not found.problems, found.problems)
+    finally:
+        engine.dispose()
+
+
+def reconciliation_figure(found: Any, report: Report) -> None:
+    """The ``offerhub reconcile`` report stored after quiescence (``orchestrator/reconcile.py``): every wallet,
+    escrow (against its contract), fee account, the pool and AirTM's records; differences and problems fail."""
+    if found is None:
+        report.add("offerhub reconcile after quiescence", "not run", False)
+        return
+    details = [f"{d['kind']}: {d.get('detail')}" for d in found.differences] + list(found.problems)
+    details += [f"pending {d['kind']}: {d.get('detail')}" for d in found.pending]
+    report.add("offerhub reconcile: differences / problems (pending)",
+               f"{len(found.differences)} / {len(found.problems)} ({len(found.pending)})", found.ok, details)
 
 
 def check_orders(conn: psycopg.Connection[Any], facts: Facts, report: Report) -> None:
@@ -199,6 +280,9 @@ def check_orders(conn: psycopg.Connection[Any], facts: Facts, report: Report) ->
     stuck = [f"{r[0]} {r[1]} (escrow {r[3]})" for r in rows if not (
         r[1] == "CLOSED" or r[1] in WAITING_ORDER_STATES or (r[1] == "ESCROW_CREATING" and r[3] == "CREATED"))]
     report.add("orders by state", ", ".join(f"{k} {n}" for k, n in sorted(by_state.items())) or "none")
+    modes = Counter(r[0] for r in conn.execute("SELECT funding_mode FROM orders WHERE status = 'CLOSED' AND "
+                                                "final_status <> 'CANCELED'"))
+    report.add("orders escrowed and closed, by funding (WALLET / TREASURY)", f"{modes['WALLET']} / {modes['TREASURY']}")
     report.add("orders neither terminal nor in a waiting state", len(stuck), not stuck, stuck)
     expected = {life.order_id: life for life in facts.lifecycles if life.order_id.startswith("ord_")}
     finals = {r[0]: r[2] for r in rows}
@@ -275,6 +359,8 @@ def check_payments(conn: psycopg.Connection[Any], sandbox_url: str, facts: Facts
     for row in rows:
         by_destination.setdefault(row[2], []).append(row)
     for lane in facts.lanes:
+        if not lane.outside:
+            continue  # an AIRTM lane: its withdrawals are AirTM payouts (check_airtm)
         completed = [r for r in by_destination.get(lane.outside, []) if r[4] == "WITHDRAWAL_COMPLETED"]
         payments = usdc_payments_to(sandbox_url, lane.outside)
         want = sum((Decimal(r[3]) for r in completed), Decimal(0))

@@ -1,7 +1,12 @@
 """The chaos run's load: mixed lifecycles driven through the API as a marketplace would, and SSE listeners.
 
-Each lane owns one buyer, one seller and one outside account (the withdrawals' destination) and runs
-lifecycles one after another, so the lane always knows what its users' balances should allow. Every
+Each lane owns one buyer and one seller of one backing (DESIGN decision 26) and runs lifecycles one after
+another, so the lane always knows what its users' balances should allow. A ``WALLET`` lane's users have
+wallets: money comes in by a real ledger deposit and leaves by a crypto withdrawal to the lane's outside
+account, and its orders are funded by the buyer's wallet. An ``AIRTM`` lane's users are linked to AirTM
+accounts seeded in the sandbox: money comes in by a top-up the buyer confirms on AirTM's checkout and leaves
+by an AirTM payout, and its orders are escrowed on Stellar funded by the platform's treasury pool
+(``fundingMode`` ``TREASURY``). Both kinds of lanes draw from one list of lifecycles on one instance. Every
 step is driven from the order's state as the API shows it (read, act, read again), so a lost answer,
 a killed ``web`` or a rolled-back step only means "read and act again": a marketplace can do no more.
 A POST whose answer was lost is retried with the same ``Idempotency-Key`` (api.md §1.10); a POST that
@@ -29,12 +34,16 @@ import aiohttp
 from scripts.chaos_faults import parse_weights
 from scripts.chaos_rig import say
 
-KINDS = ("release", "refund", "dispute_full_release", "dispute_full_refund", "dispute_split", "withdrawal", "deposit",
-         "airtm_topup")
+#: ``deposit`` and ``withdrawal`` follow the lane's backing: a ledger deposit or an AirTM top-up, a crypto
+#: withdrawal or an AirTM payout.
+KINDS = ("release", "refund", "dispute_full_release", "dispute_full_refund", "dispute_split", "cancel", "withdrawal",
+         "deposit")
 DEFAULT_MIX = {"release": 25, "refund": 15, "dispute_full_release": 10, "dispute_full_refund": 10,
-               "dispute_split": 10, "withdrawal": 15, "deposit": 15, "airtm_topup": 10}
+               "dispute_split": 10, "cancel": 5, "withdrawal": 15, "deposit": 15}
 FINAL_STATUS = {"release": "RELEASED", "refund": "REFUNDED", "dispute_full_release": "RELEASED",
-                "dispute_full_refund": "REFUNDED", "dispute_split": "RELEASED"}
+                "dispute_full_refund": "REFUNDED", "dispute_split": "RELEASED", "cancel": "CANCELED"}
+WALLET, AIRTM = "WALLET", "AIRTM"
+TOPUP_MIN = Decimal("1.00")  # LIMIT_TOPUP_MIN's default
 DECISION = {"dispute_full_release": "FULL_RELEASE", "dispute_full_refund": "FULL_REFUND", "dispute_split": "SPLIT"}
 CENT = Decimal("0.01")
 WITHDRAWAL_MIN = Decimal("10.00")  # LIMIT_WITHDRAWAL_MIN's default
@@ -68,7 +77,7 @@ class Deposit:
 class Withdrawal:
     id: str
     user_id: str
-    destination: str
+    destination: str  # the outside account, or "" for an AirTM payout
     amount: Decimal
 
 
@@ -86,11 +95,20 @@ class Lifecycle:
     index: int
     kind: str
     lane: int
+    backing: str = WALLET
     order_id: str = ""
     outcome: str = ""  # "done" or what stopped it
     steps: int = 0
     started: float = 0.0
     finished: float = 0.0
+    funding_mode: str = ""  # the order's fundingMode once funded
+    funded_seen: float = 0.0  # when the driver first read the order funded (IN_PROGRESS or DISPUTED)
+    settle_answered: float = 0.0  # when the first settling call (release, refund, dispute) was answered
+
+    def spans(self, started: float, ended: float) -> bool:
+        """Funded before a switch began and settled by a call answered after it ended: funded in one mode,
+        finished in the other."""
+        return self.outcome == "done" and 0 < self.funded_seen < started and self.settle_answered > ended
 
 
 @dataclass
@@ -98,12 +116,16 @@ class Lane:
     index: int
     buyer: str
     seller: str
-    buyer_wallet: str
+    buyer_wallet: str  # "" on an AIRTM lane (its users have no wallet)
     seller_wallet: str
-    outside: str  # an account outside the system: the withdrawals' destination
+    outside: str  # an account outside the system: a WALLET lane's withdrawals' destination ("" on AIRTM)
     random: random.Random
-    airtm_user: str = ""  # the lane's user on the AirTM-mode instance, linked to airtm_email
-    airtm_email: str = ""
+    backing: str = WALLET
+    emails: dict[str, str] = field(default_factory=dict)  # an AIRTM lane's user id -> linked AirTM e-mail
+
+    @property
+    def name(self) -> str:
+        return f"{self.backing.lower()} lane {self.index}"
 
 
 @dataclass
@@ -173,9 +195,20 @@ def money(value: Decimal) -> str:
 
 class Driver:
     def __init__(self, api: Api, sandbox: aiohttp.ClientSession, sandbox_url: str, database_url: str,
-                 facts: Facts, run: str, step_timeout: float, airtm: Api | None = None) -> None:
-        self.api, self.sandbox, self.sandbox_url, self.airtm = api, sandbox, sandbox_url, airtm
+                 facts: Facts, run: str, step_timeout: float) -> None:
+        self.api, self.sandbox, self.sandbox_url = api, sandbox, sandbox_url
         self.database_url, self.facts, self.run, self.step_timeout = database_url, facts, run, step_timeout
+        #: Set by the switcher before a provider switch: a lane that reads its order funded waits for it (so
+        #: the order is settled in the other mode); ``held`` counts the orders waiting, by lane backing.
+        self.hold: asyncio.Event | None = None
+        self.held: Counter[str] = Counter()
+
+    async def money_in(self, lane: Lane, amount: Decimal) -> None:
+        """Credit the lane's buyer with at least ``amount``: a ledger deposit or an AirTM top-up."""
+        if lane.backing == AIRTM:
+            await self.topup(lane, max(amount.quantize(CENT, rounding=ROUND_UP), TOPUP_MIN))
+        else:
+            await self.deposit(lane, amount)
 
     # ------------------------------------------------------------------------------------------
     # money in: a real ledger payment from the USDC issuer, credited by the monitor
@@ -199,9 +232,12 @@ class Driver:
     async def deposit_credited(self, deposit: Deposit) -> bool:
         import psycopg
 
-        async with await psycopg.AsyncConnection.connect(self.database_url, autocommit=True) as conn:
-            cursor = await conn.execute("SELECT status FROM deposits WHERE tx_hash = %s", (deposit.tx_hash,))
-            row = await cursor.fetchone()
+        try:
+            async with await psycopg.AsyncConnection.connect(self.database_url, autocommit=True) as conn:
+                cursor = await conn.execute("SELECT status FROM deposits WHERE tx_hash = %s", (deposit.tx_hash,))
+                row = await cursor.fetchone()
+        except psycopg.OperationalError:  # the shared server full for a moment (other users): read again
+            return False
         return row is not None and row[0] == "CREDITED"
 
     async def available(self, user_id: str) -> Decimal:
@@ -240,11 +276,9 @@ class Driver:
         life.started = time.monotonic()
         try:
             if life.kind == "deposit":
-                await self.deposit(lane, Decimal(lane.random.randint(100, 2000)) / 100)
+                await self.money_in(lane, Decimal(lane.random.randint(100, 2000)) / 100)
             elif life.kind == "withdrawal":
                 await self.withdrawal(lane, life)
-            elif life.kind == "airtm_topup":
-                await self.topup(lane, life)
             else:
                 await self.order(lane, life)
             life.outcome = "done"
@@ -260,7 +294,7 @@ class Driver:
         amount = Decimal(lane.random.randint(1000, 5000)) / 100
         have = await self.available(lane.buyer)
         if have < amount:
-            await self.deposit(lane, amount - have)
+            await self.money_in(lane, amount - have)
         status, payload, order_id = await self.create(self.api, "/orders", {
             "buyerId": lane.buyer, "sellerId": lane.seller, "amount": money(amount),
             "title": f"Chaos {life.kind} {life.index}", "clientOrderRef": f"chaos-{self.run}-{life.index}"})
@@ -279,11 +313,24 @@ class Driver:
                 last_state, state_since = state, time.monotonic()
             elif time.monotonic() - state_since > self.step_timeout:
                 raise TimeoutError(f"order {life.order_id} stayed {state} for {self.step_timeout:.0f} s")
+            if order["status"] in ("IN_PROGRESS", "DISPUTED", "CLOSED") and not life.funded_seen \
+                    and order.get("fundingMode"):
+                life.funded_seen, life.funding_mode = time.monotonic(), order["fundingMode"]
             if order["status"] == "CLOSED":
                 if order.get("finalStatus") != FINAL_STATUS[life.kind]:
                     raise Unavailable(f"order {life.order_id} closed {order.get('finalStatus')}, "
                                       f"expected {FINAL_STATUS[life.kind]}")
                 return
+            if order["status"] == "IN_PROGRESS" and self.hold is not None and not life.settle_answered:
+                hold, waited = self.hold, time.monotonic()
+                self.held[lane.backing] += 1
+                try:
+                    await hold.wait()  # funded in this mode, settled in the next
+                finally:
+                    self.held[lane.backing] -= 1
+                deadline += time.monotonic() - waited
+                state_since = time.monotonic()
+                continue
             if state == acted_on and time.monotonic() - acted_at < REPOST_AFTER:
                 await asyncio.sleep(0.3)  # asked already: give the system time before asking again
                 continue
@@ -294,11 +341,13 @@ class Driver:
             life.steps += 1
             status, payload = answer
             acted_on, acted_at = state, time.monotonic()
+            if order["status"] == "IN_PROGRESS" and not life.settle_answered:
+                life.settle_answered = acted_at
             if 400 <= status < 500:
                 code = (payload.get("error") or {}).get("code") if isinstance(payload, dict) else None
                 refusals[f"{order['status']} {status} {code}"] += 1
                 if code == "INSUFFICIENT_FUNDS":
-                    await self.deposit(lane, amount - await self.available(lane.buyer))
+                    await self.money_in(lane, amount - await self.available(lane.buyer))
                     acted_on = ""
                 if max(refusals.values()) >= 10:
                     raise Unavailable(f"order {life.order_id}: refused again and again: {dict(refusals)}")
@@ -313,6 +362,8 @@ class Driver:
         post: tuple[str, dict[str, Any] | None] | None = None
         if status == "ORDER_CREATED":
             post = (f"/orders/{oid}/reserve", None)
+        elif status == "FUNDS_RESERVED" and life.kind == "cancel":
+            post = (f"/orders/{oid}/cancel", {"reason": "Buyer changed their mind", "canceledBy": "BUYER"})
         elif status == "FUNDS_RESERVED":
             post = (f"/orders/{oid}/escrow", None)
         elif status == "ESCROW_CREATING" and escrow == "CREATED":
@@ -340,17 +391,22 @@ class Driver:
         return await self.api.call("POST", post[0], post[1], headers=WAIT)
 
     async def withdrawal(self, lane: Lane, life: Lifecycle) -> None:
+        """The seller's balance out (the buyer's when the seller has too little): to the lane's outside account
+        on the ledger, or an AirTM payout committed at once, which the sandbox completes."""
         user = lane.seller
         have = await self.available(user)
         if have < WITHDRAWAL_MIN:
             user, have = lane.buyer, await self.available(lane.buyer)
             if have < WITHDRAWAL_MIN:
-                await self.deposit(lane, WITHDRAWAL_MIN * 2 - have)
+                await self.money_in(lane, WITHDRAWAL_MIN * 2 - have)
                 have = await self.available(lane.buyer)
         amount = min(have, Decimal(lane.random.randint(1000, 3000)) / 100).quantize(CENT, rounding=ROUND_DOWN)
-        status, payload, withdrawal_id = await self.create(self.api, "/withdrawals", {
-            "userId": user, "amount": money(amount), "destinationType": "crypto", "destinationRef": lane.outside},
-            headers={"Prefer": "wait=30"})
+        body: dict[str, Any] = {"userId": user, "amount": money(amount), "destinationType": "crypto",
+                                "destinationRef": lane.outside}
+        if lane.backing == AIRTM:
+            body.update(destinationType="bank", destinationRef=f"chaos-{self.run}", commit=True)
+        status, payload, withdrawal_id = await self.create(self.api, "/withdrawals", body,
+                                                           headers={"Prefer": "wait=30"})
         if not withdrawal_id:
             raise Unavailable(f"POST /withdrawals answered {status} without a withdrawal: {str(payload)[:200]}")
         self.facts.withdrawals[withdrawal_id] = Withdrawal(withdrawal_id, user, lane.outside, amount)
@@ -362,31 +418,25 @@ class Driver:
 
         await self.until(settled, f"withdrawal {withdrawal_id} settled")
 
-
-    async def topup(self, lane: Lane, life: Lifecycle) -> None:
-        """An AirTM top-up on the AirTM-mode instance: created, confirmed by the buyer on AirTM's page
-        (the sandbox's control plane), credited when AirTM's webhook or the scheduler's refresh says so."""
-        if self.airtm is None or not lane.airtm_user:
-            raise Unavailable("no AirTM-mode instance in this run")
-        airtm = self.airtm
-        amount = Decimal(lane.random.randint(100, 5000)) / 100
-        body = {"userId": lane.airtm_user, "amount": money(amount), "returnUrl": "https://marketplace.example/ok",
+    async def topup(self, lane: Lane, amount: Decimal) -> Topup:
+        """An AirTM top-up of an AIRTM lane's buyer: created, confirmed by the buyer on AirTM's page (the
+        sandbox's control plane), credited when AirTM's webhook or the scheduler's refresh says so."""
+        body = {"userId": lane.buyer, "amount": money(amount), "returnUrl": "https://marketplace.example/ok",
                 "cancelUrl": "https://marketplace.example/no"}
-        status, payload, topup_id = await self.create(airtm, "/topups", body, headers={"Prefer": "wait=30"})
+        status, payload, topup_id = await self.create(self.api, "/topups", body, headers={"Prefer": "wait=30"})
         if status not in (200, 201, 202) or not topup_id:
             raise Unavailable(f"POST /topups answered {status}: {str(payload)[:200]}")
-        topup = self.facts.topups[topup_id] = Topup(topup_id, lane.airtm_user, amount)
-        life.order_id = topup_id
+        topup = self.facts.topups[topup_id] = Topup(topup_id, lane.buyer, amount)
 
         async def awaiting() -> bool:
-            read = await airtm.get(f"/topups/{topup_id}")
+            read = await self.api.get(f"/topups/{topup_id}")
             topup.payin_id = read.get("airtmPayinId") or ""
             return bool(topup.payin_id) and read["status"] != "TOPUP_CREATED"
 
         await self.until(awaiting, f"top-up {topup_id} at AirTM")
         for _ in range(60):
             async with self.sandbox.post(f"{self.sandbox_url}/_sandbox/airtm/payins/{topup.payin_id}/confirm",
-                                         json={"email": lane.airtm_email}) as reply:
+                                         json={"email": lane.emails[lane.buyer]}) as reply:
                 if reply.status < 500:
                     topup.confirmed = reply.status < 300
                     break
@@ -395,12 +445,13 @@ class Driver:
             raise Unavailable(f"the sandbox would not confirm pay-in {topup.payin_id}")
 
         async def succeeded() -> bool:
-            read = await airtm.get(f"/topups/{topup_id}")
+            read = await self.api.get(f"/topups/{topup_id}")
             if read["status"] in ("TOPUP_FAILED", "TOPUP_CANCELED", "TOPUP_EXPIRED"):
                 raise Unavailable(f"top-up {topup_id} ended {read['status']}: {read.get('failureReason')}")
             return bool(read["status"] == "TOPUP_SUCCEEDED")
 
         await self.until(succeeded, f"top-up {topup_id} succeeded")
+        return topup
 
 
 # ----------------------------------------------------------------------------------------------
@@ -436,35 +487,60 @@ async def make_lanes(api: Api, sandbox: aiohttp.ClientSession, sandbox_url: str,
     return lanes
 
 
-async def link_airtm_users(airtm: Api, sandbox: aiohttp.ClientSession, sandbox_url: str, lanes: list[Lane],
-                           run: str) -> None:
-    """Each lane gets a user on the AirTM-mode instance, linked to an AirTM account seeded in the sandbox."""
-    for lane in lanes:
-        email = f"chaos-{run}-{lane.index}@example.com"
-        async with sandbox.post(f"{sandbox_url}/_sandbox/airtm/users", json={"email": email}) as reply:
-            if reply.status >= 400:
-                raise Unavailable(f"the sandbox would not seed AirTM user {email}: {await reply.text()}")
-        _, payload = await airtm.call("POST", "/users", {"externalUserId": f"chaos-{run}-airtm-{lane.index}"})
-        user = payload["data"]["id"]
-        status, payload = await airtm.call("POST", f"/users/{user}/airtm/link", {"email": email})
-        if status != 200:
-            raise Unavailable(f"linking {email} answered {status}: {str(payload)[:200]}")
-        lane.airtm_user, lane.airtm_email = user, email
+async def make_airtm_lanes(api: Api, sandbox: aiohttp.ClientSession, sandbox_url: str, count: int, seed: int,
+                           run: str, first: int) -> list[Lane]:
+    """``count`` AIRTM lanes (the instance must be in AirTM mode, which backs new users by AirTM): each user
+    linked to an AirTM account seeded in the sandbox. Lane numbers start at ``first``."""
+    lanes = []
+    for i in range(first, first + count):
+        users: dict[str, str] = {}
+        for role in ("buyer", "seller"):
+            email = f"chaos-{run}-{i}-{role}@example.com"
+            async with sandbox.post(f"{sandbox_url}/_sandbox/airtm/users", json={"email": email}) as reply:
+                if reply.status >= 400:
+                    raise Unavailable(f"the sandbox would not seed AirTM user {email}: {await reply.text()}")
+            _, payload = await api.call("POST", "/users", {"externalUserId": f"chaos-{run}-airtm-{i}-{role}"})
+            user = payload["data"]["id"]
+            if payload["data"].get("backing") != AIRTM:
+                raise Unavailable(f"user {user} was created {payload['data'].get('backing')}-backed, not AIRTM")
+            status, payload = await api.call("POST", f"/users/{user}/airtm/link", {"email": email}, headers=WAIT)
+            if status != 200:
+                raise Unavailable(f"linking {email} answered {status}: {str(payload)[:200]}")
+            users[user] = email
+        buyer, seller = list(users)
+        lanes.append(Lane(i, buyer, seller, "", "", "", random.Random(seed * 1000 + i), AIRTM, users))
+    return lanes
 
 
-async def run_lanes(driver: Driver, lanes: list[Lane], kinds: list[str], stop_at: float) -> None:
-    """Hand out lifecycles to lanes until every one has run or the clock says stop."""
-    queue = iter(enumerate(kinds))
+async def run_lanes(driver: Driver, lanes: list[Lane], kinds: dict[str, list[str]], stop_at: float) -> None:
+    """Hand out lifecycles to lanes until every one has run or the clock says stop: each backing's lanes draw
+    from their own share of the plan (``plan_by_backing``), numbered in the order they start."""
+    queues = {backing: iter(share) for backing, share in kinds.items()}
+    numbers = iter(range(sum(len(share) for share in kinds.values())))
 
     async def lane_loop(lane: Lane) -> None:
-        for index, kind in queue:
+        for kind in queues.get(lane.backing, iter(())):
             if time.monotonic() > stop_at:
                 return
-            life = Lifecycle(index, kind, lane.index)
+            life = Lifecycle(next(numbers), kind, lane.index, lane.backing)
             driver.facts.lifecycles.append(life)
             await driver.lifecycle(lane, life)
 
     await asyncio.gather(*(lane_loop(lane) for lane in lanes))
+
+
+def plan_by_backing(count: int, mix: dict[str, int], rng: random.Random, lanes: dict[str, int]) -> dict[str, list[str]]:
+    """``count`` lifecycles shared between the backings in proportion to their lanes, each share a ``plan`` of
+    its own (so a small run still has every kind on both kinds of lanes)."""
+    total = sum(lanes.values())
+    shares: dict[str, list[str]] = {}
+    left = count
+    for i, (backing, n) in enumerate(sorted(lanes.items())):
+        share = left if i == len(lanes) - 1 else round(count * n / total)
+        if n:
+            shares[backing] = plan(share, mix, rng)
+        left -= share
+    return shares
 
 
 def plan(count: int, mix: dict[str, int], rng: random.Random) -> list[str]:

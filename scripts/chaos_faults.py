@@ -1,6 +1,9 @@
 """The chaos monkey: at random moments it SIGKILLs and restarts a product process, restarts the run's
 private Redis or RabbitMQ, drops every PostgreSQL connection at the proxy, or arms a sandbox fault
-(providers.md §4.5). Which, and how often, is the fault mix (``--faults``, ``--fault-interval``).
+(providers.md §4.5; Horizon, Trustless Work, AirTM and its webhooks). Which, and how often, is the fault
+mix (``--faults``, ``--fault-interval``). The one instance serves crypto and AirTM lanes alike, so every
+kill hits both; a kill waits for a provider switch in progress (``Rig.lock``) and restarts the process in
+the mode then in force.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from scripts.chaos_rig import Rig, say
 
 PROCESSES = ("web", "worker", "chain", "monitor", "scheduler", "webhooks")
 DEFAULT_FAULTS = {"kill_web": 3, "kill_worker": 3, "kill_chain": 3, "kill_monitor": 2, "kill_scheduler": 2,
-                  "kill_webhooks": 2, "kill_airtm": 2, "restart_redis": 1, "restart_rabbitmq": 1, "drop_postgres": 2,
+                  "kill_webhooks": 2, "restart_redis": 1, "restart_rabbitmq": 1, "drop_postgres": 2,
                   "sandbox": 4}
 SUBMIT = {"service": "horizon", "method": "POST", "path": "/transactions"}
 #: Trustless Work's send-transaction (T8), where signed TW envelopes go by default (TRUSTLESS_SUBMIT_VIA).
@@ -125,16 +128,9 @@ class Monkey:
     async def act(self, name: str, session: aiohttp.ClientSession) -> str:
         if name.startswith("kill_"):
             process = name.removeprefix("kill_")
-            if process == "airtm":  # one of the AirTM-mode instance's processes
-                choices = sorted(p for p in self.rig.processes if p.startswith("airtm_"))
-                if not choices:
-                    return "no AirTM-mode instance"
-                process = self.rng.choice(choices)
             pause = self.rng.choice((0.0, 0.0, 0.5, 2.0))
-            await asyncio.to_thread(self.rig.processes[process].kill, signal.SIGKILL)
-            await asyncio.sleep(pause)
-            await asyncio.to_thread(self.rig.processes[process].start)
-            return f"{process} SIGKILLed, restarted after {pause:.1f} s"
+            await asyncio.to_thread(self.rig.restart, process, signal.SIGKILL, pause)
+            return f"{process} SIGKILLed, restarted after {pause:.1f} s ({self.rig.provider} mode)"
         if name == "restart_redis":
             took = await asyncio.to_thread(self.rig.redis.restart)
             return f"up again in {took:.1f} s"

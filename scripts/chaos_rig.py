@@ -6,6 +6,10 @@ Nothing here touches the shared engines other engineers use: Redis and RabbitMQ 
 temporary directory); PostgreSQL is the shared server, but the run has its own database and every
 product process reaches it through ``scripts/chaos_proxy.py``, so dropping connections drops only
 ours. Everything is started in its own session and stopped by process group id.
+
+One instance serves both providers (DESIGN decisions 16 and 26): AirTM is configured whatever
+``PAYMENT_PROVIDER`` says, the treasury pool is created by ``bootstrap``, and ``Rig.switch`` restarts every
+product process with the other provider on the same database, ledger and AirTM, as an operator does it.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -247,6 +252,16 @@ def procfile_commands(path: Path) -> dict[str, list[str]]:
 
 
 @dataclass
+class Switch:
+    """One provider switch: every product process restarted with ``provider``, from ``started`` to ``ended``
+    (``time.monotonic()``)."""
+
+    provider: str
+    started: float
+    ended: float = 0.0
+
+
+@dataclass
 class Rig(Instance):
     """Everything one chaos run started; ``env`` is what the product's processes see."""
 
@@ -261,36 +276,60 @@ class Rig(Instance):
     env: dict[str, str]
     processes: dict[str, Supervised] = field(default_factory=dict)
     startup_seconds: dict[str, float] = field(default_factory=dict)
-    airtm_env: dict[str, str] = field(default_factory=dict)  # the AirTM-mode instance's, when there is one
+    airtm: bool = False  # AirTM configured (top-ups, payouts, AIRTM-backed users) whatever the mode
+    switches: list[Switch] = field(default_factory=list)
+    #: Held while processes are stopped or started as a group (a switch), so a kill never restarts one
+    #: with the provider of before.
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
-    def airtm_database(self) -> str:
-        return f"{self.database}_airtm"
-
-    @property
-    def direct_airtm_database_url(self) -> str:
-        return local_database_url(self.airtm_database)
-
-    @property
-    def airtm_api(self) -> str:
-        return f"http://127.0.0.1:{self.airtm_env['PORT']}/api/v1"
+    def provider(self) -> str:
+        return self.env["PAYMENT_PROVIDER"]
 
     @property
     def direct_database_url(self) -> str:
         """PostgreSQL itself (not through the proxy): for the driver's reads and the final checks."""
         return local_database_url(self.database)
 
-    def restart(self, name: str, signum: int = signal.SIGKILL) -> None:
-        child = self.processes[name]
-        child.kill(signum)
-        child.start()
+    def restart(self, name: str, signum: int = signal.SIGKILL, pause: float = 0.0) -> None:
+        """Kill one product process and start it again after ``pause`` seconds (never across a switch)."""
+        with self.lock:
+            child = self.processes[name]
+            child.kill(signum)
+            time.sleep(pause)
+            child.start()
+
+    def switch(self, provider: str) -> Switch:
+        """Restart every product process with ``PAYMENT_PROVIDER=provider``, as an operator does: each is
+        stopped (SIGTERM, SIGKILL after 30 s), then all start again with the new environment. Work in flight
+        is whatever the stop left: the product must finish it in the other mode."""
+        switch = Switch(provider, time.monotonic())
+        with self.lock:
+            self.env["PAYMENT_PROVIDER"] = provider
+            for child in self.processes.values():
+                child.send(signal.SIGTERM)
+            for child in self.processes.values():
+                child.kill(signal.SIGTERM)
+                child.env = self.env
+            # the old web's socket closes only when its process is gone: the new one must be the one answering
+            deadline = time.monotonic() + 30
+            while port_open(int(self.env["PORT"])) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            for child in self.processes.values():
+                child.start()
+            # under the lock: no kill may take web down while the switch waits for it
+            wait_port(int(self.env["PORT"]), 120, "web after the switch", self.processes.get("web"))
+        switch.ended = time.monotonic()
+        self.switches.append(switch)
+        return switch
 
     def revive(self) -> list[str]:
         """Start again any process that died on its own, or a service whose restart failed (each is
         reported, not hidden)."""
-        died = [name for name, child in self.processes.items() if not child.alive]
-        for name in died:
-            self.processes[name].start()
+        with self.lock:
+            died = [name for name, child in self.processes.items() if not child.alive]
+            for name in died:
+                self.processes[name].start()
         if not self.redis.child.alive:
             died.append("redis")
             self.redis.start()
@@ -326,40 +365,31 @@ def prepare_database(env: dict[str, str]) -> None:
             raise RuntimeError(f"{what} failed ({done.returncode}):\n{done.stdout}{done.stderr}")
 
 
-#: The AirTM-mode instance runs these roles of the Procfile: no user wallets, so no monitor, but a chain
-#: process for the platform's treasury wallet (bootstrap creates it in AirTM mode too; chain activates it).
-AIRTM_ROLES = ("web", "worker", "chain", "scheduler")
-
-
-def airtm_environment(the_rig: Rig, proxy_port: int) -> dict[str, str]:
-    """The second instance, in AirTM mode (DESIGN decision 5): its own database, queues, Redis keys,
-    port and metrics ports; the same private Redis, RabbitMQ, proxy and sandbox."""
+def airtm_environment(sandbox_url: str, port: int) -> dict[str, str]:
+    """AirTM configured on the instance in either mode (a user's money follows its own backing, decision 26):
+    credentials, the sandbox's webhook secret, a quick refresh, the top-up redirects, and the pool's settings."""
     import requests
 
-    secret = requests.get(f"{the_rig.sandbox_url}/_sandbox/airtm/config", timeout=30).json()["webhookSecret"]
-    port = free_port()
-    return {**the_rig.env, "DATABASE_URL": f"postgresql://postgres@127.0.0.1:{proxy_port}/{the_rig.airtm_database}",
-            "PAYMENT_PROVIDER": "airtm", "AIRTM_API_KEY": "sandbox-airtm-key",
-            "AIRTM_API_SECRET": "sandbox-airtm-secret", "QUEUE_PREFIX": f"chaos{the_rig.run}_airtm_",
-            "REDIS_PREFIX": f"offerhub-chaos-{the_rig.run}-airtm:", "PORT": str(port),
-            "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}", "AIRTM_WEBHOOK_SECRET": secret,
-            "AIRTM_REFRESH_SECONDS": "10", "WORKER_METRICS_PORT": str(free_port()),
-            "CHAIN_METRICS_PORT": str(free_port()), "WEBHOOKS_METRICS_PORT": str(free_port()),
-            "WEB_METRICS_DIR": str(the_rig.directory / "airtm-web-metrics"),
+    secret = requests.get(f"{sandbox_url}/_sandbox/airtm/config", timeout=30).json()["webhookSecret"]
+    return {"AIRTM_API_KEY": "sandbox-airtm-key", "AIRTM_API_SECRET": "sandbox-airtm-secret",
+            "AIRTM_WEBHOOK_SECRET": secret, "AIRTM_REFRESH_SECONDS": "10", "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
             "TOPUP_SUCCESS_REDIRECT_URL": "https://marketplace.example/topup/done",
-            "TOPUP_CANCEL_REDIRECT_URL": "https://marketplace.example/topup/canceled"}
+            "TOPUP_CANCEL_REDIRECT_URL": "https://marketplace.example/topup/canceled",
+            # the settlement sweep every few seconds, so releases come back to the pool while the run goes on
+            "SETTLEMENT_SWEEP_SECONDS": "5", "TREASURY_WATCH_SECONDS": "5"}
 
 
 @contextlib.contextmanager
 def rig(*, keep_logs: bool = False, procfile: Path = ROOT / "Procfile", airtm: bool = True,
         extra_env: dict[str, str] | None = None) -> Iterator[Rig]:
-    """Start everything (private services, proxy, sandbox, database, the Procfile); stop and remove it all."""
+    """Start everything (private services, proxy, sandbox, database, the Procfile in crypto mode, AirTM
+    configured unless ``airtm`` is false); stop and remove it all."""
     run = secrets.token_hex(4)
     directory = Path(tempfile.mkdtemp(prefix=f"offerhub-chaos-{run}-"))
     database = f"offerhub_chaos_{run}"
     started: list[Supervised] = []
     rabbitmq: RabbitMQ | None = None
-    database_created = airtm_created = False
+    database_created = False
     failed = False
     the_rig: Rig | None = None
     try:
@@ -378,9 +408,10 @@ def rig(*, keep_logs: bool = False, procfile: Path = ROOT / "Procfile", airtm: b
                     "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
         proxy = PgProxy.start(directory, base_env)
         started.append(proxy.child)
+        port = free_port()
         env = {
             **base_env, "DATABASE_URL": f"postgresql://postgres@127.0.0.1:{proxy.port}/{database}",
-            "REDIS_URL": redis.url, "RABBITMQ_URL": rabbitmq.url, "PORT": str(free_port()),
+            "REDIS_URL": redis.url, "RABBITMQ_URL": rabbitmq.url, "PORT": str(port),
             "OFFERHUB_MASTER_KEY": f"chaos-master-{secrets.token_hex(16)}", "STELLAR_NETWORK": "sandbox",
             "SANDBOX_URL": sandbox_url, "SANDBOX_SEED": seed, "SANDBOX_LEDGER_MODE": "instant",
             "WALLET_ENCRYPTION_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),
@@ -388,12 +419,13 @@ def rig(*, keep_logs: bool = False, procfile: Path = ROOT / "Procfile", airtm: b
             "QUEUE_PREFIX": f"chaos{run}_", "REDIS_PREFIX": f"offerhub-chaos-{run}:", "LOG_LEVEL": "INFO",
             "TMPDIR": str(directory), "WEB_METRICS_DIR": str(directory / "web-metrics"),
             "WORKER_METRICS_PORT": str(free_port()), "CHAIN_METRICS_PORT": str(free_port()),
-            "WEBHOOKS_METRICS_PORT": str(free_port()),
+            "WEBHOOKS_METRICS_PORT": str(free_port()), "PAYMENT_PROVIDER": "crypto",
+            **(airtm_environment(sandbox_url, port) if airtm else {}),
             **(extra_env or {}),
         }
         the_rig = Rig(run, directory, database, redis, rabbitmq, proxy, sandbox, sandbox_url, env,
-                      startup_seconds={"redis": took_redis, "rabbitmq": took_rabbit})
-        say("migrating the run's database and bootstrapping the platform user")
+                      startup_seconds={"redis": took_redis, "rabbitmq": took_rabbit}, airtm=airtm)
+        say("migrating the run's database and bootstrapping the platform user and the treasury pool")
         prepare_database(env)
         commands = procfile_commands(procfile)
         for name, argv in commands.items():
@@ -401,20 +433,10 @@ def rig(*, keep_logs: bool = False, procfile: Path = ROOT / "Procfile", airtm: b
             child.start()
             the_rig.processes[name] = child
         if airtm:
-            create_database(the_rig.airtm_database)
-            airtm_created = True
-            the_rig.airtm_env = airtm_environment(the_rig, proxy.port)
-            say("bootstrapping the AirTM-mode instance")
-            prepare_database(the_rig.airtm_env)
-            for name in AIRTM_ROLES:
-                child = Supervised(f"airtm_{name}", commands[name], the_rig.airtm_env,
-                                   directory / f"airtm_{name}.log")
-                child.start()
-                the_rig.processes[f"airtm_{name}"] = child
             import requests
 
             requests.post(f"{sandbox_url}/_sandbox/airtm/config", timeout=30,
-                          json={"webhookUrl": f"{the_rig.airtm_api}/webhooks/airtm"}).raise_for_status()
+                          json={"webhookUrl": f"{the_rig.api}/webhooks/airtm"}).raise_for_status()
         yield the_rig
     except BaseException:
         failed = True
@@ -428,12 +450,11 @@ def rig(*, keep_logs: bool = False, procfile: Path = ROOT / "Procfile", airtm: b
             child.kill(signal.SIGKILL)
         if rabbitmq is not None:
             rabbitmq.stop()
-        for created, name in ((database_created, database), (airtm_created, f"{database}_airtm")):
-            if created:
-                try:
-                    drop_database(name)
-                except Exception as error:  # cleanup goes on
-                    say(f"could not drop {name}: {error}")
+        if database_created:
+            try:
+                drop_database(database)
+            except Exception as error:  # cleanup goes on
+                say(f"could not drop {database}: {error}")
         if keep_logs or failed:
             say(f"logs kept in {directory}")
         else:

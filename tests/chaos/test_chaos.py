@@ -1,5 +1,6 @@
-"""A short chaos run (about two minutes of lifecycles under kills and faults) must end with every
-invariant holding, and its checker must fire when an invariant is broken on purpose.
+"""A short chaos run (about two minutes of lifecycles under kills and faults, crypto and AirTM lanes on one
+instance, switched to the other provider and back mid-run) must end with every invariant holding, and its
+checker must fire when an invariant is broken on purpose.
 
 The run is ``scripts/chaos.py`` itself, in-process, with its own private Redis, RabbitMQ node,
 PostgreSQL proxy, database, sandbox and Procfile processes (nothing of this test session's own
@@ -15,6 +16,7 @@ from typing import Any
 
 import psycopg
 import pytest
+import requests
 
 from scripts import chaos
 
@@ -46,6 +48,16 @@ def test_a_short_chaos_run_keeps_every_invariant_and_its_checker_fires_on_a_brok
         assert outcome.receiver is not None
         owed = outcome.receiver.owed(outcome.rig.direct_database_url)["all"]
         outcome.receiver.hooks["all"].received.discard(next(iter(owed)))
+        # and let USDC reach a treasury account without the book, and the AirTM enterprise gain a dollar
+        sandbox = outcome.rig.sandbox_url
+        with psycopg.connect(outcome.rig.direct_database_url, autocommit=True) as conn:
+            row = conn.execute("SELECT public_key FROM wallets WHERE purpose = 'TREASURY' LIMIT 1").fetchone()
+        assert row is not None
+        requests.post(f"{sandbox}/_sandbox/stellar/pay", timeout=30, json={
+            "from": "issuer", "to": row[0], "amount": "1", "asset": "USDC"}).raise_for_status()
+        enterprise = requests.get(f"{sandbox}/_sandbox/airtm/config", timeout=30).json()["enterpriseBalance"]
+        requests.post(f"{sandbox}/_sandbox/airtm/config", timeout=30,
+                      json={"enterpriseBalance": float(enterprise) + 1}).raise_for_status()
         broken["report"] = outcome.recheck()
 
     code = chaos.run(ARGS, after=corrupt_then_recheck)
@@ -63,7 +75,10 @@ def test_a_short_chaos_run_keeps_every_invariant_and_its_checker_fires_on_a_brok
                  "balances where projection != journal", "wallets whose book != ledger USDC",
                  "deposits paid on the ledger / credited exactly once", "ledger transactions confirmed for two",
                  "book entries made twice", "webhooks all: events delivered / expected",
-                 "webhooks orders: events delivered / expected"):
+                 "webhooks orders: events delivered / expected", "switch 1 to crypto", "switch 2 to airtm",
+                 "treasury pool: ledger - journal = recorded float", "AirTM enterprise: operator funds",
+                 "AirTM top-ups made / confirmed", "AirTM withdrawals made / completed", "offerhub reconcile",
+                 "orders escrowed and closed, by funding"):
         assert re.search(rf"{re.escape(name)}.* ok$", printed, re.MULTILINE), (name, printed)
 
     report = broken["report"]
@@ -75,3 +90,5 @@ def test_a_short_chaos_run_keeps_every_invariant_and_its_checker_fires_on_a_brok
     assert figure(report, "journal transactions that do not balance").ok
     assert not figure(report, "webhooks all").ok
     assert figure(report, "webhooks orders").ok
+    assert not figure(report, "treasury pool: ledger - journal = recorded float").ok
+    assert not figure(report, "AirTM enterprise: operator funds = recorded").ok
