@@ -14,9 +14,12 @@ Rows come back as ``Row``: a mapping that also answers attribute access and ``_m
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Sequence
 from typing import Any, cast
 
+import psycopg
 from psycopg import AsyncConnection, AsyncCursor
 from psycopg.rows import RowMaker
 from psycopg_pool import AsyncConnectionPool
@@ -99,24 +102,48 @@ def open_pool(url: str, *, name: str, max_size: int = READ_POOL) -> AsyncConnect
 
 
 async def fetch_one(pool: AsyncConnectionPool, query: Query, **params: Any) -> Row | None:
-    async with pool.connection() as conn:
+    async with _connection(pool) as conn:
         return await query.one_or_none(conn, **params)
 
 
 async def fetch_all(pool: AsyncConnectionPool, query: Query, **params: Any) -> list[Row]:
-    async with pool.connection() as conn:
+    async with _connection(pool) as conn:
         return await query.all(conn, **params)
 
 
 async def fetch_many(pool: AsyncConnectionPool,
                      reads: Sequence[tuple[Query, dict[str, Any]]]) -> list[list[Row]]:
     """Several reads on one connection in one round trip (psycopg's pipeline mode)."""
-    async with pool.connection() as conn, conn.pipeline():
+    async with _connection(pool) as conn, conn.pipeline():
         cursors = []
         for query, params in reads:
             cursor = conn.cursor(row_factory=_rows)
             await cursor.execute(query.sql, query.values(params), prepare=True)
             cursors.append(cursor)
         return [await cursor.fetchall() for cursor in cursors]
+
+
+#: Pools whose idle connections are being checked after one of theirs died (one check at a time each).
+_CHECKING: dict[AsyncConnectionPool, asyncio.Task[None]] = {}
+
+
+@contextlib.asynccontextmanager
+async def _connection(pool: AsyncConnectionPool) -> AsyncIterator[AsyncConnection[Any]]:
+    """A pooled connection; when it turns out dead, every idle one is checked at once.
+
+    A database restart or a network reset kills every pooled connection together, and psycopg's pool
+    only drops the one that failed: without the check each idle one would fail its next request too
+    (SQLAlchemy's pool, which the engine uses, invalidates the whole pool on a disconnect for the same
+    reason). The failing read itself still answers 503 (``web/errors.py``).
+    """
+    try:
+        async with pool.connection() as conn:
+            yield conn
+    except (psycopg.OperationalError, psycopg.InterfaceError):
+        if pool not in _CHECKING:
+            task = asyncio.get_running_loop().create_task(pool.check())
+            _CHECKING[pool] = task
+            task.add_done_callback(lambda _: _CHECKING.pop(pool, None))
+        raise
 
 
