@@ -25,8 +25,9 @@ async def _until(condition: object, seconds: float = 10) -> None:
 
 
 async def test_a_feed_that_gets_no_notification_still_reads_new_events(api: Api, client: TestClient) -> None:
-    # Given a feed that has read the outbox once and is never woken
+    # Given a feed with a stream listening, that has read the outbox once and is never woken
     feed = EventFeed(client.server.app[ENGINE], idle_read_seconds=0.3)
+    feed.subscribe()
     feed.start()
     try:
         await _until(lambda: feed.top is not None)
@@ -42,8 +43,10 @@ async def test_a_feed_that_gets_no_notification_still_reads_new_events(api: Api,
 
 
 async def test_a_feed_that_stopped_reading_sends_streams_to_the_database(client: TestClient) -> None:
-    # Given a feed that read the outbox and then stopped (a read that hangs, a task that died)
+    # Given a feed with a stream listening, that read the outbox and then stopped (a read that hangs, a task
+    # that died)
     feed = EventFeed(client.server.app[ENGINE], idle_read_seconds=0.2)
+    feed.subscribe()
     feed.start()
     await _until(lambda: feed.top is not None and feed.read_at is not None)
     top = feed.top
@@ -55,6 +58,33 @@ async def test_a_feed_that_stopped_reading_sends_streams_to_the_database(client:
     # Then it no longer answers from its buffer: each stream reads the database itself
     assert not feed.fresh()
     assert feed.after(top) is None
+
+
+async def test_a_feed_nobody_listens_to_reads_nothing_and_its_first_stream_is_served_from_the_top(
+        api: Api, client: TestClient) -> None:
+    # Given a feed with no stream, woken by new events
+    feed = EventFeed(client.server.app[ENGINE], idle_read_seconds=0.2)
+    feed.start()
+    try:
+        user = await api.user()
+        assert (await api.post(f"/users/{user['id']}/balance/credit", {"amount": "1.00"})).status == 200
+        feed.wake()
+        await asyncio.sleep(0.5)
+        # Then it read nothing, and sends a stream that asks to the database
+        assert feed.top is None
+        assert not feed.items
+        assert feed.after(0) is None
+        # When a stream subscribes and an event follows
+        feed.subscribe()
+        await _until(lambda: feed.top is not None)
+        top = feed.top
+        assert top is not None
+        assert (await api.post(f"/users/{user['id']}/balance/credit", {"amount": "2.00"})).status == 200
+        feed.wake()
+        # Then the feed reads from the top on and holds the new event
+        await _until(lambda: any(i.event.aggregate_id == user["id"] for i in feed.after(top) or []), 5)
+    finally:
+        await feed.stop()
 
 
 async def test_a_feed_stops_whenever_it_is_told_to(client: TestClient) -> None:
