@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Insert, Select, func, literal_column, select, update
+from sqlalchemy import Connection, Insert, Interval, Select, func, literal_column, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from orchestrator.db.tables import (
@@ -53,7 +53,9 @@ def store_link(conn: Connection, user_id: str, *, airtm_user_id: str, email: str
 def open_withdrawals(conn: Connection, *, period: timedelta, limit: int = 200) -> list[str]:
     """Open AirTM withdrawals not updated for ``period`` (or a tenth of their age if longer): the
     periodic refresh's work list."""
-    quiet = func.greatest(period, (func.now() - withdrawals.c.created_at) / 10)
+    # a custom "/": SQLAlchemy's Interval type has no division (a deprecation warning, an error later)
+    age = (func.now() - withdrawals.c.created_at).self_group()
+    quiet = func.greatest(period, age.op("/", return_type=Interval())(10))
     return list(conn.execute(select(withdrawals.c.id).where(
         withdrawals.c.destination_type != "crypto", withdrawals.c.status.in_(OPEN_WITHDRAWAL_STATUSES),
         withdrawals.c.updated_at < func.now() - quiet).order_by(withdrawals.c.updated_at).limit(limit)).scalars())
