@@ -164,5 +164,3 @@ def _check_idle(pool: AsyncConnectionPool) -> None:
         task = asyncio.get_running_loop().create_task(pool.check())
         _CHECKING[pool] = task
         task.add_done_callback(lambda _: _CHECKING.pop(pool, None))
-
-
