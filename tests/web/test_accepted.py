@@ -111,11 +111,14 @@ async def test_a_create_answers_null_until_its_resource_exists(api: Api, engine:
 
 
 async def test_an_api_key_created_async_still_shows_its_plaintext_once(api: Api) -> None:
-    """The key's row does not exist before its command runs, but the plaintext is known only to this
-    request: it is the 202's data rather than lost."""
+    """The plaintext is known only to this request: it is in the 202's data rather than lost, alone while
+    the key's row does not exist yet, or beside the key as it stands when the command already ran (a
+    fast worker can finish between the publish and the 202's read)."""
     data = accepted(await api.post("/auth/api-keys", {"name": "async-key", "scopes": ["read"]}, headers=ASYNC))
-    assert set(data) == {"key"}
     key = data["key"]
+    if set(data) != {"key"}:
+        assert (data["name"], data["scopes"], data["status"]) == ("async-key", ["read"], "ACTIVE"), data
+        assert key.endswith(data["maskedKey"][-4:]), data
 
     async def usable() -> bool:
         return (await api.as_(key).get("/users")).status == 200
