@@ -130,4 +130,4 @@ def stored_reconciliation(row: Any) -> tuple[Reconciliation, float] | None:
     """The stored figures and their age in seconds, from ``operations_db.figures(RECONCILIATION)``."""
     if row is None:
         return None
-    return Reconciliation(**row.figures), float(row.age)
+    return Reconciliation(**row.figures), float(row.age)  # not money

@@ -167,7 +167,7 @@ def retry_after(headers: Mapping[str, str], details: dict[str, Any] | None = Non
     for value in (headers.get("Retry-After"), (details or {}).get("retryAfter")):
         try:
             if value is not None:
-                return max(0.0, float(value))
+                return max(0.0, float(value))  # not money
         except (TypeError, ValueError):
             continue
     return None

@@ -15,8 +15,8 @@ Rows come back as ``Row``: a mapping that also answers attribute access and ``_m
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
-from typing import Any, cast
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar, cast
 
 import psycopg
 from psycopg import AsyncConnection, AsyncCursor
@@ -27,6 +27,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import ClauseElement
 
 _DIALECT = psycopg_dialect.dialect()
+T = TypeVar("T")
 
 
 class Row(dict[str, Any]):
@@ -103,36 +104,18 @@ def open_pool(url: str, *, name: str, max_size: int = READ_POOL) -> AsyncConnect
                                kwargs={"autocommit": True})
 
 
-# The three read functions take and return their connection themselves (getconn/putconn) rather than
-# through ``pool.connection()``: a generator-based context manager per read was 5 % of GET balance.
-
 async def fetch_one(pool: AsyncConnectionPool, query: Query, **params: Any) -> Row | None:
-    conn = await pool.getconn()
-    try:
-        return await query.one_or_none(conn, **params)
-    except _DEAD:
-        _check_idle(pool)
-        raise
-    finally:
-        await pool.putconn(conn)
+    return await _on_connection(pool, lambda conn: query.one_or_none(conn, **params))
 
 
 async def fetch_all(pool: AsyncConnectionPool, query: Query, **params: Any) -> list[Row]:
-    conn = await pool.getconn()
-    try:
-        return await query.all(conn, **params)
-    except _DEAD:
-        _check_idle(pool)
-        raise
-    finally:
-        await pool.putconn(conn)
+    return await _on_connection(pool, lambda conn: query.all(conn, **params))
 
 
 async def fetch_many(pool: AsyncConnectionPool,
                      reads: Sequence[tuple[Query, dict[str, Any]]]) -> list[list[Row]]:
     """Several reads on one connection in one round trip (psycopg's pipeline mode)."""
-    conn = await pool.getconn()
-    try:
+    async def pipelined(conn: AsyncConnection[Any]) -> list[list[Row]]:
         async with conn.pipeline():
             cursors = []
             for query, params in reads:
@@ -140,6 +123,17 @@ async def fetch_many(pool: AsyncConnectionPool,
                 await cursor.execute(query.sql, query.values(params), prepare=True)
                 cursors.append(cursor)
             return [await cursor.fetchall() for cursor in cursors]
+
+    return await _on_connection(pool, pipelined)
+
+
+async def _on_connection(pool: AsyncConnectionPool,
+                         work: Callable[[AsyncConnection[Any]], Awaitable[T]]) -> T:
+    """``work`` on a pooled connection, taken and returned with getconn/putconn (``pool.connection()``'s
+    generator context manager per read was 5 % of GET balance); a dead one has the idle ones checked."""
+    conn = await pool.getconn()
+    try:
+        return await work(conn)
     except _DEAD:
         _check_idle(pool)
         raise
