@@ -190,6 +190,14 @@ def test_actor_metrics_are_summed_over_the_worker_processes(system: System, mast
         for _ in range(6):
             reply = system.api("POST", "/users", key=master_key, json={"externalUserId": f"ops-{uuid.uuid4()}"})
             assert reply.status_code in (201, 202), reply.text
+
+        def finished(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float]) -> float:
+            return (value(samples, "offerhub_commands_finished_total", **kind)
+                    - value(before, "offerhub_commands_finished_total", **kind))
+
+        # a 202 answers before its command ends, and a 201 answers on the committed row, a moment before
+        # the worker counts it: the figures are read once all six have been counted
+        wait_until(lambda: finished(scrape(system.actors_metrics_url)) >= 6, what="six commands counted")
         after = scrape(system.actors_metrics_url)
     commands = {"queue_name": f"{system.prefix}commands", "actor_name": "execute_command"}
     assert (value(after, "offerhub_commands_finished_total", **kind)
