@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -73,6 +74,22 @@ class Event:
             "payload": self.payload,
             "metadata": self.metadata,
         }
+
+
+def envelope_json(event_id: str, event_type: str, occurred_at: str | None, aggregate_id: str,
+                  aggregate_type: str, payload: str, metadata: str) -> str:
+    """``json.dumps(event.envelope())`` built from parts already encoded: the time as ``iso`` writes it and
+    the payload and metadata as JSON text (PostgreSQL's ``jsonb::text``, which uses the same ``", "`` and
+    ``": "`` separators). The same keys in the same order; the JSON text is kept as stored (non-ASCII
+    characters unescaped, numbers as written), so a client parsing either gets equal values."""
+    return ('{"eventId": ' + _string(event_id) + ', "eventType": ' + _string(event_type)
+            + ', "occurredAt": ' + ("null" if occurred_at is None else _string(occurred_at))
+            + ', "aggregateId": ' + _string(aggregate_id) + ', "aggregateType": ' + _string(aggregate_type)
+            + ', "payload": ' + payload + ', "metadata": ' + metadata + "}")
+
+
+#: A JSON string literal, as ``json.dumps`` writes one (the C encoder, ASCII-escaped).
+_string = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
 
 
 def build(event_type: str, aggregate_id: str, payload: dict[str, Any], *, user_id: str | None,

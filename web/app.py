@@ -72,7 +72,7 @@ async def _executor(app: web.Application) -> AsyncIterator[None]:
 async def _listener(app: web.Application) -> AsyncIterator[None]:
     app[KEY_CACHE] = KeyCache()
     app[MAINTENANCE] = MaintenanceSwitch()
-    app[FEED] = EventFeed(app[ENGINE], idle_read_seconds=app[SETTINGS].sse_heartbeat_seconds)
+    app[FEED] = EventFeed(app[ENGINE], app[READS], idle_read_seconds=app[SETTINGS].sse_heartbeat_seconds)
     app[LISTENER] = Listener(libpq_url(app[SETTINGS].database_url), {
         REVOKED_CHANNEL: app[KEY_CACHE].evict, CHANGED_CHANNEL: app[MAINTENANCE].forget},
         on_events=app[FEED].wake)

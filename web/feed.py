@@ -19,40 +19,49 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from psycopg_pool import AsyncConnectionPool
+
 from orchestrator.db import outbox as outbox_db
-from orchestrator.events import Event
+from orchestrator.db import prepared
+from orchestrator.events import envelope_json
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Item:
-    """An event and its envelope as JSON, encoded once for every stream."""
+    """An event as streams send it: what their filters read, and its envelope as JSON, encoded once."""
 
-    event: Event
+    position: int
+    event_type: str
+    aggregate_type: str
     data: str
 
-    @property
-    def position(self) -> int:
-        return self.event.position or 0
 
-
-def item(event: Event) -> Item:
-    return Item(event, json.dumps(event.envelope()))
+def item(values: Sequence[Any]) -> Item:
+    """An ``outbox_db.STREAM_AFTER`` row as an ``Item``."""
+    position, event_id, event_type, aggregate_type, aggregate_id, occurred_at, payload, metadata = values
+    return Item(position, event_type, aggregate_type,
+                envelope_json(event_id, event_type, occurred_at, aggregate_id, aggregate_type, payload, metadata))
 
 
 class EventFeed:
     """The shared tail of the outbox for the streams of one web process."""
 
-    def __init__(self, engine: Any, *, keep: int = 2000, batch: int = 500, idle_read_seconds: float = 15.0) -> None:
+    def __init__(self, engine: Any, reads: AsyncConnectionPool, *, keep: int = 2000, batch: int = 500,
+                 idle_read_seconds: float = 15.0) -> None:
         self.engine = engine
+        self.reads = reads
+        #: Outbox reads made for this process's streams, the feed's own and theirs (fan-out costs one per
+        #: wake-up, not one per stream: tests/web/test_sse.py counts them).
+        self.outbox_reads = 0
         self.keep = keep
         self.batch = batch
         #: Read this often even without a wake-up (a lost notification delays streams, never stalls them).
@@ -73,6 +82,11 @@ class EventFeed:
         if self.task:
             self.task.cancel()
             await asyncio.gather(self.task, return_exceptions=True)
+
+    async def read_after(self, position: int, limit: int) -> list[Item]:
+        """Up to ``limit`` events after ``position``, in stream order, straight from the database."""
+        self.outbox_reads += 1
+        return await prepared.fetch_made(self.reads, outbox_db.STREAM_AFTER, item, after=position, limit=limit)
 
     def subscribe(self) -> asyncio.Queue[int]:
         queue: asyncio.Queue[int] = asyncio.Queue(maxsize=1)
@@ -138,23 +152,21 @@ class EventFeed:
         self.items.clear()
 
     async def _read(self) -> None:
-        async with self.engine.connect() as conn:
-            if self.top is None:
+        if self.top is None:
+            async with self.engine.connect() as conn:
                 self.top = int((await conn.execute(outbox_db.bounds())).first()[1] or 0)
-            while True:
-                rows = (await conn.execute(outbox_db.after_position(self.top, self.batch))).all()
-                for row in rows:
-                    event = outbox_db.row_to_event(row)
-                    position = event.position or 0
-                    if position != self.top + 1:
-                        self.items.clear()  # not contiguous (pruned past us): start the buffer again here
-                    self.items.append(item(event))
-                    self.top = position
-                while len(self.items) > self.keep:
-                    self.items.popleft()
-                if rows:
-                    self._wake_streams()
-                if len(rows) < self.batch:
-                    break
+        while True:
+            rows = await self.read_after(self.top, self.batch)
+            for row in rows:
+                if row.position != self.top + 1:
+                    self.items.clear()  # not contiguous (pruned past us): start the buffer again here
+                self.items.append(row)
+                self.top = row.position
+            while len(self.items) > self.keep:
+                self.items.popleft()
+            if rows:
+                self._wake_streams()
+            if len(rows) < self.batch:
+                break
         self.read_at = time.monotonic()
         self._wake_streams()  # also after a reconnect with nothing new: streams look again

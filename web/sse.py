@@ -24,11 +24,11 @@ from redis.exceptions import RedisError
 
 from orchestrator.db import outbox as outbox_db
 from orchestrator.errors import RateLimited, ValidationFailed
-from orchestrator.events import AGGREGATE_TYPES, Event, iso, now
+from orchestrator.events import AGGREGATE_TYPES, iso, now
 from schemas import queries
 from web.apidoc import doc
 from web.auth import request_credential, requires
-from web.feed import EventFeed, Item, item
+from web.feed import EventFeed, Item
 from web.keys import ENGINE, FEED, REDIS, SETTINGS
 from web.request_state import REQUEST_ID
 
@@ -45,7 +45,7 @@ class Filter:
     types: tuple[str, ...]
     resource_types: frozenset[str]
 
-    def accepts(self, event: Event) -> bool:
+    def accepts(self, event: Item) -> bool:
         if self.resource_types and event.aggregate_type not in self.resource_types:
             return False
         return not self.types or any(fnmatch.fnmatchcase(event.event_type, t) for t in self.types)
@@ -157,16 +157,13 @@ async def _send_after(request: web.Request, response: web.StreamResponse, positi
         items: list[Item] | None = feed.after(position)
         shared = items is not None
         if items is None:
-            async with request.app[ENGINE].connect() as conn:
-                rows = (await conn.execute(outbox_db.after_position(position, BATCH))).all()
-            items = [item(outbox_db.row_to_event(row)) for row in rows]
+            items = await feed.read_after(position, BATCH)
         chunks = []
         for entry in items:
-            event = entry.event
-            position = event.position or position
-            if event_filter.accepts(event):
-                name = f"event: {event.event_type}\n" if named else ""
-                chunks.append(f"id: {event.position}\n{name}data: {entry.data}\n\n")
+            position = entry.position
+            if event_filter.accepts(entry):
+                name = f"event: {entry.event_type}\n" if named else ""
+                chunks.append(f"id: {position}\n{name}data: {entry.data}\n\n")
         if chunks:
             await response.write("".join(chunks).encode())
         if shared or len(items) < BATCH:

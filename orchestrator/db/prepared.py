@@ -88,6 +88,14 @@ class Query:
         await cursor.execute(self.sql, self.values(params), prepare=True)
         return await cursor.fetchall()
 
+    async def all_made(self, conn: AsyncConnection[Any], make: Callable[[Sequence[Any]], T],
+                       **params: Any) -> list[T]:
+        """Every row, each made by ``make`` from its values in column order (no mapping per row: for reads
+        of many rows, such as the SSE replay)."""
+        cursor = conn.cursor(row_factory=lambda _cursor: make)
+        await cursor.execute(self.sql, self.values(params), prepare=True)
+        return await cursor.fetchall()
+
 
 #: Connections for a web process's hot reads (the read skeleton of ``scripts/bench_skeletons.py`` gets as
 #: many), beside its engine's ten; opened on demand, and a read holds one for its round trip only.
@@ -110,6 +118,11 @@ async def fetch_one(pool: AsyncConnectionPool, query: Query, **params: Any) -> R
 
 async def fetch_all(pool: AsyncConnectionPool, query: Query, **params: Any) -> list[Row]:
     return await _on_connection(pool, lambda conn: query.all(conn, **params))
+
+
+async def fetch_made(pool: AsyncConnectionPool, query: Query, make: Callable[[Sequence[Any]], T],
+                     **params: Any) -> list[T]:
+    return await _on_connection(pool, lambda conn: query.all_made(conn, make, **params))
 
 
 async def fetch_many(pool: AsyncConnectionPool,

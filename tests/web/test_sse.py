@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp.test_utils import TestClient
-from sqlalchemy import Engine, event, text
+from sqlalchemy import Engine, text
 
+from orchestrator.relay import relay
 from tests.api import Api
-from web.keys import ENGINE
+from web.keys import FEED
 
 
 async def read_events(client: TestClient, key: str, *, query: str = "", last_id: str | None = None,
@@ -196,25 +198,48 @@ async def test_many_streams_share_one_outbox_read_per_event_and_each_gets_it(
         assert (await api.post(f"/users/{user['id']}/balance/credit", {"amount": amount})).status == 200
         return await asyncio.wait_for(asyncio.gather(*(next_credit(r) for r in readers)), 20)
 
-    outbox_reads: list[str] = []
-
-    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        if "FROM outbox" in statement and "outbox.position >" in statement:
-            outbox_reads.append(statement)
-
-    engine = client.server.app[ENGINE].sync_engine  # the feed reads through the autocommit engine
+    feed = client.server.app[FEED]
     try:
         # Given 15 open streams that are all live (each already received a first credit)
         await everyone_gets("1.00")
-        event.listen(engine, "before_cursor_execute", count)
+        before = feed.outbox_reads
         # When one more credit is made
         received = await everyone_gets("2.00")
+        outbox_reads = feed.outbox_reads - before
     finally:
-        event.remove(engine, "before_cursor_execute", count)
         for stream in streams:
             stream.close()
     # Then every stream got the same event, at the same position
     assert {(e["id"], e["eventId"], e["payload"]["amount"]) for e in received} == {
         (received[0]["id"], received[0]["eventId"], "2.00")}
     # And the outbox was read once per wake-up for all of them, not once per stream
-    assert 1 <= len(outbox_reads) <= 3, len(outbox_reads)
+    assert 1 <= outbox_reads <= 3, outbox_reads
+
+
+async def test_an_event_reads_the_same_replayed_and_live_as_its_stored_row(
+        client: TestClient, master_key: str, engine: Engine) -> None:
+    """The stream builds each envelope from the row's text (issue 16): the values a client parses must be
+    the stored ones, whatever the payload holds and whichever path (replay or the live feed) sends it."""
+    aggregate = f"usr_{uuid.uuid4().hex}"
+    payload = {"amount": "1.50", "note": "café ✓ \"quoted\" \\ tab\t", "n": 1.5, "big": 12345678901234567890,
+               "nested": {"b": [1, "x", None, True], "a": {}}, "": "empty key"}
+    metadata = {"correlationId": "req_é", "actorType": "system"}
+    with engine.connect() as conn:
+        before = conn.execute(text("SELECT coalesce(max(position), 0) FROM outbox")).scalar_one()
+    keep = {"keep": lambda e: e["aggregateId"] == aggregate}
+    live = asyncio.create_task(read_events(client, master_key, want=1, **keep))
+    await asyncio.sleep(0.5)  # the live stream is subscribed before the row exists
+    with engine.begin() as conn:
+        conn.execute(text(
+            "INSERT INTO outbox (event_id, event_type, aggregate_type, aggregate_id, payload, metadata, occurred_at) "
+            "VALUES (:e, 'balance.credited', 'Balance', :a, CAST(:p AS jsonb), CAST(:m AS jsonb), "
+            "'0999-01-02 03:04:05.678999+00')"),
+            {"e": f"evt_{uuid.uuid4().hex}", "a": aggregate, "p": json.dumps(payload), "m": json.dumps(metadata)})
+    relay(engine)  # numbered (and announced) as the relay numbers every event
+    replayed = await read_events(client, master_key, last_id=str(before), want=1, **keep)
+    for got in (replayed[0], (await live)[0]):
+        assert got["payload"] == payload
+        assert got["metadata"] == metadata
+        assert got["occurredAt"] == "0999-01-02T03:04:05.678Z"  # events.iso: milliseconds truncated, year padded
+        assert (got["eventType"], got["aggregateType"]) == ("balance.credited", "Balance")
+        assert got["eventId"].startswith("evt_")

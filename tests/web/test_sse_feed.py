@@ -7,6 +7,7 @@ as a web process whose notifications stopped arriving would be.
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import time
 
@@ -14,7 +15,7 @@ from aiohttp.test_utils import TestClient
 
 from tests.api import Api
 from web.feed import EventFeed
-from web.keys import ENGINE
+from web.keys import ENGINE, READS
 
 
 async def _until(condition: object, seconds: float = 10) -> None:
@@ -26,7 +27,7 @@ async def _until(condition: object, seconds: float = 10) -> None:
 
 async def test_a_feed_that_gets_no_notification_still_reads_new_events(api: Api, client: TestClient) -> None:
     # Given a feed with a stream listening, that has read the outbox once and is never woken
-    feed = EventFeed(client.server.app[ENGINE], idle_read_seconds=0.3)
+    feed = EventFeed(client.server.app[ENGINE], client.server.app[READS], idle_read_seconds=0.3)
     feed.subscribe()
     feed.start()
     try:
@@ -37,7 +38,7 @@ async def test_a_feed_that_gets_no_notification_still_reads_new_events(api: Api,
         user = await api.user()
         assert (await api.post(f"/users/{user['id']}/balance/credit", {"amount": "1.00"})).status == 200
         # Then the feed holds it within a few idle intervals, without any wake-up
-        await _until(lambda: any(i.event.aggregate_id == user["id"] for i in feed.after(top) or []), 5)
+        await _until(lambda: any(json.loads(i.data)["aggregateId"] == user["id"] for i in feed.after(top) or []), 5)
     finally:
         await feed.stop()
 
@@ -45,7 +46,7 @@ async def test_a_feed_that_gets_no_notification_still_reads_new_events(api: Api,
 async def test_a_feed_that_stopped_reading_sends_streams_to_the_database(client: TestClient) -> None:
     # Given a feed with a stream listening, that read the outbox and then stopped (a read that hangs, a task
     # that died)
-    feed = EventFeed(client.server.app[ENGINE], idle_read_seconds=0.2)
+    feed = EventFeed(client.server.app[ENGINE], client.server.app[READS], idle_read_seconds=0.2)
     feed.subscribe()
     feed.start()
     await _until(lambda: feed.top is not None and feed.read_at is not None)
@@ -63,7 +64,7 @@ async def test_a_feed_that_stopped_reading_sends_streams_to_the_database(client:
 async def test_a_feed_nobody_listens_to_reads_nothing_and_its_first_stream_is_served_from_the_top(
         api: Api, client: TestClient) -> None:
     # Given a feed with no stream, woken by new events
-    feed = EventFeed(client.server.app[ENGINE], idle_read_seconds=0.2)
+    feed = EventFeed(client.server.app[ENGINE], client.server.app[READS], idle_read_seconds=0.2)
     feed.start()
     try:
         user = await api.user()
@@ -82,7 +83,7 @@ async def test_a_feed_nobody_listens_to_reads_nothing_and_its_first_stream_is_se
         assert (await api.post(f"/users/{user['id']}/balance/credit", {"amount": "2.00"})).status == 200
         feed.wake()
         # Then the feed reads from the top on and holds the new event
-        await _until(lambda: any(i.event.aggregate_id == user["id"] for i in feed.after(top) or []), 5)
+        await _until(lambda: any(json.loads(i.data)["aggregateId"] == user["id"] for i in feed.after(top) or []), 5)
     finally:
         await feed.stop()
 
@@ -93,7 +94,7 @@ async def test_a_feed_stops_whenever_it_is_told_to(client: TestClient) -> None:
     rng = random.Random(7)
     for _ in range(300):
         # Given a feed whose idle wait ends every millisecond
-        feed = EventFeed(client.server.app[ENGINE], idle_read_seconds=0.001)
+        feed = EventFeed(client.server.app[ENGINE], client.server.app[READS], idle_read_seconds=0.001)
         feed.start()
         await asyncio.sleep(rng.random() * 0.005)
         feed.wake()
