@@ -24,7 +24,7 @@ from scripts import chaos
 # own limit covers both with room for the start-up of the private RabbitMQ node and the two instances.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(720)]
 
-ARGS = ["--lifecycles", "40", "--duration", "90", "--lanes", "4", "--listeners", "2", "--fault-interval", "3",
+ARGS = ["--lifecycles", "28", "--duration", "60", "--lanes", "4", "--listeners", "2", "--fault-interval", "3",
         "--seed", "20261201", "--step-timeout", "180", "--quiet-timeout", "300"]
 
 
