@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from orchestrator import ids
 
@@ -103,8 +104,16 @@ def build(event_type: str, aggregate_id: str, payload: dict[str, Any], *, user_i
 
 def iso(moment: datetime) -> str:
     """ISO 8601 UTC with milliseconds and ``Z`` (spec api.md §1.5)."""
-    utc = moment.astimezone(UTC)  # the year padded by hand: strftime writes year 1 as "1"
-    return f"{utc.year:04d}-{utc:%m-%dT%H:%M:%S}.{utc.microsecond // 1000:03d}Z"
+    # formatted by hand: strftime writes year 1 as "1", and cost 4 µs a call (a tenth of an
+    # order list's web CPU, issue 16); a time already at offset zero (psycopg's) needs no conversion
+    utc = moment if moment.tzinfo in _UTC_ZONES or moment.utcoffset() == _ZERO else moment.astimezone(UTC)
+    return "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ" % (  # noqa: UP031 - half an f-string's time here
+        utc.year, utc.month, utc.day, utc.hour, utc.minute, utc.second, utc.microsecond // 1000)
+
+
+_ZERO = timedelta(0)
+#: Zones always at offset zero, known without asking (psycopg's times carry the server's ``Etc/UTC``).
+_UTC_ZONES = frozenset({UTC, ZoneInfo("Etc/UTC"), ZoneInfo("UTC")})
 
 
 def now() -> datetime:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, Select, bindparam, func, insert, select, tuple_, update
+from sqlalchemy import ARRAY, Connection, Select, String, any_, bindparam, func, insert, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from orchestrator.db.prepared import Query
@@ -106,10 +107,10 @@ def milestones_of(order_id: str) -> Select:
     return MILESTONES_OF.bind(order_id=order_id)  # type: ignore[no-any-return]
 
 
-def milestones_of_orders(order_ids: list[str]) -> Select:
-    """The milestones of a page of orders in one query, each order's in creation order."""
-    return (select(milestones).where(milestones.c.order_id.in_(order_ids))
-            .order_by(milestones.c.order_id, milestones.c.position))
+#: The milestones of a page of orders in one query, each order's in creation order (``order_ids``: a list).
+MILESTONES_OF_ORDERS = Query(
+    select(milestones).where(milestones.c.order_id == any_(bindparam("order_ids", type_=ARRAY(String))))
+    .order_by(milestones.c.order_id, milestones.c.position))
 
 
 def milestone_of(order_id: str, ref: str) -> Select:
@@ -145,20 +146,32 @@ def open_milestone_refs(conn: Connection, order_id: str) -> list[str]:
     return list(conn.execute(stmt).scalars())
 
 
-def page(*, filters: dict[str, Any], after: tuple[datetime, str] | None, limit: int) -> Select:
-    """Newest first; filters combine with AND."""
-    stmt = select(orders)
-    for name, column in (("status", orders.c.status), ("buyerId", orders.c.buyer_id),
-                         ("sellerId", orders.c.seller_id), ("clientOrderRef", orders.c.client_order_ref)):
-        if filters.get(name) is not None:
-            stmt = stmt.where(column == filters[name])
-    if filters.get("createdAfter") is not None:
-        stmt = stmt.where(orders.c.created_at >= filters["createdAfter"])
-    if filters.get("createdBefore") is not None:
-        stmt = stmt.where(orders.c.created_at <= filters["createdBefore"])
+#: The list filters and the comparison each makes (``GET /orders``'s query names).
+_PAGE_FILTERS = {"status": orders.c.status.__eq__, "buyerId": orders.c.buyer_id.__eq__,
+                 "sellerId": orders.c.seller_id.__eq__, "clientOrderRef": orders.c.client_order_ref.__eq__,
+                 "createdAfter": orders.c.created_at.__ge__, "createdBefore": orders.c.created_at.__le__}
+
+
+def page(*, filters: dict[str, Any], after: tuple[datetime, str] | None, limit: int) -> tuple[Query, dict[str, Any]]:
+    """Newest first, ``limit + 1`` rows (the extra one says a next page exists); filters combine with AND.
+    The query and its values: one ``Query`` per combination of filters, compiled once (issue 16)."""
+    given = {name: filters[name] for name in _PAGE_FILTERS if filters.get(name) is not None}
+    params: dict[str, Any] = {"limit": limit + 1, **given}
     if after is not None:
-        stmt = stmt.where(tuple_(orders.c.created_at, orders.c.id) < tuple_(*after))
-    return stmt.order_by(orders.c.created_at.desc(), orders.c.id.desc()).limit(limit + 1)
+        params |= {"after_created": after[0], "after_id": after[1]}
+    return _page_query(frozenset(given), after is not None), params
+
+
+@functools.cache
+def _page_query(names: frozenset[str], after: bool) -> Query:
+    stmt = select(orders)
+    for name, compare in _PAGE_FILTERS.items():
+        if name in names:
+            stmt = stmt.where(compare(bindparam(name)))
+    if after:
+        stmt = stmt.where(tuple_(orders.c.created_at, orders.c.id)
+                          < tuple_(bindparam("after_created"), bindparam("after_id")))
+    return Query(stmt.order_by(orders.c.created_at.desc(), orders.c.id.desc()).limit(bindparam("limit")))
 
 
 def cursor_of(order_id: str) -> Select:

@@ -62,6 +62,9 @@ class Query:
         self.literals = {name: value for name, value in compiled.params.items() if name not in self.required}
         #: The result's column names, taken from the first result (a compiled shape never changes them).
         self.names: tuple[str, ...] | None = None
+        #: How often this process ran it on a psycopg connection (what a request reads is countable: the
+        #: order list's tests check it reads each related table once per page, never once per order).
+        self.executions = 0
 
     def _rows(self, cursor: AsyncCursor[Any]) -> RowMaker[Row]:
         names = self.names
@@ -74,6 +77,8 @@ class Query:
         return self.statement.params(**params)
 
     def values(self, params: dict[str, Any]) -> dict[str, Any]:
+        """The parameters of one execution (every psycopg execution takes them here, and is counted)."""
+        self.executions += 1
         if params.keys() != self.required:
             raise TypeError(f"the query takes {sorted(self.required)}, not {sorted(params)}")
         return {**self.literals, **params} if self.literals else params

@@ -11,6 +11,7 @@ from aiohttp import web
 from orchestrator import ids
 from orchestrator.commands import Kind
 from orchestrator.db import orders as orders_db
+from orchestrator.db import prepared
 from orchestrator.db import wallets as wallets_db
 from orchestrator.errors import BusinessRuleViolation, NotFound, ValidationFailed
 from orchestrator.providers.horizon_reads import HorizonReader
@@ -30,7 +31,7 @@ from schemas.orders import (
 from web import enqueue, render
 from web.apidoc import doc
 from web.auth import requires
-from web.keys import ENGINE, SETTINGS
+from web.keys import ENGINE, READS, SETTINGS
 from web.request_state import BODY
 from web.responses import envelope, jsonable, page
 
@@ -85,10 +86,9 @@ async def list_orders(request: web.Request) -> web.Response:
         filters["createdBefore"] = (_millisecond(strict_instant("createdBefore", query["createdBefore"]))
                                     + timedelta(microseconds=999))
     limit, after = page_limit(query), await render.page_after(request, orders_db.cursor_of)
-    async with request.app[ENGINE].connect() as conn:
-        rows = (await conn.execute(orders_db.page(filters=filters, after=after, limit=limit))).all()
-        found = [orders_db.to_order(r) for r in rows]
-        views = await render.order_views(conn, found)
+    statement, params = orders_db.page(filters=filters, after=after, limit=limit)
+    found = [orders_db.to_order(r) for r in await prepared.fetch_all(request.app[READS], statement, **params)]
+    views = await render.order_views(request, found)
     return page(request, views, limit=limit, ids=[o.id for o in found])
 
 
