@@ -9,8 +9,16 @@ from __future__ import annotations
 import base64
 import os
 import secrets
+import signal
 
 from scripts.ports import free_port
+
+# A suite started as a background job of a shell without job control (`nohup scripts/test &`, some CI
+# runners) inherits SIGINT ignored, as POSIX has such jobs do, and every process it starts inherits that
+# too: the Ctrl-C tests (issue 19) would then fail on the harness, not on the product. The run restores
+# Python's own handler, so the processes it starts begin with the default action, as under a terminal.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 RUN_ID = os.environ.get("OFFERHUB_TEST_RUN_ID") or secrets.token_hex(4)
 os.environ.update({
