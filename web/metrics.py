@@ -94,7 +94,7 @@ async def snapshot(app: web.Application) -> Snapshot:
 
     row, stored, pool = await asyncio.wait_for(read(), PROBE_TIMEOUT)
     backlog = operations.Backlog.from_row(row)
-    measured = None if pool is None else (dict(pool.figures), float(pool.age))
+    measured = None if pool is None else (dict(pool.figures), float(pool.age))  # not money
     if app[SETTINGS].payment_provider != "crypto":
         return Snapshot(backlog, operations.MonitorLag(None, 0, "AirTM mode has no monitor"),
                         operations.stored_reconciliation(stored), treasury=measured)
