@@ -184,8 +184,16 @@ def test_web_metrics_count_every_request_across_the_web_processes_and_read_the_b
 
 def test_actor_metrics_are_summed_over_the_worker_processes(system: System, master_key: str) -> None:
     kind = {"kind": "create_user", "status": "DONE"}
-    with workers(system):
-        wait_until(lambda: _answers(system.actors_metrics_url), what="the actors' exposition server")
+    with workers(system) as worker:
+        # Dramatiq forks its exposition server only once every worker process has booted, and waits up
+        # to 30 s (``--worker-fork-timeout``) for that: a slow boot on a busy machine delays it as long
+        try:
+            wait_until(lambda: _answers(system.actors_metrics_url), seconds=90,
+                       what="the actors' exposition server")
+        except AssertionError:
+            tail = system.worker_log.read_text(errors="replace")[-4000:]
+            raise AssertionError(f"no exposition server (worker exit code {worker.poll()}); "
+                                 f"the worker's log ends:\n{tail}") from None
         before = scrape(system.actors_metrics_url)
         for _ in range(6):
             reply = system.api("POST", "/users", key=master_key, json={"externalUserId": f"ops-{uuid.uuid4()}"})
