@@ -27,6 +27,40 @@ from orchestrator.ledger import ADJUSTMENT, AVAILABLE, RESERVED, user_account
 from orchestrator.money import format_balance
 from orchestrator.providers.horizon import Horizon
 
+#: Book and ledger may differ by this much before a user's balance check calls it a discrepancy (api.md §6.2).
+TOLERANCE = Decimal("1.00")
+
+
+def unexplained(book: Decimal, ledger: Decimal, adjustments: Decimal) -> Decimal:
+    """DESIGN decision 7's one formula: the book (``available + reserved``) minus what the wallet's ledger USDC
+    and the user's net administrative postings explain; positive when the book holds more."""
+    return book - (ledger + adjustments)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One user's book against its wallet's ledger USDC, as the balance check reads them (``None``: unknown,
+    an unreachable ledger or a user without a wallet)."""
+
+    book: Decimal
+    adjustments: Decimal | None
+    ledger: Decimal | None
+
+    @property
+    def difference(self) -> Decimal | None:
+        if self.ledger is None or self.adjustments is None:
+            return None
+        return unexplained(self.book, self.ledger, self.adjustments)
+
+    @property
+    def discrepancy(self) -> bool:
+        return self.difference is not None and abs(self.difference) > TOLERANCE
+
+    @property
+    def verified(self) -> bool:
+        return self.ledger is not None and not self.discrepancy
+
+
 #: A wallet the product created whose activation has not landed on the ledger yet.
 NOT_YET_ACTIVATED = "CREATED"
 
@@ -48,13 +82,9 @@ class Difference:
         return self.available + self.reserved
 
     @property
-    def expected(self) -> Decimal:
-        return (self.ledger or Decimal(0)) + self.adjustments
-
-    @property
     def amount(self) -> Decimal:
         """Book minus what the ledger justifies: positive when the book holds more than the wallet."""
-        return self.book - self.expected
+        return unexplained(self.book, self.ledger or Decimal(0), self.adjustments)
 
     def describe(self) -> str:
         ledger = "missing on the ledger" if self.ledger is None else f"ledger USDC {format_balance(self.ledger)}"

@@ -39,7 +39,7 @@ from orchestrator.db import orders as orders_db
 from orchestrator.db import users as users_db
 from orchestrator.db import wallets as wallets_db
 from orchestrator.db.chain_steps import Step
-from orchestrator.errors import Conflict, InsufficientFunds, InvalidStateTransition, NotFound
+from orchestrator.errors import BusinessRuleViolation, Conflict, InsufficientFunds, InvalidStateTransition, NotFound
 from orchestrator.events import iso, now
 from orchestrator.ledger import AVAILABLE, RESERVED, user_account
 from orchestrator.providers.horizon import AccountState
@@ -142,6 +142,22 @@ def fund(uow: UnitOfWork, payload: dict[str, Any]) -> Result:
     _start(uow, kind="tw_fund", escrow_id=escrow.id, source=funder, order_id=order.id,
            contractId=escrow.trustless_contract_id)
     return Result(200, "order", order.id, {"flow": True})
+
+
+def awaits_buyer_funding(order_status: str, escrow_status: str | None) -> bool:
+    """Whether a fund now has the buyer's wallet sign: the contract is deployed and waits for its money (in any
+    other state the fund command answers the state error the spec names)."""
+    return order_status == _S.ESCROW_CREATING and escrow_status == E.CREATED
+
+
+def require_buyer_funds(held: Decimal | None, amount: Decimal) -> None:
+    """The buyer's wallet must hold the order's USDC on the ledger before it signs the fund call, so a short
+    wallet is refused before anything is signed (``held`` ``None``: no account, which holds nothing)."""
+    held = held if held is not None else Decimal(0)
+    if held < amount:
+        raise BusinessRuleViolation("The buyer's wallet holds less USDC than the order amount",
+                                    code="ESCROW_INSUFFICIENT_FUNDS",
+                                    details={"walletBalance": f"{held:f}", "required": f"{amount:f}"})
 
 
 def _pool_legs(escrow: escrows_db.Escrow, role: str, amount: Decimal, *, seller_backing: str | None = None

@@ -10,6 +10,7 @@ forward by rank (providers.md §3.6, DESIGN decision 4), and ``TOPUP_SUCCEEDED``
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
@@ -17,9 +18,9 @@ from typing import Any
 from orchestrator import balances, ids, ledger, money, users
 from orchestrator.db import commands as commands_db
 from orchestrator.db import topups as topups_db
-from orchestrator.errors import BusinessRuleViolation, NotFound
+from orchestrator.errors import BusinessRuleViolation, InvalidStateTransition, NotFound, ProviderFailure
 from orchestrator.ledger import AVAILABLE, user_account
-from orchestrator.providers.airtm import amount_of
+from orchestrator.providers.airtm import AirtmClient, AirtmFailure, amount_of
 from orchestrator.results import Result
 from orchestrator.unit_of_work import Message, UnitOfWork
 
@@ -104,6 +105,63 @@ def apply_payin(uow: UnitOfWork, topup_id: str, payin: dict[str, Any], *, checko
     if target == T.SUCCEEDED and fee is not None:
         journal_fee(uow, topup, fee)
     return True
+
+
+#: The states a user may cancel a top-up from: AirTM has a pay-in the buyer has not confirmed yet.
+CANCELLABLE = (T.AWAITING,)
+
+
+def require_cancellable(topup: topups_db.TopUp) -> str:
+    """The pay-in to cancel at AirTM; anything but a top-up awaiting its buyer is the spec's state error."""
+    if topup.status not in CANCELLABLE or topup.airtm_payin_id is None:
+        raise InvalidStateTransition(resource="topup", id=topup.id, current=topup.status, action="cancel",
+                                     allowed=CANCELLABLE)
+    return topup.airtm_payin_id
+
+
+@dataclass(frozen=True)
+class CancelAnswer:
+    """What AirTM said to a cancel: the pay-in as it stands now (``None``: unknown) and AirTM's refusal."""
+
+    topup_id: str
+    record: dict[str, Any] | None
+    problem: str | None
+
+    @property
+    def reported(self) -> Status | None:
+        return PAYIN_STATUS.get(str((self.record or {}).get("status", "")).upper())
+
+    @property
+    def canceled(self) -> bool:
+        """DESIGN decision 3: canceled only when AirTM confirms it (or a re-read shows it)."""
+        return self.reported == T.CANCELED
+
+    @property
+    def moved_on(self) -> bool:
+        """The pay-in went past awaiting meanwhile: what it reports is recorded, and the cancel refused."""
+        return self.record is not None and self.reported is not None and self.reported not in (T.AWAITING,
+                                                                                                  T.CANCELED)
+
+    def refusal(self) -> InvalidStateTransition | ProviderFailure:
+        """The error a cancel that did not happen answers."""
+        if self.moved_on:
+            assert self.reported is not None
+            return InvalidStateTransition(resource="topup", id=self.topup_id, current=self.reported,
+                                          action="cancel", allowed=CANCELLABLE)
+        return ProviderFailure(f"AirTM did not confirm the cancel: {self.problem or 'the pay-in is still open'}",
+                               details={"provider": "airtm"})
+
+
+def cancel_at_airtm(client: AirtmClient, topup_id: str, payin_id: str) -> CancelAnswer:
+    """Ask AirTM to cancel the pay-in, then read what it holds (a refusal may come from a pay-in that moved
+    on, and a cancel's answer may carry no status). Blocking: callers run it off their event loop."""
+    try:
+        answer = client.cancel_payin(payin_id)
+    except AirtmFailure as failure:
+        log.warning("AirTM refused to cancel pay-in %s of %s: %s", payin_id, topup_id, failure.message)
+        return CancelAnswer(topup_id, client.payin(payin_id), failure.message)
+    record = answer if isinstance(answer, dict) and answer.get("status") else client.payin(payin_id)
+    return CancelAnswer(topup_id, record, None)
 
 
 def reported_fee(payin: dict[str, Any]) -> Decimal | None:

@@ -128,3 +128,28 @@ def test_a_wallet_still_being_created_whose_book_holds_money_is_a_difference(
     assert (difference.user_id, difference.ledger, difference.wallet_status) == (user_id, None, "CREATED")
     assert difference.book == Decimal("5.00")
     assert "missing on the ledger" in difference.describe()
+
+
+@pytest.mark.parametrize(("book", "ledger", "adjustments", "difference", "discrepancy"), [
+    ("100.00", "100.00", "0", "0.00", False),
+    ("150.00", "100.00", "50.00", "0.00", False),  # an administrative credit the ledger never saw
+    ("101.00", "100.00", "0", "1.00", False),  # the tolerance itself is not a discrepancy
+    ("98.99", "100.00", "0", "-1.01", True),  # the wallet holds more than the book: negative
+    ("100.00", "120.00", "-20.00", "0.00", False),  # an administrative debit
+])
+def test_the_balance_check_and_offerhub_check_share_one_formula(
+        book: str, ledger: str, adjustments: str, difference: str, discrepancy: bool) -> None:
+    compared = check.Comparison(Decimal(book), Decimal(adjustments), Decimal(ledger))
+    assert compared.difference == Decimal(difference)
+    assert compared.discrepancy is discrepancy
+    assert compared.verified is not discrepancy
+    listed = check.Difference("usr_x", "GX", "ACTIVE", Decimal(book), Decimal(0), Decimal(adjustments),
+                              Decimal(ledger))
+    assert listed.amount == compared.difference
+
+
+def test_an_unknown_ledger_or_adjustment_compares_as_unknown_never_as_a_discrepancy() -> None:
+    for compared in (check.Comparison(Decimal(5), Decimal(0), None), check.Comparison(Decimal(5), None, Decimal(0))):
+        assert compared.difference is None
+        assert not compared.discrepancy
+    assert not check.Comparison(Decimal(5), Decimal(0), None).verified  # nothing was read on the ledger

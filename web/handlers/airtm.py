@@ -23,13 +23,11 @@ from orchestrator.db import topups as topups_db
 from orchestrator.errors import (
     BusinessRuleViolation,
     Conflict,
-    InvalidStateTransition,
     NotFound,
-    ProviderFailure,
     Unauthorized,
     ValidationFailed,
 )
-from orchestrator.providers.airtm import AirtmClient, AirtmFailure
+from orchestrator.providers.airtm import AirtmClient
 from orchestrator.results import Result
 from schemas import queries, views
 from schemas.airtm import TOPUP_OUT, CreateTopUp, LinkAirtm, TopUpOut
@@ -185,32 +183,14 @@ async def cancel_topup(request: web.Request) -> web.Response:
     """Cancel at AirTM; canceled only when AirTM confirms it or a re-read shows it (DESIGN decision 3)."""
     load(NoBody(), request[BODY])
     topup = await load_topup(request)
-    allowed = [topups.Status.AWAITING]
-    if topup.status not in allowed or topup.airtm_payin_id is None:
-        raise InvalidStateTransition(resource="topup", id=topup.id, current=topup.status, action="cancel",
-                                     allowed=allowed)
+    payin_id = topups.require_cancellable(topup)
     airtm.require_configured(request)
-    payin_id = topup.airtm_payin_id
-
-    def cancel(client: AirtmClient) -> tuple[dict[str, Any] | None, str | None]:
-        try:
-            answer = client.cancel_payin(payin_id)
-        except AirtmFailure as failure:
-            log.warning("AirTM refused to cancel pay-in %s of %s: %s", payin_id, topup.id, failure.message)
-            return client.payin(payin_id), failure.message
-        return (answer if isinstance(answer, dict) and answer.get("status") else client.payin(payin_id)), None
-
-    record, problem = await airtm.call(request, cancel)
-    reported = topups.PAYIN_STATUS.get(str((record or {}).get("status", "")).upper())
-    if reported == topups.Status.CANCELED:
-        return await apply_reported(request, "topup", topup.id, record or {}, canceled_by="user")
-    if record is not None and reported is not None and reported != topups.Status.AWAITING:
-        # it moved on meanwhile: record that, refuse the cancel
-        await apply_reported(request, "topup", topup.id, record)
-        raise InvalidStateTransition(resource="topup", id=topup.id, current=reported, action="cancel",
-                                     allowed=allowed)
-    raise ProviderFailure(f"AirTM did not confirm the cancel: {problem or 'the pay-in is still open'}",
-                          details={"provider": "airtm"})
+    answer = await airtm.call(request, lambda client: topups.cancel_at_airtm(client, topup.id, payin_id))
+    if answer.canceled:
+        return await apply_reported(request, "topup", topup.id, answer.record or {}, canceled_by="user")
+    if answer.moved_on:  # record where it went before refusing
+        await apply_reported(request, "topup", topup.id, answer.record or {})
+    raise answer.refusal()
 
 
 @doc("AirTM's browser redirect: 302 to the top-up's return or cancel URL (an unknown id: the instance's "

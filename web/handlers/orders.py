@@ -8,12 +8,12 @@ from typing import Any
 
 from aiohttp import web
 
-from orchestrator import ids
+from orchestrator import escrows, ids
 from orchestrator.commands import Kind
 from orchestrator.db import orders as orders_db
 from orchestrator.db import prepared
 from orchestrator.db import wallets as wallets_db
-from orchestrator.errors import BusinessRuleViolation, NotFound, ValidationFailed
+from orchestrator.errors import NotFound, ValidationFailed
 from orchestrator.providers.horizon_reads import HorizonReader
 from schemas import queries, views
 from schemas.base import NoBody, load
@@ -137,21 +137,16 @@ async def fund_escrow(request: web.Request) -> web.Response:
 
 
 async def _buyer_holds_the_amount(request: web.Request, order_id: str) -> None:
-    """The buyer's wallet must hold the order's USDC on the ledger before it signs the fund call."""
+    """The buyer's wallet is read on the ledger before it signs the fund call (``escrows`` holds the rule)."""
     order = await render.order_view(request, order_id)
-    escrow = order["escrow"] or {}
-    if order["status"] != "ESCROW_CREATING" or escrow.get("status") != "CREATED":
-        return  # the command answers the state error the spec names
+    if not escrows.awaits_buyer_funding(order["status"], (order["escrow"] or {}).get("status")):
+        return
     row = await render.fetch_one(request, wallets_db.of_user(order["buyerId"]))
-    if row is None:
+    if row is None:  # an AirTM-backed buyer: the treasury funds it, and the command checks its headroom
         return
     async with HorizonReader(request.app[SETTINGS]) as horizon:
         account = await horizon.account(row.public_key)
-    held = account.usdc if account and account.usdc is not None else Decimal(0)
-    if held < Decimal(order["amount"]):
-        raise BusinessRuleViolation("The buyer's wallet holds less USDC than the order amount",
-                                    code="ESCROW_INSUFFICIENT_FUNDS",
-                                    details={"walletBalance": f"{held:f}", "required": order["amount"]})
+    escrows.require_buyer_funds(account.usdc if account else None, Decimal(order["amount"]))
 
 
 @doc("Release the escrow to the seller", body=ReleaseBody, response=views.OrderView, command=True,

@@ -6,12 +6,12 @@ counterpart, so the book should equal the wallet's ledger USDC plus the user's n
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from decimal import Decimal
 
 from aiohttp import web
 
 from orchestrator import money
+from orchestrator.check import Comparison
 from orchestrator.db import reconciliation
 from orchestrator.db import users as users_db
 from orchestrator.db import wallets as wallets_db
@@ -28,8 +28,6 @@ from web.auth import requires
 from web.keys import ENGINE, SETTINGS
 from web.responses import envelope
 
-#: Book and ledger may differ by this much before it counts as a discrepancy (spec api.md §6.2).
-TOLERANCE = Decimal("1.00")
 UNKNOWN = "unknown"
 
 
@@ -81,8 +79,8 @@ async def verify_balance(request: web.Request) -> web.Response:
     check = await _compare(request, user)
     if check.discrepancy:
         raise Conflict("The book and the ledger disagree by more than 1.00", code="BALANCE_DISCREPANCY",
-                       details={"userId": user.id, **check.figures(), "currency": "USD"})
-    figures = check.figures()
+                       details={"userId": user.id, **_figures(check), "currency": "USD"})
+    figures = _figures(check)
     return envelope(request, {**BalanceOut().dump(user), "providerVerified": check.verified,
                               "providerBalance": figures["providerBalance"],
                               "adjustments": figures["adjustments"]})
@@ -95,7 +93,7 @@ async def sync_balance(request: web.Request) -> web.Response:
     """A reconciliation check that never moves money: it only reports and flags (spec api.md §6.3)."""
     user = await render.user_from_path(request)
     check = await _compare(request, user)
-    figures = check.figures()
+    figures = _figures(check)
     # api.md §6.3: the check itself is audited, SUCCESS or DISCREPANCY_FOUND
     await audit.record(request, "balance.sync", "Balance", user.id, user_id=user.id, after=figures,
                        result="DISCREPANCY_FOUND" if check.discrepancy else "SUCCESS")
@@ -105,35 +103,12 @@ async def sync_balance(request: web.Request) -> web.Response:
         "action": "flagged" if check.discrepancy else "none", "adjustments": figures["adjustments"]})
 
 
-@dataclass(frozen=True)
-class Comparison:
-    """The book (``local`` = available + reserved) against the wallet's ledger USDC (``None``: unknown)."""
-
-    local: Decimal
-    adjustments: Decimal | None  # the user's net administrative postings (DESIGN decision 7)
-    provider: Decimal | None
-
-    @property
-    def difference(self) -> Decimal | None:
-        """Book minus what the ledger and the administrative postings explain; positive: the book holds more."""
-        if self.provider is None or self.adjustments is None:
-            return None
-        return self.local - self.adjustments - self.provider
-
-    @property
-    def discrepancy(self) -> bool:
-        return self.difference is not None and abs(self.difference) > TOLERANCE
-
-    @property
-    def verified(self) -> bool:
-        return self.provider is not None and not self.discrepancy
-
-    def figures(self) -> dict[str, str]:
-        show = money.format_balance
-        return {"localBalance": show(self.local),
-                "adjustments": UNKNOWN if self.adjustments is None else show(self.adjustments),
-                "providerBalance": UNKNOWN if self.provider is None else show(self.provider),
-                "difference": UNKNOWN if self.difference is None else show(self.difference)}
+def _figures(check: Comparison) -> dict[str, str]:
+    show = money.format_balance
+    return {"localBalance": show(check.book),
+            "adjustments": UNKNOWN if check.adjustments is None else show(check.adjustments),
+            "providerBalance": UNKNOWN if check.ledger is None else show(check.ledger),
+            "difference": UNKNOWN if check.difference is None else show(check.difference)}
 
 
 async def _compare(request: web.Request, user: users_db.User) -> Comparison:
