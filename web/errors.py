@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import psycopg
@@ -22,6 +21,7 @@ from orchestrator.errors import (
     Unavailable,
     ValidationFailed,
 )
+from web.responses import json_bytes
 
 
 class MethodNotAllowed(OrchestratorError):
@@ -89,5 +89,5 @@ def error_body(error: OrchestratorError) -> dict[str, Any]:
 
 def error_response(error: OrchestratorError, headers: dict[str, str] | None = None) -> web.Response:
     body = error_body(error)
-    return web.Response(status=body["error"]["statusCode"], text=json.dumps(body),
-                        content_type="application/json", headers=headers)
+    return web.Response(status=body["error"]["statusCode"], body=json_bytes(body),
+                        content_type="application/json", charset="utf-8", headers=headers)

@@ -17,6 +17,7 @@ from web.auth import Handler, request_credential
 from web.errors import error_response
 from web.keys import ENGINE, SETTINGS
 from web.request_state import BODY, CREDENTIAL, IDEMPOTENCY
+from web.responses import json_bytes
 
 UUID4 = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}", re.IGNORECASE)
 #: Secrets shown once are never written to the idempotency table; a replay shows them masked.
@@ -108,8 +109,8 @@ async def _store(request: web.Request, scope: str, key: str, response: web.Strea
 
 
 def _replay(status: int, body: dict[str, Any]) -> web.Response:
-    return web.Response(status=status, text=json.dumps(body), content_type="application/json",
-                        headers={"Idempotency-Replay": "true"})
+    return web.Response(status=status, body=json_bytes(body), content_type="application/json",
+                        charset="utf-8", headers={"Idempotency-Replay": "true"})
 
 
 async def _execute(request: web.Request, statement: Any) -> None:

@@ -6,6 +6,7 @@ import json
 from decimal import Decimal
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from orchestrator import money
@@ -17,9 +18,19 @@ def meta(request: web.Request, **extra: Any) -> dict[str, Any]:
     return {"requestId": request[REQUEST_ID], "timestamp": iso(now()), **extra}
 
 
+def json_bytes(body: Any) -> bytes:
+    """A response body as JSON. orjson encodes a page of twenty orders about ten times faster than the
+    standard library (issue 16); what it refuses (an integer beyond 64 bits) the standard library writes."""
+    try:
+        return orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS)
+    except TypeError:
+        return json.dumps(body).encode()
+
+
 def envelope(request: web.Request, data: Any, *, status: int = 200, **meta_extra: Any) -> web.Response:
     body = {"data": data, "meta": meta(request, **meta_extra)}
-    return web.Response(status=status, text=json.dumps(body), content_type="application/json")
+    return web.Response(status=status, body=json_bytes(body), content_type="application/json",
+                        charset="utf-8")
 
 
 def page(request: web.Request, items: list[Any], *, limit: int, ids: list[str]) -> web.Response:
