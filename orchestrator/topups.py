@@ -139,8 +139,7 @@ class CancelAnswer:
     @property
     def moved_on(self) -> bool:
         """The pay-in went past awaiting meanwhile: what it reports is recorded, and the cancel refused."""
-        return self.record is not None and self.reported is not None and self.reported not in (T.AWAITING,
-                                                                                                  T.CANCELED)
+        return self.reported is not None and self.reported not in (T.AWAITING, T.CANCELED)
 
     def refusal(self) -> InvalidStateTransition | ProviderFailure:
         """The error a cancel that did not happen answers."""
