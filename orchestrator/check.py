@@ -185,7 +185,7 @@ def verify_pool(engine: Any, horizon: Horizon, report: Report) -> Any:
     pool = treasury.read_pool(engine, horizon)
     report.problems.extend(pool.errors)
     if pool.difference and not pool.in_flight:
-        report.problems.append(f"the treasury pool's float is {pool.float:.7f} USDC, not the recorded "
+        report.problems.append(f"the treasury pool's float is {pool.operator_float:.7f} USDC, not the recorded "
                                f"{pool.recorded:.7f} (difference {pool.difference:+.7f}): USDC moved without the "
                                f"book, or the operator changed the float without recording it")
     return pool

@@ -213,7 +213,7 @@ def _pool(report: Report, engine: Any, horizon: Any) -> None:
     report.problems.extend(pool.errors)
     difference = pool.difference
     if difference:
-        entry = {"kind": "treasury_pool", "book": f"{pool.recorded:.7f}", "ledger": f"{pool.float:.7f}",
+        entry = {"kind": "treasury_pool", "book": f"{pool.recorded:.7f}", "ledger": f"{pool.operator_float:.7f}",
                  "difference": f"{difference:.7f}",
                  "detail": f"the treasury pool holds {difference:.7f} USDC more than the journal and the recorded "
                            f"float explain ({pool.describe()})"}

@@ -266,13 +266,14 @@ class PoolBook:
         return sum(self.usdc.values(), Decimal(0))
 
     @property
-    def float(self) -> Decimal:
+    def operator_float(self) -> Decimal:
+        """The operator's own USDC in the pool: the ledger's total less what the journal holds for users."""
         return self.total - self.journal_treasury - self.journal_settlement
 
     @property
     def difference(self) -> Decimal | None:
         """The float now minus the recorded one (``None``: nothing recorded, or the ledger unreadable)."""
-        return None if self.recorded is None or self.errors else self.float - self.recorded
+        return None if self.recorded is None or self.errors else self.operator_float - self.recorded
 
     def as_json(self) -> dict[str, Any]:
         def show(amount: Decimal | None) -> str | None:
@@ -280,7 +281,7 @@ class PoolBook:
 
         return {"usdc": show(self.total), "accounts": {k: show(v) for k, v in self.usdc.items()},
                 "journalTreasury": show(self.journal_treasury), "journalSettlement": show(self.journal_settlement),
-                "float": show(self.float), "recordedFloat": show(self.recorded),
+                "float": show(self.operator_float), "recordedFloat": show(self.recorded),
                 "difference": show(self.difference), "backedEscrows": self.backed_escrows,
                 "backedAmount": money.format_balance(self.backed_amount), "inFlight": self.in_flight}
 
@@ -289,8 +290,8 @@ class PoolBook:
                     if self.recorded is None else f"recorded {self.recorded:.7f}")
         return (f"Treasury pool: {self.total:.7f} USDC on the ledger in {len(self.usdc)} account(s) - journal "
                 f"platform:treasury {self.journal_treasury:.7f} - platform:settlement {self.journal_settlement:.7f}"
-                f" = operator's float {self.float:.7f} ({recorded}); backs {self.backed_escrows} escrow(s) holding "
-                f"{money.format_balance(self.backed_amount)}")
+                f" = operator's float {self.operator_float:.7f} ({recorded}); backs {self.backed_escrows} escrow(s) "
+                f"holding {money.format_balance(self.backed_amount)}")
 
 
 def _pool_journal(conn: Any) -> tuple[Decimal, Decimal, bool]:
@@ -337,7 +338,7 @@ def record_float(engine: Any, pool: PoolBook, enterprise: Decimal | None) -> str
     if pool.in_flight:
         return "a ledger step of the pool is running: try again when it has finished"
     previous = recorded_enterprise_float(engine)
-    figures = {"pool": format(pool.float, "f"),
+    figures = {"pool": format(pool.operator_float, "f"),
                "enterprise": format(enterprise, "f") if enterprise is not None else (
                    None if previous is None else format(previous, "f"))}
     with engine.begin() as conn:

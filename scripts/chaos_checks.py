@@ -237,7 +237,7 @@ def check_treasury(database_url: str, env: dict[str, str], report: Report) -> No
         pool = book_check.verify_pool(engine, Horizon(settings), found)
         recorded = "not recorded" if pool.recorded is None else f"{pool.recorded:.7f}"
         report.add("treasury pool: ledger - journal = recorded float (stroop)",
-                   f"{pool.float:.7f} = {recorded}", pool.recorded is not None and not found.problems,
+                   f"{pool.operator_float:.7f} = {recorded}", pool.recorded is not None and not found.problems,
                    [*found.problems, pool.describe()])
         report.add("treasury pool: escrows it backs (count / USDC)", f"{pool.backed_escrows} / {pool.backed_amount}")
         client = reconcile.airtm_client(settings, engine)

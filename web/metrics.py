@@ -182,12 +182,14 @@ class _Figures(Collector):
                          figures.problems)
             yield _gauge("offerhub_reconciliation_difference_usdc",
                          "Sum of the absolute differences at the last reconciliation.",
-                         float(figures.difference_total))
+                         # a Prometheus sample (the format has only floats), read by dashboards, never by the book
+                         float(figures.difference_total))  # not money
             yield _gauge("offerhub_reconciliation_age_seconds", "Seconds since the last reconciliation.", age)
         if self.taken.treasury is not None:
             pool, age = self.taken.treasury
+            # Prometheus samples, as above: floats for dashboards; the pool's book figures stay Decimal
             for name, key, text in TREASURY_GAUGES:
-                yield _gauge(name, text, float(pool[key]))
+                yield _gauge(name, text, float(pool[key]))  # not money
             yield _gauge("offerhub_treasury_low", "1 while the pool's headroom is under TREASURY_LOW_WATERMARK.",
                          1 if pool["low"] else 0)
             yield _gauge("offerhub_treasury_measured_age_seconds", "Seconds since the scheduler measured the pool.",

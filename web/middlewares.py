@@ -268,7 +268,8 @@ def _not_json(constant: str) -> Any:
 
 def _finite(text: str) -> float:
     """A JSON number as a float; one too large for it (``1e999``) cannot be stored as JSON again."""
-    value = float(text)
+    # amounts never arrive here: schemas.fields.Amount refuses a JSON number (INVALID_TYPE)
+    value = float(text)  # not money
     if math.isinf(value):
         raise ValueError(f"{text} is out of range")
     return value
