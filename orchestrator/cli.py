@@ -24,12 +24,12 @@ def _bootstrap(settings: Settings, args: argparse.Namespace) -> int:
     """Everything a fresh instance needs before its processes start (DESIGN decision 9): the schema,
     then the platform user and its wallet (cli-sdk.md §2.4). Running it again changes nothing."""
     from actors.dispatch import dispatch  # the one permitted upward import: sending the wallet's steps
-    from orchestrator import platform
+    from orchestrator import bootstrap, platform
     from orchestrator.db import create_sync_engine
 
     _migrate(settings, args)
     engine = create_sync_engine(settings.database_url, pool_size=1)
-    user_id, created, messages = platform.bootstrap(engine, settings)
+    user_id, created, messages = bootstrap.bootstrap(engine, settings)
     dispatch(messages)
     found = platform.find(engine.connect(), settings)
     wallet = found.wallet if found else None

@@ -53,37 +53,6 @@ def public_key(conn: Any, settings: Settings) -> str:
     return found.wallet.public_key
 
 
-def bootstrap(engine: Any, settings: Settings) -> tuple[str, bool, list[Any]]:
-    """Create the platform user and its wallet, the deployers, the treasury pool and the settlement account
-    unless they exist, in both modes (decisions 16 and 25: escrow is the same in both); a second run changes
-    nothing. Platform-held accounts are ``WALLET``-backed whatever the mode: they hold USDC on the ledger.
-
-    Returns the user id, whether it was created now, and the after-commit messages (the wallets'
-    activation steps) for the caller to send.
-    """
-    from orchestrator import users, wallets
-    from orchestrator.unit_of_work import Context, UnitOfWork
-
-    wallet_backed = users.Backing.WALLET
-    with UnitOfWork(engine, Context(actor_type="SYSTEM", actor_id="bootstrap"), settings=settings) as uow:
-        existing = find(uow.conn, settings)
-        user_id, created = (existing.user_id, False) if existing is not None else (
-            users.create(uow, {"externalUserId": EXTERNAL_ID, "type": "BOTH"}, backing=wallet_backed).id, True)
-        if settings.wallet_encryption_key:  # without it no platform-held wallet can be sealed (AirTM mode only)
-            if existing is not None and existing.wallet is None:  # made in AirTM mode before it had a key
-                wallets.create_for_user(uow, user_id, is_platform=True)
-            for external_id in deployer_external_ids(settings):  # created once; known ones are found
-                users.create(uow, {"externalUserId": external_id, "type": "BOTH"}, backing=wallet_backed)
-            for purpose, external_id in pool_external_ids(settings):
-                made = users.create(uow, {"externalUserId": external_id, "type": "BOTH"}, backing=wallet_backed)
-                if made.status == 201:
-                    wallet = wallets_db.of_user_now(uow.conn, made.id)
-                    assert wallet is not None
-                    wallets_db.mark(uow.conn, wallet.id, purpose=purpose)
-        uow.commit()
-    return user_id, created, list(uow.messages)
-
-
 def pool_external_ids(settings: Settings) -> list[tuple[str, str]]:
     """(purpose, ``externalUserId``) of each treasury account (``TREASURY_ACCOUNTS``) and the settlement account."""
     return [*((TREASURY, TREASURY_EXTERNAL_ID.format(n=n)) for n in range(1, settings.treasury_accounts + 1)),
