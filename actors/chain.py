@@ -9,7 +9,7 @@ import redis
 
 from actors.broker import CHAIN, engine, settings
 from actors.dispatch import dispatch
-from orchestrator import chain_steps, crypto
+from orchestrator import chain_kinds, chain_steps, crypto
 from orchestrator.db import create_sync_engine
 from orchestrator.providers.horizon import Horizon
 from orchestrator.providers.rate_budget import RateBudget
@@ -33,7 +33,7 @@ def context() -> chain_steps.ChainContext:
 def run_chain_step(step_id: str) -> None:
     """Move the step on; an unfinished one is retried with backoff (the state lives in its row)."""
     try:
-        messages = chain_steps.run(context(), step_id)
+        messages = chain_steps.run(context(), step_id, chain_kinds.ALL)
     except chain_steps.StepNotFinished as pending:
         raise dramatiq.Retry(str(pending)) from None
     dispatch(messages)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -125,12 +125,6 @@ class _AlreadyApplied(Exception):
     """Raised when a provider refused to build because the step's effect is already on the contract."""
 
 
-def kinds() -> dict[str, StepKind]:
-    from orchestrator import escrows, wallets, withdrawals  # the aggregates register their step kinds
-
-    return {**wallets.STEP_KINDS, **escrows.STEP_KINDS, **withdrawals.STEP_KINDS}
-
-
 def create(uow: UnitOfWork, *, step_id: str, kind: str, subject_type: str, subject_id: str, source: str,
            signers: list[str], params: dict[str, Any] | None = None, delay_ms: int = 0) -> None:
     """Record a step in the caller's transaction and have it run once that transaction commits
@@ -150,8 +144,11 @@ def finish_flow(uow: UnitOfWork, step: Step, failed: dict[str, Any] | None = Non
         uow.notify(commands_db.DONE_CHANNEL, command_id)
 
 
-def run(ctx: ChainContext, step_id: str) -> list[Message]:
+def run(ctx: ChainContext, step_id: str, kinds: Mapping[str, StepKind]) -> list[Message]:
     """Move one step as far as it can go now; raises ``StepNotFinished`` to be tried again later.
+
+    ``kinds`` names every step kind (``chain_kinds.ALL``): the aggregates own them, and the engine
+    imports none of the aggregates, which all create steps.
 
     Off-ledger actions (friendbot, indexer look-ups, reading a payout) take no account lock: they
     use no sequence number, and their confirmation is decided once under the step's row lock.
@@ -163,7 +160,7 @@ def run(ctx: ChainContext, step_id: str) -> list[Message]:
     logs.bind(step_id=step.id, step_kind=step.kind, command_id=step.params.get("flow"))
     if step.not_before is not None and (wait := step.not_before - datetime.now(UTC)) > timedelta(0):
         return [Message(RUN_ACTOR, (step_id,), int(wait.total_seconds() * 1000) + 1)]  # sent early: not yet
-    kind = kinds()[step.kind]
+    kind = kinds[step.kind]
     if kind.build is None:
         if step.attempts >= MAX_ATTEMPTS:
             return _fail(ctx, step, kind, f"gave up after {step.attempts} attempts: {step.last_error}")

@@ -1,0 +1,12 @@
+"""Every kind of chain step by name, gathered from the aggregates that own them.
+
+Apart from ``chain_steps`` so that the engine imports no aggregate: wallets, escrows and withdrawals all
+create steps, so the engine cannot import them without a circle.
+"""
+
+from __future__ import annotations
+
+from orchestrator import escrows, wallets, withdrawals
+from orchestrator.chain_steps import StepKind
+
+ALL: dict[str, StepKind] = {**wallets.STEP_KINDS, **escrows.STEP_KINDS, **withdrawals.STEP_KINDS}
