@@ -9,32 +9,18 @@ decision so support can decide again.
 
 from __future__ import annotations
 
-from datetime import datetime
 from decimal import Decimal
-from enum import StrEnum
 from typing import Any
 
 from orchestrator import escrows, ids, money, orders
 from orchestrator.db import disputes as disputes_db
 from orchestrator.db import escrows as escrows_db
+from orchestrator.dispute_outcomes import Status
 from orchestrator.errors import Conflict, InvalidStateTransition, NotFound, ValidationFailed
 from orchestrator.events import iso, now
 from orchestrator.results import Result
 from orchestrator.unit_of_work import UnitOfWork
 
-
-class Status(StrEnum):
-    OPEN = "OPEN"
-    UNDER_REVIEW = "UNDER_REVIEW"
-    RESOLVED = "RESOLVED"
-
-
-#: states.md §5.2 as data.
-TRANSITIONS: dict[Status, frozenset[Status]] = {
-    Status.OPEN: frozenset({Status.UNDER_REVIEW, Status.RESOLVED}),
-    Status.UNDER_REVIEW: frozenset({Status.RESOLVED}),
-    Status.RESOLVED: frozenset(),
-}
 OPENED_BY = ("BUYER", "SELLER")
 REASONS = ("NOT_DELIVERED", "QUALITY_ISSUE", "OTHER")
 DECISIONS = ("FULL_RELEASE", "FULL_REFUND", "SPLIT")
@@ -116,24 +102,3 @@ def _shares(payload: dict[str, Any], total: Decimal) -> dict[str, Decimal]:
                         "message": "releaseAmount + refundAmount must equal the escrow total"}],
             "expectedTotal": money.format_amount(total)})
     return {"seller": release, "buyer": refund}
-
-
-def clear_decision(uow: UnitOfWork, dispute_id: str) -> None:
-    """O22: the resolution failed before anything landed; support may decide again."""
-    disputes_db.change(uow.conn, dispute_id, resolution_decision=None, release_amount=None, refund_amount=None,
-                       decision_note=None, resolved_by=None)
-
-
-def resolved(uow: UnitOfWork, dispute_id: str, parties: dict[str, tuple[str, Decimal, Decimal]], moment: datetime,
-             fees: dict[str, str]) -> None:
-    """The decision executed and both books followed: the dispute is RESOLVED (``dispute.resolved`` once)."""
-    dispute = disputes_db.get(uow.conn, dispute_id, for_update=True)
-    assert dispute is not None
-    disputes_db.change(uow.conn, dispute.id, status=Status.RESOLVED, resolved_at=moment)
-    gross = {role: money.format_amount(g) for role, (_, _, g) in parties.items()}
-    nets = {role: money.format_balance(net) for role, (_, net, _) in parties.items()}
-    uow.emit("dispute.resolved", dispute.id, {
-        "disputeId": dispute.id, "orderId": dispute.order_id, "decision": dispute.resolution_decision,
-        "decisionNote": dispute.decision_note, "resolvedBy": dispute.resolved_by, "resolvedAt": iso(moment),
-        "sellerAmount": gross.get("seller", "0.00"), "buyerAmount": gross.get("buyer", "0.00"),
-        "sellerNetAmount": nets.get("seller", "0.00"), "buyerNetAmount": nets.get("buyer", "0.00"), **fees})

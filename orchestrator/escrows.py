@@ -23,6 +23,7 @@ from stellar_sdk import TransactionEnvelope
 from orchestrator import (
     balances,
     chain_steps,
+    dispute_outcomes,
     ids,
     ledger,
     money,
@@ -479,9 +480,7 @@ def _payout_step_failed(uow: UnitOfWork, step: Step, reason: str) -> None:
     if plan != "dispute":
         escrows_db.set_status(uow.conn, escrow.id, expected=escrow.status, status=E.FUNDED)
     else:
-        from orchestrator import disputes
-
-        disputes.clear_decision(uow, step.params["disputeId"])
+        dispute_outcomes.clear_decision(uow, step.params["disputeId"])
     orders_db.set_status(uow.conn, order.id, expected=order.status, status=back)
     _operation_failed(uow, order, operation, reason, status=back)
     chain_steps.finish_flow(uow, step, failed={
@@ -595,9 +594,7 @@ def _payout_events(uow: UnitOfWork, order: orders_db.Order, escrow: escrows_db.E
     uow.emit("order.closed", order.id, {"orderId": order.id, "finalStatus": "RELEASED" if released else "REFUNDED",
                                         "closedAt": iso(moment)}, user_id=order.buyer_id)
     if params.get("disputeId"):
-        from orchestrator import disputes
-
-        disputes.resolved(uow, params["disputeId"], parties, moment, fees)
+        dispute_outcomes.resolved(uow, params["disputeId"], parties, moment, fees)
 
 
 def _settle_failed(uow: UnitOfWork, step: Step, reason: str) -> None:
