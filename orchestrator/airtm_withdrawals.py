@@ -25,7 +25,7 @@ from orchestrator.providers.airtm import amount_of
 from orchestrator.results import Result
 from orchestrator.topups import WORLD_AIRTM
 from orchestrator.unit_of_work import Message, UnitOfWork
-from orchestrator.withdrawals import Status
+from orchestrator.withdrawal_states import Status
 
 log = logging.getLogger(__name__)
 W = Status

@@ -10,12 +10,11 @@ or the envelope is proven dead (DESIGN decision 2): the request then answers 202
 from __future__ import annotations
 
 from decimal import Decimal
-from enum import StrEnum
 from typing import Any
 
 from stellar_sdk import Account, TransactionBuilder, TransactionEnvelope
 
-from orchestrator import balances, chain_steps, ids, ledger, money, users
+from orchestrator import airtm_withdrawals, balances, chain_steps, ids, ledger, money, users
 from orchestrator.chain_steps import ChainContext, StepKind, StepNotFinished
 from orchestrator.db import commands as commands_db
 from orchestrator.db import wallets as wallets_db
@@ -27,29 +26,8 @@ from orchestrator.ledger import AVAILABLE, user_account
 from orchestrator.providers.horizon import AccountState
 from orchestrator.results import Result
 from orchestrator.unit_of_work import UnitOfWork
+from orchestrator.withdrawal_states import W
 
-
-class Status(StrEnum):
-    CREATED = "WITHDRAWAL_CREATED"
-    COMMITTED = "WITHDRAWAL_COMMITTED"
-    PENDING = "WITHDRAWAL_PENDING"
-    PENDING_USER_ACTION = "WITHDRAWAL_PENDING_USER_ACTION"
-    COMPLETED = "WITHDRAWAL_COMPLETED"
-    FAILED = "WITHDRAWAL_FAILED"
-    CANCELED = "WITHDRAWAL_CANCELED"
-
-
-W = Status
-#: states.md §7.2 as data (both paths).
-TRANSITIONS: dict[Status, frozenset[Status]] = {
-    W.CREATED: frozenset({W.COMMITTED, W.CANCELED, W.FAILED}),
-    W.COMMITTED: frozenset({W.COMPLETED, W.FAILED, W.PENDING, W.CANCELED}),
-    W.PENDING: frozenset({W.PENDING_USER_ACTION, W.COMPLETED, W.FAILED, W.CANCELED}),
-    W.PENDING_USER_ACTION: frozenset({W.PENDING, W.FAILED, W.CANCELED}),
-    W.COMPLETED: frozenset(),
-    W.FAILED: frozenset(),
-    W.CANCELED: frozenset(),
-}
 #: The outside journal account crypto withdrawals pay out to.
 WORLD_STELLAR = "world:stellar"
 #: Payment operation codes that mean the destination cannot receive (api.md §12.1 ``details.reason``).
@@ -63,8 +41,6 @@ def create(uow: UnitOfWork, payload: dict[str, Any]) -> Result:
     """Debit ``available``, commit the crypto withdrawal and start its payment from the user's wallet."""
     user_id, amount = payload["userId"], Decimal(payload["amount"])
     if payload["destinationType"] != "crypto":
-        from orchestrator import airtm_withdrawals  # AirTM's path (it imports this module's states)
-
         users.require_backing(uow.conn, user_id, users.Backing.AIRTM)
         return airtm_withdrawals.create(uow, payload)
     users.require_backing(uow.conn, user_id, users.Backing.WALLET)

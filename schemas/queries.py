@@ -12,7 +12,7 @@ from orchestrator.disputes import OPENED_BY
 from orchestrator.events import AGGREGATE_TYPES
 from orchestrator.topups import Status as TopUpStatus
 from orchestrator.users import UserStatus, UserType
-from orchestrator.withdrawals import Status as WithdrawalStatus
+from orchestrator.withdrawal_states import Status as WithdrawalStatus
 from schemas.base import BaseSchema
 from schemas.disputes import DISPUTE_FILTERS
 from schemas.fields import Enum, PrefixedId, Text

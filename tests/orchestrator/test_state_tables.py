@@ -146,7 +146,7 @@ def test_the_escrow_transitions_equal_the_spec() -> None:
 
 
 def test_the_dispute_transitions_equal_the_spec() -> None:
-    from orchestrator.disputes import TRANSITIONS
+    from orchestrator.dispute_outcomes import TRANSITIONS
 
     rows = spec_table("### Dispute transitions")[1:]
     moves = {(row[0].strip("`"), row[1].strip("`")) for row in rows if row[0].strip("`") != "—"}
@@ -154,7 +154,7 @@ def test_the_dispute_transitions_equal_the_spec() -> None:
 
 
 def test_the_withdrawal_transitions_equal_the_spec() -> None:
-    from orchestrator.withdrawals import TRANSITIONS
+    from orchestrator.withdrawal_states import TRANSITIONS
 
     moves = set()
     for row in spec_table("### Withdrawal transitions")[1:]:

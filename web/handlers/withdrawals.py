@@ -21,7 +21,7 @@ from orchestrator.errors import (
 )
 from orchestrator.providers.airtm import AirtmClient, AirtmFailure
 from orchestrator.providers.horizon_reads import HorizonReader
-from orchestrator.withdrawals import TRANSITIONS, Status
+from orchestrator.withdrawal_states import TRANSITIONS, Status
 from schemas import queries
 from schemas.base import NoBody, load
 from schemas.common import check_enums, page_limit, reject_unknown
