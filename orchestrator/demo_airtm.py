@@ -21,7 +21,8 @@ from decimal import Decimal
 from typing import Any
 
 from orchestrator.client import NotFoundError
-from orchestrator.demo import TOLERANCE, Demo, _http, eventually, ledger_usdc, table
+from orchestrator.demo_crypto import Demo
+from orchestrator.narration import TOLERANCE, eventually, http_json, ledger_usdc, table
 
 #: The pool's users as ``bootstrap`` names them (orchestrator/platform.py, not imported: it loads the
 #: server's settings, which the CLI's HTTP commands never need).
@@ -86,7 +87,7 @@ class AirtmDemo(Demo):
                                             email=f"{who}-{self.tag}@example.com")
             self.watcher.follow(user["id"])
             email = f"demo-{who}-{self.tag}@example.com"
-            _http("POST", f"{self.sandbox}/_sandbox/airtm/users",
+            http_json("POST", f"{self.sandbox}/_sandbox/airtm/users",
                   {"email": email, "firstName": "Demo", "lastName": who.title()})
             linked = self.client.users.link_airtm(user["id"], email=email)
             self.emails[who] = email
@@ -134,7 +135,7 @@ class AirtmDemo(Demo):
             held = ledger_usdc(self.sandbox, key)
             short = LARGEST_ORDER - held if purpose == "TREASURY" else Decimal(0)
             if short > 0:
-                _http("POST", f"{self.sandbox}/_sandbox/stellar/pay",
+                http_json("POST", f"{self.sandbox}/_sandbox/stellar/pay",
                       {"from": "issuer", "to": key, "amount": f"{short:.7f}", "asset": "USDC"})
                 paid += short
                 held = ledger_usdc(self.sandbox, key)
@@ -185,7 +186,7 @@ class AirtmDemo(Demo):
     def summary(self, pool_before: Decimal, pool_after: Decimal) -> int:
         """Each user's book beside what AirTM moved for them and what the escrows moved in the book; the pool's
         USDC on the ledger beside what the book moved through the escrows; the enterprise beside the claims."""
-        state = _http("GET", f"{self.sandbox}/_sandbox/state")
+        state = http_json("GET", f"{self.sandbox}/_sandbox/state")
         airtm = state.get("airtm", state)
         rows, agree = [], True
         for who, (user, _) in self.parties.items():

@@ -32,7 +32,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from orchestrator.client import Client, Event
-from orchestrator.demo import Narrator, Watcher, _http, eventually, sandbox_url, settled
+from orchestrator.narration import Narrator, Watcher, eventually, http_json, sandbox_url, settled
 from orchestrator.settings import HORIZON_URLS, PASSPHRASES
 
 NETWORKS = ("testnet", "sandbox")
@@ -312,7 +312,7 @@ class Smoke:
     def deposit(self, step: Step) -> None:
         buyer, address, amount = self.users["buyer"], self.addresses["buyer"], Decimal(self.args.amount)
         if self.sandbox:
-            paid = _http("POST", f"{self.sandbox}/_sandbox/stellar/pay",
+            paid = http_json("POST", f"{self.sandbox}/_sandbox/stellar/pay",
                          {"from": "issuer", "to": address, "amount": f"{amount:f}", "asset": "USDC"})
             self.deposit_hash = paid.get("hash")
             step.notes.append(f"paid {amount:f} USDC from the sandbox's issuer")
@@ -405,7 +405,7 @@ class Smoke:
     def destination(self, step: Step) -> str:
         """Where the withdrawal goes: a fresh sandbox account, or back to whoever funded the testnet deposit."""
         if self.sandbox:
-            account = _http("POST", f"{self.sandbox}/_sandbox/stellar/accounts",
+            account = http_json("POST", f"{self.sandbox}/_sandbox/stellar/accounts",
                             {"xlm": "100", "usdcTrustline": True, "usdc": "0"})
             step.notes.append("destination: a new sandbox account with a USDC trustline")
             return str(account["publicKey"])
