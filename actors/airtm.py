@@ -10,28 +10,28 @@ import dramatiq
 
 from actors.broker import COMMANDS, engine, settings
 from actors.dispatch import dispatch
-from orchestrator import airtm_sync
+from orchestrator.airtm import sync
 
 _RETRY = {"queue_name": COMMANDS, "max_retries": 6, "min_backoff": 500, "max_backoff": 20_000}
 
 
 @dramatiq.actor(**_RETRY)  # type: ignore[call-overload]
 def airtm_create_payin(topup_id: str, flow: str = "") -> None:
-    dispatch(airtm_sync.create_payin(engine(), settings, topup_id, flow))
+    dispatch(sync.create_payin(engine(), settings, topup_id, flow))
 
 
 @dramatiq.actor(**_RETRY)  # type: ignore[call-overload]
 def airtm_create_payout(withdrawal_id: str, flow: str = "") -> None:
-    dispatch(airtm_sync.create_payout(engine(), settings, withdrawal_id, flow))
+    dispatch(sync.create_payout(engine(), settings, withdrawal_id, flow))
 
 
 @dramatiq.actor(**_RETRY)  # type: ignore[call-overload]
 def airtm_refresh(resource: str, resource_id: str) -> None:
     """Re-read one open top-up or withdrawal (the periodic refresh behind lost webhooks)."""
-    refresh = airtm_sync.refresh_topup if resource == "topup" else airtm_sync.refresh_withdrawal
+    refresh = sync.refresh_topup if resource == "topup" else sync.refresh_withdrawal
     dispatch(refresh(engine(), settings, resource_id))
 
 
 @dramatiq.actor(**_RETRY)  # type: ignore[call-overload]
 def process_airtm_webhook(message_id: str) -> None:
-    dispatch(airtm_sync.process_webhook(engine(), settings, message_id))
+    dispatch(sync.process_webhook(engine(), settings, message_id))

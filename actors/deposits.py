@@ -6,7 +6,7 @@ import dramatiq
 
 from actors.broker import COMMANDS, engine, settings
 from actors.dispatch import dispatch
-from orchestrator import deposits
+from orchestrator.payments import deposits
 from orchestrator.unit_of_work import Context, UnitOfWork
 
 #: Deposits credited per message (and per transaction) when the monitor finds many at once.

@@ -11,7 +11,7 @@ import time
 from actors.broker import engine, settings
 from actors.deposits import send_credits
 from orchestrator.db import leader
-from orchestrator.monitor import Monitor, NetworkMismatch
+from orchestrator.payments.monitor import Monitor, NetworkMismatch
 
 log = logging.getLogger(__name__)
 LEADER_CHECK_SECONDS = 2.0

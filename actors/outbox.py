@@ -9,7 +9,7 @@ import dramatiq
 
 from actors.broker import EVENTS, engine
 from actors.webhooks import send_drains
-from orchestrator import relay
+from orchestrator.outbox import relay
 
 log = logging.getLogger(__name__)
 

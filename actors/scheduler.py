@@ -15,8 +15,10 @@ from actors.commands import execute_command
 from actors.deposits import send_credits
 from actors.dispatch import dispatch
 from actors.webhooks import send_drains
-from orchestrator import operations, reconcile, relay, sweeps, treasury
+from orchestrator.accounts import treasury
 from orchestrator.db import leader
+from orchestrator.operations import reconcile, sweeps, watch
+from orchestrator.outbox import relay
 from orchestrator.providers.horizon import Horizon
 from orchestrator.settings import Settings
 
@@ -102,7 +104,7 @@ def _reconcile_while(leading: threading.Event) -> None:
     wait = min(settings.reconcile_seconds, FIRST_RECONCILE_SECONDS)
     while _pause(leading, wait):
         try:
-            found = operations.reconcile(engine(), horizon)
+            found = watch.reconcile(engine(), horizon)
             log.info("Reconciled %d wallet(s) with the book: %d difference(s), %d problem(s)",
                      found.wallets_compared, found.differences, found.problems)
         except Exception:

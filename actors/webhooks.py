@@ -10,7 +10,7 @@ import dramatiq
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 
 from actors.broker import WEBHOOKS, engine, settings
-from orchestrator import webhook_delivery
+from orchestrator.outbox import webhook_delivery
 
 log = logging.getLogger(__name__)
 #: A drain that leaves deliveries due within this many seconds sends itself a delayed message for them;

@@ -6,7 +6,9 @@ create steps, so the engine cannot import them without a circle.
 
 from __future__ import annotations
 
-from orchestrator import escrows, wallets, withdrawals
+from orchestrator.accounts import wallets
 from orchestrator.chain_steps import StepKind
+from orchestrator.escrow import escrows
+from orchestrator.payments import withdrawals
 
 ALL: dict[str, StepKind] = {**wallets.STEP_KINDS, **escrows.STEP_KINDS, **withdrawals.STEP_KINDS}

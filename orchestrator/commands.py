@@ -13,23 +13,17 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from orchestrator import (
-    airtm_links,
-    airtm_sync,
-    api_keys,
-    balances,
-    disputes,
-    escrows,
-    logs,
-    maintenance,
-    orders,
-    topups,
-    users,
-    withdrawals,
-)
+from orchestrator import logs
+from orchestrator.accounts import api_keys, users
+from orchestrator.airtm import links, sync, topups
+from orchestrator.airtm import withdrawals as airtm_withdrawals
 from orchestrator.db import commands as commands_db
 from orchestrator.db import session
 from orchestrator.errors import InternalError, OrchestratorError
+from orchestrator.escrow import disputes, escrows, orders
+from orchestrator.money import balances
+from orchestrator.operations import maintenance
+from orchestrator.payments import withdrawals
 from orchestrator.results import Result
 from orchestrator.unit_of_work import Context, Message, UnitOfWork
 
@@ -70,6 +64,15 @@ class Status(StrEnum):
 
 Handler = Callable[[UnitOfWork, dict[str, Any]], Result]
 
+
+def create_withdrawal(uow: UnitOfWork, payload: dict[str, Any]) -> Result:
+    """One resource, two paths (states.md §7): ``crypto`` pays from the user's wallet on the ledger, any
+    other destination is an AirTM payout. Each path refuses a user of the other backing itself."""
+    if payload["destinationType"] == "crypto":
+        return withdrawals.create(uow, payload)
+    return airtm_withdrawals.create(uow, payload)
+
+
 HANDLERS: dict[str, Handler] = {
     Kind.CREATE_USER: users.create,
     Kind.CREATE_API_KEY: api_keys.create,
@@ -88,10 +91,10 @@ HANDLERS: dict[str, Handler] = {
     Kind.OPEN_DISPUTE: disputes.open_dispute,
     Kind.ASSIGN_DISPUTE: disputes.assign,
     Kind.RESOLVE_DISPUTE: disputes.resolve,
-    Kind.CREATE_WITHDRAWAL: withdrawals.create,
-    Kind.LINK_AIRTM: airtm_links.link,
+    Kind.CREATE_WITHDRAWAL: create_withdrawal,
+    Kind.LINK_AIRTM: links.link,
     Kind.CREATE_TOPUP: topups.create,
-    Kind.APPLY_AIRTM: airtm_sync.apply_reported,
+    Kind.APPLY_AIRTM: sync.apply_reported,
 }
 
 

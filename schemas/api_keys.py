@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from marshmallow import fields
 
-from orchestrator.api_keys import SCOPES
+from orchestrator.accounts.api_keys import SCOPES
 from schemas.base import BaseSchema
 from schemas.common import Time
 from schemas.fields import Scopes, StrictInt, Text

@@ -6,7 +6,7 @@ from typing import Any
 
 from marshmallow import ValidationError, fields, validates_schema
 
-from orchestrator.disputes import DECISIONS, OPENED_BY, REASONS
+from orchestrator.escrow.disputes import DECISIONS, OPENED_BY, REASONS
 from schemas.base import BaseSchema, Problem
 from schemas.common import Time
 from schemas.fields import Amount, Enum, PrefixedId, Text, fail

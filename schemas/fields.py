@@ -10,7 +10,7 @@ from typing import Any
 
 from marshmallow import ValidationError, fields
 
-from orchestrator import ids, money
+from orchestrator import amounts, ids
 from schemas.base import Problem
 
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
@@ -80,22 +80,22 @@ class Amount(fields.Field):
         if value == "":
             raise fail("MISSING_REQUIRED_FIELD", "required")
         try:
-            amount = money.parse_request_amount(value)
-        except money.AmountFormatError:
+            amount = amounts.parse_request_amount(value)
+        except amounts.AmountFormatError:
             raise fail("INVALID_AMOUNT_FORMAT", "must be a decimal string with exactly 2 decimals") from None
         if amount <= 0:
             raise fail("INVALID_AMOUNT", "must be greater than 0.00")
         return amount
 
     def _serialize(self, value: Any, attr: str | None, obj: Any, **kw: Any) -> Any:
-        return None if value is None else money.format_amount(value)
+        return None if value is None else amounts.format_amount(value)
 
 
 class Balance(fields.Field):
     """A balance rendered from the stored value: two to seven decimals, never rounded."""
 
     def _serialize(self, value: Any, attr: str | None, obj: Any, **kw: Any) -> Any:
-        return None if value is None else money.format_balance(Decimal(value))
+        return None if value is None else amounts.format_balance(Decimal(value))
 
 
 class Currency(fields.Field):

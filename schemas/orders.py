@@ -6,7 +6,7 @@ from typing import Any
 
 from marshmallow import ValidationError, fields, validates_schema
 
-from orchestrator.orders import Status
+from orchestrator.escrow.orders import Status
 from schemas.base import BaseSchema, Problem
 from schemas.common import Time
 from schemas.fields import Amount, Currency, JsonObject, PrefixedId, Text, fail

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from marshmallow import fields
 
-from orchestrator.disputes import OPENED_BY
+from orchestrator.accounts.users import UserStatus, UserType
+from orchestrator.airtm.topups import Status as TopUpStatus
+from orchestrator.escrow.disputes import OPENED_BY
 from orchestrator.events import AGGREGATE_TYPES
-from orchestrator.topups import Status as TopUpStatus
-from orchestrator.users import UserStatus, UserType
-from orchestrator.withdrawal_states import Status as WithdrawalStatus
+from orchestrator.payments.withdrawal_states import Status as WithdrawalStatus
 from schemas.base import BaseSchema
 from schemas.disputes import DISPUTE_FILTERS
 from schemas.fields import Enum, PrefixedId, Text

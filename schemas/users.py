@@ -6,7 +6,7 @@ from typing import Any
 
 from marshmallow import fields
 
-from orchestrator.users import UserStatus, UserType
+from orchestrator.accounts.users import UserStatus, UserType
 from schemas.balances import BALANCE_SUMMARY
 from schemas.base import BaseSchema
 from schemas.common import Time

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from marshmallow import fields
 
-from orchestrator.api_keys import SCOPES
+from orchestrator.accounts.api_keys import SCOPES
 from schemas.api_keys import KeyOut
 from schemas.balances import BalanceOut
 from schemas.base import BaseSchema

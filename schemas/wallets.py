@@ -8,7 +8,7 @@ from typing import Any
 
 from marshmallow import fields
 
-from orchestrator import money
+from orchestrator import amounts
 from schemas.base import BaseSchema
 from schemas.common import Time
 
@@ -22,7 +22,7 @@ class LedgerAmount(fields.Field):
     """Seven decimals, as the ledger keeps them; no account or no trustline reads ``0.0000000``."""
 
     def _serialize(self, value: Decimal | None, attr: str | None, obj: Any, **kw: Any) -> str:
-        return f"{(value or Decimal(0)).quantize(money.QUANTUM):f}"
+        return f"{(value or Decimal(0)).quantize(amounts.QUANTUM):f}"
 
 
 class LedgerBalanceOut(BaseSchema):

@@ -414,7 +414,7 @@ def scratch_environment(args: argparse.Namespace, log_dir: Path) -> Iterator[Scr
                 "--queues", f"{queue_prefix}commands", f"{queue_prefix}events"],
                 {**scratch.env, "dramatiq_prom_port": str(free_port()), "dramatiq_prom_host": "127.0.0.1",
                  "dramatiq_prom_db": str(log_dir / "metrics-worker")})
-            scheduler = scratch.processes.start("scheduler", [python, "-m", "orchestrator.cli", "scheduler"],
+            scheduler = scratch.processes.start("scheduler", [python, "-m", "orchestrator.cli.main", "scheduler"],
                                                 scratch.env)
             scratch.web_pid, scratch.worker_pid = web_child.process.pid, worker_child.process.pid
             scratch.groups = {web_child.process.pid: "web", worker_child.process.pid: "workers",

@@ -40,9 +40,10 @@ def main() -> None:
     parser.add_argument("--commits-per-pass", type=int, default=16, help="commits each relay pass finds")
     args = parser.parse_args()
 
-    from orchestrator import audit, relay
+    from orchestrator import audit
     from orchestrator.db import create_sync_engine
     from orchestrator.db.migrate import upgrade
+    from orchestrator.outbox import relay
     from orchestrator.unit_of_work import Context, UnitOfWork
 
     name = f"offerhub_bench_audit_{secrets.token_hex(4)}"

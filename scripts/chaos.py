@@ -21,7 +21,7 @@ Set-up: the instance starts with ``PAYMENT_PROVIDER=crypto`` and ``--lanes`` WAL
 whose wallets the chain activates, and an outside account each); then it is switched to ``airtm`` (a user's
 backing is fixed by the mode it was created in) and ``--airtm-lanes`` AIRTM lanes are made (users linked to
 AirTM accounts seeded in the sandbox). USDC is paid into each treasury account of the pool and the
-operator's float (the pool's and the AirTM enterprise's) is recorded with ``orchestrator/reconcile.py``'s
+operator's float (the pool's and the AirTM enterprise's) is recorded with ``orchestrator/operations/reconcile.py``'s
 ``record_float``, as an operator runs ``offerhub reconcile --record-float``.
 
 What it does (``scripts/chaos_driver.py``): every lane, each with one buyer and one seller, runs lifecycles
@@ -185,8 +185,8 @@ def fund_pool(rig: chaos_rig.Rig, usdc: int, seconds: float = 180) -> str:
     (``offerhub reconcile --record-float``'s function): the checks compare the pool and the enterprise with it."""
     import requests
 
-    from orchestrator import reconcile
     from orchestrator.db import create_sync_engine
+    from orchestrator.operations import reconcile
     from orchestrator.settings import Settings
 
     settings = Settings.from_env({**rig.env, "DATABASE_URL": rig.direct_database_url})
@@ -225,10 +225,10 @@ def fund_pool(rig: chaos_rig.Rig, usdc: int, seconds: float = 180) -> str:
 
 
 def reconcile_now(rig: chaos_rig.Rig) -> Any:
-    """``offerhub reconcile`` as the operator runs it (``orchestrator/reconcile.py``), stored in the run's
+    """``offerhub reconcile`` as the operator runs it (``orchestrator/operations/reconcile.py``), stored in the run's
     database; a report with differences emits its event, which the listeners and webhooks then see too."""
-    from orchestrator import reconcile
     from orchestrator.db import create_sync_engine
+    from orchestrator.operations import reconcile
     from orchestrator.settings import Settings
 
     settings = Settings.from_env({**rig.env, "DATABASE_URL": rig.direct_database_url})

@@ -6,8 +6,8 @@ database (directly, not through the proxy), the sandbox ledger and AirTM, and wh
 and returns one ``Figure`` per invariant; any failing figure makes the run fail. ``check`` only reads, so
 it can be run again after the database was changed (the test corrupts a balance to prove the checker fires).
 
-The money of both backings is compared with the product's own functions (``orchestrator/check.py``,
-``orchestrator/treasury.py``, ``orchestrator/airtm_treasury.py``), never a copy of them: each wallet's book
+The money of both backings is compared with the product's own functions (``orchestrator/operations/check.py``,
+``orchestrator/accounts/treasury.py``, ``orchestrator/airtm/enterprise.py``), never a copy of them: each wallet's book
 against its ledger USDC; the treasury pool's USDC on the ledger against the journal's pool accounts and the
 float recorded at the start (to the stroop); the AirTM enterprise balance at the sandbox against the users'
 AirTM claims and the operator funds recorded at the start (to the cent). ``reconciliation_figure`` shows the
@@ -222,11 +222,12 @@ def check_airtm(conn: psycopg.Connection[Any], sandbox_url: str, facts: Facts, r
 
 def check_treasury(database_url: str, env: dict[str, str], report: Report) -> None:
     """The treasury pool and the AirTM enterprise, with ``offerhub check``'s own functions."""
-    from orchestrator import airtm_treasury, reconcile
-    from orchestrator import check as book_check
-    from orchestrator import treasury as treasury_pool
+    from orchestrator.accounts import treasury as treasury_pool
+    from orchestrator.airtm import enterprise
+    from orchestrator.amounts import format_balance
     from orchestrator.db import create_sync_engine
-    from orchestrator.money import format_balance
+    from orchestrator.operations import check as book_check
+    from orchestrator.operations import reconcile
     from orchestrator.providers.horizon import Horizon
     from orchestrator.settings import Settings
 
@@ -245,7 +246,7 @@ def check_treasury(database_url: str, env: dict[str, str], report: Report) -> No
             report.add("AirTM enterprise compared", "no (AirTM not configured)", False)
             return
         with client:
-            treasury = airtm_treasury.read(engine, client)
+            treasury = enterprise.read(engine, client)
         found = book_check.Report()
         book_check.verify_enterprise(engine, treasury, found)
         recorded_funds = treasury_pool.recorded_enterprise_float(engine)
@@ -262,8 +263,8 @@ def check_treasury(database_url: str, env: dict[str, str], report: Report) -> No
 
 
 def reconciliation_figure(found: Any, report: Report) -> None:
-    """The ``offerhub reconcile`` report stored after quiescence (``orchestrator/reconcile.py``): every wallet,
-    escrow (against its contract), fee account, the pool and AirTM's records; differences and problems fail."""
+    """The ``offerhub reconcile`` report stored after quiescence (``orchestrator/operations/reconcile.py``): every
+    wallet, escrow (against its contract), fee account, the pool and AirTM's records; differences and problems fail."""
     if found is None:
         report.add("offerhub reconcile after quiescence", "not run", False)
         return
@@ -307,10 +308,10 @@ def check_stuck(conn: psycopg.Connection[Any], report: Report) -> None:
 
 
 def check_book(database_url: str, env: dict[str, str], report: Report) -> None:
-    """The journal balances and the projection equals it (orchestrator/check.py), and each wallet's book
+    """The journal balances and the projection equals it (orchestrator/operations/check.py), and each wallet's book
     equals its USDC on the sandbox ledger (DESIGN decision 7)."""
-    from orchestrator import check as book_check
     from orchestrator.db import create_sync_engine
+    from orchestrator.operations import check as book_check
     from orchestrator.providers.horizon import Horizon
     from orchestrator.settings import Settings
 

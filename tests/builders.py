@@ -5,8 +5,9 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from orchestrator import balances, users
+from orchestrator.accounts import users
 from orchestrator.errors import OrchestratorError
+from orchestrator.money import balances
 from orchestrator.results import Result
 from orchestrator.settings import Settings
 from orchestrator.unit_of_work import Context, UnitOfWork

@@ -12,12 +12,12 @@ from aiohttp import web
 from redis.asyncio import Redis
 from sqlalchemy import exc as sa_exc
 
-from orchestrator import platform
-from orchestrator.api_keys import REVOKED_CHANNEL
+from orchestrator.accounts import platform
+from orchestrator.accounts.api_keys import REVOKED_CHANNEL
 from orchestrator.db import create_sync_engine, create_web_engine, libpq_url, prepared
 from orchestrator.errors import ConfigError
 from orchestrator.logs import configure_logging
-from orchestrator.maintenance import CHANGED_CHANNEL
+from orchestrator.operations.maintenance import CHANGED_CHANNEL
 from orchestrator.settings import Settings
 from web import metrics
 from web.auth import KeyCache

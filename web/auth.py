@@ -11,7 +11,7 @@ from typing import Any
 from aiohttp import web
 from psycopg_pool import AsyncConnectionPool
 
-from orchestrator import api_keys
+from orchestrator.accounts import api_keys
 from orchestrator.db import api_keys as keys_db
 from orchestrator.db import prepared
 from orchestrator.errors import Forbidden, Unauthorized

@@ -9,7 +9,7 @@ from collections.abc import Callable
 import psycopg
 
 from orchestrator.commands import DONE_CHANNEL
-from orchestrator.relay import EVENTS_CHANNEL
+from orchestrator.outbox.relay import EVENTS_CHANNEL
 
 log = logging.getLogger(__name__)
 

@@ -37,9 +37,10 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from orchestrator import operations, treasury
+from orchestrator.accounts import treasury
 from orchestrator.db import operations as operations_db
 from orchestrator.events import now
+from orchestrator.operations import watch
 from web import shared_metrics
 from web.apidoc import doc
 from web.auth import public
@@ -72,12 +73,12 @@ def observe(request: web.Request, response: web.StreamResponse, seconds: float) 
 class Snapshot:
     """Everything the system-wide gauges and ``/health/detailed`` read, taken at once."""
 
-    backlog: operations.Backlog
-    monitor: operations.MonitorLag
-    reconciliation: tuple[operations.Reconciliation, float] | None
+    backlog: watch.Backlog
+    monitor: watch.MonitorLag
+    reconciliation: tuple[watch.Reconciliation, float] | None
     #: When ``monitor`` was read from Horizon (a cached reading is up to ``HORIZON_READ_CACHE_SECONDS`` old).
     monitor_measured_at: datetime | None = None
-    #: The treasury pool as the scheduler last measured it (``orchestrator.treasury.measure``) and its age.
+    #: The treasury pool as the scheduler last measured it (``orchestrator.accounts.treasury.measure``) and its age.
     treasury: tuple[dict[str, Any], float] | None = None
 
 
@@ -88,26 +89,26 @@ async def snapshot(app: web.Application) -> Snapshot:
 
     async def read() -> tuple[Any, Any, Any]:
         async with app[ENGINE].connect() as conn:
-            backlog = (await conn.execute(operations.backlog_statement())).one()
+            backlog = (await conn.execute(watch.backlog_statement())).one()
             pool = (await conn.execute(operations_db.figures(treasury.POOL_FIGURE))).first()
-            return backlog, (await conn.execute(operations.figures_statement())).first(), pool
+            return backlog, (await conn.execute(watch.figures_statement())).first(), pool
 
     row, stored, pool = await asyncio.wait_for(read(), PROBE_TIMEOUT)
-    backlog = operations.Backlog.from_row(row)
+    backlog = watch.Backlog.from_row(row)
     measured = None if pool is None else (dict(pool.figures), float(pool.age))  # not money
     if app[SETTINGS].payment_provider != "crypto":
-        return Snapshot(backlog, operations.MonitorLag(None, 0, "AirTM mode has no monitor"),
-                        operations.stored_reconciliation(stored), treasury=measured)
+        return Snapshot(backlog, watch.MonitorLag(None, 0, "AirTM mode has no monitor"),
+                        watch.stored_reconciliation(stored), treasury=measured)
 
-    async def read_lag() -> operations.MonitorLag:
+    async def read_lag() -> watch.MonitorLag:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=PROBE_TIMEOUT)) as http:
-            return await operations.monitor_lag(http, app[SETTINGS].horizon_url, backlog.monitor_cursor)
+            return await watch.monitor_lag(http, app[SETTINGS].horizon_url, backlog.monitor_cursor)
 
     if backlog.monitor_cursor is None:  # no cursor yet: nothing is read on Horizon
         lag, measured_at = await read_lag(), now()
     else:
         lag, measured_at = await app[HORIZON_READS].monitor_lag.get(read_lag)
-    return Snapshot(backlog, lag, operations.stored_reconciliation(stored), measured_at, measured)
+    return Snapshot(backlog, lag, watch.stored_reconciliation(stored), measured_at, measured)
 
 
 def queue_depths(rabbitmq_url: str, prefix: str) -> dict[str, int]:

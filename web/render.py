@@ -7,7 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
-from orchestrator import ids, money
+from orchestrator import amounts, ids
 from orchestrator.db import airtm as airtm_db
 from orchestrator.db import api_keys as keys_db
 from orchestrator.db import disputes as disputes_db
@@ -150,7 +150,7 @@ async def dispute_view(request: web.Request, dispute_id: str, *,
             dispute = disputes_db.to_dispute(row)
         order = orders_db.to_order((await conn.execute(orders_db.by_id(dispute.order_id))).one())
     summary = {"id": order.id, "status": order.status, "finalStatus": order.final_status,
-               "amount": money.format_amount(order.amount), "currency": order.currency, "buyerId": order.buyer_id,
+               "amount": amounts.format_amount(order.amount), "currency": order.currency, "buyerId": order.buyer_id,
                "sellerId": order.seller_id}
     return {**DISPUTE_OUT.dump(dispute), "order": summary, "settlement": order.settlement}
 

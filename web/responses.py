@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from orchestrator import money
+from orchestrator import amounts
 from orchestrator.events import iso, now
 from web.request_state import REQUEST_ID
 
@@ -42,4 +42,4 @@ def page(request: web.Request, items: list[Any], *, limit: int, ids: list[str]) 
 
 def jsonable(values: dict[str, Any]) -> dict[str, Any]:
     """A validated body as JSON for a command payload: amounts become two-decimal strings."""
-    return {k: money.format_amount(v) if isinstance(v, Decimal) else v for k, v in values.items()}
+    return {k: amounts.format_amount(v) if isinstance(v, Decimal) else v for k, v in values.items()}

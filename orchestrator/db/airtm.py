@@ -18,7 +18,7 @@ from orchestrator.db.tables import (
     withdrawals,
 )
 
-#: The journal's AirTM accounts (orchestrator/topups.py, orchestrator/ledger.py; literal here: the db
+#: The journal's AirTM accounts (orchestrator/airtm/topups.py, orchestrator/money/ledger.py; literal here: the db
 #: layer imports nothing above it).
 WORLD_AIRTM, AIRTM_FEES = "world:airtm", "platform:airtm_fees"
 
@@ -135,7 +135,7 @@ def claims_query() -> Select:
                 .where(journal_entries.c.account == literal_column(f"'{account}'")).scalar_subquery())
 
     # a claim that went into escrow through the treasury pool leaves world:airtm for the pool's accounts
-    # (orchestrator.treasury): the three together are what the flows through AirTM left at AirTM
+    # (orchestrator.accounts.treasury): the three together are what the flows through AirTM left at AirTM
     book = minus_sum(WORLD_AIRTM) + minus_sum("platform:treasury") + minus_sum("platform:settlement")
     return select(owed.label("owed"), flight.label("flight"), unsent.label("unsent"),
                   book.label("book"), minus_sum(AIRTM_FEES).label("fees"))

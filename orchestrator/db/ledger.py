@@ -1,4 +1,4 @@
-"""Journal and balance projection rows; only orchestrator/ledger.py and check.py call this module."""
+"""Journal and balance projection rows; only orchestrator/money/ledger.py and check.py call this module."""
 
 from __future__ import annotations
 

@@ -24,7 +24,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
-from orchestrator.money import PLACES
+from orchestrator.amounts import PLACES
 
 metadata = MetaData(naming_convention={
     "ix": "ix_%(column_0_label)s",

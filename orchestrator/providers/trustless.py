@@ -17,8 +17,8 @@ from typing import Any
 
 import requests
 
+from orchestrator.amounts import quantize
 from orchestrator.errors import NotFound, ProviderFailure, Unavailable
-from orchestrator.money import quantize
 from orchestrator.providers.rate_budget import RateBudget
 from orchestrator.settings import Settings
 

@@ -12,7 +12,9 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine
 
-from orchestrator import airtm_links, topups, users, withdrawals
+from orchestrator.accounts import users
+from orchestrator.airtm import links, topups
+from orchestrator.commands import create_withdrawal
 from orchestrator.errors import BusinessRuleViolation
 from orchestrator.settings import Settings
 from orchestrator.unit_of_work import UnitOfWork
@@ -28,7 +30,7 @@ def backed_user(engine: Engine, backing: users.Backing, *, linked: bool = True) 
     user_id = builders.run(engine, create, {"externalUserId": unique("ext")}).id
     builders.adjust(engine, "credit", user_id, Decimal("50.00"))
     if linked:
-        builders.run(engine, airtm_links.link, {"userId": user_id, "email": f"{unique('m')}@example.com",
+        builders.run(engine, links.link, {"userId": user_id, "email": f"{unique('m')}@example.com",
                                                 "airtmUserId": unique("airtm")})
     return user_id
 
@@ -48,7 +50,7 @@ def refused(engine: Engine, settings: Settings, handler: Any, payload: dict[str,
 def test_a_wallet_backed_user_gets_no_airtm_withdrawal_or_top_up_even_when_linked(
         engine: Engine, settings: Settings) -> None:
     user_id = backed_user(engine, users.Backing.WALLET)
-    payout = refused(engine, settings, withdrawals.create, {"userId": user_id, "amount": "20.00",
+    payout = refused(engine, settings, create_withdrawal, {"userId": user_id, "amount": "20.00",
                                                             "destinationType": "bank", "destinationRef": "bank_ref"})
     assert (payout.code, payout.details) == ("PROVIDER_NOT_ENABLED", {"provider": "airtm", "backing": "WALLET"})
     topup = refused(engine, settings, topups.create, {"userId": user_id, "amount": "20.00",
@@ -60,7 +62,7 @@ def test_a_wallet_backed_user_gets_no_airtm_withdrawal_or_top_up_even_when_linke
 
 def test_an_airtm_backed_user_gets_no_crypto_withdrawal(engine: Engine, settings: Settings) -> None:
     user_id = backed_user(engine, users.Backing.AIRTM)
-    crypto = refused(engine, settings, withdrawals.create, {"userId": user_id, "amount": "20.00",
+    crypto = refused(engine, settings, create_withdrawal, {"userId": user_id, "amount": "20.00",
                                                             "destinationType": "crypto",
                                                             "destinationRef": "G" + "A" * 55})
     assert (crypto.code, crypto.details) == ("PROVIDER_NOT_ENABLED", {"provider": "crypto", "backing": "AIRTM"})

@@ -14,7 +14,7 @@ import pytest
 import requests
 from sqlalchemy import text
 
-from orchestrator.airtm_signatures import sign
+from orchestrator.airtm.signatures import sign
 from tests.airtm.helpers import credits_for, funded_user, linked_user, status_of, topup_paid, until
 from tests.api import Api
 from tests.fixtures.airtm import AirtmControl, AirtmInstance

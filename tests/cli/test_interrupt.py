@@ -97,7 +97,7 @@ class Tail:
         took = time.monotonic() - started
         if code is not None:
             return code, took, ""
-        self.process.send_signal(signal.SIGUSR1)  # every thread's stack to stderr (orchestrator.cli.main)
+        self.process.send_signal(signal.SIGUSR1)  # every thread's stack to stderr (orchestrator.cli.main.main)
         try:
             later = f"exited {self.process.wait(10)} after {time.monotonic() - started:.2f} s"
         except subprocess.TimeoutExpired:

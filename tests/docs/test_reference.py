@@ -103,7 +103,7 @@ def test_every_cli_command_has_its_section() -> None:
     """Each command has a ``### `name…``` heading, and each of its actions (``keys create``) is named."""
     import argparse
 
-    from orchestrator.cli import build_parser
+    from orchestrator.cli.main import build_parser
 
     page = (ROOT / "docs" / "developers" / "cli.md").read_text()
 

@@ -11,7 +11,8 @@ from typing import Any
 
 from sqlalchemy import Engine, text
 
-from orchestrator import audit, relay
+from orchestrator import audit
+from orchestrator.outbox import relay
 from tests.api import Api
 from tests.e2e.test_disputes import open_dispute
 from tests.e2e.test_escrow_flow import funded_buyer, in_progress_order

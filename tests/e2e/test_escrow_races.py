@@ -7,7 +7,7 @@ from collections import Counter
 
 from sqlalchemy import Engine
 
-from orchestrator import check
+from orchestrator.operations import check
 from tests.api import Api
 from tests.e2e.test_escrow_flow import in_progress_order
 from tests.fixtures.sandbox import SandboxControl

@@ -21,8 +21,8 @@ import dramatiq
 import pytest
 from sqlalchemy import Engine, text
 
-from orchestrator import check
 from orchestrator.commands import Kind
+from orchestrator.operations import check
 from orchestrator.settings import Settings
 from tests.api import Api
 from tests.e2e.test_chain_kills import command, flow_status

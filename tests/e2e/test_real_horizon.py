@@ -21,7 +21,8 @@ import requests
 from sqlalchemy import Engine, text
 from stellar_sdk import Asset, Keypair, Server, TransactionBuilder
 
-from orchestrator import check, crypto
+from orchestrator import crypto
+from orchestrator.operations import check
 from orchestrator.providers.horizon_stream import PaymentStream
 from orchestrator.settings import Settings
 from tests.api import Api

@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, text
 
-from orchestrator import reconcile
-from orchestrator.escrows import ESCROW_ACCOUNT
-from orchestrator.ledger import transfer
+from orchestrator.escrow.escrows import ESCROW_ACCOUNT
+from orchestrator.money.ledger import transfer
+from orchestrator.operations import reconcile
 from orchestrator.settings import Settings
 from orchestrator.unit_of_work import Context, UnitOfWork
 from tests.api import Api

@@ -18,9 +18,10 @@ import pytest
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 
-from orchestrator import audit, relay
+from orchestrator import audit
 from orchestrator.db import create_sync_engine, libpq_url
 from orchestrator.db.migrate import upgrade
+from orchestrator.outbox import relay
 from orchestrator.settings import Settings
 from orchestrator.unit_of_work import Context, UnitOfWork
 from tests.fixtures.processes import ROOT

@@ -14,7 +14,7 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import Engine
 
-from orchestrator import check
+from orchestrator.operations import check
 from orchestrator.providers.horizon import Horizon
 from orchestrator.settings import Settings
 from tests import builders

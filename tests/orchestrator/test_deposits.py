@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from orchestrator import deposits
+from orchestrator.payments import deposits
 
 USDC = deposits.Usdc("USDC", "GBBD47IF6LWK7P7MDEVSCWR7DPUWV3NY3DTQEVFL4NAT4AQH3ZLLFLA5")
 WALLET = "GCIUANQ3MRCXNDSL4AIKCZ445GK7OSBD5MK7AMPJQLMTKC36SG4HO6Y6"

@@ -6,8 +6,8 @@ from decimal import Decimal
 
 import pytest
 
-from orchestrator import escrows
 from orchestrator.errors import BusinessRuleViolation
+from orchestrator.escrow import escrows
 
 
 def test_a_wallet_holding_the_amount_or_more_may_fund() -> None:

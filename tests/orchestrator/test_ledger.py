@@ -8,8 +8,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine
 
-from orchestrator import check, ledger
 from orchestrator.errors import InsufficientFunds
+from orchestrator.money import ledger
+from orchestrator.operations import check
 from orchestrator.settings import Settings
 from tests import builders
 

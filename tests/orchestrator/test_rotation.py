@@ -19,9 +19,10 @@ import psycopg
 import pytest
 from sqlalchemy import Engine, text
 
-from orchestrator import chain_steps, crypto, rotation
+from orchestrator import chain_steps, crypto
 from orchestrator.db import create_sync_engine, libpq_url
 from orchestrator.db.migrate import upgrade
+from orchestrator.operations import rotation
 from orchestrator.settings import Settings
 from tests import builders
 from tests.fixtures.processes import ROOT

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.balances import ADMIN_OPERATIONS
-from orchestrator.ledger import AVAILABLE, MOVES, RESERVED
+from orchestrator.money.balances import ADMIN_OPERATIONS
+from orchestrator.money.ledger import AVAILABLE, MOVES, RESERVED
 
 CONCEPTS = Path(__file__).resolve().parents[2] / "docs" / "developers" / "concepts"
 SPEC = CONCEPTS / "states.md"
@@ -102,14 +102,14 @@ def transition_table(heading: str) -> dict[str, set[str]]:
 
 
 def test_the_order_transition_table_equals_the_spec() -> None:
-    from orchestrator.orders import TRANSITIONS
+    from orchestrator.escrow.orders import TRANSITIONS
 
     assert transition_table("### Order transitions") == {
         str(s): {str(t) for t in targets} for s, targets in TRANSITIONS.items()}
 
 
 def test_failure_only_order_moves_are_the_starred_ones() -> None:
-    from orchestrator.orders import FAILURE_ONLY
+    from orchestrator.escrow.orders import FAILURE_ONLY
 
     rows = spec_table("### Order transitions")[1:]
     starred = {(row[0].strip("`"), t.strip().strip("`").rstrip("*").strip("`"))
@@ -118,7 +118,7 @@ def test_failure_only_order_moves_are_the_starred_ones() -> None:
 
 
 def test_milestones_go_from_open_to_completed_only() -> None:
-    from orchestrator.orders import MILESTONE_TRANSITIONS
+    from orchestrator.escrow.orders import MILESTONE_TRANSITIONS
 
     rows = spec_table("## Milestones")
     moves = {(row[0].strip("`"), row[1].strip("`")) for row in rows[1:] if row[0].strip("`") != "—"}
@@ -126,7 +126,7 @@ def test_milestones_go_from_open_to_completed_only() -> None:
 
 
 def test_every_api_action_is_an_allowed_move_that_is_not_failure_only() -> None:
-    from orchestrator.orders import ACTIONS, FAILURE_ONLY, TRANSITIONS
+    from orchestrator.escrow.orders import ACTIONS, FAILURE_ONLY, TRANSITIONS
 
     for action, (sources, target) in ACTIONS.items():
         for source in sources:
@@ -135,7 +135,7 @@ def test_every_api_action_is_an_allowed_move_that_is_not_failure_only() -> None:
 
 
 def test_the_escrow_transitions_equal_the_spec() -> None:
-    from orchestrator.escrows import FAILURE_ONLY, TRANSITIONS
+    from orchestrator.escrow.escrows import FAILURE_ONLY, TRANSITIONS
 
     rows = spec_table("### Escrow transitions")[1:]
     moves = {(row[0].strip("`"), row[1].strip("`")) for row in rows
@@ -146,7 +146,7 @@ def test_the_escrow_transitions_equal_the_spec() -> None:
 
 
 def test_the_dispute_transitions_equal_the_spec() -> None:
-    from orchestrator.dispute_outcomes import TRANSITIONS
+    from orchestrator.escrow.dispute_outcomes import TRANSITIONS
 
     rows = spec_table("### Dispute transitions")[1:]
     moves = {(row[0].strip("`"), row[1].strip("`")) for row in rows if row[0].strip("`") != "—"}
@@ -154,7 +154,7 @@ def test_the_dispute_transitions_equal_the_spec() -> None:
 
 
 def test_the_withdrawal_transitions_equal_the_spec() -> None:
-    from orchestrator.withdrawal_states import TRANSITIONS
+    from orchestrator.payments.withdrawal_states import TRANSITIONS
 
     moves = set()
     for row in spec_table("### Withdrawal transitions")[1:]:

@@ -10,8 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, text
 
-from orchestrator import statements
-from orchestrator.statements import Balance
+from orchestrator.money import statements
+from orchestrator.money.statements import Balance
 from tests import builders
 from tests.orchestrator.test_ledger import OPERATIONS, builders_balance
 

@@ -4,7 +4,7 @@ The calls themselves are exercised against the sandbox's AirTM in ``tests/airtm`
 
 from __future__ import annotations
 
-from orchestrator import topups
+from orchestrator.airtm import topups
 from orchestrator.errors import InvalidStateTransition, ProviderFailure
 
 

@@ -12,6 +12,8 @@ import redis
 from stellar_sdk import Account, Keypair, StrKey, TransactionBuilder, TransactionEnvelope, scval
 
 from orchestrator.errors import NotFound, ProviderFailure, Unavailable
+from orchestrator.escrow.tw_envelopes import CheckedEnvelope, RefusedEnvelope, check_envelope, deployed_contract_id
+from orchestrator.escrow.tw_fees import payout_from_ledger, usdc_received
 from orchestrator.providers.horizon import Horizon
 from orchestrator.providers.rate_budget import RateBudget
 from orchestrator.providers.trustless import (
@@ -23,8 +25,6 @@ from orchestrator.providers.trustless import (
     TrustlessRefused,
 )
 from orchestrator.settings import Settings
-from orchestrator.tw_envelopes import CheckedEnvelope, RefusedEnvelope, check_envelope, deployed_contract_id
-from orchestrator.tw_fees import payout_from_ledger, usdc_received
 from tests.fixtures.sandbox import SandboxControl
 
 

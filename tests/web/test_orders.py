@@ -10,10 +10,10 @@ import pytest
 from aiohttp.test_utils import TestClient
 from sqlalchemy import Engine, text
 
-from orchestrator import check
 from orchestrator.db import disputes as disputes_db
 from orchestrator.db import escrows as escrows_db
 from orchestrator.db import orders as orders_db
+from orchestrator.operations import check
 from tests.api import Api, idempotency_key, unique
 from tests.web.test_errors import assert_error, field_errors
 from tests.web.test_users import ISO_MS

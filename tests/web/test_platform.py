@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, text
 
-from orchestrator.deposits import STREAM_CURSOR
+from orchestrator.payments.deposits import STREAM_CURSOR
 from orchestrator.settings import AmountLimits, Settings
 from tests.api import Api, unique
 from tests.fixtures.sandbox import SandboxControl

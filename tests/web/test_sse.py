@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 from sqlalchemy import Engine, text
 
-from orchestrator.relay import relay
+from orchestrator.outbox.relay import relay
 from orchestrator.unit_of_work import Context, UnitOfWork
 from tests.api import Api
 from web.keys import FEED

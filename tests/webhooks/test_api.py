@@ -217,7 +217,8 @@ async def test_a_wallet_key_rotation_reseals_webhook_secrets_too(api: Api, engin
     import base64
     import secrets as random
 
-    from orchestrator import crypto, webhooks
+    from orchestrator import crypto
+    from orchestrator.outbox import webhooks
 
     made = (await api.post("/webhooks/endpoints", {"url": GOOD})).data
     rotated = (await api.post(f"/webhooks/endpoints/{made['id']}/rotate-secret", {"overlapSeconds": 60})).data

@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import Engine, event, text
 
-from orchestrator import webhook_delivery
+from orchestrator.outbox import webhook_delivery
 from orchestrator.settings import Settings
 from tests.api import Api
 from tests.webhooks.conftest import Receiver
@@ -55,7 +55,8 @@ def waiting(engine: Engine) -> bool:
 
 
 async def test_the_sweep_finds_deliveries_whose_message_was_lost(api: Api, engine: Engine) -> None:
-    from orchestrator import relay, sweeps
+    from orchestrator.operations import sweeps
+    from orchestrator.outbox import relay
     from orchestrator.unit_of_work import Context, UnitOfWork
 
     on = (await api.post("/webhooks/endpoints", {"url": "http://127.0.0.1:9/x", "eventTypes": ["user.*"]})).data
@@ -113,7 +114,7 @@ async def test_a_delivery_costs_a_handful_of_round_trips_with_the_database(
     70% of its time waiting on them): one delivery to a healthy endpoint took 32 (14 statements in nine
     transactions); on one autocommit connection, with the batch read with its bodies and the attempt
     recorded in one statement each, it takes six (lock, batch, record, empty batch, unlock, next due)."""
-    from orchestrator import relay
+    from orchestrator.outbox import relay
     from orchestrator.unit_of_work import Context, UnitOfWork
 
     made = (await api.post("/webhooks/endpoints", {"url": receiver.url, "eventTypes": ["user.*"]})).data

@@ -234,7 +234,7 @@ async def test_an_endpoint_failing_for_three_days_is_disabled_and_an_old_deliver
 
 async def test_the_worker_refuses_a_private_destination_when_not_allowed(
         webhooks_worker: subprocess.Popen[bytes], receiver: Receiver) -> None:
-    from orchestrator import webhook_delivery
+    from orchestrator.outbox import webhook_delivery
 
     for url in (receiver.url, f"http://localhost:{receiver.port}/hooks", f"http://[::1]:{receiver.port}/hooks"):
         refused = await asyncio.to_thread(webhook_delivery.post, url, {}, b"{}", timeout=2, allow_private=False)
@@ -251,7 +251,7 @@ async def test_each_attempt_of_a_thread_checks_its_destination_and_connects_anew
     """A worker thread keeps its event loop and HTTP session across attempts; the check still runs per
     attempt (a refusal between two allowed attempts to the same receiver), and no connection is kept for
     the next attempt, which connects to the addresses it checked itself."""
-    from orchestrator import webhook_delivery
+    from orchestrator.outbox import webhook_delivery
 
     def three_attempts() -> list[Any]:
         return [webhook_delivery.post(url, {}, b"{}", timeout=2, allow_private=allowed)
@@ -268,7 +268,7 @@ async def test_each_attempt_of_a_thread_checks_its_destination_and_connects_anew
 
 async def test_a_slow_or_huge_answer_costs_at_most_the_timeout_and_4kb_and_redirects_are_not_followed(
         receiver: Receiver) -> None:
-    from orchestrator import webhook_delivery
+    from orchestrator.outbox import webhook_delivery
 
     def post(timeout: float) -> Any:
         return webhook_delivery.post(receiver.url, {}, b"{}", timeout=timeout, allow_private=True)

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import events, webhooks
+from orchestrator import events
 from orchestrator.errors import ValidationFailed
+from orchestrator.outbox import webhooks
 from orchestrator.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]

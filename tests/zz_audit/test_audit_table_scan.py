@@ -10,7 +10,8 @@ from collections import Counter
 
 from sqlalchemy import Engine, text
 
-from orchestrator import audit, relay
+from orchestrator import audit
+from orchestrator.outbox import relay
 from orchestrator.settings import Settings
 from tests.zz_audit.test_secrets_never_leak import secrets_of_every_wallet
 

@@ -15,8 +15,8 @@ from typing import Any
 from aiohttp import web
 
 from actors.airtm import process_airtm_webhook
-from orchestrator import airtm_links, airtm_signatures, topups
-from orchestrator.airtm_sync import parse_webhook
+from orchestrator.airtm import links, signatures, topups
+from orchestrator.airtm.sync import parse_webhook
 from orchestrator.commands import Kind
 from orchestrator.db import airtm as airtm_db
 from orchestrator.db import topups as topups_db
@@ -73,7 +73,7 @@ async def link_account(request: web.Request) -> web.Response:
     if link.airtm_user_id is not None:
         raise Conflict("The user is already linked to another AirTM account", code="AIRTM_USER_ALREADY_LINKED",
                        details={"airtmUserId": link.airtm_user_id})
-    account = airtm_links.check_eligible(await airtm.call(request, lambda client: client.user(email)))
+    account = links.check_eligible(await airtm.call(request, lambda client: client.user(email)))
     state = await enqueue.run(request, Kind.LINK_AIRTM, {"userId": user.id, "email": email,
                                                          "airtmUserId": str(account["id"])})
     return await enqueue.respond(request, state)
@@ -85,7 +85,7 @@ async def eligible_link(request: web.Request, user_id: str) -> airtm_db.Link:
     if link.airtm_user_id is None or not link.email:
         raise BusinessRuleViolation("The user has no linked AirTM account", code="AIRTM_USER_NOT_LINKED")
     email = link.email
-    airtm_links.check_eligible(await airtm.call(request, lambda client: client.user(email)))
+    links.check_eligible(await airtm.call(request, lambda client: client.user(email)))
     return link
 
 
@@ -245,11 +245,11 @@ async def airtm_webhook(request: web.Request) -> web.Response:
     raw = await request.read()
     headers = {k.lower(): v for k, v in request.headers.items()}
     if settings.airtm_webhook_secret:
-        message_id = airtm_signatures.verify(settings.airtm_webhook_secret, headers, raw, now=time.time())
+        message_id = signatures.verify(settings.airtm_webhook_secret, headers, raw, now=time.time())
     elif settings.is_mainnet:
         raise Unauthorized("AIRTM_WEBHOOK_SECRET is not configured", code="WEBHOOK_SIGNATURE_INVALID")
     else:
-        message_id = airtm_signatures.message_id(headers)
+        message_id = signatures.message_id(headers)
     body = request[BODY] or {}
     message_id = message_id or str(body.get("eventId") or "")
     if not message_id:

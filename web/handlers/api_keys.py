@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
-from orchestrator import api_keys
+from orchestrator.accounts import api_keys
 from orchestrator.commands import Kind
 from orchestrator.db import api_keys as keys_db
 from orchestrator.errors import Forbidden

@@ -8,12 +8,13 @@ from typing import Any
 
 from aiohttp import web
 
-from orchestrator import escrows, ids
+from orchestrator import ids
 from orchestrator.commands import Kind
 from orchestrator.db import orders as orders_db
 from orchestrator.db import prepared
 from orchestrator.db import wallets as wallets_db
 from orchestrator.errors import NotFound, ValidationFailed
+from orchestrator.escrow import escrows
 from orchestrator.providers.horizon_reads import HorizonReader
 from schemas import queries, views
 from schemas.base import NoBody, load

@@ -12,10 +12,11 @@ import pika
 from aiohttp import web
 from sqlalchemy import text
 
-from orchestrator import airtm_treasury, operations
+from orchestrator.airtm import enterprise
 from orchestrator.commands import Kind
 from orchestrator.db import airtm as airtm_db
 from orchestrator.events import iso, now
+from orchestrator.operations import watch
 from orchestrator.providers.horizon_reads import HorizonReader
 from schemas import views
 from schemas.base import NoBody, load
@@ -88,7 +89,7 @@ async def health_detailed(request: web.Request) -> web.Response:
 async def _network(app: web.Application) -> dict[str, Any] | None:
     try:
         async with app[ENGINE].connect() as conn:
-            return operations.network_health((await conn.execute(operations.network_statement())).first())
+            return watch.network_health((await conn.execute(watch.network_statement())).first())
     except Exception:
         return None  # the database check reports an unreadable database
 
@@ -99,30 +100,30 @@ async def _treasury(request: web.Request, found: dict[str, Any]) -> dict[str, An
     settings = request.app[SETTINGS]
     try:
         async with request.app[ENGINE].connect() as conn:
-            wallet = await conn.run_sync(lambda sync: airtm_treasury.platform_key(sync, settings))
-        enterprise, wallet = await asyncio.gather(
+            wallet = await conn.run_sync(lambda sync: enterprise.platform_key(sync, settings))
+        balances, wallet = await asyncio.gather(
             asyncio.wait_for(airtm.call(request, lambda client: client.balance()), CHECK_TIMEOUT),
             _platform_wallet(settings, wallet))
         async with request.app[ENGINE].connect() as conn:
             claims = (await conn.execute(airtm_db.claims_query())).one()
     except Exception as error:
         return {**found, "status": "unhealthy", "error": f"enterprise balance unreadable ({type(error).__name__})"}
-    treasury = airtm_treasury.of(enterprise, claims, wallet)
+    treasury = enterprise.of(balances, claims, wallet)
     out = {**found, "treasury": treasury.as_json()}
     if not treasury.covered:
         out |= {"status": "degraded", "error": "the enterprise balance does not cover the users' balances"}
     return out
 
 
-async def _platform_wallet(settings: Any, wallet: airtm_treasury.PlatformWallet) -> airtm_treasury.PlatformWallet:
+async def _platform_wallet(settings: Any, wallet: enterprise.PlatformWallet) -> enterprise.PlatformWallet:
     """The platform's treasury on the ledger (its wallet's XLM and USDC); a failed read is reported in it."""
     if wallet.public_key is None:
         return wallet
     try:
         async with HorizonReader(settings, timeout=CHECK_TIMEOUT) as horizon:
-            return airtm_treasury.on_ledger(wallet, await horizon.account(wallet.public_key))
+            return enterprise.on_ledger(wallet, await horizon.account(wallet.public_key))
     except Exception as error:
-        return airtm_treasury.unreadable(wallet, error)
+        return enterprise.unreadable(wallet, error)
 
 
 async def _snapshot(app: web.Application) -> metrics.Snapshot | str:

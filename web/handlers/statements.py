@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from orchestrator import statements
+from orchestrator.money import statements
 from schemas import queries, views
 from schemas.common import period, reject_unknown
 from web import render

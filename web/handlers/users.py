@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from orchestrator.balances import ADMIN_OPERATIONS
 from orchestrator.commands import Kind
 from orchestrator.db import users as users_db
 from orchestrator.errors import Forbidden
+from orchestrator.money.balances import ADMIN_OPERATIONS
 from schemas import queries, views
 from schemas.balances import ADMIN_BODIES, BALANCE_OUT, BalanceOut
 from schemas.base import load

@@ -10,13 +10,13 @@ from decimal import Decimal
 
 from aiohttp import web
 
-from orchestrator import money
-from orchestrator.check import Comparison
+from orchestrator import amounts
 from orchestrator.db import reconciliation
 from orchestrator.db import users as users_db
 from orchestrator.db import wallets as wallets_db
 from orchestrator.errors import Conflict, NotFound, ProviderFailure
-from orchestrator.ledger import ADJUSTMENT
+from orchestrator.money.ledger import ADJUSTMENT
+from orchestrator.operations.check import Comparison
 from orchestrator.providers.horizon_reads import HorizonReader
 from schemas import queries, views
 from schemas.balances import BalanceOut
@@ -104,7 +104,7 @@ async def sync_balance(request: web.Request) -> web.Response:
 
 
 def _figures(check: Comparison) -> dict[str, str]:
-    show = money.format_balance
+    show = amounts.format_balance
     return {"localBalance": show(check.book),
             "adjustments": UNKNOWN if check.adjustments is None else show(check.adjustments),
             "providerBalance": UNKNOWN if check.ledger is None else show(check.ledger),

@@ -1,7 +1,7 @@
 """Outbound webhook endpoints and their deliveries (issue 17, DESIGN decisions 28, 36).
 
 Endpoint changes move no money and need no ledger, so the web tier writes them itself, in one
-transaction each; the rules (secrets, URL and filter checks, the limit) live in ``orchestrator.webhooks``.
+transaction each; the rules (secrets, URL and filter checks, the limit) live in ``orchestrator.outbox.webhooks``.
 """
 
 from __future__ import annotations
@@ -15,9 +15,10 @@ from typing import Any
 from aiohttp import web
 
 from actors.webhooks import deliver_webhooks
-from orchestrator import events, ids, webhooks
+from orchestrator import events, ids
 from orchestrator.db import webhooks as webhooks_db
 from orchestrator.errors import NotFound
+from orchestrator.outbox import webhooks
 from schemas.base import NoBody, load
 from schemas.common import check_enums, page_limit, reject_unknown, strict_instant
 from schemas.queries import Page

@@ -7,7 +7,7 @@ from typing import Any
 from aiohttp import web
 from stellar_sdk import StrKey
 
-from orchestrator.airtm_withdrawals import PAYOUT_STATUS, TERMINAL
+from orchestrator.airtm.withdrawals import PAYOUT_STATUS, TERMINAL
 from orchestrator.commands import Kind
 from orchestrator.db import withdrawals as withdrawals_db
 from orchestrator.errors import (
@@ -19,9 +19,9 @@ from orchestrator.errors import (
     RateLimited,
     ValidationFailed,
 )
+from orchestrator.payments.withdrawal_states import TRANSITIONS, Status
 from orchestrator.providers.airtm import AirtmClient, AirtmFailure
 from orchestrator.providers.horizon_reads import HorizonReader
-from orchestrator.withdrawal_states import TRANSITIONS, Status
 from schemas import queries
 from schemas.base import NoBody, load
 from schemas.common import check_enums, page_limit, reject_unknown

@@ -1,0 +1,1 @@
+"""AirTM: linked accounts, top-ups (pay-ins), payouts, its webhooks and the enterprise balance."""

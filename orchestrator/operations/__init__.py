@@ -1,0 +1,1 @@
+"""What operators run and watch: checks, reconciliation, sweeps, the audit chain, key rotation, maintenance."""

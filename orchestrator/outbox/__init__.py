@@ -1,0 +1,1 @@
+"""Results out: the outbox relay (SSE) and signed webhooks."""
