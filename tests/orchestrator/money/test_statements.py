@@ -13,7 +13,7 @@ from sqlalchemy import Engine, text
 from orchestrator.money import statements
 from orchestrator.money.statements import Balance
 from tests import builders
-from tests.orchestrator.test_ledger import OPERATIONS, builders_balance
+from tests.orchestrator.money.test_ledger import OPERATIONS, builders_balance
 
 steps = st.lists(st.tuples(st.sampled_from(OPERATIONS), st.booleans(),
                            st.integers(1, 5_000).map(lambda cents: Decimal(cents) / 100)),
