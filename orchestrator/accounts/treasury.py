@@ -39,7 +39,6 @@ WALLET, TREASURY = "WALLET", "TREASURY"
 #: what contracts paid the settlement account and falls by what was swept back to the pool. Their counter-
 #: account is ``world:airtm``: a claim that leaves the book through the pool is no longer owed through AirTM.
 POOL_TREASURY, POOL_SETTLEMENT = "platform:treasury", "platform:settlement"
-WORLD_AIRTM = "world:airtm"
 #: ``operation_figures`` row holding whether ``treasury.low`` has been emitted for the current crossing.
 LOW_FIGURE = "treasury_low"
 

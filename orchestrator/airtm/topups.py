@@ -48,8 +48,6 @@ PAYIN_STATUS = {
     "CONFIRMED": T.SUCCEEDED, "SUCCEEDED": T.SUCCEEDED, "FAILED": T.FAILED, "BRIDGE_FAILED": T.FAILED,
     "CANCELED": T.CANCELED, "BRIDGE_CANCELED": T.CANCELED,
 }
-#: The outside account AirTM-mode balances are claims on (providers.md §3.1).
-WORLD_AIRTM = "world:airtm"
 #: The actor that creates the pay-in once the top-up row is committed.
 CREATE_PAYIN = "airtm_create_payin"
 
@@ -190,7 +188,7 @@ def journal_fee(uow: UnitOfWork, topup: topups_db.TopUp, fee: Decimal) -> None:
     book's claim on AirTM (``world:airtm``) shrinks by the fee, charged to the platform."""
     if fee > 0:
         ledger.transfer(uow, kind="airtm_fee", amount=fee, reference=topup.id, source=ledger.AIRTM_FEES,
-                        destination=WORLD_AIRTM, description=f"AirTM fee on top-up {topup.id}")
+                        destination=ledger.WORLD_AIRTM, description=f"AirTM fee on top-up {topup.id}")
 
 
 def _emit(uow: UnitOfWork, topup: topups_db.TopUp, target: Status, payin_id: str, checkout_base: str, *,
@@ -203,7 +201,7 @@ def _emit(uow: UnitOfWork, topup: topups_db.TopUp, target: Status, payin_id: str
     elif target == T.PROCESSING:
         uow.emit("topup.processing", topup.id, {**base, "airtmPayinId": payin_id}, user_id=topup.user_id)
     elif target == T.SUCCEEDED:
-        changes = ledger.transfer(uow, kind="topup", amount=topup.amount, reference=topup.id, source=WORLD_AIRTM,
+        changes = ledger.transfer(uow, kind="topup", amount=topup.amount, reference=topup.id, source=ledger.WORLD_AIRTM,
                                   destination=user_account(topup.user_id, AVAILABLE))
         change = changes[topup.user_id]
         shown = amounts.format_balance(change.available)

@@ -16,7 +16,6 @@ from typing import Any
 from orchestrator import amounts, ids
 from orchestrator.accounts import users
 from orchestrator.airtm import topups
-from orchestrator.airtm.topups import WORLD_AIRTM
 from orchestrator.db import airtm as airtm_db
 from orchestrator.db import commands as commands_db
 from orchestrator.db import users as users_db
@@ -60,7 +59,7 @@ def create(uow: UnitOfWork, payload: dict[str, Any]) -> Result:
         raise BusinessRuleViolation("The user has no linked AirTM account", code="AIRTM_USER_NOT_LINKED")
     withdrawal_id = ids.new_id("withdrawal")
     changes = ledger.transfer(uow, kind="withdrawal_created", amount=amount, reference=withdrawal_id,
-                              source=user_account(user_id, AVAILABLE), destination=WORLD_AIRTM)
+                              source=user_account(user_id, AVAILABLE), destination=ledger.WORLD_AIRTM)
     withdrawals_db.create(uow.conn, id=withdrawal_id, user_id=user_id, amount=amount, status=W.CREATED,
                           committed=False, destination_type=payload["destinationType"],
                           destination_ref=payload["destinationRef"], description=payload.get("description"),
@@ -149,7 +148,7 @@ def _emit(uow: UnitOfWork, withdrawal: withdrawals_db.Withdrawal, target: Status
     elif target in (W.FAILED, W.CANCELED):
         failed = target == W.FAILED
         changes = ledger.transfer(uow, kind="withdrawal_failed" if failed else "withdrawal_canceled",
-                                  amount=withdrawal.amount, reference=withdrawal.id, source=WORLD_AIRTM,
+                                  amount=withdrawal.amount, reference=withdrawal.id, source=ledger.WORLD_AIRTM,
                                   destination=user_account(user_id, AVAILABLE))
         change = changes[user_id]
         if failed:

@@ -158,9 +158,9 @@ def _pool_legs(escrow: escrows_db.Escrow, role: str, amount: Decimal, *, seller_
     leaves (< 0) the pool account standing in for ``role``, and the claim it carries stops (or starts) being
     owed through AirTM. Nothing for a WALLET-backed party: its own wallet is in the contract."""
     if role == "buyer" and escrow.funding_mode == treasury.TREASURY:
-        return [(treasury.POOL_TREASURY, amount), (treasury.WORLD_AIRTM, -amount)]
+        return [(treasury.POOL_TREASURY, amount), (ledger.WORLD_AIRTM, -amount)]
     if role == "seller" and seller_backing == "AIRTM":
-        return [(treasury.POOL_SETTLEMENT, amount), (treasury.WORLD_AIRTM, -amount)]
+        return [(treasury.POOL_SETTLEMENT, amount), (ledger.WORLD_AIRTM, -amount)]
     return []
 
 

@@ -24,6 +24,10 @@ ADJUSTMENT = "platform:adjustment"
 #: The platform's expense for AirTM's pay-in fees: a top-up credits its user ``amount`` while the
 #: enterprise account receives ``amount - airtmFee`` (providers.md §3.4), so the platform bears the fee.
 AIRTM_FEES = "platform:airtm_fees"
+#: The outside accounts: USDC on the Stellar ledger (deposits in, crypto withdrawals out) and the claims
+#: on AirTM's enterprise account that AirTM-mode balances are (providers.md §3.1).
+WORLD_STELLAR = "world:stellar"
+WORLD_AIRTM = "world:airtm"
 
 #: Balance moves of spec states.md §1.1 as data: operation -> (source bucket, destination bucket).
 #: A bucket is a user's ``available``/``reserved`` or an outside account kind.

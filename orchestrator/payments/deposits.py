@@ -23,8 +23,6 @@ from orchestrator.unit_of_work import UnitOfWork
 DEPOSIT_TYPES = frozenset({"payment", "path_payment_strict_receive", "path_payment_strict_send"})
 #: SAC events that add to the ``to`` address (stellar/go ``processors/operations_processor.go``, ``IsPayment``).
 CONTRACT_CREDITS = frozenset({"transfer", "mint"})
-#: The outside account deposits come from in the journal.
-WORLD_STELLAR = "world:stellar"
 STREAM_CURSOR = "horizon:payments"
 
 
@@ -108,7 +106,7 @@ def credit(uow: UnitOfWork, operation_ids: list[str]) -> int:
 
 
 def _credit_one(uow: UnitOfWork, deposit: deposits_db.Deposit) -> None:
-    changes = ledger.transfer(uow, kind="deposit", amount=deposit.amount, source=WORLD_STELLAR,
+    changes = ledger.transfer(uow, kind="deposit", amount=deposit.amount, source=ledger.WORLD_STELLAR,
                               destination=ledger.user_account(deposit.user_id, ledger.AVAILABLE),
                               reference=deposit.operation_id)
     balances.emit_credited(uow, changes[deposit.user_id], deposit.amount, source=deposit.source,

@@ -30,8 +30,6 @@ from orchestrator.providers.horizon import AccountState
 from orchestrator.results import Result
 from orchestrator.unit_of_work import UnitOfWork
 
-#: The outside journal account crypto withdrawals pay out to.
-WORLD_STELLAR = "world:stellar"
 #: Payment operation codes that mean the destination cannot receive (api.md §12.1 ``details.reason``).
 DESTINATION_REASONS = {"op_no_destination": "no_account", "op_no_trust": "no_trustline", "op_line_full": "line_full",
                        "op_not_authorized": "not_authorized"}
@@ -51,7 +49,7 @@ def create(uow: UnitOfWork, payload: dict[str, Any]) -> Result:
                                     code="WITHDRAWAL_DESTINATION_INVALID", details={"reason": "SELF_DESTINATION"})
     withdrawal_id = ids.new_id("withdrawal")
     changes = ledger.transfer(uow, kind="withdrawal_created", amount=amount, reference=withdrawal_id,
-                              source=user_account(user_id, AVAILABLE), destination=WORLD_STELLAR)
+                              source=user_account(user_id, AVAILABLE), destination=ledger.WORLD_STELLAR)
     withdrawals_db.create(uow.conn, id=withdrawal_id, user_id=user_id, amount=amount, status=W.COMMITTED,
                           committed=True, destination_type="crypto", destination_ref=payload["destinationRef"],
                           description=payload.get("description"))
@@ -104,7 +102,7 @@ def _payment_failed(uow: UnitOfWork, step: Step, reason: str) -> None:
                                      failure_reason=reason[:500]):
         return
     changes = ledger.transfer(uow, kind="withdrawal_failed", amount=withdrawal.amount, reference=withdrawal.id,
-                              source=WORLD_STELLAR, destination=user_account(withdrawal.user_id, AVAILABLE))
+                              source=ledger.WORLD_STELLAR, destination=user_account(withdrawal.user_id, AVAILABLE))
     code = next((c for c in DESTINATION_REASONS if c in reason), None)
     uow.emit("withdrawal.failed", withdrawal.id, {
         "withdrawalId": withdrawal.id, "userId": withdrawal.user_id, "amount": amounts.format_amount(withdrawal.amount),
