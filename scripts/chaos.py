@@ -72,10 +72,10 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from scripts.bench_common import reexec_in_venv  # noqa: E402  (standard library only)
+from scripts.bench.common import reexec_in_venv  # noqa: E402  (standard library only)
 
 if __name__ == "__main__":
-    reexec_in_venv(__file__)
+    reexec_in_venv()
 
 import aiohttp  # noqa: E402
 import psycopg  # noqa: E402

@@ -31,7 +31,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from scripts.bench_common import ROOT, Instance, clean_environ, create_database, drop_database, local_database_url
+from scripts.bench.common import ROOT, Instance, clean_environ, create_database, drop_database, local_database_url
 from scripts.ports import free_port
 
 RABBITMQ_SERVER = Path("/usr/lib/rabbitmq/bin/rabbitmq-server")

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from scripts import bench
+from scripts.bench import __main__ as bench
 
 
 def test_airtm_lifecycles_are_compared_with_the_crypto_ones_of_the_same_run() -> None:

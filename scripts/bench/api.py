@@ -1,12 +1,11 @@
-#!/usr/bin/env python3
 """Benchmark the Orchestrator's balance endpoints over HTTP, beside this machine's own ceiling.
 
 Run it from the repository (it re-executes itself under ``.venv/bin/python`` when needed)::
 
-    scripts/bench_api.py                       # everything: scratch database, own processes, all phases
-    scripts/bench_api.py --duration 15 --workers 2 --threads 8
-    scripts/bench_api.py --url http://127.0.0.1:4000 --master-key "$OFFERHUB_MASTER_KEY"
-    scripts/bench_api.py --profile /tmp/prof   # also py-spy the web process and workers (raw stacks)
+    python -m scripts.bench.api                      # everything: scratch database, own processes, all phases
+    python -m scripts.bench.api --duration 15 --workers 2 --threads 8
+    python -m scripts.bench.api --url http://127.0.0.1:4000 --master-key "$OFFERHUB_MASTER_KEY"
+    python -m scripts.bench.api --profile /tmp/prof  # also py-spy the web process and workers (raw stacks)
 
 By default it creates a scratch database ``offerhub_bench_<random>`` on 127.0.0.1, migrates it,
 starts its own ``python -m web``, ``dramatiq actors`` (``--workers`` processes x ``--threads``) and
@@ -66,12 +65,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from scripts.bench_common import (  # noqa: E402  (standard library only; safe before the re-exec)
+from scripts.bench.common import (  # standard library only: safe before the re-exec
     LOCAL_HOSTS,
+    ROOT,
     CpuMeter,
     PgbenchResult,
     Processes,
@@ -94,7 +90,7 @@ GET_TARGET_CONCURRENCY = 200
 CREDIT_SHARE_OF_PGBENCH = 0.5
 BASELINE_POOL = 20  # the web tier's pool_size (orchestrator.db.create_web_engine)
 
-reexec_in_venv(__file__)
+reexec_in_venv()
 
 import aiohttp  # noqa: E402  (after the re-exec into the virtualenv)
 import psycopg  # noqa: E402
@@ -354,7 +350,7 @@ async def _ok() -> web.Response:
 # Ceiling (b): pgbench
 
 
-# ``run_pgbench`` and ``PgbenchResult`` live in scripts/bench_common.py (shared with bench_lifecycle).
+# ``run_pgbench`` and ``PgbenchResult`` live in scripts/bench/common.py (shared with scripts.bench.lifecycle).
 
 
 # --------------------------------------------------------------------------------------------------
@@ -668,7 +664,8 @@ async def baseline_phase(args: argparse.Namespace, scratch: Scratch, users: list
     port = free_port()
     procs = Processes(Path(tempfile.gettempdir()))
     child = procs.start(f"bench-baseline-{scratch.run}", [
-        sys.executable, __file__, "--serve-baseline", str(port), "--baseline-dsn", scratch.database_url],
+        sys.executable, "-m", "scripts.bench.api", "--serve-baseline", str(port),
+        "--baseline-dsn", scratch.database_url],
         {**os.environ, "PYTHONPATH": str(ROOT)})
     try:
         async with Api(f"http://127.0.0.1:{port}", "") as probe:
@@ -704,7 +701,8 @@ async def baseline_phase(args: argparse.Namespace, scratch: Scratch, users: list
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser = argparse.ArgumentParser(prog="python -m scripts.bench.api",
+                                     description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--url", help="drive an already running system at this base URL (127.0.0.1 only)")
     parser.add_argument("--master-key", help="its OFFERHUB_MASTER_KEY (required with --url)")
     parser.add_argument("--duration", type=float, default=10.0, help="measured seconds per phase (default 10)")

@@ -1,9 +1,9 @@
-"""The AirTM-mode instance of ``scripts/bench_lifecycle.py`` and its money-in/money-out mix (not a script of
+"""The AirTM-mode instance of ``scripts.bench.lifecycle`` and its money-in/money-out mix (not a script of
 its own).
 
 * The instance: ``PAYMENT_PROVIDER=airtm`` with its own scratch database and queue/Redis prefixes, on the
   same sandbox (whose AirTM webhooks are pointed at it), with the Procfile's six processes and the same
-  pools as the crypto instance (``bench_common.start_system``): its chain pool activates the treasury pool
+  pools as the crypto instance (``common.start_system``): its chain pool activates the treasury pool
   ``bootstrap`` made and runs the escrow steps, so its lifecycles/s compare like for like.
 * AirTM-mode lifecycles' set-up (not measured): users linked to AirTM accounts seeded at the sandbox,
   buyers funded by top-ups, each treasury account paid USDC by the sandbox's issuer and that float
@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from scripts.bench_common import (
+from scripts.bench.common import (
     ROOT,
     Instance,
     Rig,

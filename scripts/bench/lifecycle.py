@@ -1,9 +1,9 @@
-#!/usr/bin/env python3
 """Benchmark full escrow lifecycles: create -> reserve -> escrow -> fund -> release (a share refunded),
 in crypto mode and then the same lifecycles in AirTM mode (escrows funded by the treasury pool), with
 crypto withdrawals alongside the crypto ones, then top-ups and AirTM withdrawals on the AirTM-mode instance.
 
-Run it from the repository (it re-executes itself under ``.venv/bin/python`` when needed)::
+Run it from the repository (``scripts/bench_lifecycle.py`` runs ``python -m scripts.bench.lifecycle``, which
+re-executes itself under ``.venv/bin/python`` when needed)::
 
     scripts/bench_lifecycle.py                        # 600 lifecycles, 32 in flight, 20 % refunded, both modes
     scripts/bench_lifecycle.py --lifecycles 1000 --concurrency 48 --refund-share 0.1
@@ -12,7 +12,7 @@ Run it from the repository (it re-executes itself under ``.venv/bin/python`` whe
     scripts/bench_lifecycle.py --profile /tmp/prof    # also py-spy chain, workers, web and sandbox
 
 What it starts (and stops again, also on failure or Ctrl-C; everything on 127.0.0.1): the same rig as
-``scripts/bench_deposits.py`` (``scripts/bench_common.py``): a sandbox in instant ledger mode with its
+``scripts.bench.deposits`` (``scripts.bench.common``): a sandbox in instant ledger mode with its
 Trustless Work limit off (``SANDBOX_TW_REQUESTS_PER_MINUTE=0``), a scratch database
 ``offerhub_bench_<random>``, ``python -m orchestrator bootstrap`` and the Procfile's five processes (web,
 worker 2 x 8 threads, chain 1 x 16, monitor, scheduler) with ``TRUSTLESS_REQUESTS_PER_MINUTE=0``,
@@ -39,7 +39,7 @@ database transactions per lifecycle (``pg_stat_database``).
 
 AirTM mode (issue 15; ``--no-airtm`` skips it): after the crypto run and its checks, the crypto instance's
 processes stop and a second instance starts on the same sandbox with ``PAYMENT_PROVIDER=airtm``
-(``scripts/bench_airtm.py``: its own database, queue and Redis prefixes, the Procfile's six processes with
+(``scripts.bench.airtm``: its own database, queue and Redis prefixes, the Procfile's six processes with
 the same pools, chain included, so the comparison is like for like; ``--treasury-accounts`` sizes its
 treasury pool, default the product's). Set-up, not measured: as many buyers and sellers as the crypto run,
 each linked to an AirTM account seeded at the sandbox; each buyer tops up exactly what its lifecycles need
@@ -55,7 +55,7 @@ balance did not move during the run; ``python -m orchestrator check`` on that in
 book, the treasury pool's USDC on the ledger against the journal and the recorded float, the enterprise
 balance against the users' claims and the recorded operator funds).
 
-Money in and out (``scripts/bench_airtm.py``): ``--withdrawals`` extra users, funded in the set-up like the
+Money in and out (``scripts.bench.airtm``): ``--withdrawals`` extra users, funded in the set-up like the
 buyers, each withdraw ``--withdrawal-amount`` to one external account while the crypto lifecycles run
 (``--money-concurrency`` in flight; 201 once the ledger payment landed). After the AirTM-mode lifecycles,
 the AirTM-mode instance takes ``--topups`` top-ups and then ``--airtm-withdrawals`` AirTM withdrawals with
@@ -97,11 +97,8 @@ from decimal import ROUND_DOWN, Decimal
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from scripts.bench_common import (  # noqa: E402  (standard library only; safe before the re-exec)
+from scripts.bench.common import (  # standard library only: safe before the re-exec
+    ROOT,
     CpuMeter,
     PgbenchResult,
     Rig,
@@ -121,14 +118,14 @@ from scripts.bench_common import (  # noqa: E402  (standard library only; safe b
     wait_wallets_active,
 )
 
-reexec_in_venv(__file__)
+reexec_in_venv()
 
 import dataclasses  # noqa: E402
 
 import aiohttp  # noqa: E402  (after the re-exec into the virtualenv)
 import psycopg  # noqa: E402
 
-from scripts.bench_airtm import (  # noqa: E402
+from scripts.bench.airtm import (  # noqa: E402
     AirtmRig,
     Flow,
     MoneyResult,
@@ -720,7 +717,8 @@ async def bench(args: argparse.Namespace, rig: Rig
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser = argparse.ArgumentParser(prog="scripts/bench_lifecycle.py",
+                                     description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--lifecycles", type=int, default=600, help="lifecycles (and sellers) (default 600)")
     parser.add_argument("--concurrency", type=int, default=32, help="lifecycles in flight (default 32)")
     parser.add_argument("--buyers", type=int, default=0,

@@ -1,5 +1,5 @@
-"""Shared plumbing of the one-command benchmarks (``scripts/bench_api.py``, ``scripts/bench_deposits.py``,
-``scripts/bench_lifecycle.py``).
+"""Shared plumbing of the one-command benchmarks (``python -m scripts.bench.api``, ``scripts.bench.deposits``,
+``scripts.bench.lifecycle``).
 
 Child processes stopped as groups by id, scratch PostgreSQL databases, RabbitMQ queues and Redis keys
 of one run, CPU accounting from ``/proc``, percentiles and progress lines; the rig of a full system
@@ -41,16 +41,21 @@ T = TypeVar("T")
 if TYPE_CHECKING:
     import aiohttp
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
 PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
-def reexec_in_venv(script: str) -> None:
-    """Run ``script`` under the project's virtualenv (psycopg, aiohttp, pika, redis live there)."""
-    if VENV_PYTHON.exists() and Path(sys.prefix).resolve() != (ROOT / ".venv").resolve():
-        os.execv(str(VENV_PYTHON), [str(VENV_PYTHON), script, *sys.argv[1:]])
+def reexec_in_venv() -> None:
+    """Run this process's ``python -m`` module again under the project's virtualenv (psycopg, aiohttp, pika,
+    redis live there), with the same arguments and the repository root on the child's ``PYTHONPATH``."""
+    if not VENV_PYTHON.exists() or Path(sys.prefix).resolve() == (ROOT / ".venv").resolve():
+        return
+    spec = getattr(sys.modules["__main__"], "__spec__", None)
+    target = ["-m", spec.name.removesuffix(".__main__")] if spec is not None else [sys.argv[0]]
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    os.execve(VENV_PYTHON, [str(VENV_PYTHON), *target, *sys.argv[1:]], {**os.environ, "PYTHONPATH": path})
 
 
 def say(message: str) -> None:
@@ -340,7 +345,7 @@ def start_system(rig: Rig, seed: str, args: argparse.Namespace, *, env: dict[str
                  label: str = "") -> dict[str, int]:
     """Migrate, bootstrap, then the Procfile's six processes; returns their pids by role.
 
-    ``env`` starts another instance on the same sandbox (``scripts/bench_airtm.py``'s AirTM-mode one: its own
+    ``env`` starts another instance on the same sandbox (``scripts.bench.airtm``'s AirTM-mode one: its own
     database, queue and Redis prefixes) with the same pools, so the two compare like for like; ``label``
     prefixes its processes' names (their logs), while the CPU meter still counts them by role."""
     python = sys.executable
@@ -531,7 +536,7 @@ def stop_profiles(spies: list[subprocess.Popen[bytes]]) -> None:
 
 
 # --------------------------------------------------------------------------------------------------
-# The PostgreSQL ceiling: pgbench (as ``scripts/bench_api.py``'s ceiling (b))
+# The PostgreSQL ceiling: pgbench (as ``scripts.bench.api``'s ceiling (b))
 
 
 PGBENCH_SCRIPT = """\\set aid random(1, {accounts})

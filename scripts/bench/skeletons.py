@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Skeletons of our architecture with nothing else in them: the ceilings ``scripts/bench.py`` divides the
 product's figures by (issue 16), each measured in the same run on the same machine.
 
@@ -6,7 +5,7 @@ product's figures by (issue 16), each measured in the same run on the same machi
   through psycopg's async pool with the web tier's pool sizes (``web_pool_sizes``), answering JSON.
   Measured closed loop at ``--concurrency`` (req/s), at the order reads' concurrency (p50), and open loop
   at half its own rate (p99: the rate the product's open-loop GET target is measured at).
-- **Write skeleton** (``--serve-write`` plus ``dramatiq scripts.bench_skeletons``): the handler INSERTs
+- **Write skeleton** (``--serve-write`` plus ``dramatiq scripts.bench.skeletons``): the handler INSERTs
   a row, publishes a Dramatiq message with publisher confirms (``RabbitmqBroker(confirm_delivery=True)``,
   as ``actors/broker.py``) from a pool of publishing threads (as ``web/app.py``), the actor (its own
   worker processes, the Procfile's worker ``--processes`` x ``--threads``) UPDATEs the row and NOTIFYs in
@@ -42,11 +41,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from scripts.bench_common import (  # noqa: E402  (standard library only; safe before the re-exec)
+from scripts.bench.common import (  # standard library only: safe before the re-exec
+    ROOT,
     CpuMeter,
     Procs,
     Rig,
@@ -61,7 +57,7 @@ from scripts.bench_common import (  # noqa: E402  (standard library only; safe b
     start_sandbox,
 )
 
-reexec_in_venv(__file__)
+reexec_in_venv()
 
 import aiohttp  # noqa: E402  (after the re-exec into the virtualenv)
 import psycopg  # noqa: E402
@@ -74,7 +70,7 @@ WEB_POOL_FALLBACK = (1, 20)
 DONE_CHANNEL = "bench_skeleton_done"
 #: Rows of the read skeleton's table (the balance reads spread over 200 users; more rows cost nothing).
 READ_ROWS = 1000
-#: The sandbox's Trustless Work key (``bench_common.start_sandbox`` sets it).
+#: The sandbox's Trustless Work key (``common.start_sandbox`` sets it).
 TW_KEY = "sandbox-tw-key"
 #: Environment of the write skeleton's worker and web processes (the actor is declared only with it).
 QUEUE_VARIABLE, DSN_VARIABLE, RABBITMQ_VARIABLE = "BENCH_SKELETON_QUEUE", "BENCH_SKELETON_DSN", "BENCH_SKELETON_AMQP"
@@ -266,7 +262,7 @@ class ReadFigures:
 
 
 async def read_skeleton(*, log_dir: Path, concurrency: int, p50_concurrency: int, duration: float) -> ReadFigures:
-    from scripts.bench_api import hammer, hammer_rate
+    from scripts.bench.api import hammer, hammer_rate
 
     async with scratch_database("read") as (database, dsn):
         with psycopg.connect(dsn, autocommit=True) as conn:
@@ -274,7 +270,8 @@ async def read_skeleton(*, log_dir: Path, concurrency: int, p50_concurrency: int
             conn.execute("INSERT INTO skel_items SELECT 'item_' || g, g FROM generate_series(1, %s) g", (READ_ROWS,))
             conn.execute("VACUUM ANALYZE skel_items")
         port, procs = free_port(), Procs(log_dir)
-        child = procs.start("read-skeleton", [sys.executable, __file__, "--serve-read", str(port), "--dsn", dsn],
+        child = procs.start("read-skeleton", [sys.executable, "-m", "scripts.bench.skeletons",
+                                              "--serve-read", str(port), "--dsn", dsn],
                             {**os.environ, "PYTHONPATH": str(ROOT)})
         try:
             base = f"http://127.0.0.1:{port}"
@@ -333,7 +330,7 @@ def delete_skeleton_queue(queue: str) -> None:
 
 async def write_skeleton(*, log_dir: Path, concurrency: int, duration: float, workers: int, threads: int
                          ) -> WriteFigures:
-    from scripts.bench_api import hammer
+    from scripts.bench.api import hammer
 
     queue = f"bench{secrets.token_hex(4)}_skeleton"
     async with scratch_database("write") as (database, dsn):
@@ -346,10 +343,10 @@ async def write_skeleton(*, log_dir: Path, concurrency: int, duration: float, wo
         port, procs = free_port(), Procs(log_dir)
         try:
             worker = procs.start("write-skeleton-worker", [
-                sys.executable, "-m", "dramatiq", "scripts.bench_skeletons", "--processes", str(workers),
+                sys.executable, "-m", "dramatiq", "scripts.bench.skeletons", "--processes", str(workers),
                 "--threads", str(threads), "--queues", queue], env)
-            server = procs.start("write-skeleton-web", [sys.executable, __file__, "--serve-write", str(port),
-                                                        "--dsn", dsn], env)
+            server = procs.start("write-skeleton-web", [sys.executable, "-m", "scripts.bench.skeletons",
+                                                        "--serve-write", str(port), "--dsn", dsn], env)
             base = f"http://127.0.0.1:{port}"
             await _wait_up(procs, base + "/health")
             groups = {server.process.pid: "web", worker.process.pid: "workers"}
@@ -461,7 +458,7 @@ class Ledger:
 async def ledger_lifecycles(*, log_dir: Path, lifecycles: int, concurrency: int, refund_share: float,
                             amount: str = "10.00") -> LedgerFigures:
     """``lifecycles`` lifecycles, ``concurrency`` in flight (lane ``w`` runs ``w, w + C, ...`` with buyer
-    ``w``, one seller per lifecycle, as ``scripts/bench_lifecycle.py``), against a sandbox of its own."""
+    ``w``, one seller per lifecycle, as ``scripts.bench.lifecycle``), against a sandbox of its own."""
     from stellar_sdk import Keypair
 
     run = secrets.token_hex(4)
@@ -563,7 +560,8 @@ async def run_lifecycle(ledger: Ledger, platform: Any, buyer: Any, seller: Any, 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser = argparse.ArgumentParser(prog="python -m scripts.bench.skeletons",
+                                     description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--serve-read", type=int, metavar="PORT", help="serve the read skeleton")
     parser.add_argument("--serve-write", type=int, metavar="PORT", help=f"serve the write skeleton (${QUEUE_VARIABLE})")
     parser.add_argument("--dsn", required=True, help="its scratch database")

@@ -15,16 +15,12 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import aiohttp
 import requests
 from stellar_sdk import Account, Asset, Keypair, TransactionBuilder
 
-if str(Path(__file__).resolve().parent.parent) not in sys.path:
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from scripts.bench_common import record
+from scripts.bench.common import record
 
 PASSPHRASE = "OFFER-HUB Sandbox Network ; 2026"
 
@@ -121,7 +117,7 @@ async def stream_latency(base: str, batch: list[str]) -> list[float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m scripts.bench.sandbox", description=__doc__)
     parser.add_argument("--url", help="a running sandbox (default: start one)")
     parser.add_argument("--sources", type=int, default=32)
     parser.add_argument("--per-source", type=int, default=150)

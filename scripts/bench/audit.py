@@ -8,7 +8,7 @@ entries (as commands do: a few entries each), and measures:
 - verify: entries walked per second by ``audit.verify``;
 - the bare insert rate of the same entries, as the machine's own ceiling for comparison.
 
-    scripts/bench_audit.py --entries 5000
+    python -m scripts.bench.audit --entries 5000
 """
 
 from __future__ import annotations
@@ -16,15 +16,9 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
-import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from scripts.bench_common import (  # noqa: E402  (standard library only; safe before the re-exec)
+from scripts.bench.common import (  # standard library only: safe before the re-exec
     create_database,
     drop_database,
     percentile,
@@ -33,8 +27,9 @@ from scripts.bench_common import (  # noqa: E402  (standard library only; safe b
 
 
 def main() -> None:
-    reexec_in_venv(__file__)
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    reexec_in_venv()
+    parser = argparse.ArgumentParser(prog="python -m scripts.bench.audit",
+                                     description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--entries", type=int, default=5000)
     parser.add_argument("--per-commit", type=int, default=3, help="entries per unit of work (a command writes 2-4)")
     parser.add_argument("--commits-per-pass", type=int, default=16, help="commits each relay pass finds")

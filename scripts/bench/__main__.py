@@ -1,8 +1,8 @@
-#!/usr/bin/env python3
 """Every benchmark in one go, as one table: each figure beside this machine's own limit, measured in the
 same run, as a ratio.
 
-Run it from the repository (it re-executes itself under ``.venv/bin/python`` when needed)::
+Run it from the repository (``scripts/bench.py`` runs ``python -m scripts.bench``, which re-executes
+itself under ``.venv/bin/python`` when needed)::
 
     scripts/bench.py                 # full sizes (minutes; run it on a quiet machine)
     scripts/bench.py --quick         # small sizes everywhere: proves the rig works in a few minutes
@@ -15,7 +15,7 @@ Parts (``--only`` takes a comma-separated subset; all by default):
               script) closed loop at ``--concurrency`` and at one connection, and the
               RabbitMQ publish rate with publisher confirms (one message at a time, as ``web`` sends);
               then the skeletons of our own architecture with nothing else in them
-              (``scripts/bench_skeletons.py``, issue 16): the *read skeleton* (aiohttp, one indexed
+              (``scripts.bench.skeletons``, issue 16): the *read skeleton* (aiohttp, one indexed
               SELECT through psycopg's async pool sized as the web tier's, JSON) at ``--concurrency``,
               its p50 at ``--api-concurrency`` and its p99 open loop at half its rate; the *write
               skeleton* (INSERT, a Dramatiq message published with confirms, an actor in the Procfile's
@@ -24,13 +24,13 @@ Parts (``--only`` takes a comma-separated subset; all by default):
               one escrow lifecycle built by the sandbox's Trustless Work API, signed and relayed by one
               async script) ``--ledger-lifecycles`` times, ``--lifecycle-concurrency`` in flight.
 ``api``, ``deposits``, ``lifecycle``, ``money``, ``sandbox``
-              ``scripts/bench_api.py``, ``bench_deposits.py``, ``bench_lifecycle.py``, ``bench_sandbox.py``
+              ``python -m scripts.bench.api``, ``.deposits``, ``.lifecycle``, ``.sandbox``
               as subprocesses (their own rigs), their figures handed over through ``$BENCH_FIGURES``
-              (``bench_common.record``); their own reports go to the log directory printed at the end.
+              (``common.record``); their own reports go to the log directory printed at the end.
               ``lifecycle`` is escrow lifecycles only: the crypto ones, then the same plan (count,
               ``--lifecycle-concurrency``, refund share) on an AirTM-mode instance with the same pools,
               its escrows funded by the treasury pool and its buyers by top-ups in the set-up (issue 15).
-              ``money`` is ``bench_lifecycle.py --lifecycles 0``: crypto withdrawals, then top-ups and
+              ``money`` is ``scripts.bench.lifecycle --lifecycles 0``: crypto withdrawals, then top-ups and
               AirTM withdrawals on the AirTM-mode instance, each kind's rate.
 ``fanout``    SSE fan-out: ``--listeners`` streams (1,000) on ``GET /api/v1/events`` (five per API key,
               the per-key limit), then ``--rounds`` credits to one user; the time from sending each
@@ -44,7 +44,7 @@ Parts (``--only`` takes a comma-separated subset; all by default):
               ``--small-orders`` (10,000) rows, then again after growing the table to ``--orders``
               (1,000,000) with ``generate_series``: the ratio large/small should stay near 1.
 
-The last three share one rig (``bench_common.rig_environment``: sandbox, scratch database, the
+The last three share one rig (``common.rig_environment``: sandbox, scratch database, the
 Procfile's processes, own queues and Redis keys; all removed at the end, also on Ctrl-C).
 
 Ratios: a rate is divided by the ceiling it can at best reach: GET balance by the read skeleton (target
@@ -58,7 +58,7 @@ bare handler's p50 at one connection; the 1,000,000-order latencies by the same 
 table. Under the table, every figure that carries them shows the CPU milliseconds per operation of each
 process role (web, worker, chain, sandbox, PostgreSQL, RabbitMQ, the others, the load generator) read
 from ``/proc`` during its phase, and the database transactions per operation (``pg_stat_database``);
-``api`` and ``lifecycle`` hand theirs over with ``bench_common.record``. Figures from a busy machine are
+``api`` and ``lifecycle`` hand theirs over with ``common.record``. Figures from a busy machine are
 noise: the load generator shares the cores with everything it measures.
 """
 
@@ -82,11 +82,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from scripts.bench_common import (  # noqa: E402  (standard library only; safe before the re-exec)
+from scripts.bench.common import (  # standard library only: safe before the re-exec
+    ROOT,
     Processes,
     Rig,
     create_database,
@@ -103,17 +100,18 @@ from scripts.bench_common import (  # noqa: E402  (standard library only; safe b
     wait_wallets_active,
 )
 
-reexec_in_venv(__file__)
+reexec_in_venv()
 
 import aiohttp  # noqa: E402  (after the re-exec into the virtualenv)
 import pika  # noqa: E402
 import psycopg  # noqa: E402
 
-from scripts import bench_skeletons, bench_webhooks  # noqa: E402
-from scripts.bench_api import hammer  # noqa: E402
+from scripts.bench import skeletons as bench_skeletons  # noqa: E402
+from scripts.bench import webhooks as bench_webhooks  # noqa: E402
+from scripts.bench.api import hammer  # noqa: E402
 
 PARTS = ("ceilings", "api", "deposits", "lifecycle", "money", "sandbox", "fanout", "webhooks", "replay", "orders")
-#: Share of lifecycles refunded (``scripts/bench_lifecycle.py``'s default), for the ledger-only ones too.
+#: Share of lifecycles refunded (``scripts.bench.lifecycle``'s default), for the ledger-only ones too.
 REFUND_SHARE = 0.2
 #: The outbox relay's advisory lock (orchestrator/db/outbox.py): stored events are numbered under it.
 RELAY_LOCK = 0x0FFE_0001
@@ -128,7 +126,7 @@ class Figure:
     limit_name: str = ""
     limit: float | None = None
     note: str = ""
-    #: CPU seconds per operation by process group (``bench_common.cpu_per_op``) during the phase, and
+    #: CPU seconds per operation by process group (``common.cpu_per_op``) during the phase, and
     #: database transactions per operation: printed in the block under the table.
     cpu: dict[str, float] | None = None
     xacts: float | None = None
@@ -200,7 +198,7 @@ async def measure_ceilings(args: argparse.Namespace, log_dir: Path) -> tuple[Cei
 
 
 async def skeletons(args: argparse.Namespace, log_dir: Path, found: Ceilings) -> list[Figure]:
-    """The three skeletons of ``scripts/bench_skeletons.py``; one that fails is a failed row, not the end."""
+    """The three skeletons of ``scripts.bench.skeletons``; one that fails is a failed row, not the end."""
     figures: list[Figure] = []
     low, high = bench_skeletons.web_pool_sizes()
     try:
@@ -259,7 +257,7 @@ async def skeletons(args: argparse.Namespace, log_dir: Path, found: Ceilings) ->
 async def bare_handler(args: argparse.Namespace, log_dir: Path) -> tuple[float | None, float | None]:
     port = free_port()
     procs = Processes(log_dir)
-    procs.start("bare-handler", [sys.executable, str(ROOT / "scripts" / "bench.py"), "--serve-bare", str(port)],
+    procs.start("bare-handler", [sys.executable, "-m", "scripts.bench", "--serve-bare", str(port)],
                 {**os.environ, "PYTHONPATH": str(ROOT)})
     url = f"http://127.0.0.1:{port}/health"
     try:
@@ -331,24 +329,24 @@ def existing_commands(args: argparse.Namespace, ceilings: Ceilings) -> dict[str,
     quick = args.quick
     rate = ["--get-rate", f"{ceilings.read_open_rate:.0f}"] if ceilings.read_open_rate else []
     return {
-        "api": [python, "scripts/bench_api.py", "--skip-ceiling", "--duration", str(args.duration),
+        "api": [python, "-m", "scripts.bench.api", "--skip-ceiling", "--duration", str(args.duration),
                 "--concurrency", str(args.concurrency), "--post-concurrency", str(args.post_concurrency),
                 "--workers", str(args.workers), "--threads", str(args.threads), *rate,
                 *(["--users", "20", "--drain-limit", "60"] if quick else [])],
-        "deposits": [python, "scripts/bench_deposits.py",
+        "deposits": [python, "-m", "scripts.bench.deposits",
                      *(["--deposits", "40", "--users", "4", "--rate", "20", "--concurrency", "8", "--settle", "20"]
                        if quick else [])],
         # lifecycles only (crypto, then AirTM mode on its own instance): money in and out is its own part
-        "lifecycle": [python, "scripts/bench_lifecycle.py", "--pgbench-seconds", "0",
+        "lifecycle": [python, "-m", "scripts.bench.lifecycle", "--pgbench-seconds", "0",
                       "--concurrency", str(args.lifecycle_concurrency), "--refund-share", str(REFUND_SHARE),
                       "--workers", str(args.workers), "--threads", str(args.threads),
                       "--withdrawals", "0", "--topups", "0", "--airtm-withdrawals", "0",
                       *(["--lifecycles", "6"] if quick else [])],
         # money in and out alone: crypto withdrawals, then top-ups and AirTM withdrawals on the AirTM instance
-        "money": [python, "scripts/bench_lifecycle.py", "--pgbench-seconds", "0", "--lifecycles", "0",
+        "money": [python, "-m", "scripts.bench.lifecycle", "--pgbench-seconds", "0", "--lifecycles", "0",
                   "--workers", str(args.workers), "--threads", str(args.threads),
                   *(["--withdrawals", "6", "--topups", "6", "--airtm-withdrawals", "6"] if quick else [])],
-        "sandbox": [python, "-m", "scripts.bench_sandbox",
+        "sandbox": [python, "-m", "scripts.bench.sandbox",
                     *(["--sources", "4", "--per-source", "25", "--stream-samples", "20"] if quick else [])],
     }
 
@@ -763,7 +761,7 @@ def _num(value: float | None) -> str:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser = argparse.ArgumentParser(prog="scripts/bench.py", description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true",
                         help="small sizes everywhere (and short phases): proves the rig in a few minutes")
     parser.add_argument("--only", default=",".join(PARTS), help=f"comma-separated parts ({', '.join(PARTS)})")

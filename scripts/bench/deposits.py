@@ -1,11 +1,10 @@
-#!/usr/bin/env python3
 """Benchmark deposits: a USDC payment on the sandbox until its ``balance.credited`` arrives on SSE.
 
 Run it from the repository (it re-executes itself under ``.venv/bin/python`` when needed)::
 
-    scripts/bench_deposits.py                         # everything, 1,000 deposits per run
-    scripts/bench_deposits.py --deposits 2000 --users 100 --rate 150 --concurrency 64
-    scripts/bench_deposits.py --profile /tmp/prof     # also py-spy monitor, workers and web (raw stacks)
+    python -m scripts.bench.deposits                      # everything, 1,000 deposits per run
+    python -m scripts.bench.deposits --deposits 2000 --users 100 --rate 150 --concurrency 64
+    python -m scripts.bench.deposits --profile /tmp/prof  # also py-spy monitor, workers and web (raw stacks)
 
 What it starts (and stops again, also on failure or Ctrl-C; everything on 127.0.0.1): a sandbox
 (``python -m scripts.sandbox --port 0`` with a random ``SANDBOX_SEED`` and its rate limits off), a scratch
@@ -59,11 +58,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from scripts.bench_common import (  # noqa: E402  (standard library only; safe before the re-exec)
+from scripts.bench.common import (  # standard library only: safe before the re-exec
     CpuMeter,
     Rig,
     call,
@@ -81,7 +76,7 @@ from scripts.bench_common import (  # noqa: E402  (standard library only; safe b
     wait_wallets_active,
 )
 
-reexec_in_venv(__file__)
+reexec_in_venv()
 
 import aiohttp  # noqa: E402  (after the re-exec into the virtualenv)
 import psycopg  # noqa: E402
@@ -167,7 +162,8 @@ async def run_sender(rig: Rig, name: str, *, destinations: list[str], count: int
     out = rig.log_dir / f"{name}.out.json"
     spec.write_text(json.dumps({"url": rig.sandbox_url, "destinations": destinations, "count": count,
                                 "rate": rate, "concurrency": concurrency, "amount": amount}))
-    child = rig.processes.start(name, [sys.executable, __file__, "--send", str(spec), str(out)], rig.env)
+    child = rig.processes.start(name, [sys.executable, "-m", "scripts.bench.deposits", "--send", str(spec), str(out)],
+                                rig.env)
     while child.process.poll() is None:
         rig.processes.check_alive(ignore=child)
         await asyncio.sleep(0.05)
@@ -508,7 +504,8 @@ async def bench(args: argparse.Namespace, rig: Rig) -> tuple[RunResult, list[Run
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser = argparse.ArgumentParser(prog="python -m scripts.bench.deposits",
+                                     description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--deposits", type=int, default=1000, help="deposits per run (default 1000)")
     parser.add_argument("--users", type=int, default=50, help="users (wallets) the deposits go to (default 50)")
     parser.add_argument("--rate", type=float, default=100.0, help="deposits per second of the latency run (100)")
