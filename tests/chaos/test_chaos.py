@@ -2,7 +2,7 @@
 instance, switched to the other provider and back mid-run) must end with every invariant holding, and its
 checker must fire when an invariant is broken on purpose.
 
-The run is ``scripts/chaos.py`` itself, in-process, with its own private Redis, RabbitMQ node,
+The run is ``scripts/chaos.py``'s (``scripts.chaos.__main__``), in-process, with its own private Redis, RabbitMQ node,
 PostgreSQL proxy, database, sandbox and Procfile processes (nothing of this test session's own
 world is used). ``after`` is called while the run's system is still up: there the test corrupts
 the run's database and the sandbox-side facts, re-runs the same check function, and expects the
@@ -18,7 +18,7 @@ import psycopg
 import pytest
 import requests
 
-from scripts import chaos
+from scripts.chaos import __main__ as chaos
 
 # The driving phase is bounded (--duration) and so is the wait for quiescence (--quiet-timeout); the test's
 # own limit covers both with room for the start-up of the private RabbitMQ node and the two instances.

@@ -1,7 +1,7 @@
 """The database's connections are reset under a running web process: 503 with the envelope, never 500,
 and a command recorded before the reset is never run twice (a retry with its key gets its outcome).
 
-``python -m web`` reaches PostgreSQL through ``scripts/chaos_proxy.py``, which resets every connection
+``python -m web`` reaches PostgreSQL through ``scripts.chaos.proxy``, which resets every connection
 it carries on SIGUSR1 (a network blip or a failover). Its commands go to queues of its own that no
 worker consumes, so a command it records stays pending until the test hands it to the run's worker.
 Nothing of ours is replaced.
@@ -45,10 +45,9 @@ class Proxied:
 
 @contextmanager
 def database_proxy(port: int) -> Iterator[subprocess.Popen[bytes]]:
-    """``scripts/chaos_proxy.py`` on ``port`` in front of the run's PostgreSQL, killed on exit."""
-    proxy = subprocess.Popen([sys.executable, str(processes.ROOT / "scripts" / "chaos_proxy.py"),
-                              "--target", "127.0.0.1:5432", "--port", str(port)],
-                             stdout=subprocess.PIPE, start_new_session=True)
+    """``python -m scripts.chaos.proxy`` on ``port`` in front of the run's PostgreSQL, killed on exit."""
+    proxy = subprocess.Popen([sys.executable, "-m", "scripts.chaos.proxy", "--target", "127.0.0.1:5432",
+                              "--port", str(port)], cwd=processes.ROOT, stdout=subprocess.PIPE, start_new_session=True)
     try:
         assert proxy.stdout is not None
         assert proxy.stdout.readline().decode() == f"PROXY_READY {port}\n"

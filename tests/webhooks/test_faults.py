@@ -19,7 +19,7 @@ from sqlalchemy import Engine, text
 from orchestrator import ids
 from orchestrator.settings import Settings
 from orchestrator.unit_of_work import Context, UnitOfWork
-from scripts.chaos_rig import RabbitMQ
+from scripts.chaos.rig import RabbitMQ
 from tests.api import Api
 from tests.fixtures import processes
 from tests.webhooks.conftest import Receiver, eventually

@@ -31,8 +31,8 @@ from typing import Any
 
 import aiohttp
 
-from scripts.chaos_faults import parse_weights
-from scripts.chaos_rig import say
+from scripts.chaos.faults import parse_weights
+from scripts.chaos.rig import say
 
 #: ``deposit`` and ``withdrawal`` follow the lane's backing: a ledger deposit or an AirTM top-up, a crypto
 #: withdrawal or an AirTM payout.

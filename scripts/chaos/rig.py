@@ -4,7 +4,7 @@ Procfile's processes under a small supervisor that can SIGKILL and restart any o
 Nothing here touches the shared engines other engineers use: Redis and RabbitMQ are fresh
 ``redis-server`` and RabbitMQ nodes (own node name, ports, epmd and data directory under the run's
 temporary directory); PostgreSQL is the shared server, but the run has its own database and every
-product process reaches it through ``scripts/chaos_proxy.py``, so dropping connections drops only
+product process reaches it through ``scripts.chaos.proxy``, so dropping connections drops only
 ours. Everything is started in its own session and stopped by process group id.
 
 One instance serves both providers (DESIGN decisions 16 and 26): AirTM is configured whatever
@@ -220,7 +220,7 @@ class PgProxy:
     @classmethod
     def start(cls, directory: Path, env: dict[str, str]) -> PgProxy:
         log = directory / "pgproxy.log"
-        child = Supervised("pgproxy", [sys.executable, str(ROOT / "scripts" / "chaos_proxy.py"), "--target",
+        child = Supervised("pgproxy", [sys.executable, "-m", "scripts.chaos.proxy", "--target",
                                        "127.0.0.1:5432"], env, log)
         child.start()
         deadline = time.monotonic() + 30

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Chaos run: the whole system from the Procfile, crypto and AirTM lanes on one instance, random kills and
 faults, provider switches mid-run, then checks.
 
@@ -7,7 +6,10 @@ faults, provider switches mid-run, then checks.
     scripts/chaos.py --lifecycles 200 --duration 120  # shorter (the test suite runs about this)
     scripts/chaos.py --seed 7 --faults kill_chain=3,restart_rabbitmq=1 --sandbox-faults horizon_bad_seq=1
 
-What it starts (``scripts/chaos_rig.py``; all on 127.0.0.1, all stopped and removed at the end): its
+(``scripts/chaos.py`` runs ``python -m scripts.chaos``, which re-executes itself under ``.venv/bin/python``
+when needed.)
+
+What it starts (``scripts.chaos.rig``; all on 127.0.0.1, all stopped and removed at the end): its
 own ``redis-server`` and its own RabbitMQ node (own node name, ports, epmd and Mnesia directory: the
 shared 6379/5672 are never touched), a TCP proxy in front of the shared PostgreSQL (only its own
 connections are ever dropped) and a database ``offerhub_chaos_<run>`` of its own, the sandbox, and
@@ -24,7 +26,7 @@ AirTM accounts seeded in the sandbox). USDC is paid into each treasury account o
 operator's float (the pool's and the AirTM enterprise's) is recorded with ``orchestrator/operations/reconcile.py``'s
 ``record_float``, as an operator runs ``offerhub reconcile --record-float``.
 
-What it does (``scripts/chaos_driver.py``): every lane, each with one buyer and one seller, runs lifecycles
+What it does (``scripts.chaos.driver``): every lane, each with one buyer and one seller, runs lifecycles
 drawn from one list of ``--lifecycles`` by ``--mix`` (release, refund, a dispute decided FULL_RELEASE,
 FULL_REFUND or SPLIT, a cancel after the reserve, a withdrawal, money in). A WALLET lane's money comes in by a
 real ledger deposit and leaves to its outside account; an AIRTM lane's comes in by a top-up confirmed on
@@ -35,13 +37,13 @@ lifecycles (or of ``--duration``, whichever comes first), every product process 
 across each switch, so orders funded in one mode are settled in the other. Two switches cover both
 directions with orders in flight. ``--listeners`` SSE listeners follow ``/events`` all along and reconnect
 with ``Last-Event-ID``, and two webhook endpoints (every event; ``order.*``) deliver to a receiver that
-refuses a tenth of them (``scripts/chaos_webhooks.py``). Meanwhile (``scripts/chaos_faults.py``), every
+refuses a tenth of them (``scripts.chaos.webhooks``). Meanwhile (``scripts.chaos.faults``), every
 ``--fault-interval`` seconds on average, one fault from ``--faults``: SIGKILL and restart of a product process
 (serving both kinds of lanes, in the mode then in force), a restart of the private Redis or RabbitMQ, every
 PostgreSQL connection reset at the proxy, or one sandbox fault rule from ``--sandbox-faults`` (Horizon,
 Trustless Work, AirTM, AirTM's webhooks). ``--no-airtm`` leaves AirTM out: crypto lanes only, no switch.
 
-Then (``scripts/chaos_checks.py``) it stops the faults, waits for quiescence, stores an ``offerhub
+Then (``scripts.chaos.checks``) it stops the faults, waits for quiescence, stores an ``offerhub
 reconcile`` report, and prints each figure: orders by state (every one terminal or waiting for the
 marketplace) and by funding, the orders that spanned each switch, no command, flow, chain step, deposit,
 top-up or AirTM webhook left open, the journal balances, projection = journal, each wallet's book = its
@@ -68,20 +70,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from scripts.bench.common import reexec_in_venv  # noqa: E402  (standard library only)
+from scripts.bench.common import reexec_in_venv  # standard library only: safe before the re-exec
 
 if __name__ == "__main__":
     reexec_in_venv()
 
-import aiohttp  # noqa: E402
-import psycopg  # noqa: E402
+import aiohttp  # after the re-exec into the virtualenv
+import psycopg
 
-from scripts import chaos_checks, chaos_driver, chaos_faults, chaos_rig, chaos_webhooks  # noqa: E402
-from scripts.chaos_rig import say  # noqa: E402
+from scripts.chaos import checks as chaos_checks
+from scripts.chaos import driver as chaos_driver
+from scripts.chaos import faults as chaos_faults
+from scripts.chaos import rig as chaos_rig
+from scripts.chaos import webhooks as chaos_webhooks
+from scripts.chaos.rig import say
 
 
 @dataclass
@@ -113,7 +115,7 @@ class Outcome:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="scripts/chaos.py", description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--lifecycles", type=int, default=1000, help="lifecycles to drive (default 1000)")
     parser.add_argument("--duration", type=float, default=0,
                         help="stop handing out lifecycles after this many seconds (default 0: no limit)")

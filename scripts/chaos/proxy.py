@@ -1,7 +1,6 @@
-#!/usr/bin/env python3
 """A TCP proxy between the chaos run's processes and PostgreSQL that can drop every connection at once.
 
-``python scripts/chaos_proxy.py --target 127.0.0.1:5432`` listens on a free loopback port, prints
+``python -m scripts.chaos.proxy --target 127.0.0.1:5432`` listens on a free loopback port, prints
 ``PROXY_READY <port>`` and forwards bytes both ways. ``SIGUSR1`` closes every connection it carries
 (both sides, abruptly), as a network blip or a PostgreSQL failover would; new connections are accepted
 again at once. Only the connections made through this proxy are touched: the shared PostgreSQL and
@@ -61,7 +60,8 @@ class Proxy:
 
 
 async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser = argparse.ArgumentParser(prog="python -m scripts.chaos.proxy",
+                                     description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--target", default="127.0.0.1:5432")
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args()

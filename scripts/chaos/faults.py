@@ -18,7 +18,7 @@ from typing import Any
 
 import aiohttp
 
-from scripts.chaos_rig import Rig, say
+from scripts.chaos.rig import Rig, say
 
 PROCESSES = ("web", "worker", "chain", "monitor", "scheduler", "webhooks")
 DEFAULT_FAULTS = {"kill_web": 3, "kill_worker": 3, "kill_chain": 3, "kill_monitor": 2, "kill_scheduler": 2,

@@ -26,8 +26,8 @@ from typing import Any
 import psycopg
 import requests
 
-from scripts.chaos_driver import Facts, Listener
-from scripts.chaos_rig import Switch
+from scripts.chaos.driver import Facts, Listener
+from scripts.chaos.rig import Switch
 
 #: Order states that wait for the marketplace's next call (states.md §2.1): not stuck by themselves.
 WAITING_ORDER_STATES = ("ORDER_CREATED", "FUNDS_RESERVED", "IN_PROGRESS", "DISPUTED")
@@ -287,7 +287,7 @@ def check_orders(conn: psycopg.Connection[Any], facts: Facts, report: Report) ->
     report.add("orders neither terminal nor in a waiting state", len(stuck), not stuck, stuck)
     expected = {life.order_id: life for life in facts.lifecycles if life.order_id.startswith("ord_")}
     finals = {r[0]: r[2] for r in rows}
-    from scripts.chaos_driver import FINAL_STATUS
+    from scripts.chaos.driver import FINAL_STATUS
 
     wrong = [f"{oid} ({life.kind}) closed {finals.get(oid)}" for oid, life in expected.items()
              if life.outcome == "done" and finals.get(oid) != FINAL_STATUS[life.kind]]

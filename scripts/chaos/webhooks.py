@@ -20,8 +20,8 @@ import psycopg
 from aiohttp import web
 
 from orchestrator.client.webhooks import WebhookVerificationError, verify
-from scripts.chaos_checks import Report
-from scripts.chaos_driver import Api
+from scripts.chaos.checks import Report
+from scripts.chaos.driver import Api
 from scripts.loopback import LoopbackServer
 
 #: The endpoints: name -> event-type filter (empty: every event).
