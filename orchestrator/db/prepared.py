@@ -110,7 +110,7 @@ class Query:
         return await cursor.fetchall()
 
 
-#: Connections for a web process's hot reads (the read skeleton of ``scripts/bench_skeletons.py`` gets as
+#: Connections for a web process's hot reads (the read skeleton of ``scripts/bench/skeletons.py`` gets as
 #: many), beside its engine's ten; opened on demand, and a read holds one for its round trip only.
 READ_POOL = 20
 
