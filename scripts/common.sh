@@ -91,6 +91,11 @@ ensure_rabbitmq() {
     wait_port 5672
 }
 
+# Debian's chromium, for the docs site's browser test (Playwright drives it; it never downloads a browser)
+ensure_browser() {
+    command -v chromium >/dev/null || apt_install chromium
+}
+
 ensure_services() {
     command -v psql >/dev/null || apt_install postgresql-client
     ensure_postgres

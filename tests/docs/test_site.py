@@ -8,15 +8,10 @@ network. The repository's own files must not point at ``../shared`` (DESIGN deci
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
-import time
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
-
-import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 #: What links may point at outside the site (never checked: no network here).
@@ -45,18 +40,6 @@ def parse(path: Path) -> Page:
     page = Page()
     page.feed(path.read_text(encoding="utf-8"))
     return page
-
-
-@pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("site")
-    started = time.monotonic()
-    built = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(out)],
-                           check=False, cwd=ROOT, capture_output=True, text=True, timeout=240,
-                           env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
-    assert built.returncode == 0, built.stdout + built.stderr
-    assert time.monotonic() - started < 120
-    return out
 
 
 def test_the_site_builds_with_every_page_of_the_nav(site: Path) -> None:
