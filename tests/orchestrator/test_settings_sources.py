@@ -54,6 +54,22 @@ def test_scripts_dev_exports_only_what_the_environment_leaves_unset(tmp_path: Pa
     assert done.stdout.strip() == "5000 hello; $(there)"  # quoted for the shell, never run
 
 
+def test_scripts_start_gives_each_role_the_environment_over_the_env_file(tmp_path: Path) -> None:
+    """A host's roles (docs/operators/deployment.md): ``PORT=4001 scripts/start web`` must bind 4001 even
+    when ``.env`` says 4000, which plain ``honcho start`` would not (it applies ``.env`` over the
+    environment and its ``PORT`` over ``-p``), and what only ``.env`` sets still reaches the roles."""
+    (tmp_path / "Procfile").write_text("show: echo role PORT=$PORT metrics=$WORKER_METRICS_PORT\n")
+    (tmp_path / ".env").write_text("PORT=4000\nWORKER_METRICS_PORT=9191\n")
+    env = server_environment(PORT="4123", PROCFILE=str(tmp_path / "Procfile"),
+                             OFFERHUB_ENV_FILE=str(tmp_path / ".env"))
+    done = run([str(ROOT / "scripts" / "start")], tmp_path, env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "role PORT=4123 metrics=9191" in done.stdout
+    plain = run([str(Path(sys.executable).with_name("honcho")), "-f", "Procfile", "start"], tmp_path,
+                server_environment(PORT="4123"))
+    assert "role PORT=4000 " in plain.stdout  # why scripts/start exists: honcho's own .env wins
+
+
 def test_operator_commands_read_the_env_file_of_the_working_directory(tmp_path: Path) -> None:
     # Given the secrets only in ./.env (as scripts/dev writes them), not in the environment
     env = server_environment()
