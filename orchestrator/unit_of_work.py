@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from orchestrator import audit, events
 from orchestrator.db import outbox as outbox_db
 from orchestrator.db import session
+from orchestrator.errors import InternalError
+
+if TYPE_CHECKING:
+    from orchestrator.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -40,13 +44,23 @@ class UnitOfWork:
     other actors are handed out only after the commit, so no actor sees a state that was rolled back.
     """
 
-    engine: Any
+    engine: session.EngineType
     context: Context = field(default_factory=Context)
-    settings: Any = None
+    #: The process's settings; None only where no handler needs them (tests of the book alone).
+    settings: Settings | None = None
     messages: list[Message] = field(default_factory=list)
-    conn: Any = None
+    #: The transaction's connection, open between ``__enter__`` and ``__exit__``.
+    conn: session.Conn = field(init=False)
     committed: bool = False
     _stack: ExitStack = field(default_factory=ExitStack)
+
+    @property
+    def config(self) -> Settings:
+        """The settings, for work that cannot be done without them: a unit of work made without any
+        reaching such work is a bug of its caller's, said here rather than as an AttributeError on None."""
+        if self.settings is None:
+            raise InternalError("this unit of work was made without settings")
+        return self.settings
 
     def __enter__(self) -> UnitOfWork:
         self.conn = self._stack.enter_context(session.transaction(self.engine))

@@ -20,7 +20,7 @@ from aiohttp import web
 
 from actors.commands import execute_command
 from orchestrator import errors, ids, logs
-from orchestrator.commands import Status, pending_subject
+from orchestrator.commands import Status, check_payload, pending_subject
 from orchestrator.db import commands as commands_db
 from orchestrator.db import idempotency as idempotency_db
 from orchestrator.db import prepared
@@ -68,6 +68,7 @@ def wait_seconds(request: web.Request) -> tuple[float, str | None]:
 
 async def run(request: web.Request, kind: str, payload: dict[str, Any]) -> CommandState:
     """Record, publish and wait for one command; returns its state when done or when the wait ends."""
+    check_payload(kind, payload)  # the kind's payload type reads it, or nothing is recorded
     app, credential = request.app, request_credential(request)
     command_id = ids.new_id("command")
     idempotency = request.get(IDEMPOTENCY)

@@ -25,14 +25,14 @@ def bootstrap(engine: Any, settings: Settings) -> tuple[str, bool, list[Any]]:
     with UnitOfWork(engine, Context(actor_type="SYSTEM", actor_id="bootstrap"), settings=settings) as uow:
         existing = platform.find(uow.conn, settings)
         user_id, created = (existing.user_id, False) if existing is not None else (
-            users.create(uow, {"externalUserId": platform.EXTERNAL_ID, "type": "BOTH"}, backing=wallet_backed).id, True)
+            users.create(uow, users.CreateUser(platform.EXTERNAL_ID, type="BOTH"), backing=wallet_backed).id, True)
         if settings.wallet_encryption_key:  # without it no platform-held wallet can be sealed (AirTM mode only)
             if existing is not None and existing.wallet is None:  # made in AirTM mode before it had a key
                 wallets.create_for_user(uow, user_id, is_platform=True)
             for external_id in platform.deployer_external_ids(settings):  # created once; known ones are found
-                users.create(uow, {"externalUserId": external_id, "type": "BOTH"}, backing=wallet_backed)
+                users.create(uow, users.CreateUser(external_id, type="BOTH"), backing=wallet_backed)
             for purpose, external_id in platform.pool_external_ids(settings):
-                made = users.create(uow, {"externalUserId": external_id, "type": "BOTH"}, backing=wallet_backed)
+                made = users.create(uow, users.CreateUser(external_id, type="BOTH"), backing=wallet_backed)
                 if made.status == 201:
                     wallet = wallets_db.of_user_now(uow.conn, made.id)
                     assert wallet is not None

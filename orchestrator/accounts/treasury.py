@@ -132,7 +132,7 @@ def reserve(uow: UnitOfWork, amount: Decimal, *, preferred: str | None) -> str:
     what holds the headroom. Raises ``TREASURY_INSUFFICIENT_FUNDS`` when no account can cover it."""
     treasury_db.lock_pool(uow.conn)
     accounts = ready(uow.conn, platform.TREASURY)
-    room = read_headroom(uow.conn, uow.settings, accounts)
+    room = read_headroom(uow.conn, uow.config, accounts)
     fits = [a for a in accounts if room.free(a) >= amount]
     if not fits:
         best = max((room.free(a) for a in accounts), default=Decimal(0))
@@ -150,7 +150,7 @@ def reserve(uow: UnitOfWork, amount: Decimal, *, preferred: str | None) -> str:
 def watch_low(uow: UnitOfWork, free: Decimal) -> None:
     """``treasury.low`` once per crossing under ``TREASURY_LOW_WATERMARK`` (events.md §3.9); the flag that
     says it was emitted clears once the pool is back above. Call under the pool's lock."""
-    settings = uow.settings
+    settings = uow.config
     row = uow.conn.execute(operations_db.figures(LOW_FIGURE)).first()
     was_low = bool(row and row.figures.get("low"))
     is_low = free < settings.treasury_low_watermark

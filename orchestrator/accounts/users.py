@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -10,6 +11,7 @@ from orchestrator.accounts import platform, wallets
 from orchestrator.db import users as users_db
 from orchestrator.errors import BusinessRuleViolation, NotFound
 from orchestrator.money import ledger
+from orchestrator.payloads import Payload
 from orchestrator.results import Result
 from orchestrator.unit_of_work import UnitOfWork
 
@@ -56,7 +58,17 @@ def require_backing(conn: Any, user_id: str, backing: Backing) -> users_db.Backi
     return found
 
 
-def create(uow: UnitOfWork, payload: dict[str, Any], *, backing: Backing | None = None) -> Result:
+@dataclass(frozen=True)
+class CreateUser(Payload):
+    """``POST /users``."""
+
+    external_user_id: str
+    email: str | None = None
+    type: str | None = None
+    metadata: dict[str, Any] | None = None
+
+
+def create(uow: UnitOfWork, command: CreateUser, *, backing: Backing | None = None) -> Result:
     """Create the user and its balance, or return the existing one for a known ``externalUserId``.
 
     The unique index decides races between concurrent creates: the loser answers 200 with the winner.
@@ -65,17 +77,17 @@ def create(uow: UnitOfWork, payload: dict[str, Any], *, backing: Backing | None 
     """
     backing = backing or backing_for_new_users(uow.settings)
     user_id = ids.new_id("user")
-    created = users_db.create(uow.conn, id=user_id, external_user_id=payload["externalUserId"],
-                              email=payload.get("email"), type=payload.get("type") or UserType.BOTH,
-                              metadata=payload.get("metadata"), backing=backing)
+    created = users_db.create(uow.conn, id=user_id, external_user_id=command.external_user_id,
+                              email=command.email, type=command.type or UserType.BOTH,
+                              metadata=command.metadata, backing=backing)
     if not created:
-        existing = users_db.id_for_external(uow.conn, payload["externalUserId"])
+        existing = users_db.id_for_external(uow.conn, command.external_user_id)
         assert existing is not None
         return Result(200, "user", existing)
     ledger.open_balance(uow, user_id)
     uow.emit("user.created", user_id, {
-        "userId": user_id, "externalUserId": payload["externalUserId"], "email": payload.get("email"),
-        "type": payload.get("type") or UserType.BOTH, "status": UserStatus.ACTIVE}, user_id=user_id)
+        "userId": user_id, "externalUserId": command.external_user_id, "email": command.email,
+        "type": command.type or UserType.BOTH, "status": UserStatus.ACTIVE}, user_id=user_id)
     if backing == Backing.WALLET and uow.settings is not None and uow.settings.wallet_encryption_key:
-        wallets.create_for_user(uow, user_id, is_platform=payload["externalUserId"] == platform.EXTERNAL_ID)
+        wallets.create_for_user(uow, user_id, is_platform=command.external_user_id == platform.EXTERNAL_ID)
     return Result(201, "user", user_id)

@@ -35,7 +35,7 @@ class WalletStatus(StrEnum):
 
 def create_for_user(uow: UnitOfWork, user_id: str, *, is_platform: bool = False) -> str:
     """Generate and seal the user's keypair and plan its activation; returns the wallet id."""
-    settings = uow.settings
+    settings = uow.config
     keypair = Keypair.random()
     sealed = crypto.seal(crypto.Keyring.from_settings(settings.wallet_encryption_key), keypair.secret,
                          public_key=keypair.public_key)
@@ -47,7 +47,7 @@ def create_for_user(uow: UnitOfWork, user_id: str, *, is_platform: bool = False)
 
 
 def plan_activation(uow: UnitOfWork, wallet_id: str, public_key: str, *, is_platform: bool) -> None:
-    settings = uow.settings
+    settings = uow.config
     step = ids.new_id("step")
     if settings.friendbot_url:
         chain_steps.create(uow, step_id=step, kind="fund_account", subject_type="wallet", subject_id=wallet_id,

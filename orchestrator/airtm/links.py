@@ -7,11 +7,13 @@ conflict (the spec's new rule), so a user's payouts never silently change recipi
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from orchestrator.db import airtm as airtm_db
 from orchestrator.errors import BusinessRuleViolation, Conflict, NotFound
 from orchestrator.events import iso, now
+from orchestrator.payloads import Payload
 from orchestrator.results import Result
 from orchestrator.unit_of_work import UnitOfWork
 
@@ -36,8 +38,17 @@ def check_eligible(account: dict[str, Any] | None) -> dict[str, Any]:
     return account
 
 
-def link(uow: UnitOfWork, payload: dict[str, Any]) -> Result:
-    user_id, email, airtm_user_id = payload["userId"], payload["email"], payload["airtmUserId"]
+@dataclass(frozen=True)
+class LinkAirtm(Payload):
+    """``POST /users/{id}/airtm/link``, once AirTM named the account."""
+
+    user_id: str
+    email: str
+    airtm_user_id: str
+
+
+def link(uow: UnitOfWork, command: LinkAirtm) -> Result:
+    user_id, email, airtm_user_id = command.user_id, command.email, command.airtm_user_id
     current = airtm_db.lock_link(uow.conn, user_id)
     if current is None:
         raise NotFound(f"User {user_id} not found", code="USER_NOT_FOUND")

@@ -9,6 +9,7 @@ others find nothing left to do, which is what makes duplicated, reordered and lo
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from orchestrator import audit
@@ -18,6 +19,7 @@ from orchestrator.db import airtm as airtm_db
 from orchestrator.db import session
 from orchestrator.db import topups as topups_db
 from orchestrator.db import withdrawals as withdrawals_db
+from orchestrator.payloads import Payload
 from orchestrator.providers.airtm import AirtmClient, AirtmFailure
 from orchestrator.results import Result
 from orchestrator.settings import Settings
@@ -222,13 +224,24 @@ def process_webhook(engine: Any, settings: Settings, message_id: str) -> list[Me
         return list(uow.messages)
 
 
-def apply_reported(uow: UnitOfWork, payload: dict[str, Any]) -> Result:
+@dataclass(frozen=True)
+class ApplyAirtm(Payload):
+    """What AirTM reported about a top-up or a withdrawal (``resource`` ``topup``/``withdrawal``), from a
+    webhook or a read."""
+
+    resource: str
+    id: str
+    record: dict[str, Any]
+    canceled_by: str = "system"
+
+
+def apply_reported(uow: UnitOfWork, command: ApplyAirtm) -> Result:
     """The command behind refresh, cancel and commit requests: apply what the web tier read at AirTM."""
-    resource, record = payload["resource"], payload["record"]
-    canceled_by = payload.get("canceledBy", "system")
+    resource, record = command.resource, command.record
+    canceled_by = command.canceled_by
     if resource == "topup":
         checkout = uow.settings.airtm_checkout_base_url if uow.settings else ""
-        topups.apply_payin(uow, payload["id"], record, checkout_base=checkout, canceled_by=canceled_by)
+        topups.apply_payin(uow, command.id, record, checkout_base=checkout, canceled_by=canceled_by)
     else:
-        airtm_withdrawals.apply_payout(uow, payload["id"], record, canceled_by=canceled_by)
-    return Result(200, resource, payload["id"])
+        airtm_withdrawals.apply_payout(uow, command.id, record, canceled_by=canceled_by)
+    return Result(200, resource, command.id)

@@ -22,6 +22,7 @@ from orchestrator.db import topups as topups_db
 from orchestrator.errors import BusinessRuleViolation, InvalidStateTransition, NotFound, ProviderFailure
 from orchestrator.money import balances, ledger
 from orchestrator.money.ledger import AVAILABLE, user_account
+from orchestrator.payloads import Payload
 from orchestrator.providers.airtm import AirtmClient, AirtmFailure, amount_of
 from orchestrator.results import Result
 from orchestrator.unit_of_work import Message, UnitOfWork
@@ -52,14 +53,27 @@ PAYIN_STATUS = {
 CREATE_PAYIN = "airtm_create_payin"
 
 
-def create(uow: UnitOfWork, payload: dict[str, Any]) -> Result:
+@dataclass(frozen=True)
+class CreateTopUp(Payload):
+    """``POST /topups``; the redirect URLs filled from the instance's defaults when absent."""
+
+    user_id: str
+    amount: str
+    return_url: str
+    cancel_url: str
+    currency: str | None = None
+    description: str | None = None
+    metadata: dict[str, Any] | None = None
+
+
+def create(uow: UnitOfWork, command: CreateTopUp) -> Result:
     """Record the top-up; the pay-in is created by an actor after this commits (``CREATE_PAYIN``)."""
-    topup_id, user_id, amount = ids.new_id("topup"), payload["userId"], Decimal(payload["amount"])
+    topup_id, user_id, amount = ids.new_id("topup"), command.user_id, Decimal(command.amount)
     if users.require_backing(uow.conn, user_id, users.Backing.AIRTM).airtm_user_id is None:
         raise BusinessRuleViolation("The user has no linked AirTM account", code="AIRTM_USER_NOT_LINKED")
     topups_db.create(uow.conn, id=topup_id, user_id=user_id, amount=amount, status=T.CREATED,
-                     return_url=payload["returnUrl"], cancel_url=payload["cancelUrl"],
-                     description=payload.get("description"), metadata=payload.get("metadata"))
+                     return_url=command.return_url, cancel_url=command.cancel_url,
+                     description=command.description, metadata=command.metadata)
     uow.emit("topup.created", topup_id, {"topupId": topup_id, "userId": user_id,
                                          "amount": amounts.format_amount(amount), "currency": "USD"},
              user_id=user_id)

@@ -24,7 +24,7 @@ from orchestrator.errors import BusinessRuleViolation, NotFound
 from orchestrator.events import iso, now
 from orchestrator.money import balances, ledger
 from orchestrator.money.ledger import AVAILABLE, user_account
-from orchestrator.payments.withdrawal_states import Status
+from orchestrator.payments.withdrawal_states import CreateWithdrawal, Status
 from orchestrator.providers.airtm import amount_of
 from orchestrator.results import Result
 from orchestrator.unit_of_work import Message, UnitOfWork
@@ -48,9 +48,9 @@ PAYOUT_STATUS = {
 CREATE_PAYOUT = "airtm_create_payout"
 
 
-def create(uow: UnitOfWork, payload: dict[str, Any]) -> Result:
+def create(uow: UnitOfWork, command: CreateWithdrawal) -> Result:
     """Debit ``available`` and record the withdrawal; the payout is created after this commits."""
-    user_id, amount = payload["userId"], Decimal(payload["amount"])
+    user_id, amount = command.user_id, Decimal(command.amount)
     users.require_backing(uow.conn, user_id, users.Backing.AIRTM)
     link = airtm_db.lock_link(uow.conn, user_id)
     if link is None:
@@ -61,13 +61,13 @@ def create(uow: UnitOfWork, payload: dict[str, Any]) -> Result:
     changes = ledger.transfer(uow, kind="withdrawal_created", amount=amount, reference=withdrawal_id,
                               source=user_account(user_id, AVAILABLE), destination=ledger.WORLD_AIRTM)
     withdrawals_db.create(uow.conn, id=withdrawal_id, user_id=user_id, amount=amount, status=W.CREATED,
-                          committed=False, destination_type=payload["destinationType"],
-                          destination_ref=payload["destinationRef"], description=payload.get("description"),
-                          commit_requested=bool(payload.get("commit")))
+                          committed=False, destination_type=command.destination_type,
+                          destination_ref=command.destination_ref, description=command.description,
+                          commit_requested=bool(command.commit))
     balances.emit_debited(uow, changes[user_id], amount, destination="withdrawal", destination_id=withdrawal_id)
     uow.emit("withdrawal.created", withdrawal_id, {
         "withdrawalId": withdrawal_id, "userId": user_id, "amount": amounts.format_amount(amount), "currency": "USD",
-        "destinationType": payload["destinationType"], "destinationRef": payload["destinationRef"]},
+        "destinationType": command.destination_type, "destinationRef": command.destination_ref},
         user_id=user_id)
     flow = uow.context.command_id or ""
     if flow:

@@ -8,7 +8,9 @@ from typing import TypeVar
 
 from sqlalchemy import Connection, Engine, text
 
+#: The connection and engine types, for the core's annotations (the core imports no SQLAlchemy itself).
 Conn = Connection
+EngineType = Engine
 T = TypeVar("T")
 
 

@@ -9,6 +9,7 @@ decision so support can decide again.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -19,6 +20,7 @@ from orchestrator.errors import Conflict, InvalidStateTransition, NotFound, Vali
 from orchestrator.escrow import escrows, orders
 from orchestrator.escrow.dispute_outcomes import Status
 from orchestrator.events import iso, now
+from orchestrator.payloads import Payload
 from orchestrator.results import Result
 from orchestrator.unit_of_work import UnitOfWork
 
@@ -34,9 +36,19 @@ def load(uow: UnitOfWork, dispute_id: str) -> disputes_db.Dispute:
     return dispute
 
 
-def open_dispute(uow: UnitOfWork, payload: dict[str, Any]) -> Result:
+@dataclass(frozen=True)
+class OpenDispute(Payload):
+    """``POST /orders/{id}/resolution/dispute``."""
+
+    order_id: str
+    opened_by: str
+    reason: str
+    evidence: list[Any] | None = None
+
+
+def open_dispute(uow: UnitOfWork, command: OpenDispute) -> Result:
     """O17: only from IN_PROGRESS; one dispute per order, ever."""
-    order = orders.load(uow, payload["orderId"])
+    order = orders.load(uow, command.order_id)
     existing = disputes_db.of_order_now(uow.conn, order.id)
     if existing is not None and existing.status != Status.RESOLVED:
         raise Conflict("A dispute is already open on this order", code="DISPUTE_ALREADY_OPEN",
@@ -45,58 +57,80 @@ def open_dispute(uow: UnitOfWork, payload: dict[str, Any]) -> Result:
     escrow = escrows_db.live_for_order(uow.conn, order.id, for_update=True)
     assert escrow is not None
     dispute_id, opened_at = ids.new_id("dispute"), now()
-    disputes_db.create(uow.conn, id=dispute_id, order_id=order.id, opened_by=payload["openedBy"],
-                       reason=payload["reason"], evidence=payload.get("evidence") or [], status=Status.OPEN)
+    disputes_db.create(uow.conn, id=dispute_id, order_id=order.id, opened_by=command.opened_by,
+                       reason=command.reason, evidence=command.evidence or [], status=Status.OPEN)
     orders.move(uow, order, "dispute")
     escrows_db.set_status(uow.conn, escrow.id, expected=escrows.E.FUNDED, status=escrows.E.DISPUTED)
     uow.emit("dispute.opened", dispute_id, {
-        "disputeId": dispute_id, "orderId": order.id, "openedBy": payload["openedBy"], "reason": payload["reason"],
-        "evidence": payload.get("evidence") or [], "openedAt": iso(opened_at)}, user_id=order.buyer_id)
+        "disputeId": dispute_id, "orderId": order.id, "openedBy": command.opened_by, "reason": command.reason,
+        "evidence": command.evidence or [], "openedAt": iso(opened_at)}, user_id=order.buyer_id)
     uow.emit("order.disputed", order.id, {"orderId": order.id, "disputeId": dispute_id,
-                                          "openedBy": payload["openedBy"], "reason": payload["reason"],
+                                          "openedBy": command.opened_by, "reason": command.reason,
                                           "openedAt": iso(opened_at)}, user_id=order.buyer_id)
     return Result(201, "dispute", dispute_id)
 
 
-def assign(uow: UnitOfWork, payload: dict[str, Any]) -> Result:
-    dispute = load(uow, payload["disputeId"])
+@dataclass(frozen=True)
+class AssignDispute(Payload):
+    """``POST /disputes/{id}/assign``."""
+
+    dispute_id: str
+    assigned_to: str
+    notes: str | None = None
+
+
+def assign(uow: UnitOfWork, command: AssignDispute) -> Result:
+    dispute = load(uow, command.dispute_id)
     if dispute.status != Status.OPEN or dispute.resolution_decision is not None:
         raise InvalidStateTransition(resource="Dispute", id=dispute.id, current=dispute.status, action="assign",
                                      allowed=[Status.OPEN])
-    disputes_db.change(uow.conn, dispute.id, status=Status.UNDER_REVIEW, assigned_to=payload["assignedTo"],
-                       assignment_notes=payload.get("notes"))
+    disputes_db.change(uow.conn, dispute.id, status=Status.UNDER_REVIEW, assigned_to=command.assigned_to,
+                       assignment_notes=command.notes)
     uow.emit("dispute.under_review", dispute.id, {
-        "disputeId": dispute.id, "orderId": dispute.order_id, "reviewedBy": payload["assignedTo"],
-        "reviewStartedAt": iso(now()), "notes": payload.get("notes")})
+        "disputeId": dispute.id, "orderId": dispute.order_id, "reviewedBy": command.assigned_to,
+        "reviewStartedAt": iso(now()), "notes": command.notes})
     return Result(200, "dispute", dispute.id)
 
 
-def resolve(uow: UnitOfWork, payload: dict[str, Any]) -> Result:
+@dataclass(frozen=True)
+class ResolveDispute(Payload):
+    """``POST /disputes/{id}/resolve``; the two amounts only for ``SPLIT``."""
+
+    dispute_id: str
+    decision: str
+    release_amount: str | None = None
+    refund_amount: str | None = None
+    note: str | None = None
+    resolved_by: str | None = None
+
+
+def resolve(uow: UnitOfWork, command: ResolveDispute) -> Result:
     """O18/O19: record the decision, move the order to *_REQUESTED and run the resolution on the ledger."""
-    dispute = load(uow, payload["disputeId"])
+    dispute = load(uow, command.dispute_id)
     if dispute.status == Status.RESOLVED or dispute.resolution_decision is not None:
         raise InvalidStateTransition(resource="Dispute", id=dispute.id, current=dispute.status, action="resolve",
                                      allowed=[Status.OPEN, Status.UNDER_REVIEW])
     order = orders.load(uow, dispute.order_id)
     escrow = escrows_db.live_for_order(uow.conn, order.id, for_update=True)
     assert escrow is not None
-    shares = _shares(payload, order.amount)
-    resolved_by = payload.get("resolvedBy") or dispute.assigned_to or uow.context.actor_id
-    disputes_db.change(uow.conn, dispute.id, resolution_decision=payload["decision"],
+    shares = _shares(command, order.amount)
+    resolved_by = command.resolved_by or dispute.assigned_to or uow.context.actor_id
+    disputes_db.change(uow.conn, dispute.id, resolution_decision=command.decision,
                        release_amount=shares.get("seller", Decimal(0)), refund_amount=shares.get("buyer", Decimal(0)),
-                       decision_note=payload.get("note"), resolved_by=resolved_by)
+                       decision_note=command.note, resolved_by=resolved_by)
     escrows.start_payout(uow, order, escrow, "dispute", shares=shares, escrow_status=None, requested_by=resolved_by,
-                         reason=payload.get("note"), dispute_id=dispute.id)
+                         reason=command.note, dispute_id=dispute.id)
     return Result(200, "dispute", dispute.id, {"flow": True})
 
 
-def _shares(payload: dict[str, Any], total: Decimal) -> dict[str, Decimal]:
-    decision = payload["decision"]
-    if decision == "FULL_RELEASE":
+def _shares(command: ResolveDispute, total: Decimal) -> dict[str, Decimal]:
+    if command.decision == "FULL_RELEASE":
         return {"seller": total}
-    if decision == "FULL_REFUND":
+    if command.decision == "FULL_REFUND":
         return {"buyer": total}
-    release, refund = Decimal(payload["releaseAmount"]), Decimal(payload["refundAmount"])
+    if command.release_amount is None or command.refund_amount is None:  # the schema requires both for SPLIT
+        raise ValidationFailed.field("releaseAmount", "MISSING_REQUIRED_FIELD", "a SPLIT names both amounts")
+    release, refund = Decimal(command.release_amount), Decimal(command.refund_amount)
     if release + refund != total:
         raise ValidationFailed("releaseAmount + refundAmount must equal the escrow total", details={
             "fields": [{"field": "releaseAmount", "code": "SPLIT_SUM_MISMATCH",

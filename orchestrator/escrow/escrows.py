@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import random
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
@@ -34,6 +34,7 @@ from orchestrator.escrow import dispute_outcomes, orders, tw_envelopes, tw_submi
 from orchestrator.events import iso, now
 from orchestrator.money import balances, ledger
 from orchestrator.money.ledger import AVAILABLE, RESERVED, user_account
+from orchestrator.payloads import Payload
 from orchestrator.providers.horizon import AccountState
 from orchestrator.results import Result
 from orchestrator.unit_of_work import UnitOfWork
@@ -73,9 +74,16 @@ _S = orders.Status
 log = logging.getLogger(__name__)
 
 
-def create(uow: UnitOfWork, payload: dict[str, Any]) -> Result:
+@dataclass(frozen=True)
+class CreateEscrow(Payload):
+    """``POST /orders/{id}/escrow``."""
+
+    order_id: str
+
+
+def create(uow: UnitOfWork, command: CreateEscrow) -> Result:
     """O5: the order moves to ESCROW_CREATING and the platform wallet deploys the contract."""
-    order = orders.load(uow, payload["orderId"])
+    order = orders.load(uow, command.order_id)
     if escrows_db.live_for_order(uow.conn, order.id, for_update=True) is not None:
         raise Conflict("The order already has an escrow", code="ESCROW_ALREADY_EXISTS",
                        details={"orderId": order.id})
@@ -84,7 +92,7 @@ def create(uow: UnitOfWork, payload: dict[str, Any]) -> Result:
     approver = treasury.choose_approver(uow.conn) if order.funding_mode == treasury.TREASURY else None
     # the deploy's signer only pays its fee: any platform-held account will do, and spreading deploys
     # over several keeps them from queueing on one sequence number; the roles stay the platform's
-    deployer = random.choice(platform.deployer_keys(uow.conn, uow.settings) or [platform_key])
+    deployer = random.choice(platform.deployer_keys(uow.conn, uow.config) or [platform_key])
     escrow_id = ids.new_id("escrow")
     escrows_db.create(uow.conn, id=escrow_id, order_id=order.id, status=E.CREATING, amount=order.amount,
                       funding_mode=order.funding_mode, treasury_account=approver)
@@ -95,9 +103,16 @@ def create(uow: UnitOfWork, payload: dict[str, Any]) -> Result:
     return Result(200, "order", order.id, {"flow": True})
 
 
-def fund(uow: UnitOfWork, payload: dict[str, Any]) -> Result:
+@dataclass(frozen=True)
+class FundEscrow(Payload):
+    """``POST /orders/{id}/escrow/fund``."""
+
+    order_id: str
+
+
+def fund(uow: UnitOfWork, command: FundEscrow) -> Result:
     """O8: the reservation leaves the book for the contract; the buyer's wallet signs the fund call."""
-    order = orders.load(uow, payload["orderId"])
+    order = orders.load(uow, command.order_id)
     escrow = escrows_db.live_for_order(uow.conn, order.id, for_update=True)
     if order.status == _S.ESCROW_CREATING and escrow is not None and escrow.status != E.CREATED:
         if escrow.status == E.CREATING:
@@ -168,7 +183,7 @@ def _ready_wallets(uow: UnitOfWork, order: orders_db.Order) -> str:
     """Every party's account must be on the ledger with its trustline: a WALLET-backed party's own wallet, the
     pool's for an AIRTM-backed one (which must be linked to AirTM); returns the platform's key."""
     backings = treasury.require_linked(uow.conn, {"buyerId": order.buyer_id, "sellerId": order.seller_id})
-    found = platform.find(uow.conn, uow.settings)
+    found = platform.find(uow.conn, uow.config)
     parties = (("BUYER", order.buyer_id), ("SELLER", order.seller_id),
                ("PLATFORM", found.user_id if found else None))
     for role, user_id in parties:
@@ -354,23 +369,41 @@ def payout_backoff_ms(retries: int) -> int:
     return min(1000 * 2 ** min(retries - 1, 20), MAX_PAYOUT_BACKOFF_MS)
 
 
-def release(uow: UnitOfWork, payload: dict[str, Any]) -> Result:
+@dataclass(frozen=True)
+class ReleaseOrder(Payload):
+    """``POST /orders/{id}/resolution/release``."""
+
+    order_id: str
+    requested_by: str | None = None
+    reason: str | None = None
+
+
+def release(uow: UnitOfWork, command: ReleaseOrder) -> Result:
     """O11: the seller marks the milestone done, the buyer approves and releases (three transactions)."""
-    order, escrow = _payout_ready(uow, payload["orderId"], "release")
+    order, escrow = _payout_ready(uow, command.order_id, "release")
     open_refs = orders_db.open_milestone_refs(uow.conn, order.id)
     if open_refs:
         raise InvalidStateTransition(resource="Order", id=order.id, current=order.status, action="release",
                                      allowed=[_S.IN_PROGRESS], details={"incompleteMilestones": open_refs})
     start_payout(uow, order, escrow, "release", shares={"seller": order.amount}, escrow_status=E.RELEASING,
-                 requested_by=payload.get("requestedBy"), reason=payload.get("reason"))
+                 requested_by=command.requested_by, reason=command.reason)
     return Result(200, "order", order.id, {"flow": True})
 
 
-def refund(uow: UnitOfWork, payload: dict[str, Any]) -> Result:
+@dataclass(frozen=True)
+class RefundOrder(Payload):
+    """``POST /orders/{id}/resolution/refund``."""
+
+    order_id: str
+    requested_by: str | None = None
+    reason: str | None = None
+
+
+def refund(uow: UnitOfWork, command: RefundOrder) -> Result:
     """O14: the buyer disputes the escrow and the platform resolves it wholly to the buyer."""
-    order, escrow = _payout_ready(uow, payload["orderId"], "refund")
+    order, escrow = _payout_ready(uow, command.order_id, "refund")
     start_payout(uow, order, escrow, "refund", shares={"buyer": order.amount}, escrow_status=E.REFUNDING,
-                 requested_by=payload.get("requestedBy"), reason=payload.get("reason"))
+                 requested_by=command.requested_by, reason=command.reason)
     return Result(200, "order", order.id, {"flow": True})
 
 
@@ -457,7 +490,7 @@ def _payout_step_failed(uow: UnitOfWork, step: Step, reason: str) -> None:
     operation = "dispute_resolution" if plan == "dispute" else plan
     if step.params["index"] > 0:  # money already moved on the ledger: never roll back, try again later
         retries = int(step.params.get("retries", 0)) + 1
-        stuck_after = uow.settings.payout_stuck_after
+        stuck_after = uow.config.payout_stuck_after
         if retries in (1, stuck_after):  # the first failure, and once more when it is stuck
             stuck = f"stuck after {retries} failed attempts, still retrying: " if retries == stuck_after else ""
             _operation_failed(uow, order, operation, stuck + reason, status=order.status, retrying=True)
@@ -518,7 +551,7 @@ def _settled(uow: UnitOfWork, step: Step, record: dict[str, Any] | None) -> None
     """O12/O15/O20/O21: each receiving party is credited the net the contract paid it; each fee is an entry."""
     escrow = escrows_db.get(uow.conn, step.subject_id, for_update=True)
     order = orders_db.get(uow.conn, step.params["orderId"], for_update=True)
-    platform_user = platform.find(uow.conn, uow.settings)
+    platform_user = platform.find(uow.conn, uow.config)
     assert escrow is not None
     assert order is not None
     assert platform_user is not None

@@ -9,6 +9,7 @@ marks completed while the order is ``IN_PROGRESS``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
@@ -27,6 +28,7 @@ from orchestrator.errors import (
 from orchestrator.events import iso, now
 from orchestrator.money import balances, ledger
 from orchestrator.money.ledger import AVAILABLE, RESERVED, user_account
+from orchestrator.payloads import Payload
 from orchestrator.results import Result
 from orchestrator.unit_of_work import UnitOfWork
 
@@ -122,27 +124,42 @@ def load(uow: UnitOfWork, order_id: str) -> orders_db.Order:
     return order
 
 
-def create(uow: UnitOfWork, payload: dict[str, Any]) -> Result:
+@dataclass(frozen=True)
+class CreateOrder(Payload):
+    """``POST /orders``; each milestone as the API sends it (``milestoneRef``, ``title``, ``amount``)."""
+
+    buyer_id: str
+    seller_id: str
+    amount: str
+    title: str
+    currency: str | None = None
+    description: str | None = None
+    client_order_ref: str | None = None
+    milestones: list[dict[str, Any]] | None = None
+    metadata: dict[str, Any] | None = None
+
+
+def create(uow: UnitOfWork, command: CreateOrder) -> Result:
     """O1: record the order and its milestones; dedupe on ``clientOrderRef``."""
-    buyer, seller, amount = payload["buyerId"], payload["sellerId"], Decimal(payload["amount"])
+    buyer, seller, amount = command.buyer_id, command.seller_id, Decimal(command.amount)
     _check_parties(uow, buyer, seller)
     # an AIRTM-backed party must be linked to AirTM; an AIRTM-backed buyer's escrow is the pool's (decision 25)
     backings = treasury.require_linked(uow.conn, {"buyerId": buyer, "sellerId": seller})
-    ref = payload.get("clientOrderRef")
+    ref = command.client_order_ref
     order_id = ids.new_id("order")
     created = orders_db.create(uow.conn, id=order_id, client_order_ref=ref, buyer_id=buyer, seller_id=seller,
-                               amount=amount, currency=payload.get("currency") or "USD", status=S.ORDER_CREATED,
-                               title=payload["title"], description=payload.get("description"),
-                               metadata=payload.get("metadata"),
+                               amount=amount, currency=command.currency or "USD", status=S.ORDER_CREATED,
+                               title=command.title, description=command.description,
+                               metadata=command.metadata,
                                funding_mode=treasury.funding_mode(backings[buyer].backing))
     if not created:
         return _existing_for_ref(uow, ref, buyer=buyer, seller=seller, amount=amount)
     orders_db.add_milestones(uow.conn, [
         {"id": ids.new_id("milestone"), "order_id": order_id, "milestone_ref": m["milestoneRef"], "position": i,
-         "title": m["title"], "amount": Decimal(m["amount"])} for i, m in enumerate(payload.get("milestones") or [])])
+         "title": m["title"], "amount": Decimal(m["amount"])} for i, m in enumerate(command.milestones or [])])
     uow.emit("order.created", order_id, {
         "orderId": order_id, "buyerId": buyer, "sellerId": seller, "amount": amounts.format_amount(amount),
-        "currency": "USD", "title": payload["title"], "description": payload.get("description"),
+        "currency": "USD", "title": command.title, "description": command.description,
         "clientOrderRef": ref}, user_id=buyer)
     return Result(201, "order", order_id)
 
@@ -167,13 +184,21 @@ def _existing_for_ref(uow: UnitOfWork, ref: str | None, *, buyer: str, seller: s
     return Result(200, "order", existing.id)
 
 
-def reserve(uow: UnitOfWork, payload: dict[str, Any]) -> Result:
+@dataclass(frozen=True)
+class ReserveOrder(Payload):
+    """``POST /orders/{id}/reserve``."""
+
+    order_id: str
+    amount: str | None = None
+
+
+def reserve(uow: UnitOfWork, command: ReserveOrder) -> Result:
     """O2: hold the buyer's funds for the order, atomically with the status change."""
-    order = load(uow, payload["orderId"])
-    if payload.get("amount") is not None and Decimal(payload["amount"]) != order.amount:
+    order = load(uow, command.order_id)
+    if command.amount is not None and Decimal(command.amount) != order.amount:
         raise BusinessRuleViolation("The amount must equal the order amount", code="RESERVE_MISMATCH_AMOUNT",
                                     details={"orderAmount": amounts.format_amount(order.amount),
-                                             "requested": payload["amount"]})
+                                             "requested": command.amount})
     if order.status == S.FUNDS_RESERVED:
         raise Conflict("Funds are already reserved for this order", code="FUNDS_ALREADY_RESERVED",
                        details={"resource": "Order", "id": order.id, "currentState": order.status})
@@ -191,9 +216,18 @@ def reserve(uow: UnitOfWork, payload: dict[str, Any]) -> Result:
     return Result(200, "order", order.id)
 
 
-def cancel(uow: UnitOfWork, payload: dict[str, Any]) -> Result:
+@dataclass(frozen=True)
+class CancelOrder(Payload):
+    """``POST /orders/{id}/cancel``."""
+
+    order_id: str
+    reason: str | None = None
+    canceled_by: str | None = None
+
+
+def cancel(uow: UnitOfWork, command: CancelOrder) -> Result:
     """O3/O4: close a pre-escrow order; a reservation goes back to the buyer's available balance."""
-    order = load(uow, payload["orderId"])
+    order = load(uow, command.order_id)
     guard(order, "cancel")
     released = order.status == S.FUNDS_RESERVED
     if released:
@@ -203,24 +237,32 @@ def cancel(uow: UnitOfWork, payload: dict[str, Any]) -> Result:
         balances.emit_released(uow, changes[order.buyer_id], order.amount, order_id=order.id, reason="cancel")
     closed_at = now()
     move(uow, order, "cancel", final_status="CANCELED", closed_at=closed_at,
-         canceled_by=payload.get("canceledBy"), cancel_reason=payload.get("reason"))
+         canceled_by=command.canceled_by, cancel_reason=command.reason)
     uow.emit("order.canceled", order.id, {
-        "orderId": order.id, "buyerId": order.buyer_id, "canceledBy": payload.get("canceledBy"),
-        "reason": payload.get("reason"), "canceledAt": iso(closed_at), "fundsReleased": released},
+        "orderId": order.id, "buyerId": order.buyer_id, "canceledBy": command.canceled_by,
+        "reason": command.reason, "canceledAt": iso(closed_at), "fundsReleased": released},
         user_id=order.buyer_id)
     uow.emit("order.closed", order.id, {"orderId": order.id, "finalStatus": "CANCELED", "closedAt": iso(closed_at)},
              user_id=order.buyer_id)
     return Result(200, "order", order.id)
 
 
-def complete_milestone(uow: UnitOfWork, payload: dict[str, Any]) -> Result:
+@dataclass(frozen=True)
+class CompleteMilestone(Payload):
+    """``POST /orders/{id}/milestones/{ref}/complete``."""
+
+    order_id: str
+    milestone_ref: str
+
+
+def complete_milestone(uow: UnitOfWork, command: CompleteMilestone) -> Result:
     """Mark one off-chain milestone done (states.md §4); only while the order is ``IN_PROGRESS``."""
     from orchestrator.db import escrows as escrows_db
 
-    order = load(uow, payload["orderId"])
-    found = orders_db.milestone(uow.conn, order.id, payload["milestoneRef"], for_update=True)
+    order = load(uow, command.order_id)
+    found = orders_db.milestone(uow.conn, order.id, command.milestone_ref, for_update=True)
     if found is None:
-        raise NotFound(f"Milestone {payload['milestoneRef']} not found", code="MILESTONE_NOT_FOUND")
+        raise NotFound(f"Milestone {command.milestone_ref} not found", code="MILESTONE_NOT_FOUND")
     if order.status != S.IN_PROGRESS or found.status != MilestoneStatus.OPEN:
         resource, current, allowed = (("Order", order.status, [S.IN_PROGRESS]) if order.status != S.IN_PROGRESS
                                       else ("Milestone", found.status, [MilestoneStatus.OPEN]))

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 from orchestrator import amounts
 from orchestrator.money import ledger
 from orchestrator.money.ledger import ADJUSTMENT, AVAILABLE, RESERVED, Change, user_account
+from orchestrator.payloads import Payload
 from orchestrator.results import Result
 from orchestrator.unit_of_work import UnitOfWork
 
@@ -58,13 +60,27 @@ def emit_released(uow: UnitOfWork, change: Change, amount: Decimal, *, order_id:
     uow.emit("balance.released", change.user_id, payload, user_id=change.user_id)
 
 
-def admin_operation(uow: UnitOfWork, payload: dict[str, Any]) -> Result:
+@dataclass(frozen=True)
+class AdjustBalance(Payload):
+    """``POST /users/{id}/balance/{operation}`` (api.md §6.4)."""
+
+    operation: str
+    user_id: str
+    amount: str
+    currency: str | None = None
+    description: str | None = None
+    reference: str | None = None
+    order_id: str | None = None
+    seller_id: str | None = None
+
+
+def admin_operation(uow: UnitOfWork, command: AdjustBalance) -> Result:
     """Run one administrative move against the adjustment account, with its events and audit entry."""
-    operation, user_id = payload["operation"], payload["userId"]
-    amount = Decimal(payload["amount"])
+    operation, user_id = command.operation, command.user_id
+    amount = Decimal(command.amount)
     kind, source, destination = ADMIN_OPERATIONS[operation]
-    reference = payload.get("orderId") or payload.get("reference")
-    seller_id: str = payload.get("sellerId") or user_id  # only ``release`` names a seller
+    reference = command.order_id or command.reference
+    seller_id: str = command.seller_id or user_id  # only ``release`` names a seller
 
     def account(bucket: str) -> str:
         if bucket == "adjustment":
@@ -79,7 +95,7 @@ def admin_operation(uow: UnitOfWork, payload: dict[str, Any]) -> Result:
         # account, so each user's book still equals their wallet plus their adjustments (decision 7).
         legs = [(account(source), -amount), (ADJUSTMENT, amount), (ADJUSTMENT, -amount),
                 (account(destination), amount)]
-    changes = ledger.post(uow, kind=kind, legs=legs, reference=reference, description=payload.get("description"))
+    changes = ledger.post(uow, kind=kind, legs=legs, reference=reference, description=command.description)
     _emit_admin(uow, operation, changes, amount, user_id=user_id, seller_id=seller_id, reference=reference)
     shown = changes[seller_id]
     audit_id = uow.audit(
@@ -87,7 +103,7 @@ def admin_operation(uow: UnitOfWork, payload: dict[str, Any]) -> Result:
         before={"available": amounts.format_balance(shown.available_before),
                 "reserved": amounts.format_balance(shown.reserved_before)},
         after={"operation": operation, "amount": amounts.format_balance(amount), "reference": reference,
-               "description": payload.get("description"), "sellerId": payload.get("sellerId"),
+               "description": command.description, "sellerId": command.seller_id,
                "available": amounts.format_balance(shown.available),
                "reserved": amounts.format_balance(shown.reserved)})
     fmt = amounts.format_balance

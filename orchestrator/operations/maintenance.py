@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from orchestrator.db import maintenance as maintenance_db
+from orchestrator.payloads import Payload
 from orchestrator.results import Result
 from orchestrator.unit_of_work import UnitOfWork
 
@@ -13,8 +15,15 @@ DEFAULT_MESSAGE = "System maintenance in progress"
 CHANGED_CHANNEL = "maintenance"
 
 
-def enable(uow: UnitOfWork, payload: dict[str, Any]) -> Result:
-    message = payload.get("message") or DEFAULT_MESSAGE
+@dataclass(frozen=True)
+class EnableMaintenance(Payload):
+    """``POST /admin/maintenance/enable``."""
+
+    message: str | None = None
+
+
+def enable(uow: UnitOfWork, command: EnableMaintenance) -> Result:
+    message = command.message or DEFAULT_MESSAGE
     before = _state(uow)
     maintenance_db.set_enabled(uow.conn, message=message, enabled_by=uow.context.actor_id or "master")
     uow.notify(CHANGED_CHANNEL, "enabled")
@@ -22,7 +31,12 @@ def enable(uow: UnitOfWork, payload: dict[str, Any]) -> Result:
     return Result(200, "maintenance", "1")
 
 
-def disable(uow: UnitOfWork, payload: dict[str, Any]) -> Result:
+@dataclass(frozen=True)
+class DisableMaintenance(Payload):
+    """``POST /admin/maintenance/disable``."""
+
+
+def disable(uow: UnitOfWork, command: DisableMaintenance) -> Result:
     before = _state(uow)
     if maintenance_db.set_disabled(uow.conn):
         _audit(uow, "maintenance.disabled", before, {"enabled": False, "message": None})

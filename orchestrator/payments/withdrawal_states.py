@@ -1,4 +1,4 @@
-"""A withdrawal's states, both paths (spec states.md §7.2).
+"""A withdrawal's states and its command's payload, both paths (spec states.md §7.2, api.md §12).
 
 Apart from ``withdrawals`` because the AirTM path (``airtm_withdrawals``) shares them and is itself
 called by ``withdrawals``.
@@ -6,7 +6,10 @@ called by ``withdrawals``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
+
+from orchestrator.payloads import Payload
 
 
 class Status(StrEnum):
@@ -30,3 +33,17 @@ TRANSITIONS: dict[Status, frozenset[Status]] = {
     W.FAILED: frozenset(),
     W.CANCELED: frozenset(),
 }
+
+
+@dataclass(frozen=True)
+class CreateWithdrawal(Payload):
+    """``POST /withdrawals``: ``crypto`` pays from the user's wallet, any other destination through AirTM
+    (``commit`` asks AirTM to commit the payout at once)."""
+
+    user_id: str
+    amount: str
+    destination_type: str
+    destination_ref: str
+    currency: str | None = None
+    commit: bool | None = None
+    description: str | None = None

@@ -25,7 +25,7 @@ from orchestrator.errors import BusinessRuleViolation, NotFound
 from orchestrator.events import iso, now
 from orchestrator.money import balances, ledger
 from orchestrator.money.ledger import AVAILABLE, user_account
-from orchestrator.payments.withdrawal_states import W
+from orchestrator.payments.withdrawal_states import CreateWithdrawal, W
 from orchestrator.providers.horizon import AccountState
 from orchestrator.results import Result
 from orchestrator.unit_of_work import UnitOfWork
@@ -37,27 +37,27 @@ DESTINATION_REASONS = {"op_no_destination": "no_account", "op_no_trust": "no_tru
 TIMEOUT_SECONDS = 60
 
 
-def create(uow: UnitOfWork, payload: dict[str, Any]) -> Result:
+def create(uow: UnitOfWork, command: CreateWithdrawal) -> Result:
     """Debit ``available``, commit the crypto withdrawal and start its payment from the user's wallet."""
-    user_id, amount = payload["userId"], Decimal(payload["amount"])
+    user_id, amount = command.user_id, Decimal(command.amount)
     users.require_backing(uow.conn, user_id, users.Backing.WALLET)
     wallet = wallets_db.of_user_now(uow.conn, user_id)
     if wallet is None or wallet.status != "ACTIVE":
         raise NotFound(f"User {user_id} has no active wallet", code="WALLET_NOT_FOUND")
-    if payload["destinationRef"] == wallet.public_key:
+    if command.destination_ref == wallet.public_key:
         raise BusinessRuleViolation("A withdrawal cannot pay the user's own wallet",
                                     code="WITHDRAWAL_DESTINATION_INVALID", details={"reason": "SELF_DESTINATION"})
     withdrawal_id = ids.new_id("withdrawal")
     changes = ledger.transfer(uow, kind="withdrawal_created", amount=amount, reference=withdrawal_id,
                               source=user_account(user_id, AVAILABLE), destination=ledger.WORLD_STELLAR)
     withdrawals_db.create(uow.conn, id=withdrawal_id, user_id=user_id, amount=amount, status=W.COMMITTED,
-                          committed=True, destination_type="crypto", destination_ref=payload["destinationRef"],
-                          description=payload.get("description"))
+                          committed=True, destination_type="crypto", destination_ref=command.destination_ref,
+                          description=command.description)
     change, shown = changes[user_id], amounts.format_amount(amount)
     balances.emit_debited(uow, change, amount, destination="withdrawal", destination_id=withdrawal_id)
     base = {"withdrawalId": withdrawal_id, "userId": user_id, "amount": shown}
     uow.emit("withdrawal.created", withdrawal_id, {**base, "currency": "USD", "destinationType": "crypto",
-                                                   "destinationRef": payload["destinationRef"]}, user_id=user_id)
+                                                   "destinationRef": command.destination_ref}, user_id=user_id)
     uow.emit("withdrawal.committed", withdrawal_id, {**base, "currency": "USD",
                                                      "availableBalance": amounts.format_balance(change.available)},
              user_id=user_id)

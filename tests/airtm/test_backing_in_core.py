@@ -24,8 +24,8 @@ from tests.api import unique
 
 def backed_user(engine: Engine, backing: users.Backing, *, linked: bool = True) -> str:
     """A user of ``backing`` with 50.00 available, linked to an AirTM account unless told otherwise."""
-    def create(uow: UnitOfWork, payload: dict[str, Any]) -> Any:
-        return users.create(uow, payload, backing=backing)
+    def create(uow: UnitOfWork, command: users.CreateUser) -> Any:
+        return users.create(uow, command, backing=backing)
 
     user_id = builders.run(engine, create, {"externalUserId": unique("ext")}).id
     builders.adjust(engine, "credit", user_id, Decimal("50.00"))

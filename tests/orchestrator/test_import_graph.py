@@ -19,7 +19,7 @@ CORE = "orchestrator"
 
 #: Bottom to top, as docs/contributors/architecture.md draws them. Each entry is a module or a package.
 FLOORS: list[set[str]] = [
-    {"errors", "ids", "settings", "dotenv", "crypto", "logs", "results", "amounts", "events"},
+    {"errors", "ids", "settings", "dotenv", "crypto", "logs", "results", "amounts", "events", "payloads"},
     {"db"},
     {"unit_of_work", "audit"},
     {"providers"},
