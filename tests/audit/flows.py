@@ -85,8 +85,8 @@ def email(who: str) -> str:
 
 
 def airtm_backed_user(engine: Engine, address: str) -> str:
-    def create(uow: UnitOfWork, payload: dict[str, Any]) -> Any:
-        return users.create(uow, payload, backing=users.Backing.AIRTM)
+    def create(uow: UnitOfWork, command: users.CreateUser) -> Any:
+        return users.create(uow, command, backing=users.Backing.AIRTM)
 
     return builders.run(engine, create, {"externalUserId": unique("ext"), "email": address}).id
 
