@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC
 from typing import Any
 
-from orchestrator import ids
+from orchestrator import ids, logs
 from orchestrator.db import audit as audit_db
 
 MASK = "***REDACTED***"
@@ -33,7 +33,6 @@ _PARTIAL_ACCOUNT = ("account", "bank", "number")
 #: Values scrubbed wherever they appear, whatever the field is called (defence in depth): e-mail
 #: addresses keep their first character and domain; Stellar secret seeds and our API keys and tokens
 #: are masked whole.
-_EMAIL = re.compile(r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9.-]+\.[A-Za-z]{2,})")
 _SECRETS = re.compile(r"\bS[A-Z2-7]{55}\b|\bohk_(?:test|live|tok)_[A-Za-z0-9_.-]+")
 #: The first chain entry's "previous hash".
 GENESIS = "0" * 64
@@ -44,7 +43,7 @@ def _masked_name(lowered: str) -> bool:
 
 
 def _scrub(value: str) -> str:
-    return _EMAIL.sub(lambda m: f"{m.group(1)}***@{m.group(2)}", _SECRETS.sub(MASK, value))
+    return logs.mask_emails(_SECRETS.sub(MASK, value))
 
 
 def redact(value: Any, name: str = "") -> Any:

@@ -4,7 +4,9 @@ Every module logs through the standard library (``logging.getLogger(__name__)``)
 formatter turns each record into JSON and merges structlog's context variables, which the web
 middleware (``request_id``, ``command_id``) and the actor middleware (``message_id``, ``actor``,
 ``command_id``, ``request_id``, ``step_id``) bind for the task or thread handling the work. Secrets
-never reach a line: keys that name one are dropped and values shaped like one are masked.
+never reach a line: keys that name one are dropped and values shaped like one are masked. E-mail
+addresses (an AirTM refusal quotes the recipient's) keep their first character and domain, as the audit
+trail keeps them (spec api.md §15).
 """
 
 from __future__ import annotations
@@ -23,10 +25,17 @@ SECRET_FIELDS = frozenset({"authorization", "password", "secret", "secret_key", 
 _SEED = re.compile(r"\bS[A-Z2-7]{55}\b")
 _CREDENTIAL = re.compile(r"\b(ohk_(?:live|test|tok)_)[A-Za-z0-9_.\-]{6,}")
 REDACTED = "[REDACTED]"
+#: An e-mail address: its first character and its domain are kept (``a***@example.com``).
+EMAIL = re.compile(r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9.-]+\.[A-Za-z]{2,})")
+
+
+def mask_emails(text: str) -> str:
+    return EMAIL.sub(lambda m: f"{m.group(1)}***@{m.group(2)}", text) if "@" in text else text
 
 
 def redact_text(text: str) -> str:
-    """Mask anything shaped like a secret seed or an API credential inside free text."""
+    """Mask anything shaped like a secret seed, an API credential or an e-mail address inside free text."""
+    text = mask_emails(text)
     if "S" in text:
         text = _SEED.sub(REDACTED, text)
     if "ohk_" in text:
