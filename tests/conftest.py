@@ -20,7 +20,11 @@ from scripts.ports import free_port
 if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
-RUN_ID = os.environ.get("OFFERHUB_TEST_RUN_ID") or secrets.token_hex(4)
+# Under pytest-xdist each worker is a run of its own (its own database, queues, Redis keys and sandbox):
+# the workers inherit the controller's id and add their name to it.
+RUN_ID = (os.environ.get("OFFERHUB_TEST_RUN_ID") or secrets.token_hex(4)).split("_")[0]
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    RUN_ID = f"{RUN_ID}_{os.environ['PYTEST_XDIST_WORKER']}"
 os.environ.update({
     "OFFERHUB_TEST_RUN_ID": RUN_ID,
     "OFFERHUB_TEST_SANDBOX_URL": os.environ.get("OFFERHUB_TEST_SANDBOX_URL") or "",
