@@ -15,8 +15,6 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from stellar_sdk import Keypair
-
 from orchestrator import dotenv
 from orchestrator.crypto import decode_key
 from orchestrator.errors import ConfigError
@@ -197,6 +195,8 @@ def variables_read(environ: Mapping[str, str]) -> tuple[dict[str, str | None], l
 
 def sandbox_usdc_issuer(seed: str) -> str:
     """The sandbox derives its USDC issuer from its seed (DESIGN decision 11); so do we."""
+    from stellar_sdk import Keypair  # here, not at the top: the CLI's HTTP commands start without stellar-sdk
+
     raw = hashlib.sha256(f"{seed}:usdc-issuer".encode()).digest()
     return Keypair.from_raw_ed25519_seed(raw).public_key
 
@@ -456,6 +456,8 @@ def _seconds_list(value: str) -> tuple[float, ...]:
 
 
 def _is_account_id(value: str) -> bool:
+    from stellar_sdk import Keypair
+
     try:
         Keypair.from_public_key(value)
     except Exception:
