@@ -588,14 +588,19 @@ async def listen(session: aiohttp.ClientSession, api_base: str, listener: Listen
         attempt = asyncio.create_task(stream_once(session, api_base, listener, stop, rng.uniform(2, 20)))
         try:
             await attempt
+            if not stop.is_set():
+                await asyncio.sleep(0.5)
         except asyncio.CancelledError:
-            task = asyncio.current_task()
-            if stop.is_set() or (task is not None and task.cancelling()):
-                attempt.cancel()
+            # Only ``stop_listeners`` ends a listener, and it sets ``stop`` first. Any other cancellation
+            # is a stray timer's, whether it hit the attempt or this task: count it and go on. (Before,
+            # one that hit this task ended the listener silently, and it missed the run's last events.)
+            attempt.cancel()  # one stream at a time: the next attempt resumes from the last position
+            if stop.is_set():
                 raise
-            listener.errors["CancelledError"] += 1  # a stray timer cancelled the attempt: a lost stream
-        if not stop.is_set():
-            await asyncio.sleep(0.5)
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                task.uncancel()
+            listener.errors["CancelledError"] += 1
 
 
 async def stream_once(session: aiohttp.ClientSession, api_base: str, listener: Listener, stop: asyncio.Event,

@@ -2,11 +2,13 @@
 and on the actors, and ``/health/detailed`` degrading when work is left waiting.
 
 The product runs as the Procfile runs it (``python -m web`` and ``dramatiq actors`` as subprocesses) on
-queues of their own, so the in-process test worker never takes their messages.
+queues of their own, so the in-process test worker never takes their messages, and on a database of their
+own: the backlog and health figures read whole tables, which no other test may have left work in.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import time
@@ -16,11 +18,15 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg
 import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine, text
 
+from orchestrator.accounts import bootstrap
+from orchestrator.db import create_sync_engine, libpq_url
+from orchestrator.db.migrate import upgrade
 from orchestrator.settings import Settings
 from scripts.ports import free_port
 from tests.fixtures import processes
@@ -62,11 +68,36 @@ def wait_until(predicate: object, seconds: float = 30, what: str = "condition") 
 
 
 @pytest.fixture(scope="module")
-def system(settings: Settings, platform_user: str, sandbox_url: str, tmp_path_factory: pytest.TempPathFactory,
-           ) -> Iterator[System]:
+def ops_settings(settings: Settings) -> Iterator[Settings]:
+    """The run's settings on a database of the module's own, migrated and bootstrapped, dropped after."""
+    ops = dataclasses.replace(settings, database_url=f"{settings.database_url}_ops")
+    name = ops.database_url.rsplit("/", 1)[1]
+    admin = libpq_url(settings.database_url).rsplit("/", 1)[0] + "/postgres"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    upgrade(ops.database_url)
+    yield ops
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="module")
+def ops_engine(ops_settings: Settings) -> Iterator[Engine]:
+    engine = create_sync_engine(ops_settings.database_url, pool_size=2)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def system(settings: Settings, ops_settings: Settings, ops_engine: Engine, sandbox_url: str,
+           tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
     prefix = f"{settings.queue_prefix}ops_"
+    # the platform user web requires; its wallet's activation is not needed here (users' wallets are
+    # funded by the sandbox's friendbot), so its messages are not sent
+    bootstrap.bootstrap(ops_engine, ops_settings)
     port, prom_port = free_port(), free_port()
-    env = {"QUEUE_PREFIX": prefix, "PORT": str(port), "LOG_LEVEL": "INFO",
+    env = {"QUEUE_PREFIX": prefix, "PORT": str(port), "LOG_LEVEL": "INFO", "DATABASE_URL": ops_settings.database_url,
            "WEB_METRICS_DIR": str(tmp_path_factory.mktemp("web-metrics")),
            "dramatiq_prom_port": str(prom_port), "dramatiq_prom_host": "127.0.0.1",
            "dramatiq_prom_db": str(tmp_path_factory.mktemp("actor-metrics")),
@@ -110,7 +141,8 @@ def command_status(engine: Engine, request_id: str) -> str | None:
 
 
 def test_every_log_line_is_json_and_carries_the_request_and_command_ids(
-        system: System, master_key: str, engine: Engine) -> None:
+        system: System, master_key: str, ops_engine: Engine) -> None:
+    engine = ops_engine
     request_id = f"ops-log-{uuid.uuid4()}"
     with workers(system):
         reply = system.api("POST", "/users", key=master_key, headers={"X-Request-ID": request_id},
@@ -220,7 +252,8 @@ def test_actor_metrics_are_summed_over_the_worker_processes(system: System, mast
 
 
 def test_the_scheduler_reconciles_wallets_and_web_exposes_the_differences(
-        system: System, engine: Engine) -> None:
+        system: System, ops_engine: Engine) -> None:
+    engine = ops_engine
     started = time.time()
 
     def reconciled() -> bool:
@@ -243,7 +276,14 @@ def test_the_scheduler_reconciles_wallets_and_web_exposes_the_differences(
 
 
 def test_health_degrades_while_a_command_waits_past_its_threshold(
-        system: System, master_key: str, engine: Engine, monitor: None) -> None:
+        system: System, master_key: str, ops_engine: Engine) -> None:
+    engine = ops_engine
+    with processes.process("-m", "orchestrator", "monitor", **system.env):
+        wait_until(lambda: processes.following(engine), what="the monitor to follow the stream")
+        health_degrades_and_recovers(system, master_key, engine)
+
+
+def health_degrades_and_recovers(system: System, master_key: str, engine: Engine) -> None:
     # Given no worker consumes the system's queue, a write is recorded and published but not run
     request_id = f"ops-health-{uuid.uuid4()}"
     reply = system.api("POST", "/users", key=master_key, headers={"X-Request-ID": request_id,
