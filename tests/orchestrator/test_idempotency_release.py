@@ -4,6 +4,7 @@ or has had, an effect, so a retry with the key finds that command instead of run
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import Engine, text
@@ -13,11 +14,22 @@ from orchestrator.db import commands as commands_db
 from orchestrator.db import idempotency as idempotency_db
 
 
+@pytest.fixture(autouse=True)
+def _no_command_left(engine: Engine) -> Iterator[None]:
+    """The rows below are no real commands: none may outlive its test, or the scheduler of a later test
+    (which republishes pending commands) would hand it to a worker, to fail on every delivery."""
+    yield
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM idempotency_keys WHERE scope LIKE 'scope-%'"))
+        conn.execute(text("DELETE FROM commands WHERE actor_id LIKE 'scope-%' AND kind = 'adjust_balance' "
+                          "AND payload = '{}'::jsonb"))
+
+
 def _key_with_command(engine: Engine, **command: str | None) -> tuple[str, str, str]:
     scope, key, command_id = f"scope-{uuid.uuid4().hex[:8]}", str(uuid.uuid4()), ids.new_id("command")
     with engine.begin() as conn:
         conn.execute(idempotency_db.claim(scope, key, "print"))
-        conn.execute(commands_db.insert(id=command_id, kind="credit_balance", payload={}, actor_type="API_KEY",
+        conn.execute(commands_db.insert(id=command_id, kind="adjust_balance", payload={}, actor_type="USER",
                                         actor_id=scope, request_id=None, idempotency_key=key))
         conn.execute(idempotency_db.attach_command(scope, key, command_id))
         conn.execute(text("UPDATE commands SET status = :status, flow_status = :flow WHERE id = :id"),
