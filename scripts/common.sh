@@ -91,6 +91,18 @@ ensure_rabbitmq() {
     wait_port 5672
 }
 
+# ensure_pg_connections N: PostgreSQL's max_connections at least N (a restart when it was lower). Parallel
+# test workers each run the product's processes, whose pools outgrow the default 100 ("too many clients").
+ensure_pg_connections() {
+    local have; have="$(psql -h 127.0.0.1 -U postgres -tAc 'show max_connections')"
+    [ "$have" -ge "$1" ] && return 0
+    log "Raising PostgreSQL's max_connections from $have to $1 (restarts it)"
+    psql -h 127.0.0.1 -U postgres -qc "alter system set max_connections = $1"
+    local version; version="$(ls /etc/postgresql | sort -V | tail -1)"
+    as_root pg_ctlcluster --skip-systemctl-redirect "$version" main restart
+    wait_port 5432
+}
+
 # Debian's chromium, for the docs site's browser test (Playwright drives it; it never downloads a browser)
 ensure_browser() {
     command -v chromium >/dev/null || apt_install chromium
