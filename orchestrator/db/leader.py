@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+
 from sqlalchemy import Connection, Engine, text
+from sqlalchemy import exc as sa_exc
+
+log = logging.getLogger(__name__)
 
 #: Advisory lock keys of the singleton processes.
 SCHEDULER_LOCK = 0x0FFE_1001
@@ -10,11 +15,21 @@ MONITOR_LOCK = 0x0FFE_1002
 
 
 def try_lead(engine: Engine, key: int) -> Connection | None:
-    """A connection holding ``key`` while it stays open, or ``None`` when another process leads."""
-    conn = engine.connect()
-    conn.execution_options(isolation_level="AUTOCOMMIT")
-    if conn.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": key}).scalar():
-        return conn
+    """A connection holding ``key`` while it stays open, or ``None`` when another process leads or the
+    database does not answer. A standby waiting through a restart, a failover or a full connection table
+    must not exit: under honcho its exit would stop every other role of the host."""
+    try:
+        conn = engine.connect()
+    except (sa_exc.OperationalError, sa_exc.InterfaceError) as error:
+        reason = (str(error.orig or error).splitlines() or [type(error).__name__])[0]
+        log.warning("PostgreSQL does not answer yet (%s); trying to lead again shortly", reason)
+        return None
+    try:
+        conn.execution_options(isolation_level="AUTOCOMMIT")
+        if conn.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": key}).scalar():
+            return conn
+    except (sa_exc.OperationalError, sa_exc.InterfaceError):
+        conn.invalidate()
     conn.close()
     return None
 

@@ -91,6 +91,26 @@ def test_a_web_process_started_before_the_database_answers_waits_for_it(settings
             wait_until_up(f"http://127.0.0.1:{web_port}")
 
 
+
+@pytest.mark.parametrize("role", ["monitor", "scheduler"])
+def test_a_singleton_started_before_the_database_answers_waits_for_it_then_leads(
+        settings: Settings, platform_user: str, role: str) -> None:
+    """A standby monitor or scheduler outlives a database restart, a failover or a full connection table
+    (under honcho, its exit would stop every other role of the host)."""
+    port = free_port()
+    log = LOG_DIR / f"early-{role}-{time.monotonic_ns()}.log"
+    # Given a monitor or scheduler whose database does not answer yet (nothing listens on its port)
+    with processes.process("-m", "orchestrator", role, log=log, DATABASE_URL=proxied_database_url(settings, port)) \
+            as child:
+        time.sleep(3)
+        # Then it waits instead of exiting …
+        assert child.poll() is None, log.read_text(errors="replace")[-2000:]
+        assert "PostgreSQL does not answer yet" in log.read_text(errors="replace")
+        # … and leads once the database answers
+        with database_proxy(port):
+            processes.wait_for(lambda: "is the leader" in log.read_text(errors="replace"), seconds=60,
+                               what=f"the {role} to lead")
+
 async def test_reads_during_connection_resets_get_503_with_the_envelope_and_then_succeed(
         api: Api, master_key: str, proxied_web: Proxied) -> None:
     user = await api.user()
