@@ -484,11 +484,13 @@ def _webhook_commands(hooks: Any, command: Callable[..., argparse.ArgumentParser
     listen.add_argument("--limit", type=int, default=0, help="stop after this many events")
 
 
-def run(args: argparse.Namespace) -> int:
-    """Run an HTTP (or local) command with the resolved configuration; errors become exit 1 and a message."""
+def run(args: argparse.Namespace, started: Callable[[], None] = lambda: None) -> int:
+    """Run an HTTP (or local) command with the resolved configuration; errors become exit 1 and a message.
+    ``started`` is called once the command proper begins (``offerhub``'s Ctrl-C handling changes then)."""
     args.json = getattr(args, "json", False)
     local = getattr(args, "local", None)
     if local is not None:
+        started()
         return int(local(args))
     target = resolve(args)
     public = args.http is _health  # a public route: no key needed
@@ -497,6 +499,7 @@ def run(args: argparse.Namespace) -> int:
         return 1
     url = normalise_url(target.url)
     client = Client(url, target.key or "anonymous", retries=2, backoff=0.25)
+    started()
     try:
         return int(args.http(client, args))
     except AuthenticationError as error:
