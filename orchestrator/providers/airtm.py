@@ -241,7 +241,12 @@ class AirtmClient:
 
 
 def _json_number(value: Any) -> Any:
-    """AirTM types amounts as JSON numbers; a two-decimal amount survives a float exactly."""
+    """AirTM types amounts as JSON numbers, which ``json`` writes from a float only. An amount of at most 15
+    significant digits (every amount the API admits) is written back digit for digit; one that would not
+    be is refused rather than sent rounded."""
     if isinstance(value, Decimal):
-        return float(value)
+        number = float(value)  # checked exact below: the JSON text carries the same decimal digits
+        if Decimal(repr(number)) != value:
+            raise ValueError(f"{value} cannot be sent to AirTM as a JSON number without rounding")
+        return number
     raise TypeError(f"{type(value).__name__} is not JSON")
