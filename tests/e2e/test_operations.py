@@ -18,19 +18,18 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
-import psycopg
 import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine, text
 
 from orchestrator.accounts import bootstrap
-from orchestrator.db import create_sync_engine, libpq_url
-from orchestrator.db.migrate import upgrade
+from orchestrator.db import create_sync_engine
 from orchestrator.settings import Settings
 from scripts.ports import free_port
 from tests.fixtures import processes
 from tests.fixtures.broker import delete_queues
+from tests.fixtures.database import own_database
 from tests.fixtures.logs import LOG_DIR
 
 pytestmark = pytest.mark.slow
@@ -70,16 +69,8 @@ def wait_until(predicate: object, seconds: float = 30, what: str = "condition") 
 @pytest.fixture(scope="module")
 def ops_settings(settings: Settings) -> Iterator[Settings]:
     """The run's settings on a database of the module's own, migrated and bootstrapped, dropped after."""
-    ops = dataclasses.replace(settings, database_url=f"{settings.database_url}_ops")
-    name = ops.database_url.rsplit("/", 1)[1]
-    admin = libpq_url(settings.database_url).rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    upgrade(ops.database_url)
-    yield ops
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with own_database(f"{settings.database_url}_ops") as url:
+        yield dataclasses.replace(settings, database_url=url)
 
 
 @pytest.fixture(scope="module")

@@ -17,18 +17,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
-import psycopg
 import pytest
 import requests
 from sqlalchemy import Engine, text
 
-from orchestrator.db import create_sync_engine, libpq_url
+from orchestrator.db import create_sync_engine
 from orchestrator.settings import Settings
 from scripts.ports import free_port
 from tests.api import Api
 from tests.e2e.test_monitor_crash import wait_credits
 from tests.e2e.test_wallets import wallet_status
 from tests.fixtures.broker import delete_queues
+from tests.fixtures.database import own_database
 from tests.fixtures.processes import ROOT, kill, process, wait_for
 from tests.fixtures.sandbox import SandboxControl, start_sandbox
 
@@ -71,12 +71,9 @@ def _healthy(url: str) -> bool:
 
 @pytest.fixture
 def instance(settings: Settings, tmp_path: Path) -> Iterator[Instance]:
-    database_url = settings.database_url + "_restart"
-    name = database_url.rsplit("/", 1)[1]
-    admin = libpq_url(settings.database_url).rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
+    stack = ExitStack()
+    # migrated by the bootstrap below, as an operator would
+    database_url = stack.enter_context(own_database(settings.database_url + "_restart", migrate=False))
     port, sandbox_port = free_port(), free_port()
     queue_prefix = f"{settings.queue_prefix}restart_"
     env = {"DATABASE_URL": database_url, "QUEUE_PREFIX": queue_prefix,
@@ -87,7 +84,7 @@ def instance(settings: Settings, tmp_path: Path) -> Iterator[Instance]:
               f"{queue_prefix}events")
     chain = ("-m", "dramatiq", "actors", "--processes", "1", "--threads", "4", "--queues", f"{queue_prefix}chain")
     try:
-        with ExitStack() as stack:
+        with stack:
             found = Instance(f"http://127.0.0.1:{port}", env["SANDBOX_URL"], tmp_path / "state.json", engine, env,
                              stack)
             found.start_sandbox()
@@ -101,8 +98,6 @@ def instance(settings: Settings, tmp_path: Path) -> Iterator[Instance]:
     finally:
         engine.dispose()
         delete_queues(settings, queue_prefix)
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture

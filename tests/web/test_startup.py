@@ -7,28 +7,18 @@ import subprocess
 import sys
 from collections.abc import Iterator
 
-import psycopg
 import pytest
 
-from orchestrator.db import libpq_url
-from orchestrator.db.migrate import upgrade
 from orchestrator.settings import Settings
+from tests.fixtures.database import own_database
 from tests.fixtures.processes import ROOT
 
 
 @pytest.fixture
 def empty_database(settings: Settings) -> Iterator[str]:
     """A migrated database nobody bootstrapped."""
-    admin = libpq_url(settings.database_url).rsplit("/", 1)[0] + "/postgres"
-    name = f"{settings.database_url.rsplit('/', 1)[1]}_empty"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = settings.database_url.rsplit("/", 1)[0] + f"/{name}"
-    upgrade(url)
-    yield url
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with own_database(f"{settings.database_url}_empty") as url:
+        yield url
 
 
 def test_the_web_process_refuses_to_start_before_bootstrap(empty_database: str) -> None:

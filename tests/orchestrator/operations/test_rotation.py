@@ -15,16 +15,15 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-import psycopg
 import pytest
 from sqlalchemy import Engine, text
 
 from orchestrator import chain_steps, crypto
-from orchestrator.db import create_sync_engine, libpq_url
-from orchestrator.db.migrate import upgrade
+from orchestrator.db import create_sync_engine
 from orchestrator.operations import rotation
 from orchestrator.settings import Settings
 from tests import builders
+from tests.fixtures.database import own_database
 from tests.fixtures.processes import ROOT
 
 
@@ -36,18 +35,10 @@ class Isolated:
 
 @pytest.fixture(scope="module")
 def isolated(settings: Settings) -> Iterator[Isolated]:
-    name = f"{settings.database_url.rsplit('/', 1)[1]}_rotation"
-    url = f"{settings.database_url.rsplit('/', 1)[0]}/{name}"
-    admin = libpq_url(settings.database_url).rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    upgrade(url)
-    engine = create_sync_engine(url, pool_size=2)
-    yield Isolated(engine, dataclasses.replace(settings, database_url=url))
-    engine.dispose()
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with own_database(f"{settings.database_url}_rotation") as url:
+        engine = create_sync_engine(url, pool_size=2)
+        yield Isolated(engine, dataclasses.replace(settings, database_url=url))
+        engine.dispose()
 
 
 @pytest.fixture
