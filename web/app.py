@@ -14,7 +14,7 @@ from sqlalchemy import exc as sa_exc
 
 from orchestrator.accounts import platform
 from orchestrator.accounts.api_keys import REVOKED_CHANNEL
-from orchestrator.db import create_sync_engine, create_web_engine, libpq_url, prepared
+from orchestrator.db import create_sync_engine, create_web_engine, libpq_url, prepared, session
 from orchestrator.errors import ConfigError
 from orchestrator.logs import configure_logging
 from orchestrator.operations.maintenance import CHANGED_CHANNEL
@@ -114,7 +114,7 @@ def refuse_without_platform(settings: Settings) -> None:
                     found = platform.find(conn, settings)
                 break
             except (sa_exc.OperationalError, sa_exc.InterfaceError) as error:
-                reason = (str(error.orig or error).splitlines() or [type(error).__name__])[0]
+                reason = session.first_line(error)
                 if time.monotonic() > deadline:
                     raise ConfigError([f"PostgreSQL did not answer for {DATABASE_WAIT_SECONDS:.0f} s: {reason}"]) \
                         from None

@@ -7,6 +7,8 @@ import logging
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy import exc as sa_exc
 
+from orchestrator.db import session
+
 log = logging.getLogger(__name__)
 
 #: Advisory lock keys of the singleton processes.
@@ -21,8 +23,7 @@ def try_lead(engine: Engine, key: int) -> Connection | None:
     try:
         conn = engine.connect()
     except (sa_exc.OperationalError, sa_exc.InterfaceError) as error:
-        reason = (str(error.orig or error).splitlines() or [type(error).__name__])[0]
-        log.warning("PostgreSQL does not answer yet (%s); trying to lead again shortly", reason)
+        log.warning("PostgreSQL does not answer yet (%s); trying to lead again shortly", session.first_line(error))
         return None
     try:
         conn.execution_options(isolation_level="AUTOCOMMIT")

@@ -7,11 +7,17 @@ from contextlib import contextmanager
 from typing import TypeVar
 
 from sqlalchemy import Connection, Engine, text
+from sqlalchemy import exc as sa_exc
 
 #: The connection and engine types, for the core's annotations (the core imports no SQLAlchemy itself).
 Conn = Connection
 EngineType = Engine
 T = TypeVar("T")
+
+
+def first_line(error: sa_exc.DBAPIError) -> str:
+    """What PostgreSQL or the driver said, on one line (a "does not answer yet" message quotes it)."""
+    return (str(error.orig or error).splitlines() or [type(error).__name__])[0]
 
 
 @contextmanager
