@@ -141,7 +141,7 @@ def finish_flow(uow: UnitOfWork, step: Step, failed: dict[str, Any] | None = Non
     command_id = step.params.get("flow")
     if command_id:
         commands_db.finish_flow(uow.conn, command_id, failed=failed)
-        uow.notify(commands_db.DONE_CHANNEL, command_id)
+        commands_db.notify_done(uow.conn, command_id)
 
 
 def run(ctx: ChainContext, step_id: str, kinds: Mapping[str, StepKind]) -> list[Message]:

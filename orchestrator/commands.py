@@ -165,7 +165,7 @@ def _attempt(engine: Any, command_id: str, settings: Any, counted: int | None) -
             raise InternalError(f"command failed after {MAX_ATTEMPTS} attempts")
         result = HANDLERS[command.kind].run(uow, command.payload)
         commands_db.finish(uow.conn, command.id, status=Status.DONE, result=result.as_dict())
-        uow.notify(DONE_CHANNEL, command_id)
+        commands_db.notify_done(uow.conn, command_id)
         uow.commit()
         return Outcome(Status.DONE, list(uow.messages), command.kind, _age(command))
 
@@ -231,7 +231,7 @@ def _record_failure(engine: Any, command_id: str, settings: Any, error: Orchestr
         resource_type, resource_id, user_id = _subject(command.kind, command.payload)
         uow.audit(f"command.{command.kind}", resource_type, resource_id, user_id=user_id,
                   after={"request": command.payload}, result="FAILURE", error=error.as_dict())
-        uow.notify(DONE_CHANNEL, command_id)
+        commands_db.notify_done(uow.conn, command_id)
         uow.commit()
         return Outcome(Status.FAILED, list(uow.messages), command.kind, _age(command))
 

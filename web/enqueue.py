@@ -106,17 +106,29 @@ async def publish(app: web.Application, command_id: str) -> None:
 
 async def wait(app: web.Application, command_id: str, seconds: float) -> CommandState:
     """Wait on notifications (the command's, then its flow's), re-reading the row at least once a
-    second in case LISTEN is down."""
+    second in case LISTEN is down. A notification carries the command's state (``notify_done``): the
+    row is read only when one did not, or none came within the second."""
     loop = asyncio.get_running_loop()
+    listener = app[LISTENER]
     deadline = loop.time() + seconds
     while True:
         remaining = deadline - loop.time()
+        note = None
         if remaining > 0:
+            future = listener.expect(command_id)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(app[LISTENER].expect(command_id)), min(remaining, 1.0))
-        state = await read(app, command_id)
+                note = await asyncio.wait_for(asyncio.shield(future), min(remaining, 1.0))
+            if future.done():
+                listener.taken(command_id, future)
+        state = noted(command_id, note) if note is not None else await read(app, command_id)
         if state.finished or deadline - loop.time() <= 0:
             return state
+
+
+def noted(command_id: str, note: dict[str, Any]) -> CommandState:
+    """The state a ``command_done`` notification carried (``orchestrator.db.commands.notify_done``)."""
+    return CommandState(command_id, note["status"], note["result"], note["error"], note["flowStatus"],
+                        note["flowError"])
 
 
 async def read(app: web.Application, command_id: str) -> CommandState:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from typing import Any
 
+import orjson
 import psycopg
 
 from orchestrator.commands import DONE_CHANNEL
@@ -23,7 +25,9 @@ class Listener:
         self.callbacks = callbacks
         #: Told of each newly numbered position (the SSE feed reads them once for every stream).
         self.on_events = on_events
-        self.waiters: dict[str, asyncio.Future[None]] = {}
+        #: A future per waiting command: resolved with the command's state as its notification carried it
+        #: (``commands_db.notify_done``), or None when the waiter must read the row (a bare id, a reconnect).
+        self.waiters: dict[str, asyncio.Future[dict[str, Any] | None]] = {}
         self.connected = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
 
@@ -35,16 +39,31 @@ class Listener:
             self.task.cancel()
             await asyncio.gather(self.task, return_exceptions=True)
 
-    def expect(self, command_id: str) -> asyncio.Future[None]:
-        """A future resolved when ``command_id`` finishes (register before publishing: no race)."""
+    def expect(self, command_id: str) -> asyncio.Future[dict[str, Any] | None]:
+        """A future resolved by ``command_id``'s next notification not yet ``taken`` (register before
+        publishing: the notification cannot come first)."""
         future = self.waiters.get(command_id)
-        if future is None or future.done():
-            future = asyncio.get_running_loop().create_future()
-            self.waiters[command_id] = future
+        if future is None:
+            future = self.waiters[command_id] = asyncio.get_running_loop().create_future()
         return future
+
+    def taken(self, command_id: str, future: asyncio.Future[dict[str, Any] | None]) -> None:
+        """The waiter has read ``future``: the next notification resolves a new one."""
+        if self.waiters.get(command_id) is future:
+            self.waiters[command_id] = asyncio.get_running_loop().create_future()
 
     def forget(self, command_id: str) -> None:
         self.waiters.pop(command_id, None)
+
+    def _resolve(self, command_id: str, note: dict[str, Any] | None) -> None:
+        """Resolve the waiter's future; one it has not taken yet is replaced, so the latest note wins and
+        a notification between two waits is never lost (a flow's end right after its command's)."""
+        future = self.waiters.get(command_id)
+        if future is None:
+            return
+        if future.done():
+            future = self.waiters[command_id] = asyncio.get_running_loop().create_future()
+        future.set_result(note)
 
     def _wake_streams(self, position: int) -> None:
         if self.on_events is not None:
@@ -53,9 +72,8 @@ class Listener:
     def _wake_all(self) -> None:
         for callback in self.callbacks.values():
             callback("")  # whatever changed while we were away: caches start over
-        for future in self.waiters.values():
-            if not future.done():
-                future.set_result(None)
+        for command_id in list(self.waiters):
+            self._resolve(command_id, None)  # notes may have been missed: read the rows
         self._wake_streams(0)
 
     async def _run(self) -> None:
@@ -77,9 +95,11 @@ class Listener:
 
     def _dispatch(self, channel: str, payload: str) -> None:
         if channel == DONE_CHANNEL:
-            future = self.waiters.get(payload)
-            if future is not None and not future.done():
-                future.set_result(None)
+            if payload.startswith("{"):
+                note = orjson.loads(payload)
+                self._resolve(note["id"], note if "status" in note else None)
+            else:  # a bare id (a worker of an earlier release): the waiter reads the row
+                self._resolve(payload, None)
         elif channel == EVENTS_CHANNEL:
             self._wake_streams(int(payload))
         elif channel in self.callbacks:

@@ -255,4 +255,4 @@ def finish_flow(uow: UnitOfWork, command_id: str, failed: dict[str, Any] | None 
         commands_db.running_flows(uow.conn, resource_id) if resource_id else [])
     for flow in flows:
         commands_db.finish_flow(uow.conn, flow, failed=failed)
-        uow.notify(commands_db.DONE_CHANNEL, flow)
+        commands_db.notify_done(uow.conn, flow)
