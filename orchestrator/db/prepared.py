@@ -140,14 +140,19 @@ async def fetch_made(pool: AsyncConnectionPool, query: Query, make: Callable[[Se
 
 async def fetch_many(pool: AsyncConnectionPool,
                      reads: Sequence[tuple[Query, dict[str, Any]]]) -> list[list[Row]]:
-    """Several reads on one connection in one round trip (psycopg's pipeline mode)."""
+    """Several reads on one connection in one round trip (psycopg's pipeline mode), in one read-only
+    transaction with one snapshot: an order and its milestones, escrow and dispute are seen as of one
+    moment, and PostgreSQL counts one transaction instead of one per read (issue 16). ``BEGIN`` and
+    ``COMMIT`` travel in the same pipeline: no round trip of their own."""
     async def pipelined(conn: AsyncConnection[Any]) -> list[list[Row]]:
         async with conn.pipeline():
+            await conn.execute(_SNAPSHOT)
             cursors = []
             for query, params in reads:
                 cursor = conn.cursor(row_factory=query._rows)
                 await cursor.execute(query.sql, query.values(params), prepare=True)
                 cursors.append(cursor)
+            await conn.execute(b"COMMIT")
             return [await cursor.fetchall() for cursor in cursors]
 
     return await _on_connection(pool, pipelined)
@@ -167,6 +172,7 @@ async def _on_connection(pool: AsyncConnectionPool,
         await pool.putconn(conn)
 
 
+_SNAPSHOT = b"BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY"
 _DEAD = (psycopg.OperationalError, psycopg.InterfaceError)
 #: Pools whose idle connections are being checked after one of theirs died (one check at a time each).
 _CHECKING: dict[AsyncConnectionPool, asyncio.Task[None]] = {}
