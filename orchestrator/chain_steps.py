@@ -19,9 +19,7 @@ The rules of DESIGN "The chain" and providers.md §1.8/§2.8:
 from __future__ import annotations
 
 import logging
-import zlib
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -153,48 +151,46 @@ def run(ctx: ChainContext, step_id: str, kinds: Mapping[str, StepKind]) -> list[
     Off-ledger actions (friendbot, indexer look-ups, reading a payout) take no account lock: they
     use no sequence number, and their confirmation is decided once under the step's row lock.
     """
-    with session.transaction(ctx.engine) as conn:
-        step = steps_db.get(conn, step_id)
-    if step is None or step.status not in OPEN:
-        return []
-    logs.bind(step_id=step.id, step_kind=step.kind, command_id=step.params.get("flow"))
-    if step.not_before is not None and (wait := step.not_before - datetime.now(UTC)) > timedelta(0):
-        return [Message(RUN_ACTOR, (step_id,), int(wait.total_seconds() * 1000) + 1)]  # sent early: not yet
-    kind = kinds[step.kind]
-    if kind.build is None:
+    signing = [name for name, kind in kinds.items() if kind.build is not None]
+    with steps_db.source_locked(ctx.lock_engine or ctx.engine, step_id, signing) as step:
+        if step is None or step.status not in OPEN:
+            return []
+        logs.bind(step_id=step.id, step_kind=step.kind, command_id=step.params.get("flow"))
+        if step.not_before is not None and (wait := step.not_before - datetime.now(UTC)) > timedelta(0):
+            return [Message(RUN_ACTOR, (step_id,), int(wait.total_seconds() * 1000) + 1)]  # sent early: not yet
+        kind = kinds[step.kind]
+        outcome = _sign_and_submit(ctx, step, kind) if kind.build is not None else None
+    if outcome is None:  # an off-ledger action: it took no lock, and runs after that transaction ended
         if step.attempts >= MAX_ATTEMPTS:
             return _fail(ctx, step, kind, f"gave up after {step.attempts} attempts: {step.last_error}")
         return _act(ctx, step, kind)
-    with source_lock(ctx.lock_engine or ctx.engine, step.source_account):
-        with session.transaction(ctx.engine) as conn:
-            step = steps_db.get(conn, step_id)
-        if step is None or step.status not in OPEN:
-            return []
-        submission = _resolve_signed(ctx, step, kind) if step.status == Status.SIGNED else None
-        if submission is None:
-            if step.attempts >= MAX_ATTEMPTS:  # never while a signed envelope of it may still land
-                return _fail(ctx, step, kind, f"gave up after {step.attempts} attempts: {step.last_error}")
-            try:
-                submission = _build_sign_submit(ctx, step, kind)
-            except _Final as final:
-                return _fail(ctx, step, kind, str(final))
-            except _AlreadyApplied:
-                return _confirm(ctx, step, kind, None)
-        if submission.outcome != "applied":
-            return _settle(ctx, step, kind, submission)
+    if isinstance(outcome, list):
+        return outcome
     # applied: its sequence number is spent, so the account's next step need not wait for the book to
     # follow (confirming is idempotent under the step's row lock)
+    step, submission = outcome
     if kind.landed is not None:
-        kind.landed(ctx, _reloaded(ctx, step), submission)
+        kind.landed(ctx, step, submission)
     return _confirm(ctx, step, kind, submission.record)
 
 
-@contextmanager
-def source_lock(engine: Any, account: str) -> Iterator[None]:
-    """Serialise every step of one source account across all chain workers (sequence numbers)."""
-    key = zlib.crc32(account.encode())
-    with session.advisory_lock(engine, key):
-        yield
+def _sign_and_submit(ctx: ChainContext, step: Step, kind: StepKind) -> list[Message] | tuple[Step, Submission]:
+    """Under the source account's lock: settle a signed envelope or build, sign, persist and submit one.
+    Returns the step's messages when it ended or must wait, or the step as signed with its applied
+    submission (the lock is released before TW is told and the book follows)."""
+    submission = _resolve_signed(ctx, step, kind) if step.status == Status.SIGNED else None
+    if submission is None:
+        if step.attempts >= MAX_ATTEMPTS:  # never while a signed envelope of it may still land
+            return _fail(ctx, step, kind, f"gave up after {step.attempts} attempts: {step.last_error}")
+        try:
+            step, submission = _build_sign_submit(ctx, step, kind)
+        except _Final as final:
+            return _fail(ctx, step, kind, str(final))
+        except _AlreadyApplied:
+            return _confirm(ctx, step, kind, None)
+    if submission.outcome != "applied":
+        return _settle(ctx, step, kind, submission)
+    return step, submission
 
 
 def _act(ctx: ChainContext, step: Step, kind: StepKind) -> list[Message]:
@@ -258,7 +254,8 @@ def _dead(ctx: ChainContext, step: Step) -> bool:
     return account is not None and account.sequence >= step.sequence
 
 
-def _build_sign_submit(ctx: ChainContext, step: Step, kind: StepKind) -> Submission:
+def _build_sign_submit(ctx: ChainContext, step: Step, kind: StepKind) -> tuple[Step, Submission]:
+    """The step as its signed envelope left it (persisted before it was submitted), and the outcome."""
     assert kind.build is not None
     account = ctx.horizon.account(step.source_account)
     try:
@@ -284,11 +281,11 @@ def _build_sign_submit(ctx: ChainContext, step: Step, kind: StepKind) -> Submiss
             envelope.sign(signing_keypair(conn, ctx.keyring, signer))
         bounds = envelope.transaction.preconditions.time_bounds if envelope.transaction.preconditions else None
         max_time = datetime.fromtimestamp(bounds.max_time, UTC) if bounds is not None and bounds.max_time else None
-        steps_db.set_signed(conn, step.id, unsigned_xdr=unsigned, signed_xdr=envelope.to_xdr(),
-                            tx_hash=envelope.hash_hex(), sequence=envelope.transaction.sequence,
-                            max_time=max_time, params=extra or None)
+        signed = steps_db.set_signed(conn, step.id, unsigned_xdr=unsigned, signed_xdr=envelope.to_xdr(),
+                                     tx_hash=envelope.hash_hex(), sequence=envelope.transaction.sequence,
+                                     max_time=max_time, params=extra or None)
         conn.commit()
-    return _submit(ctx, _reloaded(ctx, step), kind, envelope.to_xdr())
+    return signed, _submit(ctx, signed, kind, envelope.to_xdr())
 
 
 def signing_keypair(conn: Any, keyring: crypto.Keyring, public_key: str) -> Keypair:

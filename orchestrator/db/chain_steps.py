@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, cast, func, insert, select, update
+from sqlalchemy import Connection, Engine, cast, func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import JSONB
 
 from orchestrator.db.tables import chain_steps
@@ -41,6 +43,29 @@ def to_step(row: Any) -> Step:
                 r["attempts"], r["last_error"], r["result"], r["created_at"], r["updated_at"], r["not_before"])
 
 
+#: The source account's lock, for an open step of a kind that signs: transaction-scoped, on the key
+#: ``hashtext(source_account)`` (an int4, so it never meets the one-bigint constant keys elsewhere unless
+#: by hash; two workers of one account always meet).
+_LOCK_SOURCE = text(
+    "SELECT pg_advisory_xact_lock(hashtext(source_account)) FROM chain_steps WHERE id = :step_id "
+    "AND status IN ('PENDING', 'SIGNED') AND kind = ANY(:locking)")
+
+
+@contextmanager
+def source_locked(engine: Engine, step_id: str, locking: Collection[str]) -> Iterator[Step | None]:
+    """The step, read after its source account's lock was taken (when it is open and its kind is in
+    ``locking``), the lock held until the block ends: one transaction for what took three (read the
+    step to learn its account, lock, read it again; issue 16), and PostgreSQL still releases the lock
+    if the process dies. The transaction stays open across the block's network calls (a submission may
+    take 30 s) but holds nothing else: it writes nothing and takes no row lock, and at READ COMMITTED it
+    keeps no snapshot between statements (``pg_stat_activity`` shows no ``backend_xmin``), so it holds
+    back no vacuum. The block's writes go through other connections (``engine`` is a pool only lock
+    holders use, so a holder never waits for a connection another holder took)."""
+    with engine.connect() as conn, conn.begin():
+        conn.execute(_LOCK_SOURCE, {"step_id": step_id, "locking": list(locking)})
+        yield get(conn, step_id)
+
+
 def create(conn: Connection, **values: Any) -> None:
     conn.execute(insert(chain_steps).values(**values))
 
@@ -52,15 +77,17 @@ def get(conn: Connection, step_id: str, *, for_update: bool = False) -> Step | N
 
 
 def set_signed(conn: Connection, step_id: str, *, unsigned_xdr: str | None, signed_xdr: str, tx_hash: str,
-               sequence: int, max_time: datetime | None, params: dict[str, Any] | None = None) -> None:
+               sequence: int, max_time: datetime | None, params: dict[str, Any] | None = None) -> Step:
     """Persist a signed envelope before it is submitted; ``max_time`` None is an unbounded envelope;
-    ``params`` are merged into the step's (facts read from the envelope, such as a deploy's contract id)."""
+    ``params`` are merged into the step's (facts read from the envelope, such as a deploy's contract id).
+    Returns the step as it now stands (no second read)."""
     values: dict[str, Any] = {"status": "SIGNED", "unsigned_xdr": unsigned_xdr, "signed_xdr": signed_xdr,
                               "tx_hash": tx_hash, "sequence": sequence, "max_time": max_time,
                               "updated_at": func.now()}
     if params:
         values["params"] = chain_steps.c.params.op("||")(cast(params, JSONB))
-    conn.execute(update(chain_steps).where(chain_steps.c.id == step_id).values(**values))
+    return to_step(conn.execute(update(chain_steps).where(chain_steps.c.id == step_id).values(**values)
+                                .returning(*chain_steps.c)).one())
 
 
 def record_attempt(conn: Connection, step_id: str, error: str | None) -> None:

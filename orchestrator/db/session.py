@@ -47,19 +47,3 @@ def notify(conn: Connection, channel: str, payload: str) -> None:
 def advisory_xact_lock(conn: Connection, key: int) -> None:
     """Serialise with every other holder of ``key`` until this transaction ends."""
     conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
-
-
-@contextmanager
-def advisory_lock(engine: Engine, key: int) -> Iterator[None]:
-    """Hold a session-level advisory lock on a connection of its own for the whole block.
-
-    Used around network calls (a submission may take 30 s), so no transaction stays open meanwhile;
-    if the process dies the connection closes and PostgreSQL releases the lock.
-    """
-    with engine.connect() as conn:
-        conn.execution_options(isolation_level="AUTOCOMMIT")
-        conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
-        try:
-            yield
-        finally:
-            conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
