@@ -281,11 +281,12 @@ def _build_sign_submit(ctx: ChainContext, step: Step, kind: StepKind) -> tuple[S
             envelope.sign(signing_keypair(conn, ctx.keyring, signer))
         bounds = envelope.transaction.preconditions.time_bounds if envelope.transaction.preconditions else None
         max_time = datetime.fromtimestamp(bounds.max_time, UTC) if bounds is not None and bounds.max_time else None
-        signed = steps_db.set_signed(conn, step.id, unsigned_xdr=unsigned, signed_xdr=envelope.to_xdr(),
+        signed_xdr = envelope.to_xdr()
+        signed = steps_db.set_signed(conn, step.id, unsigned_xdr=unsigned, signed_xdr=signed_xdr,
                                      tx_hash=envelope.hash_hex(), sequence=envelope.transaction.sequence,
                                      max_time=max_time, params=extra or None)
         conn.commit()
-    return signed, _submit(ctx, signed, kind, envelope.to_xdr())
+    return signed, _submit(ctx, signed, kind, signed_xdr)
 
 
 def signing_keypair(conn: Any, keyring: crypto.Keyring, public_key: str) -> Keypair:

@@ -215,10 +215,12 @@ def _tw_envelope(ctx: ChainContext, step: Step, account: AccountState | None, xd
     """Check TW's unsigned envelope (providers.md §1.7) before anything signs it."""
     if account is None:
         raise StepNotFinished(f"{step.source_account} is not on the ledger")
-    tw_envelopes.check_envelope(xdr, passphrase=ctx.settings.network_passphrase, signer=step.source_account,
-                                source_sequence=account.sequence, contract_id=contract_id,
-                                allow_unbounded=ctx.settings.trustless_accept_unbounded)
-    return TransactionEnvelope.from_xdr(xdr, ctx.settings.network_passphrase)
+    checked = tw_envelopes.check_envelope(xdr, passphrase=ctx.settings.network_passphrase,
+                                          signer=step.source_account, source_sequence=account.sequence,
+                                          contract_id=contract_id,
+                                          allow_unbounded=ctx.settings.trustless_accept_unbounded)
+    assert checked.envelope is not None
+    return checked.envelope
 
 
 def _build_deploy(ctx: ChainContext, step: Step, account: AccountState | None) -> TransactionEnvelope:

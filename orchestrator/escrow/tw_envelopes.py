@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from stellar_sdk import Address, InvokeHostFunction, StrKey, TransactionEnvelope
@@ -66,6 +66,9 @@ class CheckedEnvelope:
     contract_id: str
     #: The contract a deploy creates (derived offline, checked against the footprint); None otherwise.
     deployed_contract_id: str | None = None
+    #: The envelope as parsed for the checks, for the caller to sign: parsing Soroban XDR is the chain
+    #: worker's largest single cost (py-spy, issue 16), so it is done once.
+    envelope: TransactionEnvelope | None = field(default=None, compare=False, repr=False)
 
     @property
     def expires_at(self) -> datetime | None:
@@ -110,7 +113,8 @@ def check_envelope(unsigned_xdr: str, *, passphrase: str, signer: str, source_se
                               permanent=False)
     deployed = deployed_contract_id(envelope, passphrase) if function in DEPLOY_FUNCTIONS else None
     return CheckedEnvelope(hash=envelope.hash_hex(), source=signer, sequence=tx.sequence, max_time=max_time,
-                           fee=tx.fee, function=function, contract_id=called, deployed_contract_id=deployed)
+                           fee=tx.fee, function=function, contract_id=called, deployed_contract_id=deployed,
+                           envelope=envelope)
 
 
 def contract_id_from_address(passphrase: str, address: str, salt: bytes) -> str:
@@ -167,7 +171,7 @@ def _parse(unsigned_xdr: str, passphrase: str) -> TransactionEnvelope:
         raise RefusedEnvelope(f"not a transaction envelope ({type(error).__name__})") from error
     if raw.type != stellar_xdr.EnvelopeType.ENVELOPE_TYPE_TX:
         raise RefusedEnvelope(f"not a plain transaction envelope ({raw.type.name})")
-    return TransactionEnvelope.from_xdr(unsigned_xdr, passphrase)
+    return TransactionEnvelope.from_xdr_object(raw, passphrase)  # the XDR decoded once, not twice
 
 
 def _invoked(op: object) -> tuple[InvokeHostFunction, str, str]:

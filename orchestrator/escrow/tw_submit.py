@@ -38,8 +38,8 @@ def submit(ctx: ChainContext, step: Step, signed_xdr: str) -> Submission:
     """Send one signed envelope the configured way; the outcome is Horizon's wherever Horizon knows it."""
     if ctx.settings.trustless_submit_via == "horizon":
         return ctx.horizon.submit(signed_xdr)
-    envelope = TransactionEnvelope.from_xdr(signed_xdr, ctx.settings.network_passphrase)
-    tx_hash = envelope.hash_hex()
+    # the step carries the hash it persisted with the envelope; decoding Soroban XDR is costly (issue 16)
+    tx_hash = step.tx_hash or _envelope(ctx, signed_xdr).hash_hex()
     try:
         sent = ctx.trustless.send_transaction(signed_xdr)
     except OrchestratorError as error:  # TW did not take it (429, a key or route problem): look it up later
@@ -48,7 +48,7 @@ def submit(ctx: ChainContext, step: Step, signed_xdr: str) -> Submission:
         return Submission("ambiguous", error=f"send-transaction: {sent.message}")
     record = ctx.horizon.transaction(tx_hash)
     if sent.outcome == "applied":
-        _cross_check(ctx, step, envelope, sent.contract_id)
+        _cross_check(ctx, step, signed_xdr, sent.contract_id)
         if record is None:  # TW says done; the ledger is the judge, and it has not shown the hash yet
             return Submission("ambiguous", error="send-transaction answered SUCCESS; Horizon does not show it yet")
     if record is not None:
@@ -86,11 +86,15 @@ def derive(ctx: ChainContext, envelope: TransactionEnvelope) -> dict[str, Any]:
     return {"contractId": tw_envelopes.deployed_contract_id(envelope, ctx.settings.network_passphrase)}
 
 
-def _cross_check(ctx: ChainContext, step: Step, envelope: TransactionEnvelope, answered: str | None) -> None:
+def _envelope(ctx: ChainContext, signed_xdr: str) -> TransactionEnvelope:
+    return TransactionEnvelope.from_xdr(signed_xdr, ctx.settings.network_passphrase)
+
+
+def _cross_check(ctx: ChainContext, step: Step, signed_xdr: str, answered: str | None) -> None:
     if step.kind != "tw_deploy" or not answered:
         return
     derived = step.params.get("contractId") or tw_envelopes.deployed_contract_id(
-        envelope, ctx.settings.network_passphrase)
+        _envelope(ctx, signed_xdr), ctx.settings.network_passphrase)
     if answered != derived:
         log.error("Trustless Work answered contract %s for step %s, but the envelope deploys %s; keeping the "
                   "derived id (the network's rule).", answered, step.id, derived)

@@ -436,7 +436,8 @@ def scratch_environment(args: argparse.Namespace, log_dir: Path) -> Iterator[Scr
 
 
 def start_profiles(pids: dict[str, int], directory: Path, duration: float) -> list[subprocess.Popen[bytes]]:
-    """py-spy ``record --format raw`` of each pid (``--subprocesses`` for dramatiq's forked workers)."""
+    """py-spy ``record --format raw`` of each pid (``--subprocesses`` for dramatiq's forked workers), of the
+    thread holding the GIL only (``--gil``): where the CPU goes, not who waits (``common.start_profiles``)."""
     binary = shutil.which("py-spy") or str(ROOT / ".venv" / "bin" / "py-spy")
     if not Path(binary).exists():
         say("py-spy not found (.venv/bin/pip install py-spy); not profiling")
@@ -446,7 +447,7 @@ def start_profiles(pids: dict[str, int], directory: Path, duration: float) -> li
     for name, pid in pids.items():
         out = directory / f"{name}.txt"  # collapsed stacks: "frame;frame;... count" per line
         spies.append(subprocess.Popen(
-            [binary, "record", "--pid", str(pid), "--format", "raw", "--rate", "200", "--subprocesses",
+            [binary, "record", "--pid", str(pid), "--format", "raw", "--rate", "200", "--gil", "--subprocesses",
              "--duration", str(max(1, round(duration))), "--output", str(out), "--nonblocking"],
             stdout=subprocess.DEVNULL, stderr=(directory / f"{name}.err").open("wb")))
     return spies

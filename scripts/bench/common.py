@@ -509,7 +509,10 @@ async def wait_wallets_active(rig: Rig, users: list[str], seconds: float) -> lis
 
 def start_profiles(rig: Rig, directory: Path, names: tuple[str, ...] = ("monitor", "workers", "web", "sandbox")
                    ) -> list[subprocess.Popen[bytes]]:
-    """py-spy ``record --format raw`` of the ``names`` processes (and their children) until stopped (SIGINT)."""
+    """py-spy ``record --format raw`` of the ``names`` processes (and their children) until stopped (SIGINT).
+
+    ``--gil``: only the thread holding the GIL is sampled, so the stacks show where CPU goes; without it,
+    threads waiting on PostgreSQL in psycopg's wait were a third of the chain worker's samples."""
     binary = shutil.which("py-spy") or str(ROOT / ".venv" / "bin" / "py-spy")
     if not Path(binary).exists():
         say("py-spy not found (.venv/bin/pip install py-spy); not profiling")
@@ -518,8 +521,8 @@ def start_profiles(rig: Rig, directory: Path, names: tuple[str, ...] = ("monitor
     spies = []
     for name in names:
         spies.append(subprocess.Popen(
-            [binary, "record", "--pid", str(rig.pids[name]), "--format", "raw", "--rate", "200", "--subprocesses",
-             "--output", str(directory / f"{name}.txt"), "--nonblocking"],
+            [binary, "record", "--pid", str(rig.pids[name]), "--format", "raw", "--rate", "200", "--gil",
+             "--subprocesses", "--output", str(directory / f"{name}.txt"), "--nonblocking"],
             stdout=subprocess.DEVNULL, stderr=(directory / f"{name}.err").open("wb")))
     return spies
 
