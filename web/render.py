@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from aiohttp import web
@@ -77,10 +80,28 @@ async def user(request: web.Request, result: Result) -> Any:
 
 
 async def balance(request: web.Request, result: Result) -> Any:
-    current = BALANCE_OUT.dump(await load_user(request, result.id))
+    """The balance a command answers with: as its own transaction left it when the result carries it
+    (``Result.view``, no read), else as it stands."""
+    current = BALANCE_OUT.dump(_balance_of(result.id, result.view) if result.view
+                               else await load_user(request, result.id))
     if "operation" not in result.data:
         return current
     return {"balance": current, **result.data}
+
+
+@dataclass(frozen=True)
+class _BalanceView:
+    """What ``BALANCE_OUT`` reads of a user, from a command's ``Result.view``."""
+
+    id: str
+    available: Decimal
+    reserved: Decimal
+    balance_updated_at: datetime
+
+
+def _balance_of(user_id: str, view: dict[str, Any]) -> _BalanceView:
+    return _BalanceView(user_id, Decimal(view["available"]), Decimal(view["reserved"]),
+                        datetime.fromisoformat(view["updatedAt"]))
 
 
 async def api_key(request: web.Request, result: Result) -> Any:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -17,10 +18,13 @@ class BalanceRow:
     user_id: str
     available: Decimal
     reserved: Decimal
+    #: ``lock_balances`` only: the locking transaction's ``now()``, which a posting in it writes to
+    #: ``balances.updated_at``: the balance's ``updatedAt`` once that transaction commits.
+    at: datetime | None = None
 
 
 # Every posting runs these: built once, executed with parameters (no per-call construction or cache key).
-_LOCK_BALANCES = (select(balances.c.user_id, balances.c.available, balances.c.reserved)
+_LOCK_BALANCES = (select(balances.c.user_id, balances.c.available, balances.c.reserved, func.now().label("at"))
                   .where(balances.c.user_id.in_(bindparam("user_ids", expanding=True)))
                   .order_by(balances.c.user_id).with_for_update())
 _INSERT_TRANSACTION = insert(journal_transactions).returning(journal_transactions.c.id)
@@ -34,7 +38,7 @@ def lock_balances(conn: Connection, user_ids: Iterable[str]) -> dict[str, Balanc
     """Row-lock the balances of ``user_ids`` in id order (one global order, so no deadlocks)."""
     ordered = sorted(set(user_ids))
     rows = conn.execute(_LOCK_BALANCES, {"user_ids": ordered}).all()
-    return {r.user_id: BalanceRow(r.user_id, r.available, r.reserved) for r in rows}
+    return {r.user_id: BalanceRow(r.user_id, r.available, r.reserved, r.at) for r in rows}
 
 
 def insert_transaction(conn: Connection, *, kind: str, reference: str | None, command_id: str | None,

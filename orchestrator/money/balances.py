@@ -110,7 +110,16 @@ def admin_operation(uow: UnitOfWork, command: AdjustBalance) -> Result:
     return Result(200, "balance", shown.user_id, {
         "operation": operation, "amount": amounts.format_amount(amount), "auditLogId": audit_id,
         "previousBalance": {"available": fmt(shown.available_before), "reserved": fmt(shown.reserved_before)},
-        "newBalance": {"available": fmt(shown.available), "reserved": fmt(shown.reserved)}})
+        "newBalance": {"available": fmt(shown.available), "reserved": fmt(shown.reserved)}}, view=balance_view(shown))
+
+
+def balance_view(change: Change) -> dict[str, Any] | None:
+    """The balance as the posting left it (``Result.view``): the answer's ``balance`` then agrees with its
+    ``newBalance``, and the web tier need not read it back."""
+    if change.updated_at is None:
+        return None
+    return {"available": str(change.available), "reserved": str(change.reserved),
+            "updatedAt": change.updated_at.isoformat()}
 
 
 def _emit_admin(uow: UnitOfWork, operation: str, changes: dict[str, Change], amount: Decimal, *,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 
 from orchestrator import amounts
@@ -71,6 +72,8 @@ class Change:
     reserved_before: Decimal
     available: Decimal
     reserved: Decimal
+    #: The balance's ``updatedAt`` after the posting (its transaction's time).
+    updated_at: datetime | None = None
 
 
 def post(uow: UnitOfWork, *, kind: str, legs: Sequence[tuple[str, Decimal]], reference: str | None = None,
@@ -135,5 +138,5 @@ def _apply(locked: dict[str, ledger_db.BalanceRow],
             raise ValidationFailed.field("amount", "AMOUNT_OUT_OF_RANGE",
                                          "the balance would exceed the largest amount the book holds",
                                          max=amounts.format_balance(amounts.MAX_BALANCE))
-    return {uid: Change(uid, locked[uid].available, locked[uid].reserved, av, res)
+    return {uid: Change(uid, locked[uid].available, locked[uid].reserved, av, res, locked[uid].at)
             for uid, (av, res) in state.items()}

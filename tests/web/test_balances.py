@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -65,6 +66,24 @@ async def test_a_credit_adds_to_available(api: Api, engine: Engine) -> None:
     assert balance_events(engine, user["id"]) == [("balance.credited", {
         **moved("25.50", ("0.00", "0.00"), ("25.50", "0.00"), user["id"]),
         "source": "manual_credit", "sourceId": "promo-7", "transactionHash": None, "newBalance": "25.50"})]
+
+
+async def test_an_operation_answers_with_the_balance_its_own_transaction_left(api: Api, engine: Engine) -> None:
+    # Given a user with some money
+    user = await api.funded_user("10.00")
+    # When a debit answers
+    reply = await api.post(f"/users/{user['id']}/balance/debit", {"amount": "2.50"})
+    assert reply.status == 200, reply.body
+    # Then its balance is the one a read shows now, to the millisecond, and agrees with its newBalance
+    now = await api.get(f"/users/{user['id']}/balance")
+    assert reply.data["balance"] == now.data
+    assert {k: reply.data["balance"][k] for k in ("available", "reserved")} == reply.data["newBalance"]
+    # and the web tier had it from the command's result (Result.view), not from reading the balance again
+    with engine.connect() as conn:
+        view = conn.execute(text("SELECT result->'view' FROM commands WHERE kind = 'adjust_balance' "
+                                 "AND payload->>'userId' = :u AND payload->>'operation' = 'debit'"),
+                            {"u": user["id"]}).scalar_one()
+    assert (Decimal(view["available"]), Decimal(view["reserved"])) == (Decimal("7.50"), Decimal("0"))
 
 
 async def test_balance_events_name_the_user_the_actor_and_the_request(api: Api, engine: Engine) -> None:
