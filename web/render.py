@@ -34,8 +34,10 @@ from schemas.users import USER_OUT
 from schemas.withdrawals import WITHDRAWAL_OUT
 from web.keys import ENGINE, READS
 
-#: Orders render on every order read and twenty to a page: compiled once (schemas/compiled.py, issue 16).
+#: Orders render on every order read and twenty to a page, a balance on every balance read and operation:
+#: compiled once (schemas/compiled.py, issue 16).
 _ORDER, _ESCROW, _MILESTONE = dumper(ORDER_OUT), dumper(ESCROW_OUT), dumper(MILESTONE_OUT)
+BALANCE = dumper(BALANCE_OUT)
 
 Renderer = Callable[[web.Request, Result], Awaitable[Any]]
 
@@ -82,8 +84,7 @@ async def user(request: web.Request, result: Result) -> Any:
 async def balance(request: web.Request, result: Result) -> Any:
     """The balance a command answers with: as its own transaction left it when the result carries it
     (``Result.view``, no read), else as it stands."""
-    current = BALANCE_OUT.dump(_balance_of(result.id, result.view) if result.view
-                               else await load_user(request, result.id))
+    current = BALANCE(_balance_of(result.id, result.view) if result.view else await load_user(request, result.id))
     if "operation" not in result.data:
         return current
     return {"balance": current, **result.data}
@@ -119,32 +120,19 @@ async def maintenance_status(request: web.Request, result: Result | None = None)
 
 
 async def order_view(request: web.Request, order_id: str, *, order: orders_db.Order | None = None) -> Any:
-    """An order with its milestones, escrow and dispute summary."""
-    params = {"order_id": order_id}
-    found, rows, escrow, dispute = await prepared.fetch_many(request.app[READS], [
-        (orders_db.BY_ID, params), (orders_db.MILESTONES_OF, params), (escrows_db.OF_ORDER, params),
-        (disputes_db.OF_ORDER, params)])  # one round trip; an unknown order reads three empty results
-    if order is None:
-        if not found:
+    """An order with its milestones, escrow and dispute summary, read in one statement."""
+    row = await prepared.fetch_one(request.app[READS], orders_db.VIEW_BY_ID, order_id=order_id)
+    if row is None:
+        if order is None:
             raise NotFound(f"Order {order_id} not found", code="ORDER_NOT_FOUND")
-        order = orders_db.to_order(found[0])
-    return _order_out(order, rows, escrow[0] if escrow else None, dispute[0] if dispute else None)
+        return _order_out(order, [], None, None)
+    return _order_out(order or orders_db.to_order(row), *orders_db.view_parts(row))
 
 
-async def order_views(request: web.Request, found: list[orders_db.Order]) -> list[Any]:
-    """A page of orders as ``order_view`` renders each, with one query per related table for the page, the
-    three in one round trip."""
-    if not found:
-        return []
-    params = {"order_ids": prepared.text_array(o.id for o in found)}
-    milestone_rows, escrow_rows, dispute_rows = await prepared.fetch_many(request.app[READS], [
-        (orders_db.MILESTONES_OF_ORDERS, params), (escrows_db.OF_ORDERS, params), (disputes_db.OF_ORDERS, params)])
-    milestones: dict[str, list[Any]] = {}
-    for row in milestone_rows:  # ordered by order, then position
-        milestones.setdefault(row._mapping["order_id"], []).append(row)
-    escrows = {row._mapping["order_id"]: row for row in escrow_rows}
-    disputes = {row._mapping["order_id"]: row for row in dispute_rows}
-    return [_order_out(o, milestones.get(o.id, []), escrows.get(o.id), disputes.get(o.id)) for o in found]
+def order_views(rows: list[Any]) -> list[Any]:
+    """A page of orders (rows of ``orders_db.page``, each with its related rows) as ``order_view`` renders
+    each."""
+    return [_order_out(orders_db.to_order(row), *orders_db.view_parts(row)) for row in rows]
 
 
 def _order_out(order: orders_db.Order, milestone_rows: list[Any], escrow: Any, dispute: Any) -> Any:

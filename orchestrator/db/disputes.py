@@ -7,7 +7,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ARRAY, Connection, Select, String, any_, bindparam, func, insert, select, tuple_, update
+from sqlalchemy import Connection, Select, bindparam, func, insert, select, tuple_, update
 
 from orchestrator.db.prepared import Query
 from orchestrator.db.tables import disputes
@@ -48,10 +48,6 @@ OF_ORDER = Query(select(disputes).where(disputes.c.order_id == bindparam("order_
 
 def of_order(order_id: str) -> Select:
     return OF_ORDER.bind(order_id=order_id)  # type: ignore[no-any-return]
-
-
-#: The disputes of a page of orders in one query (at most one per order; ``order_ids``: a list).
-OF_ORDERS = Query(select(disputes).where(disputes.c.order_id == any_(bindparam("order_ids", type_=ARRAY(String)))))
 
 
 def get(conn: Connection, dispute_id: str, *, for_update: bool = False) -> Dispute | None:

@@ -7,7 +7,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ARRAY, Connection, Select, String, any_, bindparam, func, insert, select, update
+from sqlalchemy import Connection, Select, bindparam, func, insert, select, update
 
 from orchestrator.db.prepared import Query
 from orchestrator.db.tables import escrows
@@ -44,12 +44,6 @@ OF_ORDER = Query(select(escrows).where(escrows.c.order_id == bindparam("order_id
 
 def of_order(order_id: str) -> Select:
     return OF_ORDER.bind(order_id=order_id)  # type: ignore[no-any-return]
-
-
-#: The live escrows of a page of orders in one query (at most one per order: ix_escrows_live_order;
-#: ``order_ids``: a list).
-OF_ORDERS = Query(select(escrows).where(escrows.c.order_id == any_(bindparam("order_ids", type_=ARRAY(String))),
-                                        escrows.c.status != "DISCARDED"))
 
 
 def live_for_order(conn: Connection, order_id: str, *, for_update: bool = False) -> Escrow | None:

@@ -15,7 +15,7 @@ Rows come back as ``Row``: a mapping that also answers attribute access and ``_m
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar, cast
 
 import psycopg
@@ -28,14 +28,6 @@ from sqlalchemy.sql.expression import ClauseElement
 
 _DIALECT = psycopg_dialect.dialect()
 T = TypeVar("T")
-
-
-def text_array(values: Iterable[str]) -> str:
-    """A ``text[]`` parameter as PostgreSQL's array literal, for a statement that casts it
-    (``= ANY(%(ids)s::VARCHAR[])``): psycopg dumps a Python list element by element in Python, which was
-    7 % of a ``GET /orders`` page's web CPU (py-spy, issue 16); one string costs a join. Every element is
-    quoted, so any text is safe."""
-    return "{" + ",".join('"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values) + "}"
 
 
 class Row(dict[str, Any]):
@@ -138,26 +130,6 @@ async def fetch_made(pool: AsyncConnectionPool, query: Query, make: Callable[[Se
     return await _on_connection(pool, lambda conn: query.all_made(conn, make, **params))
 
 
-async def fetch_many(pool: AsyncConnectionPool,
-                     reads: Sequence[tuple[Query, dict[str, Any]]]) -> list[list[Row]]:
-    """Several reads on one connection in one round trip (psycopg's pipeline mode), in one read-only
-    transaction with one snapshot: an order and its milestones, escrow and dispute are seen as of one
-    moment, and PostgreSQL counts one transaction instead of one per read (issue 16). ``BEGIN`` and
-    ``COMMIT`` travel in the same pipeline: no round trip of their own."""
-    async def pipelined(conn: AsyncConnection[Any]) -> list[list[Row]]:
-        async with conn.pipeline():
-            await conn.execute(_SNAPSHOT)
-            cursors = []
-            for query, params in reads:
-                cursor = conn.cursor(row_factory=query._rows)
-                await cursor.execute(query.sql, query.values(params), prepare=True)
-                cursors.append(cursor)
-            await conn.execute(b"COMMIT")
-            return [await cursor.fetchall() for cursor in cursors]
-
-    return await _on_connection(pool, pipelined)
-
-
 async def _on_connection(pool: AsyncConnectionPool,
                          work: Callable[[AsyncConnection[Any]], Awaitable[T]]) -> T:
     """``work`` on a pooled connection, taken and returned with getconn/putconn (``pool.connection()``'s
@@ -172,7 +144,6 @@ async def _on_connection(pool: AsyncConnectionPool,
         await pool.putconn(conn)
 
 
-_SNAPSHOT = b"BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY"
 _DEAD = (psycopg.OperationalError, psycopg.InterfaceError)
 #: Pools whose idle connections are being checked after one of theirs died (one check at a time each).
 _CHECKING: dict[AsyncConnectionPool, asyncio.Task[None]] = {}

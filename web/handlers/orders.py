@@ -88,9 +88,8 @@ async def list_orders(request: web.Request) -> web.Response:
                                     + timedelta(microseconds=999))
     limit, after = page_limit(query), await render.page_after(request, orders_db.cursor_of)
     statement, params = orders_db.page(filters=filters, after=after, limit=limit)
-    found = [orders_db.to_order(r) for r in await prepared.fetch_all(request.app[READS], statement, **params)]
-    views = await render.order_views(request, found)
-    return page(request, views, limit=limit, ids=[o.id for o in found])
+    rows = await prepared.fetch_all(request.app[READS], statement, **params)
+    return page(request, render.order_views(rows), limit=limit, ids=[r._mapping["id"] for r in rows])
 
 
 @doc("Reserve the buyer's funds for the order", body=ReserveBody, response=views.OrderView, command=True,

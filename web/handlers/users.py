@@ -9,7 +9,7 @@ from orchestrator.db import users as users_db
 from orchestrator.errors import Forbidden
 from orchestrator.money.balances import ADMIN_OPERATIONS
 from schemas import queries, views
-from schemas.balances import ADMIN_BODIES, BALANCE_OUT, BalanceOut
+from schemas.balances import ADMIN_BODIES, BalanceOut
 from schemas.base import load
 from schemas.common import check_enums, page_limit, reject_unknown
 from schemas.users import USER_FILTERS, USER_OUT, CreateUser, UserOut
@@ -53,7 +53,7 @@ async def list_users(request: web.Request) -> web.Response:
 @doc("A user's balance", response=BalanceOut, errors=("USER_NOT_FOUND",))
 @requires("read")
 async def get_balance(request: web.Request) -> web.Response:
-    return envelope(request, BALANCE_OUT.dump(await render.user_from_path(request)))
+    return envelope(request, render.BALANCE(await render.user_from_path(request)))
 
 
 @doc("Administrative balance operation", body=ADMIN_BODIES, response=views.AdjustResult, command=True,
@@ -71,7 +71,7 @@ async def adjust_balance(request: web.Request) -> web.Response:
     state = await enqueue.run(request, Kind.ADJUST_BALANCE, payload)
 
     async def current() -> object:
-        return {"balance": BALANCE_OUT.dump(await render.load_user(request, user.id)), "operation": operation}
+        return {"balance": render.BALANCE(await render.load_user(request, user.id)), "operation": operation}
 
     return await enqueue.respond(request, state, current=current)
 
