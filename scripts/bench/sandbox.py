@@ -89,30 +89,41 @@ async def submit_all(base: str, batches: list[list[str]]) -> tuple[float, int]:
 
 
 async def stream_latency(base: str, batch: list[str]) -> list[float]:
-    """Submit one at a time; latency = from sending the envelope to its record arriving on the stream."""
+    """Submit one at a time; latency = from sending the envelope to its record arriving on the stream.
+
+    Like Horizon (stellar/go ``stream_handler.go``), the sandbox ends a stream after ``limit`` records
+    with a "byebye"; the reader resumes from the last ``id`` it saw, as a Horizon client does (with the
+    default limit of 10, a run of more samples used to wait for records on a closed stream)."""
     sent: list[float] = []
     latencies: list[float] = []
-    arrived = asyncio.Event()
+    arrived, opened = asyncio.Event(), asyncio.Event()
     async with aiohttp.ClientSession() as session:
         headers = {"Accept": "text/event-stream"}
-        async with session.get(f"{base}/horizon/payments?cursor=now", headers=headers) as stream:
 
-            async def read() -> None:
-                async for raw in stream.content:
-                    if raw.startswith(b"data: {"):
-                        latencies.append(time.perf_counter() - sent[len(latencies)])
-                        arrived.set()
-                        if len(latencies) == len(batch):
-                            return
+        async def read() -> None:
+            cursor = "now"
+            while len(latencies) < len(batch):
+                async with session.get(f"{base}/horizon/payments?cursor={cursor}&limit=200",
+                                       headers=headers) as stream:
+                    opened.set()
+                    async for raw in stream.content:
+                        if raw.startswith(b"id: "):
+                            cursor = raw[4:].strip().decode()
+                        elif raw.startswith(b"data: {"):
+                            latencies.append(time.perf_counter() - sent[len(latencies)])
+                            arrived.set()
+                            if len(latencies) == len(batch):
+                                return
 
-            reader = asyncio.create_task(read())
-            for envelope in batch:
-                arrived.clear()
-                sent.append(time.perf_counter())
-                async with session.post(f"{base}/horizon/transactions", data={"tx": envelope}) as reply:
-                    await reply.read()
-                await asyncio.wait_for(arrived.wait(), 10)
-            await asyncio.wait_for(reader, 30)
+        reader = asyncio.create_task(read())
+        await asyncio.wait_for(opened.wait(), 10)
+        for envelope in batch:
+            arrived.clear()
+            sent.append(time.perf_counter())
+            async with session.post(f"{base}/horizon/transactions", data={"tx": envelope}) as reply:
+                await reply.read()
+            await asyncio.wait_for(arrived.wait(), 10)
+        await asyncio.wait_for(reader, 30)
     return latencies
 
 
