@@ -44,8 +44,8 @@ def to_step(row: Any) -> Step:
 
 
 #: The source account's lock, for an open step of a kind that signs: transaction-scoped, on the key
-#: ``hashtext(source_account)`` (an int4, so it never meets the one-bigint constant keys elsewhere unless
-#: by hash; two workers of one account always meet).
+#: ``hashtext(source_account)``. Two workers of one account always meet; an account whose hash happens to
+#: equal another lock's key (the relay's, the treasury pool's) only waits for that holder a moment.
 _LOCK_SOURCE = text(
     "SELECT pg_advisory_xact_lock(hashtext(source_account)) FROM chain_steps WHERE id = :step_id "
     "AND status IN ('PENDING', 'SIGNED') AND kind = ANY(:locking)")
