@@ -108,6 +108,8 @@ async def wait(app: web.Application, command_id: str, seconds: float) -> Command
     """Wait on notifications (the command's, then its flow's), re-reading the row at least once a
     second in case LISTEN is down. A notification carries the command's state (``notify_done``): the
     row is read only when one did not, or none came within the second."""
+    if seconds <= 0:  # respond-async: 202 whatever the worker did meanwhile (api.md §1.12), so no read
+        return CommandState(command_id, Status.PENDING, None, None)
     loop = asyncio.get_running_loop()
     listener = app[LISTENER]
     deadline = loop.time() + seconds

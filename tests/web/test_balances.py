@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, text
 
+from orchestrator.db import commands as commands_db
 from orchestrator.settings import Settings
 from tests.api import Api, unique
 from tests.web.test_errors import assert_error, field_errors, new_key
@@ -280,9 +281,11 @@ async def test_operations_need_the_support_scope(api: Api) -> None:
 
 async def test_respond_async_answers_202_and_applies_the_change_shortly_after(api: Api) -> None:
     user = await api.funded_user("10.00")
+    status_reads = commands_db.STATUS_OF.executions
     reply = await api.post(f"/users/{user['id']}/balance/credit", {"amount": "2.00"},
                            headers={"Prefer": "respond-async"})
     assert reply.status == 202, reply.body
+    assert commands_db.STATUS_OF.executions == status_reads  # nothing to wait for: the command is not read
     assert reply.headers["Preference-Applied"] == "respond-async"
     assert reply.body["meta"]["commandId"].startswith("cmd_")
     assert reply.body["meta"]["pending"] is True
