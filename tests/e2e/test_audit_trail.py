@@ -92,6 +92,9 @@ async def test_the_chain_verifies_after_the_flows(api: Api, engine: Engine) -> N
     users = [await api.user() for _ in range(20)]
     relay.relay(engine)
     with engine.connect() as conn:
+        # one snapshot, as `offerhub audit verify` reads it: the session's worker threads keep relaying,
+        # and at READ COMMITTED a pass committing mid-walk chained entries past the head read first
+        conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         found = audit.verify(conn)
         chained = conn.execute(text("SELECT count(*) FROM audit_log WHERE resource_id = ANY(:ids) "
                                     "AND position IS NOT NULL"), {"ids": [u["id"] for u in users]}).scalar_one()
