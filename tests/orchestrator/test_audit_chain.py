@@ -54,6 +54,12 @@ def tamper(engine: Engine) -> Iterator[Connection]:
             conn.rollback()
 
 
+def one_snapshot(conn: Connection) -> None:
+    """Read as ``offerhub audit verify`` does: other work in this database may relay meanwhile, and at READ
+    COMMITTED a pass committing mid-walk chains entries past the head read first."""
+    conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+
+
 def test_entries_are_chained_in_commit_order_not_insertion_order(engine: Engine) -> None:
     # Given an entry inserted first but committed last
     with UnitOfWork(engine, Context()) as late:
@@ -65,6 +71,7 @@ def test_entries_are_chained_in_commit_order_not_insertion_order(engine: Engine)
     relay.relay(engine)
     # Then the early-committed entry holds the lower position and the whole chain verifies
     with engine.connect() as conn:
+        one_snapshot(conn)
         found = positions(conn, [late_id, early_id])
         assert found[early_id] < found[late_id]
         result = audit.verify(conn)
@@ -90,6 +97,7 @@ def test_the_product_cannot_update_or_delete_an_entry(engine: Engine) -> None:
 def test_an_intact_chain_verifies(engine: Engine) -> None:
     write_entries(engine, 3)
     with engine.connect() as conn:
+        one_snapshot(conn)
         result = audit.verify(conn)
     assert result.ok, result.problem
     assert result.checked >= 3
