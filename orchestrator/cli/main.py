@@ -130,7 +130,7 @@ def _audit(settings: Settings, args: argparse.Namespace) -> int:
     engine = create_sync_engine(settings.database_url, pool_size=1)
     relay.relay(engine)  # chain what has committed so far, so the walk covers it
     with session.transaction(engine) as conn:
-        conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        conn.exec_driver_sql(session.SNAPSHOT)
         found = audit.verify(conn)
     if found.ok:
         print(f"OK: {found.checked} audit entries chained, none changed, removed or out of order")

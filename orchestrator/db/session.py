@@ -15,6 +15,11 @@ EngineType = Engine
 T = TypeVar("T")
 
 
+#: The first statement of a read-only transaction that must see one moment: every statement in it reads
+#: the same snapshot (a statement, an audit-chain walk while relays keep committing).
+SNAPSHOT = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"
+
+
 def first_line(error: sa_exc.DBAPIError) -> str:
     """What PostgreSQL or the driver said, on one line (a "does not answer yet" message quotes it)."""
     return (str(error.orig or error).splitlines() or [type(error).__name__])[0]

@@ -122,18 +122,15 @@ def _cell(value: str | None) -> str | None:
     return value
 
 
-SNAPSHOT = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"
-
-
 def build(engine: Any, user_id: str, *, since: datetime | None = None, until: datetime | None = None) -> Statement:
     """The statement of ``user_id`` for [since, until), read in one repeatable-read snapshot."""
     with session.transaction(engine) as conn:
-        conn.exec_driver_sql(SNAPSHOT)
+        conn.exec_driver_sql(session.SNAPSHOT)
         return read(conn, user_id, since, until)
 
 
 def read(conn: Any, user_id: str, since: datetime | None, until: datetime | None) -> Statement:
-    """The statement, read on ``conn`` (whose transaction should be a ``SNAPSHOT``)."""
+    """The statement, read on ``conn`` (whose transaction should be a ``session.SNAPSHOT``)."""
     current = statements_db.current_balance(conn, user_id)
     if current is None:
         raise NotFound(f"User {user_id} not found", code="USER_NOT_FOUND")

@@ -15,6 +15,7 @@ from collections import Counter
 from sqlalchemy import Engine, text
 
 from orchestrator import audit
+from orchestrator.db import session
 from orchestrator.outbox import relay
 from orchestrator.settings import Settings
 from tests.audit.flows import Flows
@@ -71,7 +72,7 @@ def test_the_chain_verifies_and_holds_every_entry_of_the_flows(flows: Flows, eng
     while True:
         relay.relay(engine)
         with engine.connect() as conn:  # one snapshot, as `offerhub audit verify` walks it
-            conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            conn.exec_driver_sql(session.SNAPSHOT)
             found = audit.verify(conn)
         if not found.ok or found.unchained == 0 or time.monotonic() > deadline:
             break

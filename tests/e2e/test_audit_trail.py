@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import Engine, text
 
 from orchestrator import audit
+from orchestrator.db import session
 from orchestrator.outbox import relay
 from tests.api import Api
 from tests.e2e.test_disputes import open_dispute
@@ -94,7 +95,7 @@ async def test_the_chain_verifies_after_the_flows(api: Api, engine: Engine) -> N
     with engine.connect() as conn:
         # one snapshot, as `offerhub audit verify` reads it: the session's worker threads keep relaying,
         # and at READ COMMITTED a pass committing mid-walk chained entries past the head read first
-        conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        conn.exec_driver_sql(session.SNAPSHOT)
         found = audit.verify(conn)
         chained = conn.execute(text("SELECT count(*) FROM audit_log WHERE resource_id = ANY(:ids) "
                                     "AND position IS NOT NULL"), {"ids": [u["id"] for u in users]}).scalar_one()

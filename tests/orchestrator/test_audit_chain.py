@@ -18,7 +18,7 @@ from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 
 from orchestrator import audit
-from orchestrator.db import create_sync_engine
+from orchestrator.db import create_sync_engine, session
 from orchestrator.outbox import relay
 from orchestrator.settings import Settings
 from orchestrator.unit_of_work import Context, UnitOfWork
@@ -54,12 +54,6 @@ def tamper(engine: Engine) -> Iterator[Connection]:
             conn.rollback()
 
 
-def one_snapshot(conn: Connection) -> None:
-    """Read as ``offerhub audit verify`` does: other work in this database may relay meanwhile, and at READ
-    COMMITTED a pass committing mid-walk chains entries past the head read first."""
-    conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-
-
 def test_entries_are_chained_in_commit_order_not_insertion_order(engine: Engine) -> None:
     # Given an entry inserted first but committed last
     with UnitOfWork(engine, Context()) as late:
@@ -70,8 +64,8 @@ def test_entries_are_chained_in_commit_order_not_insertion_order(engine: Engine)
     # When the relay runs after the late commit
     relay.relay(engine)
     # Then the early-committed entry holds the lower position and the whole chain verifies
-    with engine.connect() as conn:
-        one_snapshot(conn)
+    with engine.connect() as conn:  # one snapshot, as `offerhub audit verify` walks it: others may relay meanwhile
+        conn.exec_driver_sql(session.SNAPSHOT)
         found = positions(conn, [late_id, early_id])
         assert found[early_id] < found[late_id]
         result = audit.verify(conn)
@@ -96,8 +90,8 @@ def test_the_product_cannot_update_or_delete_an_entry(engine: Engine) -> None:
 
 def test_an_intact_chain_verifies(engine: Engine) -> None:
     write_entries(engine, 3)
-    with engine.connect() as conn:
-        one_snapshot(conn)
+    with engine.connect() as conn:  # one snapshot, as `offerhub audit verify` walks it: others may relay meanwhile
+        conn.exec_driver_sql(session.SNAPSHOT)
         result = audit.verify(conn)
     assert result.ok, result.problem
     assert result.checked >= 3
@@ -247,7 +241,6 @@ def test_a_webhook_receipt_is_one_redacted_entry_by_the_webhook_actor(engine: En
 
 
 def test_a_large_backlog_is_chained_over_several_passes_in_order(engine: Engine) -> None:
-    from orchestrator.db import session
     from orchestrator.db.outbox import RELAY_LOCK
 
     with UnitOfWork(engine, Context()) as uow:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from orchestrator.db import session
 from orchestrator.money import statements
 from schemas import queries, views
 from schemas.common import period, reject_unknown
@@ -22,7 +23,7 @@ async def get_statement(request: web.Request) -> web.Response:
     since, until = period(request.query)
     user_id = render.path_id(request, "user_id", "user", "USER_NOT_FOUND")
     async with request.app[TX_ENGINE].connect() as conn:
-        await conn.exec_driver_sql(statements.SNAPSHOT)
+        await conn.exec_driver_sql(session.SNAPSHOT)
         statement = await conn.run_sync(lambda sync: statements.read(sync, user_id, since, until))
         await conn.rollback()
     if "text/csv" in request.headers.get("Accept", ""):
