@@ -123,7 +123,7 @@ class AirtmClient:
 
     def _call(self, method: str, path: str, body: Mapping[str, Any] | None = None) -> Any:
         """One request; the parsed JSON (``None`` for an empty body) or an ``AirtmFailure``."""
-        data = json.dumps(body, default=_json_number) if body is not None else None
+        data = json_text(body) if body is not None else None
         headers = {"Content-Type": "application/json"} if body is not None else {}
         try:
             response = self.http.request(method, self.base + path, data=data, headers=headers,
@@ -240,13 +240,21 @@ class AirtmClient:
         raise AirtmFailure(f"AirTM POST {path} kept failing for code {body['code']}", ambiguous=True)
 
 
-def _json_number(value: Any) -> Any:
-    """AirTM types amounts as JSON numbers, which ``json`` writes from a float only. An amount of at most 15
-    significant digits (every amount the API admits) is written back digit for digit; one that would not
-    be is refused rather than sent rounded."""
+#: The significant digits a JSON number keeps when its reader holds it as a double (DBL_DIG).
+EXACT_DIGITS = 15
+
+
+def json_text(value: Any) -> str:
+    """A request body as JSON, written as ``json.dumps`` writes it except that a ``Decimal`` becomes a
+    number token of its own digits: AirTM types amounts as JSON numbers, and ``json`` writes numbers from
+    floats only, so money never passes through one here. An amount of more than 15 significant digits
+    (none the API admits) is refused rather than sent: a reader holding it as a double would round it."""
     if isinstance(value, Decimal):
-        number = float(value)  # checked exact below: the JSON text carries the same decimal digits
-        if Decimal(repr(number)) != value:
+        if not value.is_finite() or len(value.normalize().as_tuple().digits) > EXACT_DIGITS:
             raise ValueError(f"{value} cannot be sent to AirTM as a JSON number without rounding")
-        return number
-    raise TypeError(f"{type(value).__name__} is not JSON")
+        return format(value, "f")
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{json.dumps(str(k))}: {json_text(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(json_text(v) for v in value) + "]"
+    return json.dumps(value)
