@@ -116,11 +116,9 @@ def _converters(table: Table) -> tuple[tuple[str, Any], ...]:
                  for c in table.c if isinstance(c.type, Numeric | DateTime))
 
 
-def related(table: Table, value: dict[str, Any] | None) -> Row | None:
+def related(table: Table, value: dict[str, Any]) -> Row:
     """A row of ``table`` from its ``_json_object`` (amounts back to ``Decimal``, times to ``datetime``),
-    for the table's ``to_*`` converter; None stays None."""
-    if value is None:
-        return None
+    for the table's ``to_*`` converter."""
     row = Row(value)
     for name, convert in _converters(table):
         if row[name] is not None:
@@ -130,8 +128,10 @@ def related(table: Table, value: dict[str, Any] | None) -> Row | None:
 
 def view_parts(row: Any) -> tuple[list[Row], Row | None, Row | None]:
     """The milestones, escrow and dispute rows a ``VIEW_BY_ID`` or page row carries."""
-    return ([r for m in row._mapping["milestones_json"] if (r := related(milestones, m)) is not None],
-            related(escrows, row._mapping["escrow_json"]), related(disputes, row._mapping["dispute_json"]))
+    escrow, dispute = row._mapping["escrow_json"], row._mapping["dispute_json"]
+    return ([related(milestones, m) for m in row._mapping["milestones_json"]],
+            related(escrows, escrow) if escrow is not None else None,
+            related(disputes, dispute) if dispute is not None else None)
 
 
 def by_id(order_id: str) -> Select:
