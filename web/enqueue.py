@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
+from sqlalchemy import Select
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from actors.commands import execute_command
 from orchestrator import errors, ids, logs
@@ -37,6 +39,17 @@ _WAIT = re.compile(r"wait=([0-9]+)")
 
 
 @dataclass(frozen=True)
+class Subject:
+    """A row the command acts on that must exist when it is recorded: the command's ``INSERT`` carries
+    the condition and reads the row (``commands_db.insert_on``), and ``missing`` is raised, nothing
+    recorded, when the row is not there."""
+
+    insert: Select
+    id: str
+    missing: errors.OrchestratorError
+
+
+@dataclass(frozen=True)
 class CommandState:
     id: str
     status: str
@@ -47,6 +60,9 @@ class CommandState:
     #: The command itself (set by ``run``): what it acts on is shown as it stands while it is pending.
     kind: str | None = None
     payload: dict[str, Any] | None = None
+    #: The subject's row as it stood when the command was recorded, kept for an answer given at once
+    #: (``respond-async``): it is the resource as it stands. An answer after a wait reads it again.
+    subject: Any = None
 
     @property
     def finished(self) -> bool:
@@ -66,8 +82,11 @@ def wait_seconds(request: web.Request) -> tuple[float, str | None]:
     return request.app[SETTINGS].command_wait_seconds, None
 
 
-async def run(request: web.Request, kind: str, payload: dict[str, Any]) -> CommandState:
-    """Record, publish and wait for one command; returns its state when done or when the wait ends."""
+async def run(request: web.Request, kind: str, payload: dict[str, Any], *,
+              subject: Subject | None = None) -> CommandState:
+    """Record, publish and wait for one command; returns its state when done or when the wait ends.
+
+    With ``subject``, the command is recorded only if that row exists (else its error is raised)."""
     check_payload(kind, payload)  # the kind's payload type reads it, or nothing is recorded
     app, credential = request.app, request_credential(request)
     command_id = ids.new_id("command")
@@ -77,11 +96,11 @@ async def run(request: web.Request, kind: str, payload: dict[str, Any]) -> Comma
                              idempotency_key=idempotency[1] if idempotency else None)
     if idempotency:  # the command and its key's link commit together
         async with app[TX_ENGINE].begin() as conn:
-            await conn.execute(commands_db.INSERT, values)
+            found = await record(conn, values, subject)
             await conn.execute(idempotency_db.attach_command(*idempotency, command_id))
     else:  # one autocommit statement: no BEGIN and COMMIT round trips
         async with app[ENGINE].connect() as conn:
-            await conn.execute(commands_db.INSERT, values)
+            found = await record(conn, values, subject)
     request[COMMAND_ID] = command_id
     logs.bind(command_id=command_id)
     listener = app[LISTENER]
@@ -91,9 +110,21 @@ async def run(request: web.Request, kind: str, payload: dict[str, Any]) -> Comma
         timeout, applied = wait_seconds(request)
         if applied:
             request[PREFERENCE] = applied
-        return dataclasses.replace(await wait(app, command_id, timeout), kind=kind, payload=payload)
+        return dataclasses.replace(await wait(app, command_id, timeout), kind=kind, payload=payload,
+                                   subject=found if timeout <= 0 else None)
     finally:
         listener.forget(command_id)
+
+
+async def record(conn: AsyncConnection, values: dict[str, Any], subject: Subject | None) -> Any:
+    """Insert the command row; with a subject, only if it exists, and return the subject's row."""
+    if subject is None:
+        await conn.execute(commands_db.INSERT, values)
+        return None
+    found = (await conn.execute(subject.insert, {**values, "subject_id": subject.id})).first()
+    if found is None:
+        raise subject.missing
+    return found
 
 
 async def publish(app: web.Application, command_id: str) -> None:

@@ -66,14 +66,22 @@ def path_id(request: web.Request, param: str, resource: str, code: str, label: s
     return value
 
 
+def user_id_from_path(request: web.Request) -> str:
+    return path_id(request, "user_id", "user", "USER_NOT_FOUND")
+
+
+def user_not_found(user_id: str) -> NotFound:
+    return NotFound(f"User {user_id} not found", code="USER_NOT_FOUND")
+
+
 async def user_from_path(request: web.Request) -> users_db.User:
-    return await load_user(request, path_id(request, "user_id", "user", "USER_NOT_FOUND"))
+    return await load_user(request, user_id_from_path(request))
 
 
 async def load_user(request: web.Request, user_id: str) -> users_db.User:
     row = await prepared.fetch_one(request.app[READS], users_db.BY_ID, user_id=user_id)
     if row is None:
-        raise NotFound(f"User {user_id} not found", code="USER_NOT_FOUND")
+        raise user_not_found(user_id)
     return users_db.to_user(row)
 
 

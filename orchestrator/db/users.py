@@ -54,6 +54,12 @@ def by_id(user_id: str) -> Select:
     return BY_ID.bind(user_id=user_id)  # type: ignore[no-any-return]
 
 
+def subject() -> Select:
+    """A user with its balance by the id bound as ``subject_id``: what a command on a user is recorded on
+    (``commands.insert_on``)."""
+    return _select().where(users.c.id == bindparam("subject_id"))
+
+
 def exists(user_id: str) -> Select:
     return select(users.c.id).where(users.c.id == user_id)
 

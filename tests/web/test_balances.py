@@ -11,9 +11,11 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, text
 
+from orchestrator import ids
 from orchestrator.db import commands as commands_db
+from orchestrator.db import users as users_db
 from orchestrator.settings import Settings
-from tests.api import Api, unique
+from tests.api import Api, idempotency_key, unique
 from tests.web.test_errors import assert_error, field_errors, new_key
 from tests.web.test_users import ISO_MS, events_of
 from web.app import create_app
@@ -261,6 +263,40 @@ async def test_an_order_id_field_is_not_part_of_a_credit(api: Api) -> None:
 async def test_an_operation_on_an_unknown_user_is_not_found(api: Api) -> None:
     reply = await api.post(f"/users/usr_{'Z' * 32}/balance/credit", {"amount": "1.00"})
     assert_error(reply, 404, "USER_NOT_FOUND")
+
+
+@pytest.mark.parametrize("headers", [{}, {"Prefer": "respond-async"}, {"Idempotency-Key": "unknown-user"}],
+                         ids=["waited", "async", "idempotent"])
+async def test_an_operation_on_an_unknown_user_records_nothing(api: Api, engine: Engine,
+                                                               headers: dict[str, str]) -> None:
+    """The user's existence is decided by the command's own insert: 404 and no command row, however the
+    request asked to be answered (an idempotent one may be sent again once the user exists)."""
+    user_id = ids.new_id("user")  # well formed, never created
+    if "Idempotency-Key" in headers:
+        headers = {"Idempotency-Key": idempotency_key()}
+    reply = await api.post(f"/users/{user_id}/balance/credit", {"amount": "1.00"}, headers=headers)
+    assert_error(reply, 404, "USER_NOT_FOUND")
+    with engine.connect() as conn:
+        recorded = conn.execute(text("SELECT count(*) FROM commands WHERE payload->>'userId' = :u"),
+                                {"u": user_id}).scalar()
+    assert recorded == 0
+
+
+@pytest.mark.parametrize(("headers", "status", "shown"), [({}, 200, "3.00"),
+                                                          ({"Prefer": "respond-async"}, 202, "1.00")],
+                         ids=["waited", "async"])
+async def test_a_credit_reads_no_user_apart_from_its_insert(api: Api, headers: dict[str, str], status: int,
+                                                            shown: str) -> None:
+    """Issue 16: a credit is two database transactions (its command's insert, its worker's) and reads
+    nothing else. The insert checks the user and returns it as it stands, which a 202 shows (api.md
+    §1.12: the resource in its current state, here before the credit); a 200 shows what the worker's own
+    transaction left."""
+    user = await api.funded_user("1.00")
+    reads = users_db.BY_ID.executions
+    reply = await api.post(f"/users/{user['id']}/balance/credit", {"amount": "2.00"}, headers=headers)
+    assert reply.status == status, reply.body
+    assert reply.data["balance"]["available"] == shown
+    assert users_db.BY_ID.executions == reads
 
 
 async def test_an_unknown_operation_is_not_a_route(api: Api) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from orchestrator.commands import Kind
+from orchestrator.db import commands as commands_db
 from orchestrator.db import users as users_db
 from orchestrator.errors import Forbidden
 from orchestrator.money.balances import ADMIN_OPERATIONS
@@ -65,13 +66,18 @@ async def adjust_balance(request: web.Request) -> web.Response:
         raise Forbidden("Administrative balance operations are disabled on this instance",
                         code="OPERATION_NOT_ALLOWED")
     operation = request.match_info["operation"]
-    user = await render.user_from_path(request)
+    user_id = render.user_id_from_path(request)
     body = load(ADMIN_BODIES[operation](), request[BODY])
-    payload = jsonable({**body, "operation": operation, "userId": user.id})
-    state = await enqueue.run(request, Kind.ADJUST_BALANCE, payload)
+    payload = jsonable({**body, "operation": operation, "userId": user_id})
+    # the user's existence is checked by the command's own insert: no read before it (issue 16)
+    state = await enqueue.run(request, Kind.ADJUST_BALANCE, payload, subject=enqueue.Subject(
+        commands_db.ON_USER, user_id, render.user_not_found(user_id)))
 
     async def current() -> object:
-        return {"balance": render.BALANCE(await render.load_user(request, user.id)), "operation": operation}
+        """The balance as it stands: as the command's insert found it when answered at once, else read."""
+        user = (users_db.to_user(state.subject) if state.subject is not None
+                else await render.load_user(request, user_id))
+        return {"balance": render.BALANCE(user), "operation": operation}
 
     return await enqueue.respond(request, state, current=current)
 
