@@ -168,7 +168,8 @@ def chain_committed(conn: Any, *, batch: int = 5000, limit: int = 20000) -> int:
             prev_hash = entry_hash
         audit_db.stamp(conn, stamps)
         stamped += len(stamps)
-        rows = audit_db.unchained(conn, batch) if stamped < limit else []
+        full = len(rows) == batch  # a shorter batch was the last: no read to find nothing
+        rows = audit_db.unchained(conn, batch) if full and stamped < limit else []
     if stamped:
         audit_db.set_head(conn, position)
     return stamped

@@ -38,11 +38,15 @@ def insert(conn: Connection, **values: Any) -> None:
 # --- the chain --------------------------------------------------------------------------------------
 
 def head_for_update(conn: Connection) -> tuple[int, str | None]:
-    """The last chained position (row-locked) and that entry's hash (None: empty, or the entry is gone)."""
-    position = conn.execute(select(relay_state.c.last_position).where(relay_state.c.name == _HEAD)
-                            .with_for_update()).scalar_one()
-    prev = conn.execute(select(audit_log.c.entry_hash).where(audit_log.c.position == position)).scalar()
-    return position, prev
+    """The last chained position (row-locked) and that entry's hash (None: empty, or the entry is gone),
+    in one statement."""
+    row = conn.execute(_HEAD_FOR_UPDATE).one()
+    return row[0], row[1]
+
+
+_HEAD_FOR_UPDATE = (select(relay_state.c.last_position, audit_log.c.entry_hash)
+                    .select_from(relay_state.outerjoin(audit_log, audit_log.c.position == relay_state.c.last_position))
+                    .where(relay_state.c.name == _HEAD).with_for_update(of=relay_state))
 
 
 def head(conn: Connection) -> int:

@@ -24,17 +24,25 @@ def insert(conn: Connection, event: Event) -> None:
                            "payload": event.payload, "metadata": event.metadata})
 
 
-def assign_positions(conn: Connection, *, batch: int = 5000) -> int | None:
-    """Number committed, unnumbered events gap-free in the order they became visible.
-
-    Only one relay numbers at a time (a transaction-level advisory lock, waited for), so positions
-    never interleave; each pass is a statement taken after the lock, whose snapshot sees everything
-    committed before the caller asked. A row with a lower id that commits later simply gets a later
-    position. Returns the highest position assigned, if any.
-    """
+def lock_relay(conn: Connection) -> int:
+    """Take the relay lock (a transaction-level advisory lock, waited for) and return the last position
+    numbered so far: only one relay numbers at a time, so positions never interleave, and nothing moves
+    the position while this transaction holds the lock."""
     conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": RELAY_LOCK})
-    last = conn.execute(select(relay_state.c.last_position).where(relay_state.c.name == "outbox")
-                        .with_for_update()).scalar_one()
+    return int(conn.execute(_LAST_POSITION).scalar_one())
+
+
+_LAST_POSITION = select(relay_state.c.last_position).where(relay_state.c.name == "outbox")
+
+
+def assign_positions(conn: Connection, *, last: int, batch: int = 5000) -> int | None:
+    """Number committed, unnumbered events gap-free in the order they became visible, after ``last``.
+
+    The caller holds the relay lock and read ``last`` under it (``lock_relay``). Each batch is a
+    statement taken after the lock, whose snapshot sees everything committed before the caller asked;
+    a batch shorter than ``batch`` was the last. A row with a lower id that commits later simply gets a
+    later position. Returns the highest position assigned, if any.
+    """
     top = last
     while True:
         rows = conn.execute(text(
@@ -43,9 +51,10 @@ def assign_positions(conn: Connection, *, batch: int = 5000) -> int | None:
             "UPDATE outbox SET position = :last + pending.n, relayed_at = clock_timestamp() "
             "FROM pending WHERE outbox.id = pending.id RETURNING outbox.position"),
             {"batch": batch, "last": top}).scalars().all()
-        if not rows:
+        if rows:
+            top = max(rows)
+        if len(rows) < batch:
             break
-        top = max(rows)
     if top == last:
         return None
     conn.execute(update(relay_state).where(relay_state.c.name == "outbox").values(last_position=top))

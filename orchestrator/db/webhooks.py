@@ -23,8 +23,7 @@ from sqlalchemy import (
     update,
 )
 
-from orchestrator.db.outbox import RELAY_LOCK
-from orchestrator.db.tables import outbox, relay_state, webhook_attempts, webhook_deliveries, webhook_endpoints
+from orchestrator.db.tables import outbox, webhook_attempts, webhook_deliveries, webhook_endpoints
 from orchestrator.events import Event
 
 #: First key of the two-int advisory lock a worker holds while it drains one endpoint (the second key
@@ -151,13 +150,6 @@ def reseal(conn: Connection, endpoint_id: str, *, secret: dict[str, str], previo
 
 
 # --- deliveries: created by the relay -------------------------------------------------------------------
-
-def relay_watermark(conn: Connection) -> int:
-    """The last position numbered so far, read under the relay lock (taken here first; the relay's own
-    ``pg_advisory_xact_lock`` on it is re-entrant), so no other pass can move it meanwhile."""
-    conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": RELAY_LOCK})
-    return int(conn.execute(select(relay_state.c.last_position).where(relay_state.c.name == "outbox")).scalar_one())
-
 
 def create_deliveries(conn: Connection, *, after: int, upto: int) -> list[str]:
     """One delivery per (event in ``(after, upto]``, enabled endpoint whose filter takes it); returns the

@@ -24,8 +24,8 @@ def relay(engine: Any, on_deliveries: Callable[[list[str]], None] | None = None)
     highest event position assigned, if any. ``on_deliveries`` is told, after the commit, which webhook
     endpoints received new deliveries (the scheduler's sweep covers a caller that passes none)."""
     with session.transaction(engine) as conn:
-        before = webhooks_db.relay_watermark(conn)  # takes the relay lock, held until commit
-        top = outbox_db.assign_positions(conn)
+        before = outbox_db.lock_relay(conn)  # held until the commit
+        top = outbox_db.assign_positions(conn, last=before)
         audit.chain_committed(conn)
         endpoints: list[str] = []
         if top is not None:
