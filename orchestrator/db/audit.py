@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Insert, Select, and_, func, or_, select, text, tuple_, update
 
+from orchestrator.db.prepared import insert_of
 from orchestrator.db.tables import audit_log, relay_state
 
 #: The columns an entry's hash covers (everything but the chain stamp and ``seq``).
@@ -31,8 +32,14 @@ def insert_statement(**values: Any) -> Insert:
     return INSERT.values(**values)
 
 
+#: The same insert compiled once for the worker's transactions, executed straight on psycopg (issue 16).
+_INSERT = insert_of(audit_log, ("id", "action", "resource_type", "resource_id", "user_id", "payload_before",
+                                "payload_after", "actor_type", "actor_id", "result", "error", "idempotency_key",
+                                "correlation_id", "request_id"))
+
+
 def insert(conn: Connection, **values: Any) -> None:
-    conn.execute(INSERT, values)
+    _INSERT.run(conn, **values)
 
 
 # --- the chain --------------------------------------------------------------------------------------

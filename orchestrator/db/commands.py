@@ -109,25 +109,26 @@ def running_flows(conn: Connection, resource_id: str) -> list[str]:
         commands.c.result.op("->>")(literal_column("'id'")) == resource_id)).scalars())
 
 
-# Every command runs these three: built once, executed with parameters (no per-call construction).
-_LOCK = select(commands).where(commands.c.id == bindparam("command_id")).with_for_update()
+# Every command runs these: compiled once, executed straight on psycopg (``Query.run``, issue 16).
+_LOCK = Query(select(commands).where(commands.c.id == bindparam("command_id")).with_for_update())
 #: Locks by updating: the attempt is counted in the command's own transaction (``commands.execute``).
-_LOCK_COUNTING = (update(commands).where(commands.c.id == bindparam("command_id"))
-                  .values(attempts=commands.c.attempts + 1).returning(*commands.c))
+_LOCK_COUNTING = Query(update(commands).where(commands.c.id == bindparam("command_id"))
+                       .values(attempts=commands.c.attempts + 1).returning(*commands.c))
 _COUNT_ATTEMPT = (update(commands).where(commands.c.id == bindparam("command_id"))
                   .values(attempts=commands.c.attempts + 1).returning(commands.c.attempts))
-_FINISH = (update(commands).where(commands.c.id == bindparam("command_id"), commands.c.status == "PENDING")
-           .values(status=bindparam("new_status"), result=bindparam("new_result", type_=commands.c.result.type),
-                   error=bindparam("new_error", type_=commands.c.error.type), completed_at=func.now()))
+_FINISH = Query(update(commands).where(commands.c.id == bindparam("command_id"), commands.c.status == "PENDING")
+                .values(status=bindparam("new_status"),
+                        result=bindparam("new_result", type_=commands.c.result.type),
+                        error=bindparam("new_error", type_=commands.c.error.type), completed_at=func.now()))
 
 
 #: ``pg_notify`` refuses a payload of 8,000 bytes or more; a state past this is announced by its id alone.
 NOTE_LIMIT = 7_900
-_NOTIFY_DONE = text(
+_NOTIFY_DONE = Query(text(
     "SELECT pg_notify(:channel, CASE WHEN octet_length(note) <= :limit THEN note "
     "ELSE json_build_object('id', id)::text END) FROM (SELECT id, json_build_object("
     "'id', id, 'status', status, 'result', result, 'error', error, 'flowStatus', flow_status, "
-    "'flowError', flow_error)::text AS note FROM commands WHERE id = :command_id) AS state")
+    "'flowError', flow_error)::text AS note FROM commands WHERE id = :command_id) AS state"))
 
 
 def notify_done(conn: Connection, command_id: str) -> None:
@@ -136,13 +137,13 @@ def notify_done(conn: Connection, command_id: str) -> None:
     ``flowError``), so the request answers without reading the row again (issue 16: one database
     transaction and one round trip fewer per waited command). A state too long for a notification
     carries its ``id`` alone, and the request reads the row."""
-    conn.execute(_NOTIFY_DONE, {"channel": DONE_CHANNEL, "limit": NOTE_LIMIT, "command_id": command_id})
+    _NOTIFY_DONE.run(conn, channel=DONE_CHANNEL, limit=NOTE_LIMIT, command_id=command_id)
 
 
 def lock(conn: Connection, command_id: str, *, count: bool = False) -> Command | None:
     """The command, row-locked for this transaction, so two deliveries never run it together; with
     ``count``, its attempt counter incremented in the same statement."""
-    row = conn.execute(_LOCK_COUNTING if count else _LOCK, {"command_id": command_id}).first()
+    row = (_LOCK_COUNTING if count else _LOCK).run(conn, command_id=command_id).fetchone()
     return to_command(row) if row else None
 
 
@@ -153,8 +154,7 @@ def count_attempt(conn: Connection, command_id: str) -> int:
 
 def finish(conn: Connection, command_id: str, *, status: str, result: dict[str, Any] | None = None,
            error: dict[str, Any] | None = None) -> None:
-    conn.execute(_FINISH, {"command_id": command_id, "new_status": status, "new_result": result,
-                           "new_error": error})
+    _FINISH.run(conn, command_id=command_id, new_status=status, new_result=result, new_error=error)
 
 
 def stale_pending(conn: Connection, *, older_than: datetime, limit: int = 500) -> list[str]:

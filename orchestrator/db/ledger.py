@@ -8,8 +8,9 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, Select, bindparam, func, insert, select, update
+from sqlalchemy import ARRAY, Connection, Select, String, any_, bindparam, func, insert, select, update
 
+from orchestrator.db.prepared import Query, insert_of
 from orchestrator.db.tables import balances, journal_entries, journal_transactions
 
 
@@ -23,40 +24,42 @@ class BalanceRow:
     at: datetime | None = None
 
 
-# Every posting runs these: built once, executed with parameters (no per-call construction or cache key).
-_LOCK_BALANCES = (select(balances.c.user_id, balances.c.available, balances.c.reserved, func.now().label("at"))
-                  .where(balances.c.user_id.in_(bindparam("user_ids", expanding=True)))
-                  .order_by(balances.c.user_id).with_for_update())
-_INSERT_TRANSACTION = insert(journal_transactions).returning(journal_transactions.c.id)
-_INSERT_ENTRIES = insert(journal_entries)
-_SET_BALANCE = (update(balances).where(balances.c.user_id == bindparam("balance_user_id"))
-                .values(available=bindparam("new_available"), reserved=bindparam("new_reserved"),
-                        updated_at=func.now()))
+# Every posting runs these: compiled once, executed straight on psycopg (``Query.run``, issue 16).
+_LOCK_BALANCES = Query(
+    select(balances.c.user_id, balances.c.available, balances.c.reserved, func.now().label("at"))
+    .where(balances.c.user_id == any_(bindparam("user_ids", type_=ARRAY(String))))
+    .order_by(balances.c.user_id).with_for_update())
+_INSERT_TRANSACTION = insert_of(journal_transactions, ("kind", "reference", "command_id", "description"),
+                                journal_transactions.c.id)
+_INSERT_ENTRIES = insert_of(journal_entries, ("transaction_id", "account", "user_id", "amount"))
+_SET_BALANCE = Query(update(balances).where(balances.c.user_id == bindparam("balance_user_id"))
+                     .values(available=bindparam("new_available"), reserved=bindparam("new_reserved"),
+                             updated_at=func.now()))
 
 
 def lock_balances(conn: Connection, user_ids: Iterable[str]) -> dict[str, BalanceRow]:
     """Row-lock the balances of ``user_ids`` in id order (one global order, so no deadlocks)."""
-    ordered = sorted(set(user_ids))
-    rows = conn.execute(_LOCK_BALANCES, {"user_ids": ordered}).all()
+    rows = _LOCK_BALANCES.run(conn, user_ids=sorted(set(user_ids))).fetchall()
     return {r.user_id: BalanceRow(r.user_id, r.available, r.reserved, r.at) for r in rows}
 
 
 def insert_transaction(conn: Connection, *, kind: str, reference: str | None, command_id: str | None,
                        description: str | None) -> int:
-    return conn.execute(_INSERT_TRANSACTION, {"kind": kind, "reference": reference, "command_id": command_id,
-                                              "description": description}).scalar_one()
+    row = _INSERT_TRANSACTION.run(conn, kind=kind, reference=reference, command_id=command_id,
+                                  description=description).fetchone()
+    assert row is not None  # RETURNING of an INSERT without a condition
+    return int(row.id)
 
 
 def insert_entries(conn: Connection, transaction_id: int,
                    entries: Sequence[tuple[str, str | None, Decimal]]) -> None:
-    conn.execute(_INSERT_ENTRIES, [
+    _INSERT_ENTRIES.run_many(conn, [
         {"transaction_id": transaction_id, "account": account, "user_id": user_id, "amount": amount}
         for account, user_id, amount in entries])
 
 
 def set_balance(conn: Connection, row: BalanceRow) -> None:
-    conn.execute(_SET_BALANCE, {"balance_user_id": row.user_id, "new_available": row.available,
-                                "new_reserved": row.reserved})
+    _SET_BALANCE.run(conn, balance_user_id=row.user_id, new_available=row.available, new_reserved=row.reserved)
 
 
 def create_balance(conn: Connection, user_id: str) -> None:

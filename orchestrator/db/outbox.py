@@ -6,7 +6,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection, Select, Text, and_, bindparam, cast, delete, func, select, text, update
 
-from orchestrator.db.prepared import Query
+from orchestrator.db.prepared import Query, insert_of
 from orchestrator.db.tables import outbox, relay_state
 from orchestrator.events import Event
 
@@ -14,14 +14,13 @@ from orchestrator.events import Event
 RELAY_LOCK = 0x0FFE_0001
 
 
-#: Built once, executed with each event's values (no per-event statement construction or cache key).
-_INSERT = outbox.insert()
+#: Compiled once, executed straight on psycopg with each event's values (``Query.run``, issue 16).
+_INSERT = insert_of(outbox, ("event_id", "event_type", "aggregate_type", "aggregate_id", "payload", "metadata"))
 
 
 def insert(conn: Connection, event: Event) -> None:
-    conn.execute(_INSERT, {"event_id": event.event_id, "event_type": event.event_type,
-                           "aggregate_type": event.aggregate_type, "aggregate_id": event.aggregate_id,
-                           "payload": event.payload, "metadata": event.metadata})
+    _INSERT.run(conn, event_id=event.event_id, event_type=event.event_type, aggregate_type=event.aggregate_type,
+                aggregate_id=event.aggregate_id, payload=event.payload, metadata=event.metadata)
 
 
 def lock_relay(conn: Connection) -> int:

@@ -21,8 +21,12 @@ from typing import Any, TypeVar, cast
 import psycopg
 from psycopg import AsyncConnection, AsyncCursor
 from psycopg.rows import RowMaker
+from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
+from sqlalchemy import ColumnElement, Connection, Table, bindparam
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects.postgresql import psycopg as psycopg_dialect
+from sqlalchemy.sql import sqltypes
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import ClauseElement
 
@@ -60,13 +64,18 @@ class Query:
         #: The named ``bindparam``s a call must give; the statement's literals are bound with their values.
         self.required = frozenset(name for name, bind in compiled.binds.items() if bind.required)
         self.literals = {name: value for name, value in compiled.params.items() if name not in self.required}
+        #: Parameters bound as JSON: psycopg takes a dict or list there only wrapped (SQLAlchemy's JSON
+        #: type wraps it on its own path), serialised as SQLAlchemy's would be (``json.dumps``; None too,
+        #: as JSON ``null``, which is what SQLAlchemy's JSON type stores for it).
+        self.json = frozenset(name for name, bind in compiled.binds.items()
+                              if isinstance(bind.type, sqltypes.JSON))
         #: The result's column names, taken from the first result (a compiled shape never changes them).
         self.names: tuple[str, ...] | None = None
         #: How often this process ran it on a psycopg connection (what a request reads is countable: the
         #: order list's tests check it reads each related table once per page, never once per order).
         self.executions = 0
 
-    def _rows(self, cursor: AsyncCursor[Any]) -> RowMaker[Row]:
+    def _rows(self, cursor: AsyncCursor[Any] | psycopg.Cursor[Any]) -> RowMaker[Row]:
         names = self.names
         if names is None:
             names = self.names = tuple(column.name for column in cursor.description or ())
@@ -81,7 +90,49 @@ class Query:
         self.executions += 1
         if params.keys() != self.required:
             raise TypeError(f"the query takes {sorted(self.required)}, not {sorted(params)}")
+        if self.json:
+            params = {**params, **{name: Jsonb(params[name]) for name in self.json if name in params}}
         return {**self.literals, **params} if self.literals else params
+
+    # --- on a SQLAlchemy connection's own psycopg connection, inside its transaction -------------------
+
+    def run(self, conn: Connection, **params: Any) -> psycopg.Cursor[Row]:
+        """Execute in ``conn``'s transaction, straight on its psycopg connection; the cursor holds the
+        rows (``fetchone``/``fetchall``).
+
+        Why: a command's transaction runs about ten fixed statements, and SQLAlchemy's execute path
+        (cache key, parameter processing, execution context, result wrapping) cost as much CPU as psycopg
+        sending them (issue 16: py-spy of the workers taking credits, ``Connection.execute`` 47 % of
+        the samples, psycopg's own execute 21 %). Errors come out as SQLAlchemy's, as from
+        ``Connection.execute``, and a connection that broke is invalidated, so the pool drops it.
+        """
+        raw = self._driver(conn)
+        cursor: psycopg.Cursor[Row] = raw.cursor(row_factory=self._rows)
+        try:
+            cursor.execute(self.sql, self.values(params), prepare=True)
+        except psycopg.Error as error:
+            raise self._wrapped(conn, raw, error, params) from error
+        return cursor
+
+    def run_many(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+        """Execute once per parameter set, in one pipeline (psycopg's ``executemany``)."""
+        raw = self._driver(conn)
+        try:
+            raw.cursor().executemany(self.sql, [self.values(row) for row in rows])
+        except psycopg.Error as error:
+            raise self._wrapped(conn, raw, error, rows) from error
+
+    @staticmethod
+    def _driver(conn: Connection) -> psycopg.Connection[Any]:
+        return cast(psycopg.Connection[Any], conn.connection.driver_connection)
+
+    def _wrapped(self, conn: Connection, raw: psycopg.Connection[Any], error: psycopg.Error,
+                 params: Any) -> Exception:
+        broken = raw.broken or raw.closed
+        if broken:
+            conn.invalidate(error)
+        return sa_exc.DBAPIError.instance(self.sql, params, error, psycopg.Error,
+                                          connection_invalidated=broken)
 
     async def one_or_none(self, conn: AsyncConnection[Any], **params: Any) -> Row | None:
         cursor = conn.cursor(row_factory=self._rows)
@@ -100,6 +151,13 @@ class Query:
         cursor = conn.cursor(row_factory=lambda _cursor: make)
         await cursor.execute(self.sql, self.values(params), prepare=True)
         return await cursor.fetchall()
+
+
+def insert_of(table: Table, names: Sequence[str], *returning: ColumnElement[Any]) -> Query:
+    """``INSERT`` of these columns of ``table``, each bound by its name with its column's type (so a JSON
+    column's value is wrapped for psycopg), returning ``returning``."""
+    statement = table.insert().values({name: bindparam(name, type_=table.c[name].type) for name in names})
+    return Query(statement.returning(*returning) if returning else statement)
 
 
 #: Connections for a web process's hot reads (the read skeleton of ``scripts/bench/skeletons.py`` gets as
