@@ -12,13 +12,12 @@ import contextlib
 import dataclasses
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from aiohttp import web
-from sqlalchemy import Select
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import Executable
 
 from actors.commands import execute_command
 from orchestrator import errors, ids, logs
@@ -29,7 +28,7 @@ from orchestrator.db import prepared
 from orchestrator.results import Result
 from web import render
 from web.auth import request_credential
-from web.keys import ENGINE, EXECUTOR, LISTENER, READS, SETTINGS, TX_ENGINE
+from web.keys import EXECUTOR, LISTENER, READS, SETTINGS, TX_ENGINE
 from web.request_state import COMMAND_ID, IDEMPOTENCY, PREFERENCE, REQUEST_ID
 from web.responses import envelope
 
@@ -44,7 +43,7 @@ class Subject:
     the condition and reads the row (``commands_db.insert_on``), and ``missing`` is raised, nothing
     recorded, when the row is not there."""
 
-    insert: Select
+    insert: prepared.Query
     id: str
     missing: errors.OrchestratorError
 
@@ -94,13 +93,20 @@ async def run(request: web.Request, kind: str, payload: dict[str, Any], *,
     values = commands_db.row(id=command_id, kind=kind, payload=payload, actor_type=credential.actor_type,
                              actor_id=credential.key_id, request_id=request[REQUEST_ID],
                              idempotency_key=idempotency[1] if idempotency else None)
+    statement = commands_db.RECORD if subject is None else subject.insert
+    if subject is not None:
+        values["subject_id"] = subject.id
+    rows: Sequence[Any]
     if idempotency:  # the command and its key's link commit together
         async with app[TX_ENGINE].begin() as conn:
-            found = await record(conn, values, subject)
-            await conn.execute(idempotency_db.attach_command(*idempotency, command_id))
-    else:  # one autocommit statement: no BEGIN and COMMIT round trips
-        async with app[ENGINE].connect() as conn:
-            found = await record(conn, values, subject)
+            rows = (await conn.execute(cast(Executable, statement.statement), values)).all()
+            if subject is None or rows:
+                await conn.execute(idempotency_db.attach_command(*idempotency, command_id))
+    else:  # one autocommit statement on the psycopg pool: no BEGIN and COMMIT, no SQLAlchemy (issue 16)
+        rows = await prepared.fetch_all(app[READS], statement, **values)
+    found = rows[0] if subject is not None and rows else None
+    if subject is not None and found is None:
+        raise subject.missing
     request[COMMAND_ID] = command_id
     logs.bind(command_id=command_id)
     listener = app[LISTENER]
@@ -114,17 +120,6 @@ async def run(request: web.Request, kind: str, payload: dict[str, Any], *,
                                    subject=found if timeout <= 0 else None)
     finally:
         listener.forget(command_id)
-
-
-async def record(conn: AsyncConnection, values: dict[str, Any], subject: Subject | None) -> Any:
-    """Insert the command row; with a subject, only if it exists, and return the subject's row."""
-    if subject is None:
-        await conn.execute(commands_db.INSERT, values)
-        return None
-    found = (await conn.execute(subject.insert, {**values, "subject_id": subject.id})).first()
-    if found is None:
-        raise subject.missing
-    return found
 
 
 async def publish(app: web.Application, command_id: str) -> None:

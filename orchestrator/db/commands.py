@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Connection, Insert, Select, bindparam, func, literal_column, select, text, true, update
 
 from orchestrator.db import users as users_db
-from orchestrator.db.prepared import Query
+from orchestrator.db.prepared import Query, insert_of
 from orchestrator.db.tables import commands
 
 #: Channel notified (``notify_done``) when a command (or the ledger work it started) finishes; web
@@ -39,10 +39,6 @@ def to_command(row: Any) -> Command:
                    r["actor_id"], r["request_id"], r["idempotency_key"], r["attempts"], r["created_at"])
 
 
-#: The web tier records every write with this, executed with ``row(...)``: built once.
-INSERT = commands.insert()
-
-
 def row(*, id: str, kind: str, payload: dict[str, Any], actor_type: str, actor_id: str | None,
         request_id: str | None, idempotency_key: str | None) -> dict[str, Any]:
     return {"id": id, "kind": kind, "payload": payload, "actor_type": actor_type, "actor_id": actor_id,
@@ -68,13 +64,16 @@ def insert_on(subject: Select) -> Select:
     return select(found).select_from(found.join(recorded, true()))
 
 
+#: The web tier records a command with one of these, compiled once and run on its psycopg pool (a
+#: command with an idempotency key, whose link commits with it, runs the same statement in a transaction).
+RECORD = insert_of(commands, _COLUMNS, commands.c.id)
 #: A command on a user (a balance operation): recorded only if the user exists, answering with the user.
-ON_USER = insert_on(users_db.subject())
+ON_USER = Query(insert_on(users_db.subject()))
 
 
 def insert(*, id: str, kind: str, payload: dict[str, Any], actor_type: str,
            actor_id: str | None, request_id: str | None, idempotency_key: str | None) -> Insert:
-    return INSERT.values(row(id=id, kind=kind, payload=payload, actor_type=actor_type, actor_id=actor_id,
+    return commands.insert().values(row(id=id, kind=kind, payload=payload, actor_type=actor_type, actor_id=actor_id,
                              request_id=request_id, idempotency_key=idempotency_key))
 
 

@@ -63,7 +63,7 @@ class SystemCredential(Credential):
      example={"email": "buyer@example.com"})
 @requires("write")
 async def link_account(request: web.Request) -> web.Response:
-    body = load(LinkAirtm(), request[BODY])
+    body = load(LinkAirtm, request[BODY])
     user = await render.user_from_path(request)
     airtm.require_backed(request, user)
     email = body["email"]
@@ -98,7 +98,7 @@ async def eligible_link(request: web.Request, user_id: str) -> airtm_db.Link:
               "cancelUrl": "https://market.example/canceled"})
 @requires("write")
 async def create_topup(request: web.Request) -> web.Response:
-    body = load(CreateTopUp(), request[BODY])
+    body = load(CreateTopUp, request[BODY])
     airtm.require_backed(request, await render.load_user(request, body["userId"]))
     settings = request.app[SETTINGS]
     limits = settings.limits["topup"]
@@ -164,7 +164,7 @@ async def apply_reported(request: web.Request, resource: str, resource_id: str, 
 @requires("read")
 async def refresh_topup(request: web.Request) -> web.Response:
     """Re-read the pay-in (a webhook may be lost) and apply a forward move; terminal: unchanged."""
-    load(NoBody(), request[BODY])
+    load(NoBody, request[BODY])
     topup = await load_topup(request)
     if topup.status in topups.TERMINAL:
         return envelope(request, TOPUP_OUT.dump(topup))
@@ -181,7 +181,7 @@ async def refresh_topup(request: web.Request) -> web.Response:
 @requires("write")
 async def cancel_topup(request: web.Request) -> web.Response:
     """Cancel at AirTM; canceled only when AirTM confirms it or a re-read shows it (DESIGN decision 3)."""
-    load(NoBody(), request[BODY])
+    load(NoBody, request[BODY])
     topup = await load_topup(request)
     payin_id = topups.require_cancellable(topup)
     airtm.require_configured(request)

@@ -31,7 +31,7 @@ async def create_key(request: web.Request) -> web.Response:
     credential = request_credential(request)
     if credential.type != "master":
         check_scope(credential, "support")
-    body = load(CreateKey(), request[BODY])
+    body = load(CreateKey, request[BODY])
     if credential.type != "master":
         for scope in body["scopes"]:
             check_scope(credential, scope)
@@ -62,7 +62,7 @@ async def list_keys(request: web.Request) -> web.Response:
 @requires("support")
 async def revoke_key(request: web.Request) -> web.Response:
     key_id = _key_id(request)
-    load(BaseSchema(), request[BODY])  # no body fields: any field sent is unknown
+    load(BaseSchema, request[BODY])  # no body fields: any field sent is unknown
     state = await enqueue.run(request, Kind.REVOKE_API_KEY, {"keyId": key_id})
     return await enqueue.respond(request, state)
 
@@ -75,7 +75,7 @@ async def mint_token(request: web.Request) -> web.Response:
     credential, key_id = request_credential(request), _key_id(request)
     if credential.key_id != key_id and credential.type != "master":
         check_scope(credential, "support")
-    body = load(MintToken(), request[BODY])
+    body = load(MintToken, request[BODY])
     row = await render.fetch_one(request, keys_db.by_id(key_id))
     key = api_keys.ensure_active(keys_db.to_key(row) if row else None, key_id)
     scopes = body["scopes"] or key.scopes

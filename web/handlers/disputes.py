@@ -26,7 +26,7 @@ from web.responses import envelope, jsonable, page
 @requires("write")
 async def open_dispute(request: web.Request) -> web.Response:
     order_id = order_id_of(request)
-    body = load(OpenDispute(), request[BODY])
+    body = load(OpenDispute, request[BODY])
     if body["orderId"] is not None and body["orderId"] != order_id:
         raise ValidationFailed.field("orderId", "PATH_MISMATCH", "must equal the order id in the path")
     state = await enqueue.run(request, Kind.OPEN_DISPUTE, {**body, "orderId": order_id})
@@ -58,7 +58,7 @@ async def list_disputes(request: web.Request) -> web.Response:
      example={"assignedTo": "agent-7", "notes": "Reviewing the delivery"})
 @requires("support")
 async def assign_dispute(request: web.Request) -> web.Response:
-    body = load(AssignDispute(), request[BODY])
+    body = load(AssignDispute, request[BODY])
     state = await enqueue.run(request, Kind.ASSIGN_DISPUTE, {**body, "disputeId": _dispute_id(request)})
     return await enqueue.respond(request, state)
 
@@ -69,7 +69,7 @@ async def assign_dispute(request: web.Request) -> web.Response:
               "note": "80% of work delivered"})
 @requires("support")
 async def resolve_dispute(request: web.Request) -> web.Response:
-    body = load(ResolveDispute(), request[BODY])
+    body = load(ResolveDispute, request[BODY])
     state = await enqueue.run(request, Kind.RESOLVE_DISPUTE, jsonable({**body, "disputeId": _dispute_id(request)}))
     return await enqueue.respond(request, state)
 

@@ -48,7 +48,7 @@ _QUERY_ALIASES = {"buyer_id": "buyerId", "seller_id": "sellerId", "client_order_
               "title": "Logo Design", "description": "Design a logo for my startup"})
 @requires("write")
 async def create_order(request: web.Request) -> web.Response:
-    body = load(CreateOrder(), request[BODY])
+    body = load(CreateOrder, request[BODY])
     limits = request.app[SETTINGS].limits["order"]
     if not limits.min <= body["amount"] <= limits.max:
         raise ValidationFailed.field("amount", "AMOUNT_OUT_OF_RANGE", "outside this instance's order limits",
@@ -97,7 +97,7 @@ async def list_orders(request: web.Request) -> web.Response:
              "RESERVE_MISMATCH_AMOUNT", "BALANCE_CONCURRENCY_CONFLICT", "USER_NOT_FOUND"))
 @requires("write")
 async def reserve_order(request: web.Request) -> web.Response:
-    body = load(ReserveBody(), request[BODY])
+    body = load(ReserveBody, request[BODY])
     state = await enqueue.run(request, Kind.RESERVE_ORDER, jsonable({**body, "orderId": order_id_of(request)}))
     return await enqueue.respond(request, state)
 
@@ -107,7 +107,7 @@ async def reserve_order(request: web.Request) -> web.Response:
      example={"reason": "Buyer changed their mind", "canceledBy": "BUYER"})
 @requires("write")
 async def cancel_order(request: web.Request) -> web.Response:
-    body = load(CancelBody(), request[BODY])
+    body = load(CancelBody, request[BODY])
     state = await enqueue.run(request, Kind.CANCEL_ORDER, {**body, "orderId": order_id_of(request)})
     return await enqueue.respond(request, state)
 
@@ -118,7 +118,7 @@ async def cancel_order(request: web.Request) -> web.Response:
              "AIRTM_USER_NOT_LINKED"))
 @requires("write")
 async def create_escrow(request: web.Request) -> web.Response:
-    load(NoBody(), request[BODY])
+    load(NoBody, request[BODY])
     state = await enqueue.run(request, Kind.CREATE_ESCROW, {"orderId": order_id_of(request)})
     return await enqueue.respond(request, state)
 
@@ -130,7 +130,7 @@ async def create_escrow(request: web.Request) -> web.Response:
                             "TREASURY_INSUFFICIENT_FUNDS", "ESCROW_FUNDING_FAILED"))
 @requires("write")
 async def fund_escrow(request: web.Request) -> web.Response:
-    load(NoBody(), request[BODY])
+    load(NoBody, request[BODY])
     await _buyer_holds_the_amount(request, order_id_of(request))
     state = await enqueue.run(request, Kind.FUND_ESCROW, {"orderId": order_id_of(request)})
     return await enqueue.respond(request, state)
@@ -154,7 +154,7 @@ async def _buyer_holds_the_amount(request: web.Request, order_id: str) -> None:
                             "ESCROW_NOT_READY"), example={"requestedBy": "BUYER", "reason": "Work accepted"})
 @requires("write")
 async def release_order(request: web.Request) -> web.Response:
-    body = load(ReleaseBody(), request[BODY])
+    body = load(ReleaseBody, request[BODY])
     state = await enqueue.run(request, Kind.RELEASE_ORDER, {**body, "orderId": order_id_of(request)})
     return await enqueue.respond(request, state)
 
@@ -164,7 +164,7 @@ async def release_order(request: web.Request) -> web.Response:
                             "ESCROW_NOT_READY"), example={"reason": "Seller cancelled"})
 @requires("write")
 async def refund_order(request: web.Request) -> web.Response:
-    body = load(RefundBody(), request[BODY])
+    body = load(RefundBody, request[BODY])
     state = await enqueue.run(request, Kind.REFUND_ORDER, {**body, "orderId": order_id_of(request)})
     return await enqueue.respond(request, state)
 
@@ -173,7 +173,7 @@ async def refund_order(request: web.Request) -> web.Response:
      errors=("ORDER_NOT_FOUND", "MILESTONE_NOT_FOUND", "INVALID_STATE_TRANSITION"))
 @requires("write")
 async def complete_milestone(request: web.Request) -> web.Response:
-    load(NoBody(), request[BODY])
+    load(NoBody, request[BODY])
     order_id, ref = order_id_of(request), request.match_info["milestone_ref"]
     if "\x00" in ref:  # no ref holds one, and the command's JSON payload could not store it
         raise NotFound(f"Milestone {ref!r} not found", code="MILESTONE_NOT_FOUND")

@@ -240,7 +240,7 @@ async def maintenance_status(request: web.Request) -> web.Response:
      response=views.MaintenanceStatus, command=True, example={"message": "Upgrading the database"})
 @requires("support")
 async def maintenance_enable(request: web.Request) -> web.Response:
-    body = load(EnableMaintenance(), request[BODY])
+    body = load(EnableMaintenance, request[BODY])
     state = await enqueue.run(request, Kind.ENABLE_MAINTENANCE, {"message": body["message"]})
     return await enqueue.respond(request, state)
 
@@ -248,6 +248,6 @@ async def maintenance_enable(request: web.Request) -> web.Response:
 @doc("Turn maintenance mode off", body=NoBody, response=views.MaintenanceStatus, command=True)
 @requires("support")
 async def maintenance_disable(request: web.Request) -> web.Response:
-    load(NoBody(), request[BODY])
+    load(NoBody, request[BODY])
     state = await enqueue.run(request, Kind.DISABLE_MAINTENANCE, {})
     return await enqueue.respond(request, state)

@@ -27,7 +27,7 @@ from web.responses import envelope, jsonable, page
      example={"externalUserId": "your-user-123", "email": "buyer@example.com", "type": "BUYER"})
 @requires("write")
 async def create_user(request: web.Request) -> web.Response:
-    body = load(CreateUser(), request[BODY])
+    body = load(CreateUser, request[BODY])
     state = await enqueue.run(request, Kind.CREATE_USER, jsonable(body))
     return await enqueue.respond(request, state)
 
@@ -67,7 +67,7 @@ async def adjust_balance(request: web.Request) -> web.Response:
                         code="OPERATION_NOT_ALLOWED")
     operation = request.match_info["operation"]
     user_id = render.user_id_from_path(request)
-    body = load(ADMIN_BODIES[operation](), request[BODY])
+    body = load(ADMIN_BODIES[operation], request[BODY])
     payload = jsonable({**body, "operation": operation, "userId": user_id})
     # the user's existence is checked by the command's own insert: no read before it (issue 16)
     state = await enqueue.run(request, Kind.ADJUST_BALANCE, payload, subject=enqueue.Subject(

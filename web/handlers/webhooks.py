@@ -55,7 +55,7 @@ RESOURCE = "WebhookEndpoint"
      example={"url": "https://marketplace.example/hooks/offerhub", "eventTypes": ["order.*", "balance.credited"]})
 @requires("support")
 async def create_endpoint(request: web.Request) -> web.Response:
-    body = load(CreateEndpoint(), request[BODY])
+    body = load(CreateEndpoint, request[BODY])
     settings = request.app[SETTINGS]
     event_types = webhooks.check_event_types(body["eventTypes"])
     await _check_destination(request, body["url"])
@@ -95,7 +95,7 @@ async def get_endpoint(request: web.Request) -> web.Response:
 @requires("support")
 async def update_endpoint(request: web.Request) -> web.Response:
     endpoint_id = _endpoint_id(request)
-    body = load(UpdateEndpoint(), request[BODY])
+    body = load(UpdateEndpoint, request[BODY])
     changes: dict[str, Any] = {}
     if "url" in body:
         await _check_destination(request, body["url"])
@@ -131,7 +131,7 @@ async def update_endpoint(request: web.Request) -> web.Response:
 @requires("support")
 async def delete_endpoint(request: web.Request) -> web.Response:
     endpoint_id = _endpoint_id(request)
-    load(NoBody(), request[BODY])
+    load(NoBody, request[BODY])
     async with request.app[TX_ENGINE].begin() as conn:
         endpoint = await _locked(conn, endpoint_id)
         await conn.execute(webhooks_db.delete_endpoint(endpoint_id))
@@ -144,7 +144,7 @@ async def delete_endpoint(request: web.Request) -> web.Response:
 @requires("support")
 async def rotate_secret(request: web.Request) -> web.Response:
     endpoint_id = _endpoint_id(request)
-    body = load(RotateSecret(), request[BODY])
+    body = load(RotateSecret, request[BODY])
     ring = webhooks.keyring(request.app[SETTINGS])
     secret = webhooks.new_secret()
     async with request.app[TX_ENGINE].begin() as conn:
@@ -165,7 +165,7 @@ async def rotate_secret(request: web.Request) -> web.Response:
 @requires("support")
 async def test_endpoint(request: web.Request) -> web.Response:
     endpoint_id = _endpoint_id(request)
-    load(NoBody(), request[BODY])
+    load(NoBody, request[BODY])
     body = webhooks.test_event(endpoint_id, correlation_id=request[REQUEST_ID])
     async with request.app[TX_ENGINE].begin() as conn:
         await _locked(conn, endpoint_id)
@@ -181,7 +181,7 @@ async def test_endpoint(request: web.Request) -> web.Response:
 @requires("support")
 async def replay(request: web.Request) -> web.Response:
     endpoint_id = _endpoint_id(request)
-    body = load(Replay(), request[BODY])
+    body = load(Replay, request[BODY])
     since = strict_instant("since", body["since"])
     until = strict_instant("until", body["until"]) if body["until"] else None
     async with request.app[TX_ENGINE].begin() as conn:
@@ -222,7 +222,7 @@ async def list_deliveries(request: web.Request) -> web.Response:
 @requires("support")
 async def retry_delivery(request: web.Request) -> web.Response:
     delivery_id = render.path_id(request, "delivery_id", "webhook_delivery", DELIVERY_NOT_FOUND, "Webhook delivery")
-    load(NoBody(), request[BODY])
+    load(NoBody, request[BODY])
     async with request.app[TX_ENGINE].begin() as conn:
         row = (await conn.execute(webhooks_db.requeue(delivery_id))).first()
         if row is None:

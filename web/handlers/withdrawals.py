@@ -47,7 +47,7 @@ STATUSES = [str(s) for s in TRANSITIONS]
               "destinationRef": "GDWXCMJ4Z2QW3BMSX6FAG7LPEUP2NYTV6EOVZVRNTW3XWS4OYXKQ2QCS"})
 @requires("write")
 async def create_withdrawal(request: web.Request) -> web.Response:
-    body = load(CreateWithdrawal(), request[BODY])
+    body = load(CreateWithdrawal, request[BODY])
     settings = request.app[SETTINGS]
     limits = settings.limits["withdrawal"]
     if not limits.min <= body["amount"] <= limits.max:
@@ -138,7 +138,7 @@ def _airtm_only(withdrawal: withdrawals_db.Withdrawal) -> bool:
 @requires("write")
 async def commit_withdrawal(request: web.Request) -> web.Response:
     """The second step of an AirTM withdrawal (api.md §12.4): commit the payout, apply its status."""
-    load(NoBody(), request[BODY])
+    load(NoBody, request[BODY])
     withdrawal = await _load(request)
     if not _airtm_only(withdrawal) or withdrawal.status != Status.CREATED:
         raise Conflict(f"Withdrawal {withdrawal.id} cannot be committed in state {withdrawal.status}",
@@ -157,7 +157,7 @@ async def commit_withdrawal(request: web.Request) -> web.Response:
 @requires("read")
 async def refresh_withdrawal(request: web.Request) -> web.Response:
     """Re-read an AirTM payout (api.md §12.5); crypto and terminal withdrawals are returned unchanged."""
-    load(NoBody(), request[BODY])
+    load(NoBody, request[BODY])
     withdrawal = await _load(request)
     if not _airtm_only(withdrawal) or withdrawal.status in TERMINAL:
         return envelope(request, WITHDRAWAL_OUT.dump(withdrawal))
