@@ -8,9 +8,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, cast, func, insert, select, text, update
+from sqlalchemy import Boolean, Connection, Engine, bindparam, case, func, insert, null, or_, select, text, update
 from sqlalchemy.dialects.postgresql import JSONB
 
+from orchestrator.db.prepared import Query
 from orchestrator.db.tables import chain_steps
 
 
@@ -46,9 +47,9 @@ def to_step(row: Any) -> Step:
 #: The source account's lock, for an open step of a kind that signs: transaction-scoped, on the key
 #: ``hashtext(source_account)``. Two workers of one account always meet; an account whose hash happens to
 #: equal another lock's key (the relay's, the treasury pool's) only waits for that holder a moment.
-_LOCK_SOURCE = text(
+_LOCK_SOURCE = Query(text(
     "SELECT pg_advisory_xact_lock(hashtext(source_account)) FROM chain_steps WHERE id = :step_id "
-    "AND status IN ('PENDING', 'SIGNED') AND kind = ANY(:locking)")
+    "AND status IN ('PENDING', 'SIGNED') AND kind = ANY(:locking)"))
 
 
 @contextmanager
@@ -62,8 +63,36 @@ def source_locked(engine: Engine, step_id: str, locking: Collection[str]) -> Ite
     back no vacuum. The block's writes go through other connections (``engine`` is a pool only lock
     holders use, so a holder never waits for a connection another holder took)."""
     with engine.connect() as conn, conn.begin():
-        conn.execute(_LOCK_SOURCE, {"step_id": step_id, "locking": list(locking)})
+        _LOCK_SOURCE.run(conn, step_id=step_id, locking=list(locking))
         yield get(conn, step_id)
+
+
+# A step's life runs these: compiled once, executed straight on psycopg (``Query.run``, issue 16).
+_OPEN = ("PENDING", "SIGNED")
+_GET = Query(select(chain_steps).where(chain_steps.c.id == bindparam("step_id")))
+_GET_FOR_UPDATE = Query(select(chain_steps).where(chain_steps.c.id == bindparam("step_id")).with_for_update())
+_SIGNED = {"status": "SIGNED", "unsigned_xdr": bindparam("unsigned_xdr"), "signed_xdr": bindparam("signed_xdr"),
+           "tx_hash": bindparam("tx_hash"), "sequence": bindparam("sequence"),
+           "max_time": bindparam("max_time", type_=chain_steps.c.max_time.type), "updated_at": func.now()}
+_SET_SIGNED = Query(update(chain_steps).where(chain_steps.c.id == bindparam("step_id")).values(_SIGNED)
+                    .returning(*chain_steps.c))
+_SET_SIGNED_MERGING = Query(
+    update(chain_steps).where(chain_steps.c.id == bindparam("step_id"))
+    .values({**_SIGNED, "params": chain_steps.c.params.op("||")(bindparam("merged", type_=JSONB))})
+    .returning(*chain_steps.c))
+_RECORD_ATTEMPT = Query(update(chain_steps).where(chain_steps.c.id == bindparam("step_id")).values(
+    attempts=chain_steps.c.attempts + 1, last_error=bindparam("error", type_=chain_steps.c.last_error.type),
+    updated_at=func.now()))
+_DISCARD = Query(update(chain_steps).where(chain_steps.c.id == bindparam("step_id"),
+                                           chain_steps.c.status == "SIGNED").values(
+    status="PENDING", signed_xdr=None, unsigned_xdr=None, tx_hash=None, sequence=None, max_time=None,
+    last_error=bindparam("reason", type_=chain_steps.c.last_error.type), updated_at=func.now()))
+_FINISH = Query(update(chain_steps).where(chain_steps.c.id == bindparam("step_id"),
+                                          or_(*(chain_steps.c.status == status for status in _OPEN))).values(
+    status=bindparam("new_status", type_=chain_steps.c.status.type),
+    result=bindparam("new_result", type_=chain_steps.c.result.type),
+    last_error=bindparam("error", type_=chain_steps.c.last_error.type), updated_at=func.now(),
+    confirmed_at=case((bindparam("confirmed", type_=Boolean), func.now()), else_=null())))
 
 
 def create(conn: Connection, **values: Any) -> None:
@@ -71,8 +100,7 @@ def create(conn: Connection, **values: Any) -> None:
 
 
 def get(conn: Connection, step_id: str, *, for_update: bool = False) -> Step | None:
-    stmt = select(chain_steps).where(chain_steps.c.id == step_id)
-    row = conn.execute(stmt.with_for_update() if for_update else stmt).first()
+    row = (_GET_FOR_UPDATE if for_update else _GET).run(conn, step_id=step_id).fetchone()
     return to_step(row) if row else None
 
 
@@ -81,33 +109,28 @@ def set_signed(conn: Connection, step_id: str, *, unsigned_xdr: str | None, sign
     """Persist a signed envelope before it is submitted; ``max_time`` None is an unbounded envelope;
     ``params`` are merged into the step's (facts read from the envelope, such as a deploy's contract id).
     Returns the step as it now stands (no second read)."""
-    values: dict[str, Any] = {"status": "SIGNED", "unsigned_xdr": unsigned_xdr, "signed_xdr": signed_xdr,
-                              "tx_hash": tx_hash, "sequence": sequence, "max_time": max_time,
-                              "updated_at": func.now()}
-    if params:
-        values["params"] = chain_steps.c.params.op("||")(cast(params, JSONB))
-    return to_step(conn.execute(update(chain_steps).where(chain_steps.c.id == step_id).values(**values)
-                                .returning(*chain_steps.c)).one())
+    values: dict[str, Any] = {"step_id": step_id, "unsigned_xdr": unsigned_xdr, "signed_xdr": signed_xdr,
+                              "tx_hash": tx_hash, "sequence": sequence, "max_time": max_time}
+    row = (_SET_SIGNED_MERGING.run(conn, **values, merged=params) if params
+           else _SET_SIGNED.run(conn, **values)).fetchone()
+    if row is None:
+        raise LookupError(f"chain step {step_id} does not exist")
+    return to_step(row)
 
 
 def record_attempt(conn: Connection, step_id: str, error: str | None) -> None:
-    conn.execute(update(chain_steps).where(chain_steps.c.id == step_id).values(
-        attempts=chain_steps.c.attempts + 1, last_error=error, updated_at=func.now()))
+    _RECORD_ATTEMPT.run(conn, step_id=step_id, error=error)
 
 
 def discard_envelope(conn: Connection, step_id: str, reason: str) -> None:
     """A proven-dead envelope is dropped so the step can be built again."""
-    conn.execute(update(chain_steps).where(chain_steps.c.id == step_id, chain_steps.c.status == "SIGNED").values(
-        status="PENDING", signed_xdr=None, unsigned_xdr=None, tx_hash=None, sequence=None, max_time=None,
-        last_error=reason, updated_at=func.now()))
+    _DISCARD.run(conn, step_id=step_id, reason=reason)
 
 
 def finish(conn: Connection, step_id: str, *, status: str, result: dict[str, Any] | None,
            error: str | None = None) -> None:
-    conn.execute(update(chain_steps).where(chain_steps.c.id == step_id,
-                                           chain_steps.c.status.in_(("PENDING", "SIGNED"))).values(
-        status=status, result=result, last_error=error, updated_at=func.now(),
-        confirmed_at=func.now() if status == "CONFIRMED" else None))
+    _FINISH.run(conn, step_id=step_id, new_status=status, new_result=result, error=error,
+                confirmed=status == "CONFIRMED")
 
 
 def open_of_kind(conn: Connection, kind: str) -> bool:

@@ -61,6 +61,8 @@ class Query:
         self.statement = statement
         compiled = cast(SQLCompiler, statement.compile(dialect=_DIALECT))
         self.sql = str(compiled)
+        if "POSTCOMPILE" in self.sql:  # an expanding IN is rendered per execution: not a fixed statement
+            raise ValueError("a Query cannot take an expanding IN; compare with = ANY(:array) instead")
         #: The named ``bindparam``s a call must give; the statement's literals are bound with their values.
         self.required = frozenset(name for name, bind in compiled.binds.items() if bind.required)
         self.literals = {name: value for name, value in compiled.params.items() if name not in self.required}
