@@ -19,6 +19,7 @@ from urllib.parse import quote
 import requests
 
 from orchestrator.errors import BusinessRuleViolation, OrchestratorError, ProviderFailure, ValidationFailed
+from orchestrator.providers import http
 from orchestrator.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -106,7 +107,7 @@ class AirtmClient:
                                         details={"provider": PROVIDER})
         self.base = settings.airtm_api_url.rstrip("/")
         self.timeout = settings.airtm_timeout_ms / 1000
-        self.http = session or requests.Session()
+        self.http = session or http.session()
         self.http.auth = (settings.airtm_api_key or "", settings.airtm_api_secret or "")
         self.http.trust_env = False
 

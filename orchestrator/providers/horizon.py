@@ -20,6 +20,7 @@ from stellar_sdk.client.requests_client import RequestsClient
 from stellar_sdk.exceptions import BadRequestError, BadResponseError, BaseHorizonError, NotFoundError
 from stellar_sdk.exceptions import ConnectionError as StellarConnectionError
 
+from orchestrator.providers import http
 from orchestrator.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -84,9 +85,10 @@ class Horizon:
     def __init__(self, settings: Settings, *, timeout: float = 35.0) -> None:
         self.settings = settings
         self.usdc = Asset(settings.usdc_asset_code, settings.usdc_issuer)
-        client = RequestsClient(num_retries=0, request_timeout=int(timeout), post_timeout=timeout)
+        client = RequestsClient(pool_size=http.POOL_SIZE, num_retries=0, request_timeout=int(timeout),
+                                post_timeout=timeout)
         self.server = Server(settings.horizon_url, client=client)
-        self.http = requests.Session()
+        self.http = http.session()
         self.timeout = timeout
 
     def account(self, account_id: str) -> AccountState | None:

@@ -19,6 +19,7 @@ import requests
 
 from orchestrator.amounts import quantize
 from orchestrator.errors import NotFound, ProviderFailure, Unavailable
+from orchestrator.providers import http
 from orchestrator.providers.rate_budget import RateBudget
 from orchestrator.settings import Settings
 
@@ -167,7 +168,7 @@ class TrustlessClient:
         self.trustline = {"address": settings.usdc_issuer, "symbol": settings.usdc_asset_code}
         self.timeout = timeout_ms / 1000
         self.budget = budget
-        self.http = session or requests.Session()
+        self.http = session or http.session()
         self.http.headers.update({"x-api-key": settings.trustless_api_key or "",
                                   "Content-Type": "application/json", "Accept": "application/json"})
 
