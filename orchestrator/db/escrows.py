@@ -39,22 +39,27 @@ def to_escrow(row: Any) -> Escrow:
 
 
 #: An order's live escrow (read with the order by ``GET /orders/{id}``).
-OF_ORDER = Query(select(escrows).where(escrows.c.order_id == bindparam("order_id"), escrows.c.status != "DISCARDED"))
+_LIVE = select(escrows).where(escrows.c.order_id == bindparam("order_id"), escrows.c.status != "DISCARDED")
+OF_ORDER = Query(_LIVE)
 
 
 def of_order(order_id: str) -> Select:
     return OF_ORDER.bind(order_id=order_id)  # type: ignore[no-any-return]
 
 
+# Read by the escrow's commands and chain steps: compiled once, run straight on psycopg (issue 16).
+_OF_ORDER_FOR_UPDATE = Query(_LIVE.with_for_update())
+_BY_ID = Query(select(escrows).where(escrows.c.id == bindparam("escrow_id")))
+_BY_ID_FOR_UPDATE = Query(select(escrows).where(escrows.c.id == bindparam("escrow_id")).with_for_update())
+
+
 def live_for_order(conn: Connection, order_id: str, *, for_update: bool = False) -> Escrow | None:
-    stmt = of_order(order_id)
-    row = conn.execute(stmt.with_for_update() if for_update else stmt).first()
+    row = (_OF_ORDER_FOR_UPDATE if for_update else OF_ORDER).run(conn, order_id=order_id).fetchone()
     return to_escrow(row) if row else None
 
 
 def get(conn: Connection, escrow_id: str, *, for_update: bool = False) -> Escrow | None:
-    stmt = select(escrows).where(escrows.c.id == escrow_id)
-    row = conn.execute(stmt.with_for_update() if for_update else stmt).first()
+    row = (_BY_ID_FOR_UPDATE if for_update else _BY_ID).run(conn, escrow_id=escrow_id).fetchone()
     return to_escrow(row) if row else None
 
 

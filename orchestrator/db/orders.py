@@ -138,9 +138,11 @@ def by_id(order_id: str) -> Select:
     return BY_ID.bind(order_id=order_id)  # type: ignore[no-any-return]
 
 
+_BY_ID_FOR_UPDATE = Query(select(orders).where(orders.c.id == bindparam("order_id")).with_for_update())
+
+
 def get(conn: Connection, order_id: str, *, for_update: bool = False) -> Order | None:
-    stmt = by_id(order_id).with_for_update() if for_update else by_id(order_id)
-    row = conn.execute(stmt).first()
+    row = (_BY_ID_FOR_UPDATE if for_update else BY_ID).run(conn, order_id=order_id).fetchone()
     return to_order(row) if row else None
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar, cast
+from typing import Any, Protocol, TypeVar, cast
 
 import psycopg
 from psycopg import AsyncConnection, AsyncCursor
@@ -48,6 +48,14 @@ class Row(dict[str, Any]):
     @property
     def _mapping(self) -> Row:
         return self
+
+
+class Fetched(Protocol):
+    """What ``Query.run`` returns: a psycopg cursor, or SQLAlchemy's result where it ran the statement."""
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> Sequence[Any]: ...
 
 
 class Query:
@@ -98,7 +106,7 @@ class Query:
 
     # --- on a SQLAlchemy connection's own psycopg connection, inside its transaction -------------------
 
-    def run(self, conn: Connection, **params: Any) -> psycopg.Cursor[Row]:
+    def run(self, conn: Connection, **params: Any) -> Fetched:
         """Execute in ``conn``'s transaction, straight on its psycopg connection; the cursor holds the
         rows (``fetchone``/``fetchall``).
 
@@ -107,8 +115,13 @@ class Query:
         sending them (issue 16: py-spy of the workers taking credits, ``Connection.execute`` 47 % of
         the samples, psycopg's own execute 21 %). Errors come out as SQLAlchemy's, as from
         ``Connection.execute``, and a connection that broke is invalidated, so the pool drops it.
+
+        A synchronous connection over an asynchronous driver (the web tier's ``run_sync``) has no
+        psycopg connection to call: there the statement goes through SQLAlchemy, with the same result.
         """
-        raw = self._driver(conn)
+        raw = conn.connection.driver_connection
+        if not isinstance(raw, psycopg.Connection):
+            return conn.execute(self.statement, params)  # type: ignore[call-overload, no-any-return]
         cursor: psycopg.Cursor[Row] = raw.cursor(row_factory=self._rows)
         try:
             cursor.execute(self.sql, self.values(params), prepare=True)
@@ -118,15 +131,14 @@ class Query:
 
     def run_many(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
         """Execute once per parameter set, in one pipeline (psycopg's ``executemany``)."""
-        raw = self._driver(conn)
+        raw = conn.connection.driver_connection
+        if not isinstance(raw, psycopg.Connection):
+            conn.execute(self.statement, list(rows))  # type: ignore[call-overload]
+            return
         try:
             raw.cursor().executemany(self.sql, [self.values(row) for row in rows])
         except psycopg.Error as error:
             raise self._wrapped(conn, raw, error, rows) from error
-
-    @staticmethod
-    def _driver(conn: Connection) -> psycopg.Connection[Any]:
-        return cast(psycopg.Connection[Any], conn.connection.driver_connection)
 
     def _wrapped(self, conn: Connection, raw: psycopg.Connection[Any], error: psycopg.Error,
                  params: Any) -> Exception:

@@ -6,8 +6,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Select, func, insert, select, update
+from sqlalchemy import Connection, Select, bindparam, func, insert, select, update
 
+from orchestrator.db.prepared import Query
 from orchestrator.db.tables import wallets
 
 
@@ -51,8 +52,13 @@ def get(conn: Connection, wallet_id: str, *, for_update: bool = False) -> Wallet
     return to_wallet(row) if row else None
 
 
+_OF_USER = Query(select(*_PUBLIC).where(wallets.c.user_id == bindparam("user_id")))
+_SEALED = Query(select(wallets.c.sealed_secret, wallets.c.nonce, wallets.c.key_version)
+                .where(wallets.c.public_key == bindparam("public_key")))
+
+
 def of_user_now(conn: Connection, user_id: str) -> Wallet | None:
-    row = conn.execute(of_user(user_id)).first()
+    row = _OF_USER.run(conn, user_id=user_id).fetchone()
     return to_wallet(row) if row else None
 
 
@@ -72,9 +78,8 @@ def create(conn: Connection, *, id: str, user_id: str, public_key: str, cipherte
 
 def sealed(conn: Connection, public_key: str) -> tuple[str, str, str] | None:
     """(ciphertext, nonce, key version) of a wallet's secret."""
-    row = conn.execute(select(wallets.c.sealed_secret, wallets.c.nonce, wallets.c.key_version)
-                       .where(wallets.c.public_key == public_key)).first()
-    return (row[0], row[1], row[2]) if row else None
+    row = _SEALED.run(conn, public_key=public_key).fetchone()
+    return (row.sealed_secret, row.nonce, row.key_version) if row else None
 
 
 def sealed_page(conn: Connection, *, after: str, limit: int) -> list[tuple[str, str, str, str, str]]:

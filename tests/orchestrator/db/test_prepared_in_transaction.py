@@ -9,7 +9,8 @@ from sqlalchemy import Engine, exc, select, text
 from orchestrator import ids
 from orchestrator.db import audit as audit_db
 from orchestrator.db import commands as commands_db
-from orchestrator.db import session
+from orchestrator.db import create_web_engine, session
+from orchestrator.db import wallets as wallets_db
 from orchestrator.db.tables import audit_log
 
 
@@ -60,3 +61,21 @@ def test_a_refused_statement_raises_sqlalchemys_error(engine: Engine) -> None:
     assert "duplicate key" in str(raised.value.orig)
     with session.transaction(engine) as conn:  # the pool's connection is usable again
         assert commands_db.lock(conn, ids.new_id("command")) is None
+
+
+async def test_a_statement_runs_through_sqlalchemy_on_an_async_drivers_sync_view(engine: Engine) -> None:
+    """The web tier's ``run_sync`` hands domain code a synchronous connection over psycopg's async one:
+    there ``Query.run`` has no synchronous psycopg connection and runs the statement through SQLAlchemy."""
+    entry = _entry()
+    web_engine = create_web_engine(engine.url.render_as_string(hide_password=False))
+    try:
+        async with web_engine.begin() as conn:
+            await conn.run_sync(lambda sync: audit_db.insert(sync, **entry))
+            found = await conn.run_sync(lambda sync: wallets_db.of_user_now(sync, ids.new_id("user")))
+    finally:
+        await web_engine.dispose()
+    assert found is None
+    with engine.connect() as conn:
+        stored = conn.execute(text("SELECT jsonb_typeof(payload_before) FROM audit_log WHERE id = :id"),
+                              {"id": entry["id"]}).scalar()
+    assert stored == "null"
