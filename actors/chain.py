@@ -15,6 +15,9 @@ from orchestrator.providers.horizon import Horizon
 from orchestrator.providers.rate_budget import RateBudget
 from orchestrator.providers.trustless import TrustlessClient
 
+#: The chain process's threads in the Procfile (``--threads 16``): what its pools keep open.
+CHAIN_THREADS = 16
+
 
 @cache
 def context() -> chain_steps.ChainContext:
@@ -24,9 +27,10 @@ def context() -> chain_steps.ChainContext:
         budget = RateBudget(redis.Redis.from_url(settings.redis_url), settings.redis_prefix,
                             per_minute=settings.trustless_requests_per_minute)
     trustless = TrustlessClient(settings, budget=budget)
-    # lock connections come from their own pool (one per busy thread at most, opened on demand). Keeping
-    # 16 rather than 2 (issue 16) did not move lifecycles/s beyond the runs' spread; see actors/broker.engine
-    locks = create_sync_engine(settings.database_url, pool_size=2, max_overflow=62)
+    # Lock connections come from their own pool (one per busy thread at most). It keeps one per thread
+    # (the Procfile's 16): with two kept, each step past the second opened a connection and closed it
+    # again (psycopg's connect in the chain's py-spy profile); see actors.broker.engine for the runs.
+    locks = create_sync_engine(settings.database_url, pool_size=CHAIN_THREADS, max_overflow=48)
     return chain_steps.ChainContext(engine(), settings, Horizon(settings), keyring, trustless, lock_engine=locks)
 
 

@@ -330,7 +330,7 @@ def _settle(ctx: ChainContext, step: Step, kind: StepKind, submission: Submissio
 
 
 def _reloaded(ctx: ChainContext, step: Step) -> Step:
-    with session.transaction(ctx.engine) as conn:
+    with session.reading(ctx.engine) as conn:
         return steps_db.get(conn, step.id) or step
 
 

@@ -37,6 +37,23 @@ def transaction(engine: Engine) -> Iterator[Connection]:
                 conn.rollback()
 
 
+@contextmanager
+def reading(engine: Engine) -> Iterator[Connection]:
+    """A connection for reads, its transaction ended with ``COMMIT``.
+
+    Why not the rollback ``engine.connect()`` ends with: psycopg forgets every prepared statement of a
+    connection on ``ROLLBACK`` (the transaction may have dropped what they name) and sends ``DEALLOCATE
+    ALL``, so the next transaction on that connection parsed and planned its statements again, and the
+    ``DEALLOCATE`` counted as a transaction of its own (issue 16: 2.2 per lifecycle, after the chain
+    steps' reads). A transaction that only read commits as it would roll back. A block that raises still
+    rolls back (``Connection.close``).
+    """
+    with engine.connect() as conn:
+        yield conn
+        if conn.in_transaction():
+            conn.commit()
+
+
 def autocommit(engine: Engine, work: Callable[[Connection], T]) -> T:
     """Run ``work`` on a connection in autocommit mode: a single statement, no BEGIN/COMMIT round trips."""
     with engine.connect() as conn:

@@ -26,6 +26,7 @@ from orchestrator.chain_steps import ChainContext, StepKind, StepNotFinished
 from orchestrator.db import commands as commands_db
 from orchestrator.db import escrows as escrows_db
 from orchestrator.db import orders as orders_db
+from orchestrator.db import session
 from orchestrator.db import users as users_db
 from orchestrator.db import wallets as wallets_db
 from orchestrator.db.chain_steps import Step
@@ -226,7 +227,7 @@ def _tw_envelope(ctx: ChainContext, step: Step, account: AccountState | None, xd
 def _build_deploy(ctx: ChainContext, step: Step, account: AccountState | None) -> TransactionEnvelope:
     from orchestrator.providers.trustless import EscrowRoles
 
-    with ctx.engine.connect() as conn:
+    with session.reading(ctx.engine) as conn:
         order = orders_db.get(conn, step.params["orderId"])
         assert order is not None
         buyer, seller = _party_key(conn, order, "buyer", ctx.settings), _party_key(conn, order, "seller", ctx.settings)
@@ -288,7 +289,7 @@ def _deploy_failed(uow: UnitOfWork, step: Step, reason: str) -> None:
 
 
 def _build_fund(ctx: ChainContext, step: Step, account: AccountState | None) -> TransactionEnvelope:
-    with ctx.engine.connect() as conn:
+    with session.reading(ctx.engine) as conn:
         escrow = escrows_db.get(conn, step.subject_id)
     assert escrow is not None
     xdr = ctx.trustless.fund(contract_id=step.params["contractId"], signer=step.source_account, amount=escrow.amount)
@@ -528,7 +529,7 @@ def _build_payout_step(ctx: ChainContext, step: Step, account: AccountState | No
     elif step.kind == "tw_dispute":
         xdr = tw.dispute(contract_id=contract, signer=signer)
     else:
-        with ctx.engine.connect() as conn:
+        with session.reading(ctx.engine) as conn:
             order = orders_db.get(conn, step.params["orderId"])
             assert order is not None
             shares = [Distribution(_party_key(conn, order, role, ctx.settings), Decimal(amount))

@@ -18,6 +18,7 @@ from orchestrator import amounts, chain_steps, ids
 from orchestrator.accounts import users
 from orchestrator.chain_steps import ChainContext, StepKind, StepNotFinished
 from orchestrator.db import commands as commands_db
+from orchestrator.db import session
 from orchestrator.db import wallets as wallets_db
 from orchestrator.db import withdrawals as withdrawals_db
 from orchestrator.db.chain_steps import Step
@@ -72,7 +73,7 @@ def create(uow: UnitOfWork, command: CreateWithdrawal) -> Result:
 def _build_payment(ctx: ChainContext, step: Step, account: AccountState | None) -> TransactionEnvelope:
     if account is None:
         raise StepNotFinished(f"wallet {step.source_account} is not on the ledger")
-    with ctx.engine.connect() as conn:
+    with session.reading(ctx.engine) as conn:
         withdrawal = withdrawals_db.get(conn, step.subject_id)
     assert withdrawal is not None
     fee = min(ctx.horizon.base_fee(), ctx.settings.stellar_max_fee_stroops)
