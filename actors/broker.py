@@ -36,12 +36,12 @@ WEBHOOKS = f"{settings.queue_prefix}webhooks"
 def engine() -> Engine:
     """This process's connection pool, created on first use.
 
-    It keeps 16: a worker process's 8 threads and its relay thread, a chain process's 16 threads. A pool
-    smaller than its users opened and closed a connection per transaction past its size, and a thread
-    waiting for a connection made every step of a lifecycle longer. Issue 16, 200-lifecycle runs on this
-    host: 6.4 to 7.0/s (four runs) with this pool and the chain's lock pool at 16; 4.8 to 6.5/s with 8 and 2,
-    5.6 with only the chain's at 16. PostgreSQL's CPU rises with it (0.36 cores against 0.15)."""
-    return create_sync_engine(settings.database_url, pool_size=16, max_overflow=8)
+    Eight. Sixteen (a chain process's threads) cost credits dearly: the workers' CPU per waited credit
+    was 4.7 ms and PostgreSQL's 3.5 against 2.8 and 1.5 with eight (issue 16, two ``scripts/bench.py``
+    runs one after the other: waited credits 0.36 -> 0.45 of the same run's write skeleton), while lifecycles/s
+    moved within the spread of 200-lifecycle runs (4.8 to 7.0/s over eight runs, either size).
+    The chain's lock connections have a pool of their own (``actors.chain.context``)."""
+    return create_sync_engine(settings.database_url, pool_size=8)
 
 
 #: ``confirm_delivery``: a send returns only once RabbitMQ holds the message (DESIGN, write path).

@@ -29,7 +29,7 @@ def context() -> chain_steps.ChainContext:
     trustless = TrustlessClient(settings, budget=budget)
     # Lock connections come from their own pool (one per busy thread at most). It keeps one per thread
     # (the Procfile's 16): with two kept, each step past the second opened a connection and closed it
-    # again (psycopg's connect in the chain's py-spy profile); see actors.broker.engine for the runs.
+    # again (psycopg's connect in the chain's py-spy profile).
     locks = create_sync_engine(settings.database_url, pool_size=CHAIN_THREADS, max_overflow=48)
     return chain_steps.ChainContext(engine(), settings, Horizon(settings), keyring, trustless, lock_engine=locks)
 
