@@ -174,8 +174,9 @@ def insert_of(table: Table, names: Sequence[str], *returning: ColumnElement[Any]
     return Query(statement.returning(*returning) if returning else statement)
 
 
-#: Connections for a web process's hot reads (the read skeleton of ``scripts/bench/skeletons.py`` gets as
-#: many), beside its engine's ten; opened on demand, and a read holds one for its round trip only.
+#: Connections for a web process's hot reads and its commands' inserts (the read skeleton of
+#: ``scripts/bench/skeletons.py`` gets as many), beside its engine's ten; opened on demand, and a
+#: statement holds one for its round trip only.
 READ_POOL = 20
 
 
