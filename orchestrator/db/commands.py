@@ -73,8 +73,8 @@ ON_USER = Query(insert_on(users_db.subject()))
 
 def insert(*, id: str, kind: str, payload: dict[str, Any], actor_type: str,
            actor_id: str | None, request_id: str | None, idempotency_key: str | None) -> Insert:
-    return commands.insert().values(row(id=id, kind=kind, payload=payload, actor_type=actor_type, actor_id=actor_id,
-                             request_id=request_id, idempotency_key=idempotency_key))
+    return commands.insert().values(row(id=id, kind=kind, payload=payload, actor_type=actor_type,
+                                        actor_id=actor_id, request_id=request_id, idempotency_key=idempotency_key))
 
 
 def by_id(command_id: str) -> Select:
