@@ -585,10 +585,12 @@ async def listen(session: aiohttp.ClientSession, api_base: str, listener: Listen
     ``async with`` (which, after a killed server, can wait forever for the connection to report closed).
     """
     while not stop.is_set():
+        listener.where = "starting a stream"
         attempt = asyncio.create_task(stream_once(session, api_base, listener, stop, rng.uniform(2, 20)))
         try:
             await attempt
             if not stop.is_set():
+                listener.where = "pausing before the next stream"
                 await asyncio.sleep(0.5)
         except asyncio.CancelledError:
             # Only ``stop_listeners`` ends a listener, and it sets ``stop`` first. Any other cancellation
@@ -601,6 +603,8 @@ async def listen(session: aiohttp.ClientSession, api_base: str, listener: Listen
             if task is not None and task.cancelling():
                 task.uncancel()
             listener.errors["CancelledError"] += 1
+        except Exception as error:  # anything else the client raised: counted, and the listener goes on
+            listener.errors[type(error).__name__] += 1
 
 
 async def stream_once(session: aiohttp.ClientSession, api_base: str, listener: Listener, stop: asyncio.Event,
