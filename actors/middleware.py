@@ -11,6 +11,7 @@ from dramatiq.broker import MessageProxy
 from sqlalchemy import Engine
 
 from orchestrator import logs
+from orchestrator.gc_tuning import settle
 
 #: Actors whose single argument is the id of the row they work on, and the log field it fills.
 _SUBJECT = {"execute_command": "command_id", "run_chain_step": "step_id"}
@@ -27,8 +28,10 @@ class ProcessContext(Middleware):
 
     def after_process_boot(self, broker: Broker) -> None:
         """A worker process of the Dramatiq CLI: its lines become JSON (the in-process test worker
-        never boots, so the test run's own logging stays as it is)."""
+        never boots, so the test run's own logging stays as it is). Its actors are imported by now: their
+        modules' objects are frozen out of the collector's way (``gc_tuning``)."""
         logs.configure_logging(self.log_level)
+        settle()
 
     def before_process_message(self, broker: Broker, message: MessageProxy) -> None:
         structlog.contextvars.clear_contextvars()

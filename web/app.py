@@ -16,6 +16,7 @@ from orchestrator.accounts import platform
 from orchestrator.accounts.api_keys import REVOKED_CHANNEL
 from orchestrator.db import create_sync_engine, create_web_engine, libpq_url, prepared, session
 from orchestrator.errors import ConfigError
+from orchestrator.gc_tuning import settle
 from orchestrator.logs import configure_logging
 from orchestrator.operations.maintenance import CHANGED_CHANNEL
 from orchestrator.settings import Settings
@@ -136,5 +137,12 @@ def main() -> None:
         raise SystemExit(2) from None
     configure_logging(settings.log_level)
     log.info("Orchestrator API listening on http://0.0.0.0:%s/api/v1", settings.port)
+    app = create_app(settings)
+    app.on_startup.append(_settle)  # after the cleanup contexts' start-up: pools, listener and feed are made
     # reuse_port: several web processes (honcho -c web=2) share the port and so both cores
-    web.run_app(create_app(settings), port=settings.port, access_log=None, print=None, reuse_port=True)
+    web.run_app(app, port=settings.port, access_log=None, print=None, reuse_port=True)
+
+
+async def _settle(_: web.Application) -> None:
+    """The process is up: keep its start-up objects out of the collector's way (``gc_tuning``)."""
+    settle()
