@@ -14,7 +14,6 @@ from orchestrator import amounts, ids
 from orchestrator.db import airtm as airtm_db
 from orchestrator.db import api_keys as keys_db
 from orchestrator.db import disputes as disputes_db
-from orchestrator.db import escrows as escrows_db
 from orchestrator.db import maintenance as maintenance_db
 from orchestrator.db import orders as orders_db
 from orchestrator.db import prepared
@@ -36,7 +35,11 @@ from web.keys import ENGINE, READS
 
 #: Orders render on every order read and twenty to a page, a balance on every balance read and operation:
 #: compiled once (schemas/compiled.py, issue 16).
-_ORDER, _ESCROW, _MILESTONE = dumper(ORDER_OUT), dumper(ESCROW_OUT), dumper(MILESTONE_OUT)
+_ORDER = dumper(ORDER_OUT)
+#: The same, read from result rows as they come (``orders_db.VIEW_BY_ID`` and page rows, ``view_parts``):
+#: building an Order, Milestone and Escrow per row first was a sixth of a page's rendering.
+_ORDER_ROW, _ESCROW_ROW, _MILESTONE_ROW = (dumper(ORDER_OUT, mapping=True), dumper(ESCROW_OUT, mapping=True),
+                                          dumper(MILESTONE_OUT, mapping=True))
 BALANCE = dumper(BALANCE_OUT)
 
 Renderer = Callable[[web.Request, Result], Awaitable[Any]]
@@ -133,25 +136,25 @@ async def order_view(request: web.Request, order_id: str, *, order: orders_db.Or
     if row is None:
         if order is None:
             raise NotFound(f"Order {order_id} not found", code="ORDER_NOT_FOUND")
-        return _order_out(order, [], None, None)
-    return _order_out(order or orders_db.to_order(row), *orders_db.view_parts(row))
+        return _order_out(_ORDER(order), [], None, None)
+    return _order_out(_ORDER(order) if order else _ORDER_ROW(row), *orders_db.view_parts(row))
 
 
 def order_views(rows: list[Any]) -> list[Any]:
     """A page of orders (rows of ``orders_db.page``, each with its related rows) as ``order_view`` renders
     each."""
-    return [_order_out(orders_db.to_order(row), *orders_db.view_parts(row)) for row in rows]
+    return [_order_out(_ORDER_ROW(row), *orders_db.view_parts(row)) for row in rows]
 
 
-def _order_out(order: orders_db.Order, milestone_rows: list[Any], escrow: Any, dispute: Any) -> Any:
+def _order_out(out: dict[str, Any], milestone_rows: list[Any], escrow: Any, dispute: Any) -> Any:
+    """The order's own fields (``out``) with its milestones, escrow and dispute summary set in."""
     summary = None
     if dispute is not None:
         d = disputes_db.to_dispute(dispute)
         summary = {"id": d.id, "status": d.status, "openedBy": d.opened_by, "reason": d.reason,
                    "resolutionDecision": d.resolution_decision}
-    out = _ORDER(order)
-    out["milestones"] = [_MILESTONE(orders_db.to_milestone(r)) for r in milestone_rows]
-    out["escrow"] = _ESCROW(escrows_db.to_escrow(escrow)) if escrow else None
+    out["milestones"] = [_MILESTONE_ROW(r) for r in milestone_rows]
+    out["escrow"] = _ESCROW_ROW(escrow) if escrow else None
     out["dispute"] = summary
     return out
 
