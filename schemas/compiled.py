@@ -7,7 +7,8 @@ processors) for every field of every row; a page of twenty orders spent a third 
 it), and ``tests/schemas/test_compiled.py`` checks that both dump alike. It is generated source, one dict
 display per schema (as ``dataclasses`` writes ``__init__``): a loop over the fields cost a tuple unpack,
 two tests and a call per field, and after that a page's rendering was still most of its web CPU. The
-fields whose ``_serialize`` is known here (a plain ``String``, ``Time``, ``Amount``) are written inline.
+fields whose ``_serialize`` is known here (a plain ``String``, ``Time``, ``Amount``) are written inline,
+and a ``Method`` field calls its schema's bound method, as its ``_serialize`` does.
 
 ``mapping=True`` reads ``obj[attribute]`` instead of ``obj.attribute``: a result row rendered as it
 comes, without building a domain object first. A schema with dump processors, or an object lacking an
@@ -41,7 +42,11 @@ def dumper(schema: Schema, *, mapping: bool = False) -> Dump:
         if field._CHECK_ATTRIBUTE and field.dump_default is not fields.missing_:  # marshmallow's defaults rules
             return schema.dump  # type: ignore[return-value]
         env[f"s{i}"] = field._serialize
-        if not field._CHECK_ATTRIBUTE:  # Constant, Method: the field works from the object alone
+        if type(field) is fields.Method and field._serialize_method is not None:  # type: ignore[attr-defined]
+            env[f"s{i}"] = field._serialize_method  # type: ignore[attr-defined]  # the bound method
+            items.append(f"{field.data_key or name!r}: s{i}(obj)")
+            continue
+        if not field._CHECK_ATTRIBUTE:  # Constant, a Method without one: the field works from the object alone
             items.append(f"{field.data_key or name!r}: s{i}(None, {attribute!r}, obj)")
             continue
         if mapping:

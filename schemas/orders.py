@@ -132,7 +132,10 @@ class OrderOut(BaseSchema):
     distributions = fields.Method("_distributions", metadata={"type": ["array", "null"]})
 
     def _settled(self, order: Any, key: str) -> Any:
-        return (order.settlement or {}).get(key)
+        """``key`` of the settlement, of an ``Order`` or of a result row (a mapping: order reads render their
+        rows as they come, and five fields ask; a row's attribute access goes through ``__getattr__``)."""
+        settlement = order["settlement"] if isinstance(order, dict) else order.settlement
+        return (settlement or {}).get(key)
 
     def _gross(self, order: Any) -> Any:
         return self._settled(order, "grossAmount")
