@@ -8,6 +8,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import orjson
+
 from orchestrator import ids
 
 #: Event-type prefix -> aggregate type; balance events belong to the Balance aggregate (id = user id).
@@ -104,11 +106,20 @@ def build(event_type: str, aggregate_id: str, payload: dict[str, Any], *, user_i
 
 def iso(moment: datetime) -> str:
     """ISO 8601 UTC with milliseconds and ``Z`` (spec api.md §1.5)."""
-    # formatted by hand: strftime writes year 1 as "1", and cost 4 µs a call (a tenth of an
-    # order list's web CPU, issue 16); a time already at offset zero (psycopg's) needs no conversion
+    # strftime writes year 1 as "1" and cost 4 µs a call; a page of orders writes over two hundred
+    # times, a fifth of its rendering (issue 16). orjson writes an aware time in C as
+    # "YYYY-MM-DDTHH:MM:SS.ffffffZ" at offset zero (quoted: 29 bytes), which is cut to milliseconds; a
+    # time on a whole second (no fraction written) is formatted by hand. A time already at offset zero
+    # (psycopg's) needs no conversion.
     utc = moment if moment.tzinfo in _UTC_ZONES or moment.utcoffset() == _ZERO else moment.astimezone(UTC)
+    written = _dumps(utc, option=_UTC_Z)
+    if len(written) == 29:
+        return written[1:24].decode() + "Z"
     return "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ" % (  # noqa: UP031 - half an f-string's time here
         utc.year, utc.month, utc.day, utc.hour, utc.minute, utc.second, utc.microsecond // 1000)
+
+
+_dumps, _UTC_Z = orjson.dumps, orjson.OPT_UTC_Z
 
 
 _ZERO = timedelta(0)

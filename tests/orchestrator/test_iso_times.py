@@ -31,3 +31,11 @@ def test_milliseconds_are_truncated_and_small_years_padded() -> None:
     assert iso(datetime(999, 1, 2, 3, 4, 5, 678_999, tzinfo=ZoneInfo("Etc/UTC"))) == "0999-01-02T03:04:05.678Z"
     assert iso(datetime(2026, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC)) == "2026-12-31T23:59:59.999Z"
     assert iso(datetime(2027, 1, 1, 1, 0, 0, 500, tzinfo=timezone(timedelta(hours=2)))) == "2026-12-31T23:00:00.000Z"
+
+
+def test_a_time_on_a_whole_second_still_carries_its_milliseconds() -> None:
+    for zone in ZONES:
+        moment = datetime(2026, 12, 8, 3, 4, 5, tzinfo=UTC).astimezone(zone)
+        assert iso(moment) == "2026-12-08T03:04:05.000Z", zone
+    assert iso(datetime(1, 1, 1, tzinfo=UTC)) == "0001-01-01T00:00:00.000Z"
+    assert iso(datetime(1, 1, 1, 0, 0, 0, 1, tzinfo=UTC)) == "0001-01-01T00:00:00.000Z"
