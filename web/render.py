@@ -149,10 +149,9 @@ def order_views(rows: list[Any]) -> list[Any]:
 def _order_out(out: dict[str, Any], milestone_rows: list[Any], escrow: Any, dispute: Any) -> Any:
     """The order's own fields (``out``) with its milestones, escrow and dispute summary set in."""
     summary = None
-    if dispute is not None:
-        d = disputes_db.to_dispute(dispute)
-        summary = {"id": d.id, "status": d.status, "openedBy": d.opened_by, "reason": d.reason,
-                   "resolutionDecision": d.resolution_decision}
+    if dispute is not None:  # orders_db.DISPUTE_SUMMARY
+        summary = {"id": dispute["id"], "status": dispute["status"], "openedBy": dispute["opened_by"],
+                   "reason": dispute["reason"], "resolutionDecision": dispute["resolution_decision"]}
     out["milestones"] = [_MILESTONE_ROW(r) for r in milestone_rows]
     out["escrow"] = _ESCROW_ROW(escrow) if escrow else None
     out["dispute"] = summary

@@ -84,16 +84,19 @@ BY_ID = Query(select(orders).where(orders.c.id == bindparam("order_id")))
 # --- an order as the API shows it: the order with its milestones, live escrow and dispute, in one statement
 
 
-def _json_object(table: Table) -> ColumnElement[Any]:
-    """A row of ``table`` as a JSON object of all its columns, amounts as text (a JSON number would pass
-    through a float) and times in ISO 8601; ``related`` turns it back into a row."""
+def _json_object(table: Table, names: tuple[str, ...] | None = None) -> ColumnElement[Any]:
+    """A row of ``table`` as a JSON object of its columns (``names``, or all), amounts as text (a JSON
+    number would pass through a float) and times in ISO 8601; ``related`` turns it back into a row."""
     parts: list[Any] = []
-    for column in table.c:
+    for column in table.c if names is None else (table.c[name] for name in names):
         value = cast(column, Text) if isinstance(column.type, Numeric) else column
         parts += [literal_column(f"'{column.name}'"), value]
     return func.json_build_object(*parts)
 
 
+#: The dispute's columns an order view shows (api.md §2.8's summary). Only these: the JSON columns hold no
+#: value a client wrote (``evidence`` is one), so they are parsed by orjson (``prepared.open_pool``).
+DISPUTE_SUMMARY = ("id", "status", "opened_by", "reason", "resolution_decision")
 #: The order's milestones in creation order, its live escrow and its dispute, as JSON columns beside the
 #: order's own: ``GET /orders/{id}`` and a list page read everything in one statement and one round trip
 #: (py-spy, issue 16: the related reads were a third of a page's web CPU, mostly psycopg's async waits).
@@ -103,7 +106,7 @@ RELATED = (
     .where(milestones.c.order_id == orders.c.id).scalar_subquery().label("milestones_json"),
     select(_json_object(escrows)).where(escrows.c.order_id == orders.c.id, escrows.c.status != "DISCARDED")
     .limit(1).scalar_subquery().label("escrow_json"),  # at most one live escrow (ix_escrows_live_order)
-    select(_json_object(disputes)).where(disputes.c.order_id == orders.c.id)
+    select(_json_object(disputes, DISPUTE_SUMMARY)).where(disputes.c.order_id == orders.c.id)
     .limit(1).scalar_subquery().label("dispute_json"),  # at most one dispute per order
 )
 #: ``GET /orders/{id}``: the order and its related rows (``web/render.py``).
@@ -131,7 +134,7 @@ def view_parts(row: Any) -> tuple[list[Row], Row | None, Row | None]:
     escrow, dispute = row._mapping["escrow_json"], row._mapping["dispute_json"]
     return ([related(milestones, m) for m in row._mapping["milestones_json"]],
             related(escrows, escrow) if escrow is not None else None,
-            related(disputes, dispute) if dispute is not None else None)
+            Row(dispute) if dispute is not None else None)  # DISPUTE_SUMMARY: text only
 
 
 def by_id(order_id: str) -> Select:
