@@ -205,8 +205,9 @@ async def _configure(conn: AsyncConnection[Any]) -> None:
     ``orders_db.RELATED``), never stored: they carry amounts as text and small integers, which orjson
     and the standard library parse alike. The standard library's parser (with its encoding detection on
     bytes) was 5 % of an order page's web CPU (py-spy, issue 16). ``jsonb`` columns hold what clients
-    wrote (metadata, evidence), where orjson differs (an integer past 64 bits becomes a float, ``1e400``
-    is refused): they keep the standard library's parser."""
+    wrote (metadata, evidence), where orjson differs (an integer past 64 bits becomes a float, and one
+    past a double's range is refused: PostgreSQL writes ``1e400`` as its 401 digits): they keep the
+    standard library's parser."""
     conn.adapters.register_loader("json", _OrjsonLoader)
     conn.adapters.register_loader("json", _OrjsonBinaryLoader)
 
